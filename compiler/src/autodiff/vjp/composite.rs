@@ -1,0 +1,110 @@
+//! VJPs of matmul, indexing, cross-entropy, attention and rope.
+
+use super::Grads;
+use crate::error::Result;
+use crate::ir::{numel, AttentionRule, GraphBuilder, Node, Op, ValueId};
+
+pub(super) fn vjp(b: &mut GraphBuilder, node: &Node, y: ValueId, dy: ValueId, wants: &[bool]) -> Result<Grads> {
+    let ins = &node.inputs;
+    match &node.op {
+        Op::MatMul { transpose_a, transpose_b } => matmul(b, ins[0], ins[1], dy, *transpose_a, *transpose_b, wants),
+        Op::Gather => {
+            let rows = b.shape(ins[0])[0];
+            Ok(vec![Some(b.scatter_add(dy, ins[1], rows)?), None])
+        }
+        Op::ScatterAdd { .. } => Ok(vec![Some(b.gather(dy, ins[1])?), None]),
+        Op::CrossEntropy => {
+            // dlogits = dy · (softmax(l) − onehot(t)), zero on ignored rows (t < 0).
+            let (logits, t) = (ins[0], ins[1]);
+            let [n, v] = [b.shape(logits)[0], b.shape(logits)[1]];
+            let p = b.softmax(logits, 1)?;
+            let oh = b.one_hot(t, v)?;
+            let d = b.sub(p, oh)?;
+            let zero = b.scalar_i32(0);
+            let valid = b.ge(t, zero)?;
+            let w = b.mul(dy, valid)?;
+            let w = b.reshape(w, &[n, 1])?;
+            Ok(vec![Some(b.mul(d, w)?), None])
+        }
+        Op::Attention(rule) => attention(b, *rule, ins, y, dy, wants),
+        Op::AttentionPattern(rule) => pattern(b, *rule, ins, y, dy, wants),
+        Op::Rope { layout, inverse } => {
+            let dx = b.apply(Op::Rope { layout: *layout, inverse: !inverse }, &[dy, ins[1], ins[2]])?;
+            Ok(vec![Some(dx), None, None])
+        }
+        op => Err(crate::IrError::Grad(format!("no VJP for `{}`", op.name()))),
+    }
+}
+
+/// `Y = op(A) op(B)`: `dA = dY Bᵀ`, `dB = Aᵀ dY`, each expressed with transpose flags on the
+/// stored operands, then summed over broadcast batch dims.
+fn matmul(b: &mut GraphBuilder, x0: ValueId, x1: ValueId, dy: ValueId, ta: bool, tb: bool, wants: &[bool]) -> Result<Grads> {
+    let (s0, s1) = (b.shape(x0).to_vec(), b.shape(x1).to_vec());
+    let mut out = vec![None, None];
+    if wants[0] {
+        let d = if ta { b.matmul_t(x1, dy, tb, true)? } else { b.matmul_t(dy, x1, false, !tb)? };
+        out[0] = Some(b.sum_to(d, &s0)?);
+    }
+    if wants[1] {
+        let d = if s1.len() == 2 && s0.len() > 2 && !ta {
+            // A shared weight against a batched activation: fold the batch into the rows so
+            // the weight gradient is one large GEMM, not a batch of GEMMs and a reduction.
+            let k = s0[s0.len() - 1];
+            let rows = numel(&s0) / k;
+            let n = b.shape(dy)[b.shape(dy).len() - 1];
+            let a2 = b.reshape(x0, &[rows, k])?;
+            let dy2 = b.reshape(dy, &[rows, n])?;
+            if tb {
+                b.matmul_t(dy2, a2, true, false)?
+            } else {
+                b.matmul_t(a2, dy2, true, false)?
+            }
+        } else if tb {
+            b.matmul_t(dy, x0, true, ta)?
+        } else {
+            b.matmul_t(x0, dy, !ta, false)?
+        };
+        out[1] = Some(b.sum_to(d, &s1)?);
+    }
+    Ok(out)
+}
+
+/// Attention's backward is one op producing `[3, B,H,T,d]` = (dq, dk, dv), split here.
+fn attention(b: &mut GraphBuilder, rule: AttentionRule, ins: &[ValueId], y: ValueId, dy: ValueId, wants: &[bool]) -> Result<Grads> {
+    let mut bwd_ins = vec![ins[0], ins[1], ins[2], y, dy];
+    bwd_ins.extend(ins.get(3));
+    let packed = b.apply(Op::AttentionBackward(rule), &bwd_ins)?;
+    let qs = b.shape(ins[0]).to_vec();
+    let mut out = vec![None; ins.len()];
+    for i in 0..3 {
+        if wants[i] {
+            let s = b.slice(packed, 0, i, i + 1)?;
+            out[i] = Some(b.reshape(s, &qs)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Gradient through the weights `W` themselves (a captured pattern used in a loss).
+/// With `s = |W|` and `σ = sign(W)`, both rules give `dp = s ⊙ (dW − σ · rowsum(W ⊙ dW))`
+/// (for softmax `σ = 1`); then `dq = scale · dp k`, `dk = scale · dpᵀ q`. The pattern is
+/// already materialised, so this T×T decomposition costs nothing extra.
+fn pattern(b: &mut GraphBuilder, rule: AttentionRule, ins: &[ValueId], w: ValueId, dw: ValueId, wants: &[bool]) -> Result<Grads> {
+    let s = b.abs(w)?;
+    let sg = b.sign(w)?;
+    let wdw = b.mul(w, dw)?;
+    let delta = b.sum(wdw, 3, true)?;
+    let t = b.mul(sg, delta)?;
+    let t = b.sub(dw, t)?;
+    let dp = b.mul(s, t)?;
+    let scale = b.scalar(rule.scale);
+    let dp = b.mul(dp, scale)?;
+    let mut out = vec![None; ins.len()];
+    if wants[0] {
+        out[0] = Some(b.matmul(dp, ins[1])?);
+    }
+    if wants[1] {
+        out[1] = Some(b.matmul_t(dp, ins[0], true, false)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,206 @@
+//! Semantic checks: names, types, dimension arithmetic, layer schedules, pools and routers,
+//! training and program sections. The result, [`Checked`], is what lowering consumes.
+//!
+//! Invariant: a spec that checks cleanly always lowers; every rule the compiler relies on
+//! (divisibility, schedule coverage, pool sizes, table lengths) is enforced here with a
+//! diagnostic that points at the spec.
+
+mod eval;
+mod model;
+mod rules;
+mod train;
+pub mod value;
+
+pub use eval::{Binding, Scope};
+use value::{CallValue, Value};
+
+use crate::ast::{BlockDef, Expr, File, Program};
+use crate::diagnostic::Diagnostic;
+use crate::Span;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A checked spec: the AST plus every setting resolved to a value.
+#[derive(Clone, Debug, Serialize)]
+pub struct Checked {
+    pub model: ModelInfo,
+    pub train: Option<TrainInfo>,
+    pub programs: Vec<ProgramInfo>,
+}
+
+/// A checked `model` section.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub span: Span,
+    /// Every setting of `MODEL_SETTINGS` (defaults filled) and every user constant.
+    pub settings: BTreeMap<String, Value>,
+    pub blocks: BTreeMap<String, BlockDef>,
+    pub pools: BTreeMap<String, PoolInfo>,
+    /// One entry per layer index, in order.
+    pub layers: Vec<LayerPlan>,
+}
+
+impl ModelInfo {
+    /// An integer setting (`vocab`, `dim`, `heads`, `kv_heads`, `head_dim`, `layers`, `ctx`).
+    pub fn int(&self, key: &str) -> i64 {
+        self.settings.get(key).and_then(Value::as_int).unwrap_or(0)
+    }
+
+    pub fn setting(&self, key: &str) -> Option<&Value> {
+        self.settings.get(key)
+    }
+
+    /// The scope block bodies are evaluated in (settings and pools), for lowering.
+    pub fn scope(&self) -> Scope {
+        let mut s = Scope::default();
+        for (k, v) in &self.settings {
+            s.insert(k, Binding::Const(v.clone(), self.span));
+        }
+        for (k, p) in &self.pools {
+            s.insert(k, Binding::Pool { size: p.size, span: p.span });
+        }
+        s.insert("x", Binding::Tensor(self.span));
+        s
+    }
+
+    /// Resolves a builtin call inside a block body with the given parameter values, filling
+    /// defaults: lowering uses this so it never re-implements argument rules.
+    pub fn resolve_call(&self, e: &Expr, kind: crate::builtins::Kind, params: &BTreeMap<String, Value>) -> Option<CallValue> {
+        let mut scope = self.scope();
+        for (k, v) in params {
+            scope.insert(k, Binding::Param(Some(v.clone()), self.span));
+        }
+        let mut ev = eval::Eval::default();
+        match ev.expect(e, crate::builtins::Ty::Of(kind), "", &scope)? {
+            Value::Call(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// A checked `pool NAME[SIZE] { module }`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolInfo {
+    pub size: i64,
+    pub module: Expr,
+    pub span: Span,
+}
+
+/// What one layer index runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerPlan {
+    pub block: String,
+    /// Block parameter name → the value the layer rule passes.
+    pub args: BTreeMap<String, Value>,
+    /// The layer rule this came from.
+    pub span: Span,
+}
+
+/// A checked `train` section: every setting, defaults filled.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainInfo {
+    pub settings: BTreeMap<String, Value>,
+    pub span: Span,
+}
+
+impl TrainInfo {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.settings.get(key)
+    }
+
+    pub fn int(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(Value::as_int)
+    }
+
+    pub fn float(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(Value::as_f64)
+    }
+
+    pub fn call(&self, key: &str) -> Option<&CallValue> {
+        self.get(key).and_then(Value::as_call)
+    }
+}
+
+/// A checked `program NAME = probe(...)`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramInfo {
+    pub name: String,
+    pub call: CallValue,
+    pub span: Span,
+}
+
+/// Checks a parsed file. Returns every diagnostic found, in source order.
+pub fn check(file: &File) -> Result<Checked, Vec<Diagnostic>> {
+    let mut ev = eval::Eval::default();
+    let mut models = file.models();
+    let model = match models.next() {
+        Some(m) => m,
+        None => {
+            let d = Diagnostic::new("missing-model", Span::default(), "this file has no `model` section")
+                .label("expected `model NAME { ... }`")
+                .help("every spec describes one model: `model gpt { vocab = 256 ... }`");
+            return Err(vec![d]);
+        }
+    };
+    for extra in models {
+        ev.error(
+            Diagnostic::new("duplicate", extra.name.span, "a spec holds one model")
+                .label("second model")
+                .related(model.name.span, "first model here")
+                .help("put each model in its own file"),
+        );
+    }
+    let info = model::check_model(&mut ev, model);
+    let mut trains = file.trains();
+    let train = trains.next().map(|t| train::check_train(&mut ev, t, model, info.as_ref()));
+    for extra in trains {
+        ev.error(
+            Diagnostic::new("duplicate", extra.span, "a spec holds at most one `train` section")
+                .label("second train section"),
+        );
+    }
+    let programs = check_programs(&mut ev, file.programs(), info.as_ref());
+    let mut diags = ev.diags;
+    if diags.is_empty() {
+        if let (Some(model), Some(programs)) = (info, programs) {
+            return Ok(Checked { model, train: train.flatten(), programs });
+        }
+    }
+    diags.sort_by_key(|d| d.span.start);
+    Err(diags)
+}
+
+fn check_programs<'a>(
+    ev: &mut eval::Eval,
+    programs: impl Iterator<Item = &'a Program>,
+    model: Option<&ModelInfo>,
+) -> Option<Vec<ProgramInfo>> {
+    let scope = model.map(ModelInfo::scope).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    for p in programs {
+        if let Some(first) = seen.get(p.name.name.as_str()) {
+            ev.error(
+                Diagnostic::new("duplicate", p.name.span, format!("program `{}` is defined twice", p.name.name))
+                    .label("second definition")
+                    .related(*first, "first defined here"),
+            );
+            continue;
+        }
+        seen.insert(&p.name.name, p.name.span);
+        if let Some(Value::Call(call)) = ev.expect(&p.value, crate::builtins::Ty::Of(crate::builtins::Kind::Probe), "program", &scope) {
+            if let Some(m) = model {
+                rules::probe_rules(ev, &call, m);
+            }
+            out.push(ProgramInfo { name: p.name.name.clone(), call, span: p.span });
+        }
+    }
+    Some(out)
+}
+
+/// Parses and checks source text.
+pub fn check_source(src: &str) -> Result<Checked, Vec<Diagnostic>> {
+    let file = crate::parse(src)?;
+    check(&file)
+}

@@ -1,0 +1,424 @@
+//! Text → AST. pest does the recognising; this module builds the typed tree, turns pest's
+//! errors into diagnostics with friendly wording, and recovers after a syntax error so that
+//! several broken lines in one file are all reported.
+
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+use crate::Span;
+use pest::iterators::Pair;
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+use pest::Parser as _;
+use std::sync::OnceLock;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "grammar.pest"]
+struct WeftParser;
+
+/// The most syntax errors reported for one file before giving up.
+const MAX_SYNTAX_ERRORS: usize = 10;
+
+/// Parses a whole file. Returns the tree when the text is syntactically valid, and every
+/// syntax error found otherwise. Never panics.
+pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
+    pest::set_call_limit(std::num::NonZeroUsize::new(5_000_000));
+    match parse_once(src) {
+        Ok(f) => Ok(f),
+        Err(first) => Err(recover(src, first)),
+    }
+}
+
+/// Parses one expression (used for the defaults in the builtin table).
+pub(crate) fn parse_expr(src: &str) -> Result<Expr, Diagnostic> {
+    let mut pairs = WeftParser::parse(Rule::expr_only, src).map_err(|e| syntax_error(src, e))?;
+    let top = pairs.next().expect("expr_only pair");
+    Ok(build_expr(top.into_inner().next().expect("expr inside expr_only")))
+}
+
+fn parse_once(src: &str) -> Result<File, Diagnostic> {
+    let mut pairs = WeftParser::parse(Rule::file, src).map_err(|e| syntax_error(src, e))?;
+    let file = pairs.next().expect("pest returns the `file` pair on success");
+    Ok(build_file(file))
+}
+
+/// After an error, blank the offending line (keeping byte offsets) and parse again, as long
+/// as each new error lies on a later line. This finds independent mistakes on separate lines
+/// without inventing cascades from an unbalanced brace.
+fn recover(src: &str, first: Diagnostic) -> Vec<Diagnostic> {
+    let mut errors = vec![first];
+    let mut text = src.to_string();
+    while errors.len() < MAX_SYNTAX_ERRORS {
+        let last = errors.last().expect("at least one error").span.start.min(text.len());
+        let line_start = text[..last].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line_end = text[last..].find('\n').map(|i| last + i).unwrap_or(text.len());
+        if line_start == line_end {
+            break;
+        }
+        let blank: String = text[line_start..line_end]
+            .chars()
+            .map(|c| " ".repeat(c.len_utf8()))
+            .collect();
+        text.replace_range(line_start..line_end, &blank);
+        match parse_once(&text) {
+            Ok(_) => break,
+            Err(e) if e.span.start > line_end => errors.push(e),
+            Err(_) => break,
+        }
+    }
+    errors
+}
+
+fn syntax_error(src: &str, e: pest::error::Error<Rule>) -> Diagnostic {
+    use pest::error::{ErrorVariant, InputLocation};
+    let pos = match e.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    let found = found_at(src, pos);
+    let span = Span::new(pos, pos + found.len().max(usize::from(pos < src.len())).min(src.len() - pos));
+    let expected = match &e.variant {
+        ErrorVariant::ParsingError { positives, .. } => describe_expected(positives),
+        ErrorVariant::CustomError { message } => message.clone(),
+    };
+    let shown = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
+    let mut d = Diagnostic::new("syntax", span, format!("expected {expected}, found {shown}"))
+        .label(format!("expected {expected}"));
+    d.help = syntax_hint(src, pos, &found);
+    d
+}
+
+/// The token-ish text at `pos`: a word, a number, or one symbol.
+fn found_at(src: &str, pos: usize) -> String {
+    let rest = &src[pos.min(src.len())..];
+    let mut chars = rest.chars();
+    match chars.next() {
+        None => String::new(),
+        Some(c) if c.is_alphanumeric() || c == '_' => rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+            .collect(),
+        Some(c) => c.to_string(),
+    }
+}
+
+fn syntax_hint(src: &str, pos: usize, found: &str) -> Option<String> {
+    let before = src[..pos.min(src.len())].trim_end();
+    if found == "=" && before.ends_with(':') {
+        return Some("named arguments use `name: value`, assignments use `name = value`".into());
+    }
+    if found == ":" {
+        return Some("`name: value` is only valid inside a call's argument list".into());
+    }
+    if found.is_empty() {
+        return Some("a `{`, `(` or `[` opened earlier is never closed".into());
+    }
+    if matches!(found, "let" | "var" | "const" | "def" | "fn") {
+        return Some(format!("weft has no `{found}`: write `name = value`"));
+    }
+    if before.ends_with("=>") {
+        return Some("a layer rule maps a range to a block: `1 .. 3 => decoder(signed)`".into());
+    }
+    None
+}
+
+fn describe_expected(rules: &[Rule]) -> String {
+    let mut names: Vec<&str> = rules.iter().map(|r| rule_name(*r)).collect();
+    names.sort();
+    names.dedup();
+    match names.len() {
+        0 => "something else".into(),
+        1 => names[0].into(),
+        _ => {
+            let last = names.pop().expect("len >= 2");
+            format!("{} or {last}", names.join(", "))
+        }
+    }
+}
+
+fn rule_name(r: Rule) -> &'static str {
+    match r {
+        Rule::EOI => "end of file",
+        Rule::model | Rule::train | Rule::program | Rule::decl => {
+            "`model`, `train` or `program`"
+        }
+        Rule::block_def | Rule::pool_def | Rule::layers_def | Rule::model_item => {
+            "a model item (`name = value`, `block`, `pool` or `layers`)"
+        }
+        Rule::assign | Rule::stmt | Rule::repeat => "a statement (`name = value` or `repeat`)",
+        Rule::layer_rule | Rule::layer_range => "a layer rule (`0 .. 2 => block`)",
+        Rule::params => "a parameter list",
+        Rule::expr | Rule::primary | Rule::prefix | Rule::neg => "an expression",
+        Rule::infix | Rule::add | Rule::sub | Rule::mul | Rule::div => "an operator",
+        Rule::call => "a call",
+        Rule::arg | Rule::arg_name => "an argument",
+        Rule::list => "a list",
+        Rule::float | Rule::int | Rule::exponent => "a number",
+        Rule::string | Rule::inner => "a string",
+        Rule::boolean => "`true` or `false`",
+        Rule::ident | Rule::ident_char | Rule::keyword => "a name",
+        Rule::file | Rule::expr_only => "a declaration",
+        Rule::WHITESPACE | Rule::COMMENT => "whitespace",
+    }
+}
+
+/// The pair's span without trailing whitespace and comments: pest's implicit skipping
+/// before an optional repetition that then matches nothing leaves them inside the pair.
+fn span_of(p: &Pair<Rule>) -> Span {
+    let s = p.as_span();
+    Span::new(s.start(), s.start() + end_of_code(s.as_str()))
+}
+
+/// Byte length of `text` up to the end of its last non-trivia character.
+fn end_of_code(text: &str) -> usize {
+    let (mut end, mut in_comment, mut in_str, mut escaped) = (0, false, false, false);
+    for (i, c) in text.char_indices() {
+        if in_comment {
+            in_comment = c != '\n';
+            continue;
+        }
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+            end = i + c.len_utf8();
+            continue;
+        }
+        match c {
+            '#' => in_comment = true,
+            '"' => {
+                in_str = true;
+                end = i + 1;
+            }
+            c if c.is_whitespace() || c == ';' => {}
+            c => end = i + c.len_utf8(),
+        }
+    }
+    end
+}
+
+fn build_file(p: Pair<Rule>) -> File {
+    let mut decls = Vec::new();
+    for d in p.into_inner() {
+        match d.as_rule() {
+            Rule::model => decls.push(Decl::Model(build_model(d))),
+            Rule::train => decls.push(Decl::Train(build_train(d))),
+            Rule::program => decls.push(Decl::Program(build_program(d))),
+            _ => {}
+        }
+    }
+    File { decls }
+}
+
+fn build_ident(p: Pair<Rule>) -> Ident {
+    Ident { name: p.as_str().to_string(), span: span_of(&p) }
+}
+
+fn build_model(p: Pair<Rule>) -> Model {
+    let span = span_of(&p);
+    let mut inner = p.into_inner();
+    let name = build_ident(inner.next().expect("model name"));
+    let items = inner
+        .map(|it| match it.as_rule() {
+            Rule::block_def => ModelItem::Block(build_block(it)),
+            Rule::pool_def => ModelItem::Pool(build_pool(it)),
+            Rule::layers_def => ModelItem::Layers(build_layers(it)),
+            _ => ModelItem::Assign(build_assign(it)),
+        })
+        .collect();
+    Model { name, items, span }
+}
+
+fn build_block(p: Pair<Rule>) -> BlockDef {
+    let span = span_of(&p);
+    let mut inner = p.into_inner().peekable();
+    let name = build_ident(inner.next().expect("block name"));
+    let params = match inner.peek().map(|q| q.as_rule()) {
+        Some(Rule::params) => inner.next().expect("peeked").into_inner().map(build_ident).collect(),
+        _ => Vec::new(),
+    };
+    let body = inner.map(build_stmt).collect();
+    BlockDef { name, params, body, span }
+}
+
+fn build_pool(p: Pair<Rule>) -> PoolDef {
+    let span = span_of(&p);
+    let mut inner = p.into_inner();
+    let name = build_ident(inner.next().expect("pool name"));
+    let size = build_expr(inner.next().expect("pool size"));
+    let module = build_expr(inner.next().expect("pool module"));
+    PoolDef { name, size, module, span }
+}
+
+fn build_layers(p: Pair<Rule>) -> LayersDef {
+    let span = span_of(&p);
+    let rules = p
+        .into_inner()
+        .map(|r| {
+            let span = span_of(&r);
+            let mut inner = r.into_inner();
+            let mut range = inner.next().expect("layer range").into_inner();
+            let start = build_expr(range.next().expect("range start"));
+            let end = range.next().map(build_expr);
+            let target = build_expr(inner.next().expect("layer target"));
+            LayerRule { start, end, target, span }
+        })
+        .collect();
+    LayersDef { rules, span }
+}
+
+fn build_stmt(p: Pair<Rule>) -> Stmt {
+    match p.as_rule() {
+        Rule::repeat => {
+            let span = span_of(&p);
+            let mut inner = p.into_inner();
+            let count = build_expr(inner.next().expect("repeat count"));
+            Stmt::Repeat(Repeat { count, body: inner.map(build_stmt).collect(), span })
+        }
+        _ => Stmt::Assign(build_assign(p)),
+    }
+}
+
+fn build_assign(p: Pair<Rule>) -> Assign {
+    let span = span_of(&p);
+    let mut inner = p.into_inner();
+    let name = build_ident(inner.next().expect("assign name"));
+    let value = build_expr(inner.next().expect("assign value"));
+    Assign { name, value, span }
+}
+
+fn build_train(p: Pair<Rule>) -> Train {
+    let span = span_of(&p);
+    let mut inner = p.into_inner().peekable();
+    let model = match inner.peek().map(|q| q.as_rule()) {
+        Some(Rule::ident) => Some(build_ident(inner.next().expect("peeked"))),
+        _ => None,
+    };
+    Train { model, items: inner.map(build_assign).collect(), span }
+}
+
+fn build_program(p: Pair<Rule>) -> Program {
+    let span = span_of(&p);
+    let mut inner = p.into_inner();
+    let name = build_ident(inner.next().expect("program name"));
+    let value = build_expr(inner.next().expect("program value"));
+    Program { name, value, span }
+}
+
+fn pratt() -> &'static PrattParser<Rule> {
+    static P: OnceLock<PrattParser<Rule>> = OnceLock::new();
+    P.get_or_init(|| {
+        PrattParser::new()
+            .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
+            .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left))
+            .op(Op::prefix(Rule::neg))
+    })
+}
+
+fn build_expr(p: Pair<Rule>) -> Expr {
+    pratt()
+        .map_primary(build_primary)
+        .map_prefix(|op, rhs| Expr {
+            span: span_of(&op).join(rhs.span),
+            kind: ExprKind::Neg(Box::new(rhs)),
+        })
+        .map_infix(|lhs, op, rhs| {
+            let op = match op.as_rule() {
+                Rule::add => BinOp::Add,
+                Rule::sub => BinOp::Sub,
+                Rule::mul => BinOp::Mul,
+                _ => BinOp::Div,
+            };
+            Expr {
+                span: lhs.span.join(rhs.span),
+                kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) },
+            }
+        })
+        .parse(p.into_inner())
+}
+
+fn build_primary(p: Pair<Rule>) -> Expr {
+    let span = span_of(&p);
+    let kind = match p.as_rule() {
+        Rule::expr => return build_expr(p),
+        // Literals that overflow their type saturate; the checker's range rules catch them.
+        Rule::int => ExprKind::Int(p.as_str().parse().unwrap_or(i64::MAX)),
+        Rule::float => ExprKind::Float(p.as_str().parse().unwrap_or(f64::MAX)),
+        Rule::string => ExprKind::Str(unescape(p.into_inner().as_str())),
+        Rule::boolean => ExprKind::Bool(p.as_str() == "true"),
+        Rule::ident => ExprKind::Ident(p.as_str().to_string()),
+        Rule::list => ExprKind::List(p.into_inner().map(build_expr).collect()),
+        Rule::call => {
+            let mut inner = p.into_inner();
+            let func = build_ident(inner.next().expect("call name"));
+            let args = inner
+                .map(|a| {
+                    let mut parts = a.into_inner().peekable();
+                    let name = match parts.peek().map(|q| q.as_rule()) {
+                        Some(Rule::arg_name) => Some(build_ident(
+                            parts.next().expect("peeked").into_inner().next().expect("arg ident"),
+                        )),
+                        _ => None,
+                    };
+                    Arg { name, value: build_expr(parts.next().expect("arg value")) }
+                })
+                .collect();
+            ExprKind::Call { func, args }
+        }
+        other => unreachable!("grammar has no primary {other:?}"),
+    };
+    Expr { kind, span }
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_and_negation() {
+        let f = parse("model m { a = 1 + 2 * -3 }").unwrap();
+        let Decl::Model(m) = &f.decls[0] else { panic!() };
+        let ModelItem::Assign(a) = &m.items[0] else { panic!() };
+        let ExprKind::Binary { op: BinOp::Add, rhs, .. } = &a.value.kind else { panic!("{a:?}") };
+        let ExprKind::Binary { op: BinOp::Mul, rhs: r2, .. } = &rhs.kind else { panic!() };
+        assert!(matches!(r2.kind, ExprKind::Neg(_)));
+    }
+
+    #[test]
+    fn ranges_do_not_lex_as_floats() {
+        let f = parse("model m { layers { 1..3 => b } }").unwrap();
+        let Decl::Model(m) = &f.decls[0] else { panic!() };
+        let ModelItem::Layers(l) = &m.items[0] else { panic!() };
+        assert_eq!(l.rules[0].start.kind, ExprKind::Int(1));
+        assert_eq!(l.rules[0].end.as_ref().unwrap().kind, ExprKind::Int(3));
+    }
+
+    #[test]
+    fn several_broken_lines_are_all_reported() {
+        let src = "model m {\n  a = = 1\n  b = 2\n  c = )\n}\n";
+        let errs = parse(src).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(errs[0].line_col(src).0, 2);
+        assert_eq!(errs[1].line_col(src).0, 4);
+    }
+}

@@ -1,0 +1,54 @@
+use crate::error::RunError;
+use crate::tensor::Tensor;
+use std::collections::{BTreeMap, HashMap};
+use weft_compiler::ir::Graph;
+
+/// Parameter values by name (the names of `Graph::params`).
+pub type ParamStore = HashMap<String, Tensor>;
+
+/// Which hook points a run should capture.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HookSelection {
+    /// None (hooks cost nothing then).
+    #[default]
+    None,
+    /// Every hook the graph defines.
+    All,
+    /// These names; an unknown name is an error.
+    Names(Vec<String>),
+}
+
+/// What a run returns: named outputs and the captured hooks, in name order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outputs {
+    pub outputs: BTreeMap<String, Tensor>,
+    pub hooks: BTreeMap<String, Tensor>,
+}
+
+impl Outputs {
+    /// The named output.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.outputs.get(name)
+    }
+
+    /// The named captured hook.
+    pub fn hook(&self, name: &str) -> Option<&Tensor> {
+        self.hooks.get(name)
+    }
+}
+
+/// Something that can execute a graph: the CPU reference today, wgpu later.
+pub trait Backend {
+    /// Human-readable backend (and adapter) name.
+    fn name(&self) -> &str;
+
+    /// Runs `graph` once on `inputs` and `params`, returning every output and the selected
+    /// hooks. Missing or mistyped inputs and params are errors naming the tensor; NaN is not.
+    fn run(
+        &self,
+        graph: &Graph,
+        inputs: &HashMap<String, Tensor>,
+        params: &ParamStore,
+        hooks: &HookSelection,
+    ) -> Result<Outputs, RunError>;
+}

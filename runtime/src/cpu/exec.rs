@@ -1,0 +1,202 @@
+//! The interpreter loop: checks the feeds, then evaluates nodes in arena (topological)
+//! order, dropping each value after its last reader unless it is an output or a
+//! requested hook.
+
+use super::attention::{self, Dims};
+use super::elementwise as ew;
+use super::index;
+use super::matmul::matmul;
+use super::real::CpuReal;
+use super::reduce;
+use super::rope::rope;
+use super::shape_ops;
+use super::value::{map_value, Value};
+use crate::backend::{HookSelection, Outputs, ParamStore};
+use crate::error::RunError;
+use crate::tensor::{Tensor, TensorData};
+use std::collections::HashMap;
+use weft_compiler::ir::{verify, ConstValue, DType, Graph, Op, ValueId};
+
+fn hook_ids(g: &Graph, hooks: &HookSelection) -> Result<Vec<(String, ValueId)>, RunError> {
+    match hooks {
+        HookSelection::None => Ok(Vec::new()),
+        HookSelection::All => Ok(g.hooks.clone()),
+        HookSelection::Names(names) => names
+            .iter()
+            .map(|n| g.hook(n).map(|v| (n.clone(), v)).ok_or_else(|| RunError::UnknownHook { name: n.clone() }))
+            .collect(),
+    }
+}
+
+fn feed_input<T: CpuReal>(g: &Graph, name: &str, inputs: &HashMap<String, Tensor>) -> Result<Value<T>, RunError> {
+    let info = g.inputs.iter().find(|i| i.name == name).ok_or_else(|| RunError::MissingInput { name: name.into() })?;
+    let t = inputs.get(name).ok_or_else(|| RunError::MissingInput { name: name.into() })?;
+    let value = match (info.dtype, &t.data) {
+        (DType::I32, TensorData::I32(v)) => Some(Value::I(v.clone())),
+        (DType::F32, d) => T::from_data(d).map(Value::F),
+        _ => None,
+    };
+    match value {
+        Some(v) if t.shape == info.shape => Ok(v),
+        _ => Err(RunError::InputType {
+            name: name.into(),
+            expected: info.dtype.to_string(),
+            want: info.shape.clone(),
+            got: t.dtype_name(),
+            got_shape: t.shape.clone(),
+        }),
+    }
+}
+
+fn feed_param<T: CpuReal>(g: &Graph, index: usize, params: &ParamStore) -> Result<Value<T>, RunError> {
+    let info = &g.params[index];
+    let t = params.get(&info.name).ok_or_else(|| RunError::MissingParam { name: info.name.clone() })?;
+    match T::from_data(&t.data) {
+        Some(v) if t.shape == info.shape => Ok(Value::F(v)),
+        _ => Err(RunError::ParamType {
+            name: info.name.clone(),
+            want: info.shape.clone(),
+            got: t.dtype_name(),
+            got_shape: t.shape.clone(),
+        }),
+    }
+}
+
+fn to_tensor<T: CpuReal>(v: &Value<T>, shape: &[usize]) -> Tensor {
+    let data = match v {
+        Value::F(x) => T::into_data(x.clone()),
+        Value::I(x) => TensorData::I32(x.clone()),
+    };
+    Tensor { shape: shape.to_vec(), data }
+}
+
+/// Runs `g` in precision `T`.
+pub(crate) fn run<T: CpuReal>(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+    params: &ParamStore,
+    hooks: &HookSelection,
+) -> Result<Outputs, RunError> {
+    verify(g)?;
+    let hooks = hook_ids(g, hooks)?;
+    // Check every declared input up front so a missing one is reported even if unused.
+    for info in &g.inputs {
+        if !inputs.contains_key(&info.name) {
+            return Err(RunError::MissingInput { name: info.name.clone() });
+        }
+    }
+    let mut last = g.last_uses();
+    for &(_, v) in g.outputs.iter().chain(&hooks) {
+        last[v.index()] = Some(usize::MAX);
+    }
+    let mut vals: Vec<Option<Value<T>>> = vec![None; g.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        let value = {
+            let ins: Vec<&Value<T>> =
+                node.inputs.iter().map(|v| vals[v.index()].as_ref().expect("interpreter bug: value freed early")).collect();
+            eval(g, i, &ins, inputs, params)?
+        };
+        vals[i] = Some(value);
+        for v in &node.inputs {
+            if last[v.index()] == Some(i) {
+                vals[v.index()] = None;
+            }
+        }
+    }
+    let collect = |list: &[(String, ValueId)]| {
+        list.iter()
+            .map(|(n, v)| (n.clone(), to_tensor(vals[v.index()].as_ref().expect("root kept"), g.shape(*v))))
+            .collect()
+    };
+    Ok(Outputs { outputs: collect(&g.outputs), hooks: collect(&hooks) })
+}
+
+/// Evaluates node `i` given its input values.
+fn eval<T: CpuReal>(
+    g: &Graph,
+    i: usize,
+    ins: &[&Value<T>],
+    inputs: &HashMap<String, Tensor>,
+    params: &ParamStore,
+) -> Result<Value<T>, RunError> {
+    let node = &g.nodes[i];
+    let shape = node.shape.as_slice();
+    let s = |k: usize| g.shape(node.inputs[k]);
+    let id = i as u32;
+    Ok(match &node.op {
+        Op::Input { name } => feed_input(g, name, inputs)?,
+        Op::Param { index } => feed_param(g, *index, params)?,
+        Op::Const { value } => match value {
+            ConstValue::F32(v) => Value::F(v.iter().map(|&x| T::from_f64(x as f64)).collect()),
+            ConstValue::I32(v) => Value::I(v.clone()),
+        },
+        Op::Iota { axis } => {
+            let idx = shape_ops::iota(shape, *axis);
+            match node.dtype {
+                DType::I32 => Value::I(idx.into_iter().map(|x| x as i32).collect()),
+                _ => Value::F(idx.into_iter().map(|x| T::from_f64(x as f64)).collect()),
+            }
+        }
+        Op::Unary(u) => Value::F(ew::unary(*u, ins[0].f())),
+        Op::UnaryGrad(u) => Value::F(ew::unary_grad(*u, ins[0].f(), ins[1].f())),
+        Op::Binary(b) => ew::binary(*b, ins[0], s(0), ins[1], s(1), shape),
+        Op::Compare(c) => Value::F(ew::compare(*c, ins[0], s(0), ins[1], s(1), shape)),
+        Op::Where => ew::where_(ins[0], s(0), ins[1], s(1), ins[2], s(2), shape),
+        Op::Cast { to } => ew::cast(ins[0], *to),
+        Op::PowConst { exponent } => {
+            let e = T::from_f64(*exponent as f64);
+            Value::F(ew::map(ins[0].f(), |x| x.powf(e)))
+        }
+        Op::Clamp { min, max } => Value::F(ew::clamp(ins[0].f(), *min, *max)),
+        Op::StraightThrough => Value::F(ew::unary(weft_compiler::ir::UnaryOp::Sign, ins[0].f())),
+        Op::StopGradient | Op::Reshape { .. } => ins[0].clone(),
+        Op::Reduce { op, axis, .. } => reduce::reduce(*op, ins[0], s(0), *axis),
+        Op::LogSumExp { axis, .. } => Value::F(reduce::logsumexp(ins[0].f(), s(0), *axis)),
+        Op::Softmax { axis } => Value::F(reduce::softmax(ins[0].f(), s(0), *axis)),
+        Op::CumSum { axis, reverse } => reduce::cumsum(ins[0], s(0), *axis, *reverse),
+        Op::ArgMax { axis, .. } => Value::I(reduce::argmax(ins[0], s(0), *axis)),
+        Op::TopKMask { k, axis } => Value::F(reduce::topk_mask(ins[0].f(), s(0), *axis, *k)),
+        Op::MatMul { transpose_a, transpose_b } => {
+            Value::F(matmul(ins[0].f(), s(0), ins[1].f(), s(1), shape, *transpose_a, *transpose_b))
+        }
+        Op::Permute { perm } => map_value!(ins[0], |x| shape_ops::permute(x, s(0), perm)),
+        Op::BroadcastTo { .. } => map_value!(ins[0], |x| shape_ops::broadcast(x, s(0), shape)),
+        Op::Slice { axis, start, end } => map_value!(ins[0], |x| shape_ops::slice(x, s(0), *axis, *start, *end)),
+        Op::Concat { axis } => match ins[0] {
+            Value::F(_) => {
+                let parts: Vec<(&[T], &[usize])> = ins.iter().enumerate().map(|(k, v)| (v.f(), s(k))).collect();
+                Value::F(shape_ops::concat(&parts, *axis))
+            }
+            Value::I(_) => {
+                let parts: Vec<(&[i32], &[usize])> = ins.iter().enumerate().map(|(k, v)| (v.i(), s(k))).collect();
+                Value::I(shape_ops::concat(&parts, *axis))
+            }
+        },
+        Op::Gather => {
+            let rows = s(0)[0];
+            match ins[0] {
+                Value::F(t) => Value::F(index::gather(t, rows, ins[1].i(), id)?),
+                Value::I(t) => Value::I(index::gather(t, rows, ins[1].i(), id)?),
+            }
+        }
+        Op::ScatterAdd { rows } => Value::F(index::scatter_add(ins[0].f(), ins[1].i(), *rows, id)?),
+        Op::OneHot { depth } => Value::F(index::one_hot(ins[0].i(), *depth)),
+        Op::CrossEntropy => Value::F(index::cross_entropy(ins[0].f(), s(0)[1], ins[1].i(), id)?),
+        Op::Attention(rule) => {
+            let seg = ins.get(3).map(|v| v.i());
+            Value::F(attention::forward(rule, ins[0].f(), ins[1].f(), ins[2].f(), seg, Dims::from_shape(s(0))))
+        }
+        Op::AttentionPattern(rule) => {
+            let seg = ins.get(3).map(|v| v.i());
+            Value::F(attention::pattern(rule, ins[0].f(), ins[1].f(), seg, Dims::from_shape(s(0))))
+        }
+        Op::AttentionBackward(rule) => {
+            let seg = ins.get(5).map(|v| v.i());
+            let dm = Dims::from_shape(s(0));
+            Value::F(attention::backward(rule, ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f(), seg, dm))
+        }
+        Op::Rope { layout, inverse } => {
+            Value::F(rope(ins[0].f(), ins[1].f(), ins[2].i(), Dims::from_shape(s(0)), *layout, *inverse))
+        }
+    })
+}

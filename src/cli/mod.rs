@@ -1,0 +1,5 @@
+//! Subcommand implementations; `main.rs` only parses arguments.
+
+mod spec;
+
+pub use spec::{check, fmt};
