@@ -8,7 +8,11 @@ use weft_dsl::Span;
 pub enum IrError {
     /// An op was applied to inputs whose shapes or dtypes it does not accept.
     #[error("shape error in `{op}`: {msg}")]
-    Shape { op: String, msg: String, span: Option<Span> },
+    Shape {
+        op: String,
+        msg: String,
+        span: Option<Span>,
+    },
     /// The graph breaks an invariant (`verify`): a dangling handle, a stale shape, ...
     #[error("invalid graph at %{node}: {msg}")]
     Invalid { node: u32, msg: String },
@@ -17,7 +21,11 @@ pub enum IrError {
     Builder(String),
     /// Autodiff met an op without a VJP rule on a path that needs a gradient.
     #[error("`{op}` is not differentiable (needed a gradient at %{node})")]
-    NotDifferentiable { op: String, node: u32, span: Option<Span> },
+    NotDifferentiable {
+        op: String,
+        node: u32,
+        span: Option<Span>,
+    },
     /// Autodiff was called with an unusable loss or selection.
     #[error("autodiff: {0}")]
     Grad(String),

@@ -6,8 +6,10 @@
 //! memory planner). The crate knows nothing about devices: backends live in `weft-runtime`.
 
 pub mod autodiff;
+pub mod codegen;
 mod error;
 pub mod ir;
+pub mod lower;
 pub mod passes;
 
 pub use error::IrError;

@@ -126,8 +126,15 @@ pub enum ExprKind {
     Bool(bool),
     Ident(String),
     List(Vec<Expr>),
-    Call { func: Ident, args: Vec<Arg> },
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Call {
+        func: Ident,
+        args: Vec<Arg>,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     Neg(Box<Expr>),
 }
 

@@ -77,13 +77,22 @@ impl Ty {
             Ty::IntList => "a list of integers".into(),
             Ty::FloatList => "a list of numbers".into(),
             Ty::StrList => "a list of strings".into(),
-            Ty::ListOf(k) => format!("a list of {}", k.describe().trim_start_matches("a ").trim_start_matches("an ")),
+            Ty::ListOf(k) => format!(
+                "a list of {}",
+                k.describe()
+                    .trim_start_matches("a ")
+                    .trim_start_matches("an ")
+            ),
         }
     }
 }
 
 pub(crate) fn quoted(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An argument of a builtin, or a setting of a `model`/`train` section.
@@ -112,15 +121,32 @@ impl Builtin {
 }
 
 const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Param {
-    Param { name, ty, default: None, doc }
+    Param {
+        name,
+        ty,
+        default: None,
+        doc,
+    }
 }
 
 const fn opt(name: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Param {
-    Param { name, ty, default: Some(default), doc }
+    Param {
+        name,
+        ty,
+        default: Some(default),
+        doc,
+    }
 }
 
 pub const WEIGHT_RULES: &[&str] = &["softmax", "signed"];
-pub const MASK_RULES: &[&str] = &["causal", "document", "bidirectional", "turns", "turns_keep_first", "self_only"];
+pub const MASK_RULES: &[&str] = &[
+    "causal",
+    "document",
+    "bidirectional",
+    "turns",
+    "turns_keep_first",
+    "self_only",
+];
 pub const LAYOUTS: &[&str] = &["half", "interleaved"];
 pub const GAINS: &[&str] = &["none", "fixed", "trainable"];
 
@@ -512,15 +538,44 @@ pub const BUILTINS: &[Builtin] = &[
 pub const MODEL_SETTINGS: &[Param] = &[
     req("vocab", Ty::Int, "vocabulary size"),
     req("dim", Ty::Int, "model width D"),
-    req("heads", Ty::Int, "attention heads H (D must be divisible by H)"),
+    req(
+        "heads",
+        Ty::Int,
+        "attention heads H (D must be divisible by H)",
+    ),
     req("layers", Ty::Int, "number of layers"),
     req("ctx", Ty::Int, "maximum sequence length"),
-    opt("kv_heads", Ty::Int, "heads", "key/value heads (must divide `heads`)"),
+    opt(
+        "kv_heads",
+        Ty::Int,
+        "heads",
+        "key/value heads (must divide `heads`)",
+    ),
     opt("head_dim", Ty::Int, "dim / heads", "per-head width d"),
-    opt("position", Ty::Choice(&["none", "learned"]), "none", "absolute position embedding added to the token embedding"),
-    opt("tie_embeddings", Ty::Bool, "false", "unembedding shares the token embedding"),
-    opt("final_norm", Ty::Choice(&["rms_norm", "layer_norm"]), "rms_norm", "norm before the unembedding"),
-    opt("init_std", Ty::Float, "0.02", "std of the normal initialisation"),
+    opt(
+        "position",
+        Ty::Choice(&["none", "learned"]),
+        "none",
+        "absolute position embedding added to the token embedding",
+    ),
+    opt(
+        "tie_embeddings",
+        Ty::Bool,
+        "false",
+        "unembedding shares the token embedding",
+    ),
+    opt(
+        "final_norm",
+        Ty::Choice(&["rms_norm", "layer_norm"]),
+        "rms_norm",
+        "norm before the unembedding",
+    ),
+    opt(
+        "init_std",
+        Ty::Float,
+        "0.02",
+        "std of the normal initialisation",
+    ),
 ];
 
 /// Settings of a `train { ... }` section.
@@ -529,18 +584,58 @@ pub const TRAIN_SETTINGS: &[Param] = &[
     req("steps", Ty::Int, "optimizer steps"),
     opt("batch", Ty::Int, "16", "sequences per step"),
     opt("seq", Ty::Int, "ctx", "tokens per sequence"),
-    opt("seed", Ty::Int, "0", "seed for initialisation, data and dropout"),
+    opt(
+        "seed",
+        Ty::Int,
+        "0",
+        "seed for initialisation, data and dropout",
+    ),
     opt("optimizer", Ty::Of(Kind::Optimizer), "adamw()", "optimizer"),
-    opt("schedule", Ty::Of(Kind::Schedule), "constant()", "learning-rate schedule"),
-    opt("clip", Ty::Float, "1.0", "global gradient-norm clip (0 = off)"),
+    opt(
+        "schedule",
+        Ty::Of(Kind::Schedule),
+        "constant()",
+        "learning-rate schedule",
+    ),
+    opt(
+        "clip",
+        Ty::Float,
+        "1.0",
+        "global gradient-norm clip (0 = off)",
+    ),
     opt("accumulate", Ty::Int, "1", "micro-batches per step"),
-    opt("trainable", Ty::StrList, "[\"*\"]", "globs over parameter names; others are frozen"),
-    opt("transforms", Ty::ListOf(Kind::Transform), "[]", "data transforms applied per step"),
-    opt("loss", Ty::Of(Kind::Loss), "nll()", "objective; losses combine with `+` and scalar `*`"),
-    opt("eval", Ty::ListOf(Kind::Probe), "[]", "probes run every `eval_every` steps"),
+    opt(
+        "trainable",
+        Ty::StrList,
+        "[\"*\"]",
+        "globs over parameter names; others are frozen",
+    ),
+    opt(
+        "transforms",
+        Ty::ListOf(Kind::Transform),
+        "[]",
+        "data transforms applied per step",
+    ),
+    opt(
+        "loss",
+        Ty::Of(Kind::Loss),
+        "nll()",
+        "objective; losses combine with `+` and scalar `*`",
+    ),
+    opt(
+        "eval",
+        Ty::ListOf(Kind::Probe),
+        "[]",
+        "probes run every `eval_every` steps",
+    ),
     opt("eval_every", Ty::Int, "100", "steps between evaluations"),
     opt("log_every", Ty::Int, "10", "steps between metric lines"),
-    opt("checkpoint_every", Ty::Int, "0", "steps between checkpoints (0 = at the end)"),
+    opt(
+        "checkpoint_every",
+        Ty::Int,
+        "0",
+        "steps between checkpoints (0 = at the end)",
+    ),
 ];
 
 /// The builtin of this kind with this name (names are unique within a kind: `mlp` is both a
@@ -555,5 +650,8 @@ pub fn lookup_any(name: &str) -> Option<&'static Builtin> {
 }
 
 pub fn names_of(kind: Kind) -> impl Iterator<Item = &'static str> {
-    BUILTINS.iter().filter(move |b| b.kind == kind).map(|b| b.name)
+    BUILTINS
+        .iter()
+        .filter(move |b| b.kind == kind)
+        .map(|b| b.name)
 }

@@ -123,7 +123,10 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diag.help.as_ref().map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
+        self.diag
+            .help
+            .as_ref()
+            .map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -145,7 +148,10 @@ impl miette::Diagnostic for Rendered<'_> {
 }
 
 /// Case-insensitive edit distance suggestion: the closest candidate within a small distance.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let lower = name.to_lowercase();
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
@@ -186,7 +192,10 @@ mod tests {
 
     #[test]
     fn suggestions_prefer_the_closest_name() {
-        assert_eq!(did_you_mean("sigend", ["softmax", "signed"]).as_deref(), Some("did you mean `signed`?"));
+        assert_eq!(
+            did_you_mean("sigend", ["softmax", "signed"]).as_deref(),
+            Some("did you mean `signed`?")
+        );
         assert_eq!(did_you_mean("zzzz", ["softmax", "signed"]), None);
     }
 

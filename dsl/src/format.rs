@@ -10,7 +10,11 @@ pub fn format(file: &File, src: Option<&str>) -> String {
     for (i, d) in file.decls.iter().enumerate() {
         let start = decl_span(d).start;
         // Consecutive programs read as a list; everything else stands apart.
-        let both_programs = i > 0 && matches!((d, &file.decls[i - 1]), (Decl::Program(_), Decl::Program(_)));
+        let both_programs = i > 0
+            && matches!(
+                (d, &file.decls[i - 1]),
+                (Decl::Program(_), Decl::Program(_))
+            );
         p.leading(start, i > 0 && !both_programs);
         match d {
             Decl::Model(m) => p.model(m),
@@ -47,7 +51,12 @@ struct Printer<'a> {
 
 impl<'a> Printer<'a> {
     fn new(src: Option<&'a str>) -> Self {
-        Printer { out: String::new(), src, pos: 0, indent: 0 }
+        Printer {
+            out: String::new(),
+            src,
+            pos: 0,
+            indent: 0,
+        }
     }
 
     fn line(&mut self, text: &str) {
@@ -106,7 +115,11 @@ impl<'a> Printer<'a> {
                     }
                     self.line(c);
                 }
-                None if l.trim_matches(|ch: char| ch.is_whitespace() || ch == ';').is_empty() && !is_last => {
+                None if l
+                    .trim_matches(|ch: char| ch.is_whitespace() || ch == ';')
+                    .is_empty()
+                    && !is_last =>
+                {
                     blank_pending = true;
                 }
                 None => {}
@@ -134,10 +147,22 @@ impl<'a> Printer<'a> {
                     let params = if b.params.is_empty() {
                         String::new()
                     } else {
-                        format!("({})", b.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "({})",
+                            b.params
+                                .iter()
+                                .map(|p| p.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
                     };
                     self.line(&format!("block {}{} {{", b.name.name, params));
-                    self.pos = self.pos.max(b.params.last().map(|p| p.span.end).unwrap_or(b.name.span.end));
+                    self.pos = self.pos.max(
+                        b.params
+                            .last()
+                            .map(|p| p.span.end)
+                            .unwrap_or(b.name.span.end),
+                    );
                     self.indent += 1;
                     self.stmts(&b.body);
                     self.close(b.span.end);
@@ -156,9 +181,15 @@ impl<'a> Printer<'a> {
                     self.indent += 1;
                     for r in &l.rules {
                         self.leading(r.span.start, false);
+                        // A start beginning with `-` would continue the previous rule's
+                        // target as a subtraction: parenthesise it.
+                        let mut start = expr(&r.start);
+                        if start.starts_with('-') {
+                            start = format!("({start})");
+                        }
                         let range = match &r.end {
-                            Some(e) => format!("{} .. {}", expr(&r.start), expr(e)),
-                            None => expr(&r.start),
+                            Some(e) => format!("{start} .. {}", expr(e)),
+                            None => start,
                         };
                         self.line(&format!("{range} => {}", expr(&r.target)));
                         self.pos = r.span.end;
@@ -256,7 +287,10 @@ fn expr_prec(e: &Expr, parent: u8) -> String {
         ExprKind::Str(s) => format!("\"{}\"", escape(s)),
         ExprKind::Bool(b) => b.to_string(),
         ExprKind::Ident(n) => n.clone(),
-        ExprKind::List(items) => format!("[{}]", items.iter().map(expr).collect::<Vec<_>>().join(", ")),
+        ExprKind::List(items) => format!(
+            "[{}]",
+            items.iter().map(expr).collect::<Vec<_>>().join(", ")
+        ),
         ExprKind::Call { func, args } => {
             let args: Vec<String> = args
                 .iter()
@@ -269,7 +303,12 @@ fn expr_prec(e: &Expr, parent: u8) -> String {
         }
         ExprKind::Binary { op, lhs, rhs } => {
             let p = op.precedence();
-            let s = format!("{} {} {}", expr_prec(lhs, p), op.symbol(), expr_prec(rhs, p + 1));
+            let s = format!(
+                "{} {} {}",
+                expr_prec(lhs, p),
+                op.symbol(),
+                expr_prec(rhs, p + 1)
+            );
             if p < parent {
                 format!("({s})")
             } else {
@@ -286,7 +325,11 @@ fn float(f: f64) -> String {
         return "1e999".into();
     }
     // Small rates read best in scientific form (`3e-3`, not `0.003`).
-    let s = if f != 0.0 && f.abs() < 1e-2 { format!("{f:e}") } else { format!("{f:?}") };
+    let s = if f != 0.0 && f.abs() < 1e-2 {
+        format!("{f:e}")
+    } else {
+        format!("{f:?}")
+    };
     if s.contains('.') || s.contains('e') {
         s
     } else {
@@ -334,6 +377,9 @@ mod tests {
     #[test]
     fn floats_stay_floats() {
         let out = roundtrip("model m { a = 1e-5\n b = 10000.0 c = 2.5e3 }");
-        assert!(out.contains("a = 1e-5") && out.contains("b = 10000.0") && out.contains("c = 2500.0"), "{out}");
+        assert!(
+            out.contains("a = 1e-5") && out.contains("b = 10000.0") && out.contains("c = 2500.0"),
+            "{out}"
+        );
     }
 }

@@ -11,8 +11,8 @@ pub mod format;
 mod parse;
 mod span;
 
-pub use diagnostic::Diagnostic;
 pub use check::{check, check_source, Checked};
+pub use diagnostic::Diagnostic;
 pub use format::format;
 pub use parse::parse;
 pub use span::Span;

@@ -21,6 +21,9 @@ const MAX_SYNTAX_ERRORS: usize = 10;
 /// syntax error found otherwise. Never panics.
 pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
     pest::set_call_limit(std::num::NonZeroUsize::new(5_000_000));
+    if let Some(d) = too_deep(src) {
+        return Err(vec![d]);
+    }
     match parse_once(src) {
         Ok(f) => Ok(f),
         Err(first) => Err(recover(src, first)),
@@ -31,38 +34,117 @@ pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
 pub(crate) fn parse_expr(src: &str) -> Result<Expr, Diagnostic> {
     let mut pairs = WeftParser::parse(Rule::expr_only, src).map_err(|e| syntax_error(src, e))?;
     let top = pairs.next().expect("expr_only pair");
-    Ok(build_expr(top.into_inner().next().expect("expr inside expr_only")))
+    Ok(build_expr(
+        top.into_inner().next().expect("expr inside expr_only"),
+    ))
 }
 
 fn parse_once(src: &str) -> Result<File, Diagnostic> {
     let mut pairs = WeftParser::parse(Rule::file, src).map_err(|e| syntax_error(src, e))?;
-    let file = pairs.next().expect("pest returns the `file` pair on success");
+    let file = pairs
+        .next()
+        .expect("pest returns the `file` pair on success");
     Ok(build_file(file))
 }
 
+/// Deepest bracket nesting and longest run of prefix `-` accepted. Parsing, checking and
+/// formatting recurse over the tree; bounding its depth here keeps them off the stack limit.
+const MAX_NESTING: usize = 64;
+
+fn too_deep(src: &str) -> Option<Diagnostic> {
+    let (mut depth, mut minus_run, mut in_str, mut in_comment, mut escaped) =
+        (0usize, 0usize, false, false, false);
+    for (i, c) in src.char_indices() {
+        if in_comment {
+            in_comment = c != '\n';
+            continue;
+        }
+        if in_str {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' | '\n' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '#' => in_comment = true,
+            '"' => in_str = true,
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '-' => minus_run += 1,
+            c if c.is_whitespace() => {}
+            _ => minus_run = 0,
+        }
+        if c != '-' && !c.is_whitespace() {
+            minus_run = 0;
+        }
+        if depth > MAX_NESTING || minus_run > MAX_NESTING {
+            return Some(
+                Diagnostic::new(
+                    "syntax",
+                    Span::new(i, i + c.len_utf8()),
+                    format!("nesting deeper than {MAX_NESTING} levels"),
+                )
+                .label("too deeply nested")
+                .help("split the expression into named steps"),
+            );
+        }
+    }
+    None
+}
+
 /// After an error, blank the offending line (keeping byte offsets) and parse again, as long
-/// as each new error lies on a later line. This finds independent mistakes on separate lines
-/// without inventing cascades from an unbalanced brace.
+/// as each new error lies further on. This finds independent mistakes on separate lines
+/// without inventing cascades from an unbalanced brace. An error at the first token of a
+/// line is usually caused by the line before (a missing `)` or operand), so that line is
+/// blanked first; if that does not move the error, the error's own line is.
 fn recover(src: &str, first: Diagnostic) -> Vec<Diagnostic> {
     let mut errors = vec![first];
     let mut text = src.to_string();
-    while errors.len() < MAX_SYNTAX_ERRORS {
-        let last = errors.last().expect("at least one error").span.start.min(text.len());
+    'outer: while errors.len() < MAX_SYNTAX_ERRORS {
+        let last = errors
+            .last()
+            .expect("at least one error")
+            .span
+            .start
+            .min(text.len());
         let line_start = text[..last].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let line_end = text[last..].find('\n').map(|i| last + i).unwrap_or(text.len());
-        if line_start == line_end {
-            break;
+        let line_end = text[last..]
+            .find('\n')
+            .map(|i| last + i)
+            .unwrap_or(text.len());
+        let mut candidates = Vec::new();
+        if text[line_start..last].trim().is_empty() {
+            if let Some(code_end) = text[..line_start].rfind(|c: char| !c.is_whitespace()) {
+                let prev_start = text[..code_end].rfind('\n').map(|i| i + 1).unwrap_or(0);
+                let width = text[code_end..].chars().next().map_or(1, char::len_utf8);
+                candidates.push((prev_start, code_end + width));
+            }
         }
-        let blank: String = text[line_start..line_end]
-            .chars()
-            .map(|c| " ".repeat(c.len_utf8()))
-            .collect();
-        text.replace_range(line_start..line_end, &blank);
-        match parse_once(&text) {
-            Ok(_) => break,
-            Err(e) if e.span.start > line_end => errors.push(e),
-            Err(_) => break,
+        candidates.push((line_start, line_end));
+        for (start, end) in candidates {
+            if start == end {
+                continue;
+            }
+            let mut trial = text.clone();
+            let blank: String = trial[start..end]
+                .chars()
+                .map(|c| " ".repeat(c.len_utf8()))
+                .collect();
+            trial.replace_range(start..end, &blank);
+            match parse_once(&trial) {
+                Ok(_) => break 'outer,
+                Err(e) if e.span.start > last.max(end) => {
+                    errors.push(e);
+                    text = trial;
+                    continue 'outer;
+                }
+                Err(_) => {}
+            }
         }
+        break;
     }
     errors
 }
@@ -74,14 +156,28 @@ fn syntax_error(src: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         InputLocation::Span((s, _)) => s,
     };
     let found = found_at(src, pos);
-    let span = Span::new(pos, pos + found.len().max(usize::from(pos < src.len())).min(src.len() - pos));
+    let span = Span::new(
+        pos,
+        pos + found
+            .len()
+            .max(usize::from(pos < src.len()))
+            .min(src.len() - pos),
+    );
     let expected = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => describe_expected(positives),
         ErrorVariant::CustomError { message } => message.clone(),
     };
-    let shown = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
-    let mut d = Diagnostic::new("syntax", span, format!("expected {expected}, found {shown}"))
-        .label(format!("expected {expected}"));
+    let shown = if found.is_empty() {
+        "end of file".to_string()
+    } else {
+        format!("`{found}`")
+    };
+    let mut d = Diagnostic::new(
+        "syntax",
+        span,
+        format!("expected {expected}, found {shown}"),
+    )
+    .label(format!("expected {expected}"));
     d.help = syntax_hint(src, pos, &found);
     d
 }
@@ -102,20 +198,76 @@ fn found_at(src: &str, pos: usize) -> String {
 
 fn syntax_hint(src: &str, pos: usize, found: &str) -> Option<String> {
     let before = src[..pos.min(src.len())].trim_end();
+    let after = src[(pos + found.len()).min(src.len())..].trim_start_matches([' ', '\t']);
+    let next = after.chars().next();
+    let line = &src[before.rfind('\n').map(|i| i + 1).unwrap_or(0)..before.len()];
+    let in_call = line.matches('(').count() > line.matches(')').count();
+    let is_word = found
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_');
     if found == "=" && before.ends_with(':') {
         return Some("named arguments use `name: value`, assignments use `name = value`".into());
     }
-    if found == ":" {
-        return Some("`name: value` is only valid inside a call's argument list".into());
+    if found == "=" && in_call {
+        return Some("named arguments are written `name: value`".into());
+    }
+    if found == "=" {
+        if let Some(kw) = ["model", "block", "pool", "repeat", "train", "program"]
+            .iter()
+            .find(|k| {
+                before
+                    .strip_suffix(**k)
+                    .is_some_and(|b| !b.ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+            })
+        {
+            return Some(format!("`{kw}` is a keyword and cannot be used as a name"));
+        }
+    }
+    if found == ":" || (is_word && next == Some(':') && !in_call) {
+        return Some("`name: value` is only valid inside a call's argument list; settings are written `name = value`".into());
     }
     if found.is_empty() {
         return Some("a `{`, `(` or `[` opened earlier is never closed".into());
+    }
+    if found == "\"" && !after.lines().next().unwrap_or("").contains('"') {
+        return Some("this string is never closed: strings end with `\"` on the same line".into());
+    }
+    if found == ">" && before.ends_with('-') {
+        return Some(
+            "a layer rule maps a range to a block with `=>`: `1 .. 3 => decoder(signed)`".into(),
+        );
     }
     if matches!(found, "let" | "var" | "const" | "def" | "fn") {
         return Some(format!("weft has no `{found}`: write `name = value`"));
     }
     if before.ends_with("=>") {
         return Some("a layer rule maps a range to a block: `1 .. 3 => decoder(signed)`".into());
+    }
+    let opens = next.is_some_and(|c| c == '{' || c.is_alphanumeric() || c == '_');
+    if matches!(
+        found,
+        "block" | "pool" | "layers" | "model" | "train" | "program"
+    ) && opens
+    {
+        return Some(format!("is a `}}` missing before `{found}`?"));
+    }
+    if matches!(
+        found,
+        "model" | "block" | "pool" | "repeat" | "train" | "program"
+    ) {
+        return Some(format!(
+            "`{found}` is a keyword and cannot be used as a name or value here"
+        ));
+    }
+    if is_word && in_call {
+        if src[before.len()..pos.min(src.len())].contains('\n') {
+            return Some("a `(` opened on the line before is never closed".into());
+        }
+        return Some("separate arguments with `,`".into());
+    }
+    if is_word && next.is_some_and(|c| c.is_alphanumeric() || matches!(c, '"' | '[' | '-' | '(')) {
+        return Some(format!("is `=` missing? write `{found} = ...`"));
     }
     None
 }
@@ -124,6 +276,22 @@ fn describe_expected(rules: &[Rule]) -> String {
     let mut names: Vec<&str> = rules.iter().map(|r| rule_name(*r)).collect();
     names.sort();
     names.dedup();
+    // "an expression" covers every kind of literal, name and call; a model item covers an
+    // assignment.
+    if names.contains(&"an expression") {
+        names.retain(|n| {
+            !matches!(
+                *n,
+                "`true` or `false`" | "a list" | "a name" | "a number" | "a string" | "a call"
+            )
+        });
+    }
+    if names.contains(&"a model item (`name = value`, `block`, `pool` or `layers`)") {
+        names.retain(|n| !matches!(*n, "a statement (`name = value` or `repeat`)" | "a name"));
+    }
+    if names.contains(&"a statement (`name = value` or `repeat`)") {
+        names.retain(|n| *n != "a name");
+    }
     match names.len() {
         0 => "something else".into(),
         1 => names[0].into(),
@@ -137,9 +305,7 @@ fn describe_expected(rules: &[Rule]) -> String {
 fn rule_name(r: Rule) -> &'static str {
     match r {
         Rule::EOI => "end of file",
-        Rule::model | Rule::train | Rule::program | Rule::decl => {
-            "`model`, `train` or `program`"
-        }
+        Rule::model | Rule::train | Rule::program | Rule::decl => "`model`, `train` or `program`",
         Rule::block_def | Rule::pool_def | Rule::layers_def | Rule::model_item => {
             "a model item (`name = value`, `block`, `pool` or `layers`)"
         }
@@ -148,7 +314,7 @@ fn rule_name(r: Rule) -> &'static str {
         Rule::params => "a parameter list",
         Rule::expr | Rule::primary | Rule::prefix | Rule::neg => "an expression",
         Rule::infix | Rule::add | Rule::sub | Rule::mul | Rule::div => "an operator",
-        Rule::call => "a call",
+        Rule::call | Rule::call_head => "a call",
         Rule::arg | Rule::arg_name => "an argument",
         Rule::list => "a list",
         Rule::float | Rule::int | Rule::exponent => "a number",
@@ -213,7 +379,10 @@ fn build_file(p: Pair<Rule>) -> File {
 }
 
 fn build_ident(p: Pair<Rule>) -> Ident {
-    Ident { name: p.as_str().to_string(), span: span_of(&p) }
+    Ident {
+        name: p.as_str().to_string(),
+        span: span_of(&p),
+    }
 }
 
 fn build_model(p: Pair<Rule>) -> Model {
@@ -236,11 +405,21 @@ fn build_block(p: Pair<Rule>) -> BlockDef {
     let mut inner = p.into_inner().peekable();
     let name = build_ident(inner.next().expect("block name"));
     let params = match inner.peek().map(|q| q.as_rule()) {
-        Some(Rule::params) => inner.next().expect("peeked").into_inner().map(build_ident).collect(),
+        Some(Rule::params) => inner
+            .next()
+            .expect("peeked")
+            .into_inner()
+            .map(build_ident)
+            .collect(),
         _ => Vec::new(),
     };
     let body = inner.map(build_stmt).collect();
-    BlockDef { name, params, body, span }
+    BlockDef {
+        name,
+        params,
+        body,
+        span,
+    }
 }
 
 fn build_pool(p: Pair<Rule>) -> PoolDef {
@@ -249,7 +428,12 @@ fn build_pool(p: Pair<Rule>) -> PoolDef {
     let name = build_ident(inner.next().expect("pool name"));
     let size = build_expr(inner.next().expect("pool size"));
     let module = build_expr(inner.next().expect("pool module"));
-    PoolDef { name, size, module, span }
+    PoolDef {
+        name,
+        size,
+        module,
+        span,
+    }
 }
 
 fn build_layers(p: Pair<Rule>) -> LayersDef {
@@ -263,7 +447,12 @@ fn build_layers(p: Pair<Rule>) -> LayersDef {
             let start = build_expr(range.next().expect("range start"));
             let end = range.next().map(build_expr);
             let target = build_expr(inner.next().expect("layer target"));
-            LayerRule { start, end, target, span }
+            LayerRule {
+                start,
+                end,
+                target,
+                span,
+            }
         })
         .collect();
     LayersDef { rules, span }
@@ -275,7 +464,11 @@ fn build_stmt(p: Pair<Rule>) -> Stmt {
             let span = span_of(&p);
             let mut inner = p.into_inner();
             let count = build_expr(inner.next().expect("repeat count"));
-            Stmt::Repeat(Repeat { count, body: inner.map(build_stmt).collect(), span })
+            Stmt::Repeat(Repeat {
+                count,
+                body: inner.map(build_stmt).collect(),
+                span,
+            })
         }
         _ => Stmt::Assign(build_assign(p)),
     }
@@ -296,7 +489,11 @@ fn build_train(p: Pair<Rule>) -> Train {
         Some(Rule::ident) => Some(build_ident(inner.next().expect("peeked"))),
         _ => None,
     };
-    Train { model, items: inner.map(build_assign).collect(), span }
+    Train {
+        model,
+        items: inner.map(build_assign).collect(),
+        span,
+    }
 }
 
 fn build_program(p: Pair<Rule>) -> Program {
@@ -333,7 +530,11 @@ fn build_expr(p: Pair<Rule>) -> Expr {
             };
             Expr {
                 span: lhs.span.join(rhs.span),
-                kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) },
+                kind: ExprKind::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                },
             }
         })
         .parse(p.into_inner())
@@ -341,8 +542,14 @@ fn build_expr(p: Pair<Rule>) -> Expr {
 
 fn build_primary(p: Pair<Rule>) -> Expr {
     let span = span_of(&p);
+    let input = p.as_span().get_input();
     let kind = match p.as_rule() {
-        Rule::expr => return build_expr(p),
+        Rule::expr => {
+            // `( expr )`: the parentheses belong to the expression's span.
+            let mut e = build_expr(p);
+            e.span = widen_to_parens(input, e.span);
+            return e;
+        }
         // Literals that overflow their type saturate; the checker's range rules catch them.
         Rule::int => ExprKind::Int(p.as_str().parse().unwrap_or(i64::MAX)),
         Rule::float => ExprKind::Float(p.as_str().parse().unwrap_or(f64::MAX)),
@@ -352,17 +559,26 @@ fn build_primary(p: Pair<Rule>) -> Expr {
         Rule::list => ExprKind::List(p.into_inner().map(build_expr).collect()),
         Rule::call => {
             let mut inner = p.into_inner();
-            let func = build_ident(inner.next().expect("call name"));
+            let head = inner.next().expect("call head");
+            let func = build_ident(head.into_inner().next().expect("call name"));
             let args = inner
                 .map(|a| {
                     let mut parts = a.into_inner().peekable();
                     let name = match parts.peek().map(|q| q.as_rule()) {
                         Some(Rule::arg_name) => Some(build_ident(
-                            parts.next().expect("peeked").into_inner().next().expect("arg ident"),
+                            parts
+                                .next()
+                                .expect("peeked")
+                                .into_inner()
+                                .next()
+                                .expect("arg ident"),
                         )),
                         _ => None,
                     };
-                    Arg { name, value: build_expr(parts.next().expect("arg value")) }
+                    Arg {
+                        name,
+                        value: build_expr(parts.next().expect("arg value")),
+                    }
                 })
                 .collect();
             ExprKind::Call { func, args }
@@ -370,6 +586,19 @@ fn build_primary(p: Pair<Rule>) -> Expr {
         other => unreachable!("grammar has no primary {other:?}"),
     };
     Expr { kind, span }
+}
+
+/// Grows `span` to take in the `(` and `)` around it (skipping whitespace and `;`), if any.
+fn widen_to_parens(src: &str, span: Span) -> Span {
+    let before = src[..span.start].trim_end_matches(|c: char| c.is_whitespace() || c == ';');
+    let after = &src[span.end..];
+    let close = after.find(|c: char| !(c.is_whitespace() || c == ';'));
+    match (before.ends_with('('), close) {
+        (true, Some(i)) if after[i..].starts_with(')') => {
+            Span::new(before.len() - 1, span.end + i + 1)
+        }
+        _ => span,
+    }
 }
 
 fn unescape(s: &str) -> String {
@@ -397,18 +626,40 @@ mod tests {
     #[test]
     fn precedence_and_negation() {
         let f = parse("model m { a = 1 + 2 * -3 }").unwrap();
-        let Decl::Model(m) = &f.decls[0] else { panic!() };
-        let ModelItem::Assign(a) = &m.items[0] else { panic!() };
-        let ExprKind::Binary { op: BinOp::Add, rhs, .. } = &a.value.kind else { panic!("{a:?}") };
-        let ExprKind::Binary { op: BinOp::Mul, rhs: r2, .. } = &rhs.kind else { panic!() };
+        let Decl::Model(m) = &f.decls[0] else {
+            panic!()
+        };
+        let ModelItem::Assign(a) = &m.items[0] else {
+            panic!()
+        };
+        let ExprKind::Binary {
+            op: BinOp::Add,
+            rhs,
+            ..
+        } = &a.value.kind
+        else {
+            panic!("{a:?}")
+        };
+        let ExprKind::Binary {
+            op: BinOp::Mul,
+            rhs: r2,
+            ..
+        } = &rhs.kind
+        else {
+            panic!()
+        };
         assert!(matches!(r2.kind, ExprKind::Neg(_)));
     }
 
     #[test]
     fn ranges_do_not_lex_as_floats() {
         let f = parse("model m { layers { 1..3 => b } }").unwrap();
-        let Decl::Model(m) = &f.decls[0] else { panic!() };
-        let ModelItem::Layers(l) = &m.items[0] else { panic!() };
+        let Decl::Model(m) = &f.decls[0] else {
+            panic!()
+        };
+        let ModelItem::Layers(l) = &m.items[0] else {
+            panic!()
+        };
         assert_eq!(l.rules[0].start.kind, ExprKind::Int(1));
         assert_eq!(l.rules[0].end.as_ref().unwrap().kind, ExprKind::Int(3));
     }

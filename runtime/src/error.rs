@@ -6,15 +6,31 @@ pub enum RunError {
     #[error("missing input `{name}`")]
     MissingInput { name: String },
     #[error("input `{name}`: expected {expected} shape {want:?}, got {got} shape {got_shape:?}")]
-    InputType { name: String, expected: String, want: Vec<usize>, got: &'static str, got_shape: Vec<usize> },
+    InputType {
+        name: String,
+        expected: String,
+        want: Vec<usize>,
+        got: &'static str,
+        got_shape: Vec<usize>,
+    },
     #[error("missing parameter `{name}`")]
     MissingParam { name: String },
     #[error("parameter `{name}`: expected f32 shape {want:?}, got {got} shape {got_shape:?}")]
-    ParamType { name: String, want: Vec<usize>, got: &'static str, got_shape: Vec<usize> },
+    ParamType {
+        name: String,
+        want: Vec<usize>,
+        got: &'static str,
+        got_shape: Vec<usize>,
+    },
     #[error("hook `{name}` is not defined by the graph")]
     UnknownHook { name: String },
     #[error("{op} at %{node}: index {index} out of range 0..{bound}")]
-    IndexOutOfRange { op: &'static str, node: u32, index: i64, bound: usize },
+    IndexOutOfRange {
+        op: &'static str,
+        node: u32,
+        index: i64,
+        bound: usize,
+    },
     #[error("{0} is not supported by this backend")]
     Unsupported(String),
     #[error("invalid graph: {0}")]

@@ -24,7 +24,15 @@ impl Rng {
     /// A stream determined by `seed`.
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
-        Rng { s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)], spare_normal: None }
+        Rng {
+            s: [
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+            ],
+            spare_normal: None,
+        }
     }
 
     /// A stream for one named object, independent of every other name (adding a parameter
@@ -84,9 +92,9 @@ pub fn init_tensor(init: &Init, shape: &[usize], rng: &mut Rng) -> Tensor {
         Init::Ones => vec![1.0; n],
         Init::Constant { value } => vec![value; n],
         Init::Normal { std } => (0..n).map(|_| (rng.normal() * std as f64) as f32).collect(),
-        Init::Uniform { low, high } => {
-            (0..n).map(|_| (low as f64 + (high - low) as f64 * rng.uniform()) as f32).collect()
-        }
+        Init::Uniform { low, high } => (0..n)
+            .map(|_| (low as f64 + (high - low) as f64 * rng.uniform()) as f32)
+            .collect(),
     };
     Tensor::f32(shape, data)
 }
@@ -95,7 +103,12 @@ pub fn init_tensor(init: &Init, shape: &[usize], rng: &mut Rng) -> Tensor {
 pub fn init_params(g: &Graph, seed: u64) -> ParamStore {
     g.params
         .iter()
-        .map(|p| (p.name.clone(), init_tensor(&p.init, &p.shape, &mut Rng::for_name(seed, &p.name))))
+        .map(|p| {
+            (
+                p.name.clone(),
+                init_tensor(&p.init, &p.shape, &mut Rng::for_name(seed, &p.name)),
+            )
+        })
         .collect()
 }
 
@@ -113,13 +126,23 @@ mod tests {
         assert!((var - 1.0).abs() < 0.01, "{var}");
         let mut a = Rng::new(7);
         assert_eq!(a.normal(), xs[0]);
-        assert_ne!(Rng::for_name(1, "a").next_u64(), Rng::for_name(1, "b").next_u64());
+        assert_ne!(
+            Rng::for_name(1, "a").next_u64(),
+            Rng::for_name(1, "b").next_u64()
+        );
     }
 
     #[test]
     fn uniform_respects_bounds() {
         let mut r = Rng::new(3);
-        let t = init_tensor(&Init::Uniform { low: -0.5, high: 0.25 }, &[1000], &mut r);
+        let t = init_tensor(
+            &Init::Uniform {
+                low: -0.5,
+                high: 0.25,
+            },
+            &[1000],
+            &mut r,
+        );
         let v = t.as_f32().unwrap();
         assert!(v.iter().all(|&x| (-0.5..0.25).contains(&x)));
         assert!(v.iter().any(|&x| x < -0.4) && v.iter().any(|&x| x > 0.15));

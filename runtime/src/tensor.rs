@@ -20,7 +20,10 @@ pub struct Tensor {
 
 fn check_len(shape: &[usize], len: usize) {
     let n: usize = shape.iter().product();
-    assert_eq!(n, len, "tensor of shape {shape:?} needs {n} elements, got {len}");
+    assert_eq!(
+        n, len,
+        "tensor of shape {shape:?} needs {n} elements, got {len}"
+    );
 }
 
 impl Tensor {
@@ -30,19 +33,28 @@ impl Tensor {
     /// If `data.len()` is not the product of `shape` (a caller bug, like a bad slice index).
     pub fn f32(shape: &[usize], data: Vec<f32>) -> Self {
         check_len(shape, data.len());
-        Tensor { shape: shape.to_vec(), data: TensorData::F32(data) }
+        Tensor {
+            shape: shape.to_vec(),
+            data: TensorData::F32(data),
+        }
     }
 
     /// An i32 tensor. Panics like [`Tensor::f32`].
     pub fn i32(shape: &[usize], data: Vec<i32>) -> Self {
         check_len(shape, data.len());
-        Tensor { shape: shape.to_vec(), data: TensorData::I32(data) }
+        Tensor {
+            shape: shape.to_vec(),
+            data: TensorData::I32(data),
+        }
     }
 
     /// An f64 tensor (host-side, for the CPU backend's f64 mode). Panics like [`Tensor::f32`].
     pub fn f64(shape: &[usize], data: Vec<f64>) -> Self {
         check_len(shape, data.len());
-        Tensor { shape: shape.to_vec(), data: TensorData::F64(data) }
+        Tensor {
+            shape: shape.to_vec(),
+            data: TensorData::F64(data),
+        }
     }
 
     /// An f32 tensor of zeros.

@@ -7,13 +7,25 @@ use weft_compiler::ir::{BinaryOp, CmpOp, DType, Init, ReduceOp, UnaryOp};
 use weft_runtime::Rng;
 
 const N1: Init = Init::Normal { std: 1.0 };
-const POS: Init = Init::Uniform { low: 0.5, high: 2.0 };
+const POS: Init = Init::Uniform {
+    low: 0.5,
+    high: 2.0,
+};
 
 #[test]
 fn unary_ops() {
     use UnaryOp::*;
-    for (k, op) in [Neg, Abs, Exp, Log, Sqrt, Rsqrt, Recip, Square, Tanh, Sigmoid, Silu, Gelu, Relu, Sin, Cos].into_iter().enumerate() {
-        let init = if matches!(op, Log | Sqrt | Rsqrt | Recip) { POS } else { N1 };
+    for (k, op) in [
+        Neg, Abs, Exp, Log, Sqrt, Rsqrt, Recip, Square, Tanh, Sigmoid, Silu, Gelu, Relu, Sin, Cos,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let init = if matches!(op, Log | Sqrt | Rsqrt | Recip) {
+            POS
+        } else {
+            N1
+        };
         grad_check(k as u64, no_inputs(), |b| {
             let x = b.param("x", &[3, 5], init.clone(), true);
             b.unary(op, x)
@@ -35,7 +47,17 @@ fn sign_has_zero_gradient() {
 
 #[test]
 fn binary_ops_with_broadcasting() {
-    for (k, op) in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min].into_iter().enumerate() {
+    for (k, op) in [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Max,
+        BinaryOp::Min,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         grad_check(10 + k as u64, no_inputs(), |b| {
             let x = b.param("a", &[3, 1, 4], N1, true);
             let init = if op == BinaryOp::Div { POS } else { N1 };
@@ -68,7 +90,10 @@ fn where_pow_clamp() {
 
 #[test]
 fn reductions() {
-    for (k, op) in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max].into_iter().enumerate() {
+    for (k, op) in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max]
+        .into_iter()
+        .enumerate()
+    {
         for keepdim in [false, true] {
             for axis in 0..3 {
                 grad_check(30 + k as u64 * 10 + axis as u64, no_inputs(), |b| {
@@ -145,7 +170,10 @@ fn gather_scatter_onehot_topk() {
 
 #[test]
 fn matmul_all_layouts() {
-    for (k, (ta, tb)) in [(false, false), (true, false), (false, true), (true, true)].into_iter().enumerate() {
+    for (k, (ta, tb)) in [(false, false), (true, false), (false, true), (true, true)]
+        .into_iter()
+        .enumerate()
+    {
         grad_check(90 + k as u64, no_inputs(), |b| {
             let sa: &[usize] = if ta { &[2, 1, 4, 3] } else { &[2, 1, 3, 4] };
             let sb: &[usize] = if tb { &[3, 5, 4] } else { &[3, 4, 5] };
@@ -167,7 +195,10 @@ fn matmul_all_layouts() {
 #[test]
 fn cross_entropy_with_ignored_targets() {
     let mut ins = no_inputs();
-    ins.insert("t".into(), weft_runtime::Tensor::i32(&[5], vec![3, -1, 0, 6, -1]));
+    ins.insert(
+        "t".into(),
+        weft_runtime::Tensor::i32(&[5], vec![3, -1, 0, 6, -1]),
+    );
     grad_check(100, ins, |b| {
         let l = b.param("logits", &[5, 7], N1, true);
         let t = b.input("t", &[5], DType::I32);

@@ -22,7 +22,9 @@ use selection::{active_nodes, needed_nodes, selected_params};
 /// (zeros if the loss does not depend on it). Frozen parameters are never selected.
 pub fn grad(g: &Graph, loss: ValueId, wrt: &[ParamSelection]) -> Result<Graph> {
     let Some(loss_node) = g.nodes.get(loss.index()) else {
-        return Err(IrError::Grad(format!("loss {loss} is not a node of the graph")));
+        return Err(IrError::Grad(format!(
+            "loss {loss} is not a node of the graph"
+        )));
     };
     if loss_node.dtype != DType::F32 || numel(&loss_node.shape) != 1 {
         return Err(IrError::Grad(format!(
@@ -32,7 +34,9 @@ pub fn grad(g: &Graph, loss: ValueId, wrt: &[ParamSelection]) -> Result<Graph> {
     }
     if let Some(existing) = g.output("loss") {
         if existing != loss {
-            return Err(IrError::Grad(format!("output `loss` already names {existing}, not {loss}")));
+            return Err(IrError::Grad(format!(
+                "output `loss` already names {existing}, not {loss}"
+            )));
         }
     }
     let params = selected_params(g, wrt);
@@ -45,13 +49,20 @@ pub fn grad(g: &Graph, loss: ValueId, wrt: &[ParamSelection]) -> Result<Graph> {
     grads[loss.index()] = Some(b.full(1.0, &loss_node.shape)?);
 
     for i in (0..=loss.index()).rev() {
-        let (Some(dy), true, true) = (grads[i], active[i], needed[i]) else { continue };
+        let (Some(dy), true, true) = (grads[i], active[i], needed[i]) else {
+            continue;
+        };
         let node = &g.nodes[i];
         if node.op.is_leaf() {
             continue;
         }
         let diff = vjp::differentiable_inputs(&node.op, node.inputs.len());
-        let wants: Vec<bool> = node.inputs.iter().zip(&diff).map(|(v, &d)| d && active[v.index()]).collect();
+        let wants: Vec<bool> = node
+            .inputs
+            .iter()
+            .zip(&diff)
+            .map(|(v, &d)| d && active[v.index()])
+            .collect();
         if !wants.iter().any(|&w| w) {
             continue;
         }
@@ -59,7 +70,9 @@ pub fn grad(g: &Graph, loss: ValueId, wrt: &[ParamSelection]) -> Result<Graph> {
         b.set_label(g.labels[i].as_ref().map(|l| format!("grad:{l}")));
         let contributions = vjp::vjp(&mut b, ValueId(i as u32), dy, &wants)?;
         for ((&input, want), c) in node.inputs.iter().zip(&wants).zip(contributions) {
-            let (true, Some(c)) = (*want, c) else { continue };
+            let (true, Some(c)) = (*want, c) else {
+                continue;
+            };
             let acc = &mut grads[input.index()];
             *acc = Some(match *acc {
                 Some(prev) => b.add(prev, c)?,

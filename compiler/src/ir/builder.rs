@@ -2,9 +2,7 @@
 //! the spot and returns `IrError::Shape` (op, shapes, current span) instead of panicking.
 
 use super::graph::{Graph, Init, InputInfo, Node, ParamInfo};
-use super::op::{
-    AttentionRule, BinaryOp, CmpOp, ConstValue, Op, ReduceOp, RopeLayout, UnaryOp,
-};
+use super::op::{AttentionRule, BinaryOp, CmpOp, ConstValue, Op, ReduceOp, RopeLayout, UnaryOp};
 use super::shape::{infer, TypeRef};
 use super::types::{numel, DType, Shape, ValueId};
 use super::verify::verify;
@@ -33,7 +31,10 @@ impl GraphBuilder {
 
     /// Continues building on an existing graph (autodiff appends the backward this way).
     pub fn from_graph(graph: Graph) -> Self {
-        GraphBuilder { graph, ..Self::default() }
+        GraphBuilder {
+            graph,
+            ..Self::default()
+        }
     }
 
     /// Sets the span recorded on new nodes; returns the previous one.
@@ -65,12 +66,20 @@ impl GraphBuilder {
 
     /// Shape of an existing value (empty for an invalid handle).
     pub fn shape(&self, v: ValueId) -> &[usize] {
-        self.graph.nodes.get(v.index()).map(|n| n.shape.as_slice()).unwrap_or(&[])
+        self.graph
+            .nodes
+            .get(v.index())
+            .map(|n| n.shape.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Element type of an existing value (`F32` for an invalid handle).
     pub fn dtype(&self, v: ValueId) -> DType {
-        self.graph.nodes.get(v.index()).map(|n| n.dtype).unwrap_or(DType::F32)
+        self.graph
+            .nodes
+            .get(v.index())
+            .map(|n| n.dtype)
+            .unwrap_or(DType::F32)
     }
 
     /// Validates the graph and hands it over.
@@ -84,20 +93,32 @@ impl GraphBuilder {
 
     fn push(&mut self, op: Op, inputs: Vec<ValueId>, shape: Shape, dtype: DType) -> ValueId {
         let id = ValueId(self.graph.nodes.len() as u32);
-        self.graph.nodes.push(Node { op, inputs, shape, dtype });
+        self.graph.nodes.push(Node {
+            op,
+            inputs,
+            shape,
+            dtype,
+        });
         self.graph.spans.push(self.span);
         self.graph.labels.push(self.label.clone());
         id
     }
 
     fn shape_err(&self, op: &Op, msg: String) -> IrError {
-        IrError::Shape { op: op.name().to_string(), msg, span: self.span }
+        IrError::Shape {
+            op: op.name().to_string(),
+            msg,
+            span: self.span,
+        }
     }
 
     /// Applies any non-leaf op to existing values, inferring its type.
     pub fn apply(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId> {
         if op.is_leaf() {
-            return Err(self.shape_err(&op, "leaves are created with input/param/constant/iota".into()));
+            return Err(self.shape_err(
+                &op,
+                "leaves are created with input/param/constant/iota".into(),
+            ));
         }
         let mut types: Vec<TypeRef> = Vec::with_capacity(inputs.len());
         for &v in inputs {
@@ -126,14 +147,28 @@ impl GraphBuilder {
                     info.dtype, info.shape
                 )));
             }
-            let existing = self.graph.ids().find(|&v| matches!(&self.graph.node(v).op, Op::Input { name: n } if n == name));
+            let existing = self
+                .graph
+                .ids()
+                .find(|&v| matches!(&self.graph.node(v).op, Op::Input { name: n } if n == name));
             if let Some(v) = existing {
                 return v;
             }
         } else {
-            self.graph.inputs.push(InputInfo { name: name.to_string(), shape: shape.to_vec(), dtype });
+            self.graph.inputs.push(InputInfo {
+                name: name.to_string(),
+                shape: shape.to_vec(),
+                dtype,
+            });
         }
-        self.push(Op::Input { name: name.to_string() }, vec![], shape.to_vec(), dtype)
+        self.push(
+            Op::Input {
+                name: name.to_string(),
+            },
+            vec![],
+            shape.to_vec(),
+            dtype,
+        )
     }
 
     /// Declares (or reuses, if the name exists with the same shape) an f32 parameter.
@@ -147,14 +182,22 @@ impl GraphBuilder {
                         info.shape
                     )));
                 }
-                let existing = self.graph.ids().find(|&v| self.graph.node(v).op == Op::Param { index: i });
+                let existing = self
+                    .graph
+                    .ids()
+                    .find(|&v| self.graph.node(v).op == Op::Param { index: i });
                 if let Some(v) = existing {
                     return v;
                 }
                 i
             }
             None => {
-                self.graph.params.push(ParamInfo { name: name.to_string(), shape: shape.to_vec(), trainable, init });
+                self.graph.params.push(ParamInfo {
+                    name: name.to_string(),
+                    shape: shape.to_vec(),
+                    trainable,
+                    init,
+                });
                 self.graph.params.len() - 1
             }
         };
@@ -163,18 +206,34 @@ impl GraphBuilder {
 
     /// An f32 scalar constant.
     pub fn scalar(&mut self, value: f32) -> ValueId {
-        self.push(Op::Const { value: ConstValue::F32(vec![value]) }, vec![], vec![], DType::F32)
+        self.push(
+            Op::Const {
+                value: ConstValue::F32(vec![value]),
+            },
+            vec![],
+            vec![],
+            DType::F32,
+        )
     }
 
     /// An i32 scalar constant.
     pub fn scalar_i32(&mut self, value: i32) -> ValueId {
-        self.push(Op::Const { value: ConstValue::I32(vec![value]) }, vec![], vec![], DType::I32)
+        self.push(
+            Op::Const {
+                value: ConstValue::I32(vec![value]),
+            },
+            vec![],
+            vec![],
+            DType::I32,
+        )
     }
 
     /// A constant tensor; `value` must hold `numel(shape)` elements.
     pub fn constant(&mut self, value: ConstValue, shape: &[usize]) -> Result<ValueId> {
         if value.len() != numel(shape) {
-            let op = Op::Const { value: ConstValue::F32(vec![]) };
+            let op = Op::Const {
+                value: ConstValue::F32(vec![]),
+            };
             return Err(self.shape_err(&op, format!("{} values for shape {shape:?}", value.len())));
         }
         let dt = value.dtype();
@@ -236,7 +295,13 @@ impl GraphBuilder {
     // ---------------------------------------------------------------- reductions
 
     /// A reduction over one axis.
-    pub fn reduce(&mut self, op: ReduceOp, x: ValueId, axis: usize, keepdim: bool) -> Result<ValueId> {
+    pub fn reduce(
+        &mut self,
+        op: ReduceOp,
+        x: ValueId,
+        axis: usize,
+        keepdim: bool,
+    ) -> Result<ValueId> {
         self.apply(Op::Reduce { op, axis, keepdim }, &[x])
     }
 
@@ -288,20 +353,42 @@ impl GraphBuilder {
     }
 
     /// Batched `op(a) @ op(b)` where `op` transposes the last two axes when its flag is set.
-    pub fn matmul_t(&mut self, a: ValueId, b: ValueId, transpose_a: bool, transpose_b: bool) -> Result<ValueId> {
-        self.apply(Op::MatMul { transpose_a, transpose_b }, &[a, b])
+    pub fn matmul_t(
+        &mut self,
+        a: ValueId,
+        b: ValueId,
+        transpose_a: bool,
+        transpose_b: bool,
+    ) -> Result<ValueId> {
+        self.apply(
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            },
+            &[a, b],
+        )
     }
 
     // ---------------------------------------------------------------- shape ops
 
     /// Same data, new shape.
     pub fn reshape(&mut self, x: ValueId, shape: &[usize]) -> Result<ValueId> {
-        self.apply(Op::Reshape { shape: shape.to_vec() }, &[x])
+        self.apply(
+            Op::Reshape {
+                shape: shape.to_vec(),
+            },
+            &[x],
+        )
     }
 
     /// Reorders axes: output axis `i` is input axis `perm[i]`.
     pub fn permute(&mut self, x: ValueId, perm: &[usize]) -> Result<ValueId> {
-        self.apply(Op::Permute { perm: perm.to_vec() }, &[x])
+        self.apply(
+            Op::Permute {
+                perm: perm.to_vec(),
+            },
+            &[x],
+        )
     }
 
     /// Swaps two axes.
@@ -311,14 +398,22 @@ impl GraphBuilder {
             perm.swap(a, b);
         } else {
             let op = Op::Permute { perm: perm.clone() };
-            return Err(self.shape_err(&op, format!("axes {a}, {b} out of range for {:?}", self.shape(x))));
+            return Err(self.shape_err(
+                &op,
+                format!("axes {a}, {b} out of range for {:?}", self.shape(x)),
+            ));
         }
         self.permute(x, &perm)
     }
 
     /// Broadcasts `x` to `shape`.
     pub fn broadcast_to(&mut self, x: ValueId, shape: &[usize]) -> Result<ValueId> {
-        self.apply(Op::BroadcastTo { shape: shape.to_vec() }, &[x])
+        self.apply(
+            Op::BroadcastTo {
+                shape: shape.to_vec(),
+            },
+            &[x],
+        )
     }
 
     /// `x[start..end]` along `axis`.
@@ -338,7 +433,11 @@ impl GraphBuilder {
             return Ok(x);
         }
         if !super::shape::broadcasts_to(shape, &xs) {
-            let op = Op::Reduce { op: ReduceOp::Sum, axis: 0, keepdim: false };
+            let op = Op::Reduce {
+                op: ReduceOp::Sum,
+                axis: 0,
+                keepdim: false,
+            };
             return Err(self.shape_err(&op, format!("cannot sum {xs:?} down to {shape:?}")));
         }
         let mut v = x;
@@ -389,7 +488,12 @@ impl GraphBuilder {
         self.apply(Op::CrossEntropy, &[logits, targets])
     }
 
-    fn attention_inputs(q: ValueId, k: ValueId, v: ValueId, segments: Option<ValueId>) -> Vec<ValueId> {
+    fn attention_inputs(
+        q: ValueId,
+        k: ValueId,
+        v: ValueId,
+        segments: Option<ValueId>,
+    ) -> Vec<ValueId> {
         let mut ins = vec![q, k, v];
         ins.extend(segments);
         ins
@@ -404,7 +508,10 @@ impl GraphBuilder {
         v: ValueId,
         segments: Option<ValueId>,
     ) -> Result<ValueId> {
-        self.apply(Op::Attention(rule), &Self::attention_inputs(q, k, v, segments))
+        self.apply(
+            Op::Attention(rule),
+            &Self::attention_inputs(q, k, v, segments),
+        )
     }
 
     /// The weights `[B,H,T,T]` that `attention` applies (for `attn.pattern` hooks).
@@ -416,12 +523,27 @@ impl GraphBuilder {
         v: ValueId,
         segments: Option<ValueId>,
     ) -> Result<ValueId> {
-        self.apply(Op::AttentionPattern(rule), &Self::attention_inputs(q, k, v, segments))
+        self.apply(
+            Op::AttentionPattern(rule),
+            &Self::attention_inputs(q, k, v, segments),
+        )
     }
 
     /// Rotary embedding of `x [B,H,T,d]` with per-pair `freqs [d/2]` at i32 `positions`.
-    pub fn rope(&mut self, x: ValueId, freqs: ValueId, positions: ValueId, layout: RopeLayout) -> Result<ValueId> {
-        self.apply(Op::Rope { layout, inverse: false }, &[x, freqs, positions])
+    pub fn rope(
+        &mut self,
+        x: ValueId,
+        freqs: ValueId,
+        positions: ValueId,
+        layout: RopeLayout,
+    ) -> Result<ValueId> {
+        self.apply(
+            Op::Rope {
+                layout,
+                inverse: false,
+            },
+            &[x, freqs, positions],
+        )
     }
 
     /// `x · rsqrt(mean(x², last axis) + eps) · weight`, composed from primitives.
@@ -437,7 +559,13 @@ impl GraphBuilder {
     }
 
     /// `(x − mean) · rsqrt(var + eps) · weight + bias` over the last axis, from primitives.
-    pub fn layer_norm(&mut self, x: ValueId, weight: ValueId, bias: ValueId, eps: f32) -> Result<ValueId> {
+    pub fn layer_norm(
+        &mut self,
+        x: ValueId,
+        weight: ValueId,
+        bias: ValueId,
+        eps: f32,
+    ) -> Result<ValueId> {
         let last = self.shape(x).len().saturating_sub(1);
         let mu = self.mean(x, last, true)?;
         let xc = self.binary(BinaryOp::Sub, x, mu)?;
@@ -464,10 +592,15 @@ impl GraphBuilder {
     }
 
     fn name_point(&mut self, name: &str, v: ValueId, hook: bool) {
-        let list = if hook { &mut self.graph.hooks } else { &mut self.graph.outputs };
+        let list = if hook {
+            &mut self.graph.hooks
+        } else {
+            &mut self.graph.outputs
+        };
         if list.iter().any(|(n, _)| n == name) {
             let kind = if hook { "hook" } else { "output" };
-            self.deferred.push(IrError::Builder(format!("{kind} `{name}` defined twice")));
+            self.deferred
+                .push(IrError::Builder(format!("{kind} `{name}` defined twice")));
             return;
         }
         list.push((name.to_string(), v));

@@ -55,17 +55,42 @@ impl Display for Op {
             Op::PowConst { exponent } => write!(f, "pow {exponent:?}"),
             Op::Clamp { min, max } => write!(f, "clamp {min:?} {max:?}"),
             Op::Reduce { op, axis, keepdim } => {
-                write!(f, "{} axis={axis}{}", lower(op), if *keepdim { " keepdim" } else { "" })
+                write!(
+                    f,
+                    "{} axis={axis}{}",
+                    lower(op),
+                    if *keepdim { " keepdim" } else { "" }
+                )
             }
             Op::LogSumExp { axis, keepdim } => {
-                write!(f, "logsumexp axis={axis}{}", if *keepdim { " keepdim" } else { "" })
+                write!(
+                    f,
+                    "logsumexp axis={axis}{}",
+                    if *keepdim { " keepdim" } else { "" }
+                )
             }
             Op::Softmax { axis } => write!(f, "softmax axis={axis}"),
-            Op::CumSum { axis, reverse } => write!(f, "cumsum axis={axis}{}", if *reverse { " reverse" } else { "" }),
-            Op::ArgMax { axis, keepdim } => write!(f, "argmax axis={axis}{}", if *keepdim { " keepdim" } else { "" }),
+            Op::CumSum { axis, reverse } => write!(
+                f,
+                "cumsum axis={axis}{}",
+                if *reverse { " reverse" } else { "" }
+            ),
+            Op::ArgMax { axis, keepdim } => write!(
+                f,
+                "argmax axis={axis}{}",
+                if *keepdim { " keepdim" } else { "" }
+            ),
             Op::TopKMask { k, axis } => write!(f, "topk_mask k={k} axis={axis}"),
-            Op::MatMul { transpose_a, transpose_b } => {
-                write!(f, "matmul{}{}", if *transpose_a { " ta" } else { "" }, if *transpose_b { " tb" } else { "" })
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            } => {
+                write!(
+                    f,
+                    "matmul{}{}",
+                    if *transpose_a { " ta" } else { "" },
+                    if *transpose_b { " tb" } else { "" }
+                )
             }
             Op::Reshape { shape } => write!(f, "reshape {}", shape_str(shape)),
             Op::Permute { perm } => write!(f, "permute {}", shape_str(perm)),
@@ -82,7 +107,12 @@ impl Display for Op {
             Op::AttentionPattern(r) => write!(f, "attention_pattern {}", rule_str(r)),
             Op::AttentionBackward(r) => write!(f, "attention_backward {}", rule_str(r)),
             Op::Rope { layout, inverse } => {
-                write!(f, "rope {}{}", lower(layout), if *inverse { " inverse" } else { "" })
+                write!(
+                    f,
+                    "rope {}{}",
+                    lower(layout),
+                    if *inverse { " inverse" } else { "" }
+                )
             }
         }
     }
@@ -105,7 +135,13 @@ impl Display for Graph {
         }
         for p in &self.params {
             let t = if p.trainable { "trainable" } else { "frozen" };
-            writeln!(f, "param {}: f32{} {t} {}", p.name, shape_str(&p.shape), init_str(&p.init))?;
+            writeln!(
+                f,
+                "param {}: f32{} {t} {}",
+                p.name,
+                shape_str(&p.shape),
+                init_str(&p.init)
+            )?;
         }
         for (i, n) in self.nodes.iter().enumerate() {
             let mut line = String::new();
@@ -149,7 +185,11 @@ mod tests {
         let q = g.matmul(x, w).unwrap();
         g.set_label(None);
         let q4 = g.reshape(q, &[2, 1, 4, 8]).unwrap();
-        let rule = AttentionRule { weights: AttentionWeights::Signed, mask: AttentionMask::Causal, scale: 0.5 };
+        let rule = AttentionRule {
+            weights: AttentionWeights::Signed,
+            mask: AttentionMask::Causal,
+            scale: 0.5,
+        };
         let y = g.attention(rule, q4, q4, q4, None).unwrap();
         g.output("y", y);
         g.hook("layers.0.attn.q", q);

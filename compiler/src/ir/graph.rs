@@ -1,7 +1,7 @@
 use super::op::Op;
 use super::types::{DType, Shape, ValueId};
-use serde::{Deserialize, Serialize};
 use crate::IrError;
+use serde::{Deserialize, Serialize};
 use weft_dsl::Span;
 
 /// How a parameter is initialised before training (the runtime draws it with a seeded RNG).
@@ -10,11 +10,18 @@ pub enum Init {
     Zeros,
     Ones,
     /// Every entry equals `value` (gains, fixed tables).
-    Constant { value: f32 },
+    Constant {
+        value: f32,
+    },
     /// `N(0, std²)`.
-    Normal { std: f32 },
+    Normal {
+        std: f32,
+    },
     /// `U[low, high)`.
-    Uniform { low: f32, high: f32 },
+    Uniform {
+        low: f32,
+        high: f32,
+    },
 }
 
 /// A named parameter of the graph.
@@ -99,7 +106,10 @@ impl Graph {
 
     /// The named output, if any.
     pub fn output(&self, name: &str) -> Option<ValueId> {
-        self.outputs.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
+        self.outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, v)| v)
     }
 
     /// The named hook, if any.
@@ -114,7 +124,10 @@ impl Graph {
 
     /// Values that must survive a run: outputs and hooks, in that order.
     pub fn roots(&self) -> impl Iterator<Item = ValueId> + '_ {
-        self.outputs.iter().chain(self.hooks.iter()).map(|&(_, v)| v)
+        self.outputs
+            .iter()
+            .chain(self.hooks.iter())
+            .map(|&(_, v)| v)
     }
 
     /// For each node, the index of the last node that reads it (`None` if nothing does).
@@ -146,16 +159,27 @@ impl Graph {
             while redirect[v.index()] != v {
                 v = redirect[v.index()];
             }
-            new_id[v.index()]
-                .ok_or(IrError::Invalid { node: v.0, msg: "compact: a kept value reads a dropped node".into() })
+            new_id[v.index()].ok_or(IrError::Invalid {
+                node: v.0,
+                msg: "compact: a kept value reads a dropped node".into(),
+            })
         };
         for (i, n) in self.nodes.iter().enumerate() {
             if !keep[i] || redirect[i] != ValueId(i as u32) {
                 continue;
             }
-            let inputs = n.inputs.iter().map(|&v| resolve(&new_id, v)).collect::<Result<_, _>>()?;
+            let inputs = n
+                .inputs
+                .iter()
+                .map(|&v| resolve(&new_id, v))
+                .collect::<Result<_, _>>()?;
             new_id[i] = Some(ValueId(out.nodes.len() as u32));
-            out.nodes.push(Node { op: n.op.clone(), inputs, shape: n.shape.clone(), dtype: n.dtype });
+            out.nodes.push(Node {
+                op: n.op.clone(),
+                inputs,
+                shape: n.shape.clone(),
+                dtype: n.dtype,
+            });
             out.spans.push(self.spans[i]);
             out.labels.push(self.labels[i].clone());
         }

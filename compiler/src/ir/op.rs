@@ -193,7 +193,11 @@ pub enum Op {
 
     // ---- reductions and scans over one axis ----
     /// `(x) → reduce(x, axis)`.
-    Reduce { op: ReduceOp, axis: usize, keepdim: bool },
+    Reduce {
+        op: ReduceOp,
+        axis: usize,
+        keepdim: bool,
+    },
     /// `(x) → log Σ exp x` along `axis`, max-shifted.
     LogSumExp { axis: usize, keepdim: bool },
     /// `(x) → softmax(x)` along `axis`, max-shifted.
@@ -208,7 +212,10 @@ pub enum Op {
     // ---- linear algebra ----
     /// `(a [..., M, K], b [..., K, N]) → [..., M, N]`, batch dims broadcast; the flags
     /// transpose the last two axes of an operand first (free for a strided GEMM).
-    MatMul { transpose_a: bool, transpose_b: bool },
+    MatMul {
+        transpose_a: bool,
+        transpose_b: bool,
+    },
 
     // ---- shape ops ----
     /// `(x) → x` viewed with a new shape of the same size.
@@ -218,7 +225,11 @@ pub enum Op {
     /// `(x) → x` broadcast (numpy rules) to `shape`.
     BroadcastTo { shape: Shape },
     /// `(x) → x[start..end]` along `axis`.
-    Slice { axis: usize, start: usize, end: usize },
+    Slice {
+        axis: usize,
+        start: usize,
+        end: usize,
+    },
     /// `(x0, x1, ...) → concatenation` along `axis`.
     Concat { axis: usize },
 
@@ -293,6 +304,9 @@ impl Op {
 
     /// Leaves take no inputs and get their type from the graph tables or their data.
     pub fn is_leaf(&self) -> bool {
-        matches!(self, Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::Iota { .. })
+        matches!(
+            self,
+            Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::Iota { .. }
+        )
     }
 }

@@ -275,7 +275,10 @@ mod tests {
                 let h = 1e-6;
                 let fd = (op.eval(x + h) - op.eval(x - h)) / (2.0 * h);
                 let an = op.derivative(x);
-                assert!((fd - an).abs() < 1e-6 * (1.0 + an.abs()), "{op:?} at {x}: fd {fd} vs {an}");
+                assert!(
+                    (fd - an).abs() < 1e-6 * (1.0 + an.abs()),
+                    "{op:?} at {x}: fd {fd} vs {an}"
+                );
             }
         }
     }

@@ -14,8 +14,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Shape, String> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -29,7 +37,11 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Shape, String> {
 /// Whether `from` broadcasts to exactly `to`.
 pub fn broadcasts_to(from: &[usize], to: &[usize]) -> bool {
     from.len() <= to.len()
-        && from.iter().rev().zip(to.iter().rev()).all(|(&f, &t)| f == t || f == 1)
+        && from
+            .iter()
+            .rev()
+            .zip(to.iter().rev())
+            .all(|(&f, &t)| f == t || f == 1)
 }
 
 fn want_dtype(what: &str, got: DType, want: DType) -> Result<(), String> {
@@ -76,14 +88,19 @@ fn attention_inputs(ins: &[TypeRef], n_same: usize, segments: bool) -> Result<Sh
     for (i, (s, dt)) in ins[..n_same].iter().enumerate() {
         want_dtype(&format!("input {i}"), *dt, DType::F32)?;
         if *s != q {
-            return Err(format!("q, k, v (and y, dy) must have one shape; input 0 is {q:?}, input {i} is {s:?}"));
+            return Err(format!(
+                "q, k, v (and y, dy) must have one shape; input 0 is {q:?}, input {i} is {s:?}"
+            ));
         }
     }
     if segments {
         let (s, dt) = ins[n_same];
         want_dtype("segment ids", dt, DType::I32)?;
         if s != [q[0], q[2]] {
-            return Err(format!("segment ids must be [B,T] = [{}, {}], got {s:?}", q[0], q[2]));
+            return Err(format!(
+                "segment ids must be [B,T] = [{}, {}], got {s:?}",
+                q[0], q[2]
+            ));
         }
     }
     Ok(q.to_vec())
@@ -100,7 +117,9 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
         Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::Iota { .. } => {
             Err("leaves have no shape rule".into())
         }
-        Op::Unary(_) | Op::PowConst { .. } | Op::Clamp { .. } | Op::StraightThrough => f32_same(ins),
+        Op::Unary(_) | Op::PowConst { .. } | Op::Clamp { .. } | Op::StraightThrough => {
+            f32_same(ins)
+        }
         Op::Softmax { axis } | Op::TopKMask { axis, .. } => {
             let r = f32_same(ins)?;
             want_axis(*axis, ins[0].0)?;
@@ -116,23 +135,36 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
             want_dtype("x", ins[0].1, DType::F32)?;
             want_dtype("dy", ins[1].1, DType::F32)?;
             if ins[0].0 != ins[1].0 {
-                return Err(format!("x {:?} and dy {:?} must have one shape", ins[0].0, ins[1].0));
+                return Err(format!(
+                    "x {:?} and dy {:?} must have one shape",
+                    ins[0].0, ins[1].0
+                ));
             }
             Ok((ins[0].0.to_vec(), DType::F32))
         }
         Op::Binary(_) | Op::Compare(_) => {
             want_arity(ins, 2)?;
             if ins[0].1 != ins[1].1 {
-                return Err(format!("operands must share a dtype, got {} and {}", ins[0].1, ins[1].1));
+                return Err(format!(
+                    "operands must share a dtype, got {} and {}",
+                    ins[0].1, ins[1].1
+                ));
             }
             let s = broadcast_shapes(ins[0].0, ins[1].0)?;
-            let dt = if matches!(op, Op::Compare(_)) { DType::F32 } else { ins[0].1 };
+            let dt = if matches!(op, Op::Compare(_)) {
+                DType::F32
+            } else {
+                ins[0].1
+            };
             Ok((s, dt))
         }
         Op::Where => {
             want_arity(ins, 3)?;
             if ins[1].1 != ins[2].1 {
-                return Err(format!("branches must share a dtype, got {} and {}", ins[1].1, ins[2].1));
+                return Err(format!(
+                    "branches must share a dtype, got {} and {}",
+                    ins[1].1, ins[2].1
+                ));
             }
             let s = broadcast_shapes(ins[0].0, ins[1].0)?;
             let s = broadcast_shapes(&s, ins[2].0)?;
@@ -146,7 +178,11 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
             want_arity(ins, 1)?;
             Ok((ins[0].0.to_vec(), ins[0].1))
         }
-        Op::Reduce { op: r, axis, keepdim } => {
+        Op::Reduce {
+            op: r,
+            axis,
+            keepdim,
+        } => {
             want_arity(ins, 1)?;
             want_axis(*axis, ins[0].0)?;
             if *r == ReduceOp::Mean {
@@ -169,7 +205,10 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
             want_axis(*axis, ins[0].0)?;
             Ok((reduced(ins[0].0, *axis, *keepdim), DType::I32))
         }
-        Op::MatMul { transpose_a, transpose_b } => {
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => {
             want_arity(ins, 2)?;
             let (a, b) = (ins[0].0, ins[1].0);
             want_dtype("lhs", ins[0].1, DType::F32)?;
@@ -178,8 +217,16 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
                 return Err(format!("operands must have rank ≥ 2, got {a:?} and {b:?}"));
             }
             let (ra, rb) = (a.len(), b.len());
-            let (m, ka) = if *transpose_a { (a[ra - 1], a[ra - 2]) } else { (a[ra - 2], a[ra - 1]) };
-            let (kb, n) = if *transpose_b { (b[rb - 1], b[rb - 2]) } else { (b[rb - 2], b[rb - 1]) };
+            let (m, ka) = if *transpose_a {
+                (a[ra - 1], a[ra - 2])
+            } else {
+                (a[ra - 2], a[ra - 1])
+            };
+            let (kb, n) = if *transpose_b {
+                (b[rb - 1], b[rb - 2])
+            } else {
+                (b[rb - 2], b[rb - 1])
+            };
             if ka != kb {
                 return Err(format!(
                     "contraction mismatch: lhs {a:?}{} has K = {ka}, rhs {b:?}{} has K = {kb}",
@@ -195,7 +242,11 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
         Op::Reshape { shape } => {
             want_arity(ins, 1)?;
             if numel(shape) != numel(ins[0].0) {
-                return Err(format!("cannot reshape {:?} ({} elements) to {shape:?}", ins[0].0, numel(ins[0].0)));
+                return Err(format!(
+                    "cannot reshape {:?} ({} elements) to {shape:?}",
+                    ins[0].0,
+                    numel(ins[0].0)
+                ));
             }
             Ok((shape.clone(), ins[0].1))
         }
@@ -203,8 +254,14 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
             want_arity(ins, 1)?;
             let x = ins[0].0;
             let mut seen = vec![false; x.len()];
-            if perm.len() != x.len() || perm.iter().any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true)) {
-                return Err(format!("{perm:?} is not a permutation of the axes of {x:?}"));
+            if perm.len() != x.len()
+                || perm
+                    .iter()
+                    .any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true))
+            {
+                return Err(format!(
+                    "{perm:?} is not a permutation of the axes of {x:?}"
+                ));
             }
             Ok((perm.iter().map(|&p| x[p]).collect(), ins[0].1))
         }
@@ -220,7 +277,10 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
             want_axis(*axis, ins[0].0)?;
             let n = ins[0].0[*axis];
             if start >= end || *end > n {
-                return Err(format!("slice {start}..{end} out of range for axis {axis} of {:?}", ins[0].0));
+                return Err(format!(
+                    "slice {start}..{end} out of range for axis {axis} of {:?}",
+                    ins[0].0
+                ));
             }
             let mut s = ins[0].0.to_vec();
             s[*axis] = end - start;
@@ -238,9 +298,14 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
                     return Err(format!("input {i} is {dt}, input 0 is {}", ins[0].1));
                 }
                 let same = s.len() == first.len()
-                    && s.iter().zip(first).enumerate().all(|(a, (x, y))| a == *axis || x == y);
+                    && s.iter()
+                        .zip(first)
+                        .enumerate()
+                        .all(|(a, (x, y))| a == *axis || x == y);
                 if !same {
-                    return Err(format!("input {i} {s:?} does not match input 0 {first:?} off axis {axis}"));
+                    return Err(format!(
+                        "input {i} {s:?} does not match input 0 {first:?} off axis {axis}"
+                    ));
                 }
                 total += s[*axis];
             }
@@ -284,13 +349,16 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
             want_dtype("targets", ins[1].1, DType::I32)?;
             let (l, t) = (ins[0].0, ins[1].0);
             if l.len() != 2 || t != [l[0]] {
-                return Err(format!("want logits [N,V] and targets [N], got {l:?} and {t:?}"));
+                return Err(format!(
+                    "want logits [N,V] and targets [N], got {l:?} and {t:?}"
+                ));
             }
             Ok((vec![l[0]], DType::F32))
         }
-        Op::Attention(rule) => {
-            Ok((attention_inputs(ins, 3, rule.mask.needs_segments())?, DType::F32))
-        }
+        Op::Attention(rule) => Ok((
+            attention_inputs(ins, 3, rule.mask.needs_segments())?,
+            DType::F32,
+        )),
         Op::AttentionPattern(rule) => {
             let q = attention_inputs(ins, 3, rule.mask.needs_segments())?;
             Ok((vec![q[0], q[1], q[2], q[2]], DType::F32))
@@ -313,7 +381,10 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
                 return Err(format!("freqs must be [d/2] = [{}], got {f:?}", x[3] / 2));
             }
             if p != [x[2]] && p != [x[0], x[2]] {
-                return Err(format!("positions must be [T] or [B,T] = [{}, {}], got {p:?}", x[0], x[2]));
+                return Err(format!(
+                    "positions must be [T] or [B,T] = [{}, {}], got {p:?}",
+                    x[0], x[2]
+                ));
             }
             Ok((x.to_vec(), DType::F32))
         }
@@ -327,7 +398,10 @@ mod tests {
 
     #[test]
     fn broadcasting_follows_numpy() {
-        assert_eq!(broadcast_shapes(&[2, 1, 4], &[3, 1]).unwrap(), vec![2, 3, 4]);
+        assert_eq!(
+            broadcast_shapes(&[2, 1, 4], &[3, 1]).unwrap(),
+            vec![2, 3, 4]
+        );
         assert_eq!(broadcast_shapes(&[], &[5]).unwrap(), vec![5]);
         assert!(broadcast_shapes(&[2, 3], &[4, 3]).is_err());
         assert!(broadcasts_to(&[3, 1], &[2, 3, 4]));
@@ -337,9 +411,15 @@ mod tests {
     #[test]
     fn matmul_broadcasts_batch_and_checks_k() {
         let ins: [TypeRef; 2] = [(&[2, 5, 3, 4], DType::F32), (&[4, 6], DType::F32)];
-        let mm = Op::MatMul { transpose_a: false, transpose_b: false };
+        let mm = Op::MatMul {
+            transpose_a: false,
+            transpose_b: false,
+        };
         assert_eq!(infer(&mm, &ins).unwrap().0, vec![2, 5, 3, 6]);
-        let mmt = Op::MatMul { transpose_a: true, transpose_b: false };
+        let mmt = Op::MatMul {
+            transpose_a: true,
+            transpose_b: false,
+        };
         let err = infer(&mmt, &ins).unwrap_err();
         assert!(err.contains("K = 3") && err.contains("K = 4"), "{err}");
     }

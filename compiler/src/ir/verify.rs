@@ -9,7 +9,10 @@ use crate::error::{IrError, Result};
 use std::collections::HashSet;
 
 fn invalid(node: usize, msg: impl Into<String>) -> IrError {
-    IrError::Invalid { node: node as u32, msg: msg.into() }
+    IrError::Invalid {
+        node: node as u32,
+        msg: msg.into(),
+    }
 }
 
 /// Checks that every node only reads earlier nodes, that leaves agree with the param/input
@@ -37,21 +40,37 @@ pub fn verify(g: &Graph) -> Result<()> {
         }
         for &v in &n.inputs {
             if v.index() >= i {
-                return Err(invalid(i, format!("reads {v}, which is not an earlier node")));
+                return Err(invalid(
+                    i,
+                    format!("reads {v}, which is not an earlier node"),
+                ));
             }
         }
         match &n.op {
             Op::Input { name } => {
                 let info = g.inputs.iter().find(|x| &x.name == name);
-                let info = info.ok_or_else(|| invalid(i, format!("input `{name}` is not declared")))?;
+                let info =
+                    info.ok_or_else(|| invalid(i, format!("input `{name}` is not declared")))?;
                 if info.shape != n.shape || info.dtype != n.dtype {
-                    return Err(invalid(i, format!("input `{name}` node type differs from its declaration")));
+                    return Err(invalid(
+                        i,
+                        format!("input `{name}` node type differs from its declaration"),
+                    ));
                 }
             }
             Op::Param { index } => {
-                let info = g.params.get(*index).ok_or_else(|| invalid(i, format!("param #{index} does not exist")))?;
+                let info = g
+                    .params
+                    .get(*index)
+                    .ok_or_else(|| invalid(i, format!("param #{index} does not exist")))?;
                 if info.shape != n.shape || n.dtype != DType::F32 {
-                    return Err(invalid(i, format!("param `{}` node type differs from its declaration", info.name)));
+                    return Err(invalid(
+                        i,
+                        format!(
+                            "param `{}` node type differs from its declaration",
+                            info.name
+                        ),
+                    ));
                 }
             }
             Op::Const { value } => {
@@ -65,13 +84,27 @@ pub fn verify(g: &Graph) -> Result<()> {
                 }
             }
             op => {
-                let types: Vec<TypeRef> =
-                    n.inputs.iter().map(|v| (g.nodes[v.index()].shape.as_slice(), g.nodes[v.index()].dtype)).collect();
-                let (shape, dtype) = infer(op, &types).map_err(|m| invalid(i, format!("{}: {m}", op.name())))?;
+                let types: Vec<TypeRef> = n
+                    .inputs
+                    .iter()
+                    .map(|v| {
+                        (
+                            g.nodes[v.index()].shape.as_slice(),
+                            g.nodes[v.index()].dtype,
+                        )
+                    })
+                    .collect();
+                let (shape, dtype) =
+                    infer(op, &types).map_err(|m| invalid(i, format!("{}: {m}", op.name())))?;
                 if shape != n.shape || dtype != n.dtype {
                     return Err(invalid(
                         i,
-                        format!("{} infers {dtype}{shape:?} but the node says {}{:?}", op.name(), n.dtype, n.shape),
+                        format!(
+                            "{} infers {dtype}{shape:?} but the node says {}{:?}",
+                            op.name(),
+                            n.dtype,
+                            n.shape
+                        ),
                     ));
                 }
             }
@@ -81,7 +114,10 @@ pub fn verify(g: &Graph) -> Result<()> {
         let mut names = HashSet::new();
         for (name, v) in list {
             if v.index() >= g.nodes.len() {
-                return Err(invalid(g.nodes.len(), format!("{kind} `{name}` points at missing {v}")));
+                return Err(invalid(
+                    g.nodes.len(),
+                    format!("{kind} `{name}` points at missing {v}"),
+                ));
             }
             if !names.insert(name.as_str()) {
                 return Err(invalid(v.index(), format!("duplicate {kind} `{name}`")));

@@ -42,21 +42,41 @@ fn bcast_index(mut i: usize, out: &[usize], shape: &[usize]) -> usize {
     idx
 }
 
-fn evaluate(op: &Op, ins: &[(&ConstValue, &[usize])], out: &[usize], dtype: DType) -> Option<ConstValue> {
+fn evaluate(
+    op: &Op,
+    ins: &[(&ConstValue, &[usize])],
+    out: &[usize],
+    dtype: DType,
+) -> Option<ConstValue> {
     let n = numel(out);
     let vals: Vec<Vec<f64>> = ins.iter().map(|(v, _)| as_f64(v)).collect();
     let at = |k: usize, i: usize| vals[k][bcast_index(i, out, ins[k].1)];
-    let is_i32 = ins.first().map(|(v, _)| v.dtype() == DType::I32).unwrap_or(false);
+    let is_i32 = ins
+        .first()
+        .map(|(v, _)| v.dtype() == DType::I32)
+        .unwrap_or(false);
     // Evaluate in the op's own precision so folding never changes results.
     let r: Vec<f64> = match op {
         Op::Unary(u) => (0..n).map(|i| u.eval(at(0, i) as f32) as f64).collect(),
-        Op::Binary(b) if is_i32 => (0..n).map(|i| b.eval_i32(at(0, i) as i32, at(1, i) as i32) as f64).collect(),
-        Op::Binary(b) => (0..n).map(|i| b.eval(at(0, i) as f32, at(1, i) as f32) as f64).collect(),
-        Op::Compare(c) => (0..n).map(|i| c.eval(at(0, i), at(1, i)) as u8 as f64).collect(),
-        Op::Where => (0..n).map(|i| if at(0, i) != 0.0 { at(1, i) } else { at(2, i) }).collect(),
+        Op::Binary(b) if is_i32 => (0..n)
+            .map(|i| b.eval_i32(at(0, i) as i32, at(1, i) as i32) as f64)
+            .collect(),
+        Op::Binary(b) => (0..n)
+            .map(|i| b.eval(at(0, i) as f32, at(1, i) as f32) as f64)
+            .collect(),
+        Op::Compare(c) => (0..n)
+            .map(|i| c.eval(at(0, i), at(1, i)) as u8 as f64)
+            .collect(),
+        Op::Where => (0..n)
+            .map(|i| if at(0, i) != 0.0 { at(1, i) } else { at(2, i) })
+            .collect(),
         Op::Cast { .. } => (0..n).map(|i| at(0, i)).collect(),
-        Op::PowConst { exponent } => (0..n).map(|i| (at(0, i) as f32).powf(*exponent) as f64).collect(),
-        Op::Clamp { min, max } => (0..n).map(|i| (at(0, i) as f32).max(*min).min(*max) as f64).collect(),
+        Op::PowConst { exponent } => (0..n)
+            .map(|i| (at(0, i) as f32).powf(*exponent) as f64)
+            .collect(),
+        Op::Clamp { min, max } => (0..n)
+            .map(|i| (at(0, i) as f32).max(*min).min(*max) as f64)
+            .collect(),
         // Same row-major data under a new shape: element i is element i.
         Op::Reshape { .. } | Op::StopGradient => vals[0].clone(),
         Op::BroadcastTo { .. } => (0..n).map(|i| at(0, i)).collect(),
@@ -78,12 +98,18 @@ impl Pass for ConstFold {
         let mut out = g.clone();
         let mut redirect: Vec<ValueId> = g.ids().collect();
         for i in 0..out.len() {
-            let inputs: Vec<ValueId> = out.nodes[i].inputs.iter().map(|v| redirect[v.index()]).collect();
+            let inputs: Vec<ValueId> = out.nodes[i]
+                .inputs
+                .iter()
+                .map(|v| redirect[v.index()])
+                .collect();
             out.nodes[i].inputs = inputs.clone();
             let n = &out.nodes[i];
             let x_shape = inputs.first().map(|v| out.nodes[v.index()].shape.clone());
             let identity = match &n.op {
-                Op::Reshape { .. } | Op::BroadcastTo { .. } => x_shape.as_deref() == Some(&n.shape[..]),
+                Op::Reshape { .. } | Op::BroadcastTo { .. } => {
+                    x_shape.as_deref() == Some(&n.shape[..])
+                }
                 Op::Permute { perm } => perm.iter().enumerate().all(|(a, &p)| a == p),
                 Op::Cast { to } => out.nodes[inputs[0].index()].dtype == *to,
                 _ => false,
@@ -133,7 +159,12 @@ mod tests {
         assert_eq!(folded.len(), 3, "{folded}");
         let add = folded.node(folded.output("y").unwrap());
         let k = folded.node(add.inputs[1]);
-        assert_eq!(k.op, Op::Const { value: ConstValue::F32(vec![2.0, 4.0]) });
+        assert_eq!(
+            k.op,
+            Op::Const {
+                value: ConstValue::F32(vec![2.0, 4.0])
+            }
+        );
     }
 
     #[test]
@@ -151,23 +182,45 @@ mod tests {
         let g = b.finish().unwrap();
         let out = Dce.run(&ConstFold.run(&g).unwrap()).unwrap();
         let exp = out.node(out.output("e").unwrap());
-        assert!(matches!(out.node(exp.inputs[0]).op, Op::Input { .. }), "{out}");
-        assert_eq!(out.node(out.output("q").unwrap()).op, Op::Const { value: ConstValue::I32(vec![3, -1]) });
+        assert!(
+            matches!(out.node(exp.inputs[0]).op, Op::Input { .. }),
+            "{out}"
+        );
+        assert_eq!(
+            out.node(out.output("q").unwrap()).op,
+            Op::Const {
+                value: ConstValue::I32(vec![3, -1])
+            }
+        );
     }
 
     #[test]
     fn folds_reshape_and_broadcast_in_row_major_order() {
         let mut b = GraphBuilder::new();
-        let c = b.constant(ConstValue::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), &[6]).unwrap();
+        let c = b
+            .constant(ConstValue::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), &[6])
+            .unwrap();
         let r = b.reshape(c, &[3, 2]).unwrap();
-        let col = b.constant(ConstValue::F32(vec![10.0, 20.0]), &[2, 1]).unwrap();
+        let col = b
+            .constant(ConstValue::F32(vec![10.0, 20.0]), &[2, 1])
+            .unwrap();
         let bc = b.broadcast_to(col, &[2, 3]).unwrap();
         b.output("r", r);
         b.output("bc", bc);
         let out = ConstFold.run(&b.finish().unwrap()).unwrap();
         let data = |name: &str| out.node(out.output(name).unwrap()).op.clone();
-        assert_eq!(data("r"), Op::Const { value: ConstValue::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) });
-        assert_eq!(data("bc"), Op::Const { value: ConstValue::F32(vec![10.0, 10.0, 10.0, 20.0, 20.0, 20.0]) });
+        assert_eq!(
+            data("r"),
+            Op::Const {
+                value: ConstValue::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+            }
+        );
+        assert_eq!(
+            data("bc"),
+            Op::Const {
+                value: ConstValue::F32(vec![10.0, 10.0, 10.0, 20.0, 20.0, 20.0])
+            }
+        );
     }
 
     #[test]
@@ -177,6 +230,9 @@ mod tests {
         b.output("z", z);
         let g = b.finish().unwrap();
         let out = ConstFold.run(&g).unwrap();
-        assert!(matches!(out.node(out.output("z").unwrap()).op, Op::BroadcastTo { .. }));
+        assert!(matches!(
+            out.node(out.output("z").unwrap()).op,
+            Op::BroadcastTo { .. }
+        ));
     }
 }

@@ -48,7 +48,13 @@ mod tests {
         let out = Dce.run(&g).unwrap();
         assert_eq!(out.len(), 3, "{out}");
         assert!(out.nodes.iter().all(|n| n.op != Op::Unary(UnaryOp::Exp)));
-        assert_eq!(out.node(out.output("y").unwrap()).op, Op::Unary(UnaryOp::Sin));
-        assert_eq!(out.node(out.hook("h").unwrap()).op, Op::Unary(UnaryOp::Tanh));
+        assert_eq!(
+            out.node(out.output("y").unwrap()).op,
+            Op::Unary(UnaryOp::Sin)
+        );
+        assert_eq!(
+            out.node(out.hook("h").unwrap()).op,
+            Op::Unary(UnaryOp::Tanh)
+        );
     }
 }

@@ -48,13 +48,23 @@ pub fn plan_memory(g: &Graph, reuse: bool) -> MemoryPlan {
     let mut free: Vec<usize> = Vec::new();
     let mut unshared = 0;
     for (i, node) in g.nodes.iter().enumerate() {
-        let external = matches!(node.op, Op::Input { .. } | Op::Param { .. } | Op::Const { .. });
+        let external = matches!(
+            node.op,
+            Op::Input { .. } | Op::Param { .. } | Op::Const { .. }
+        );
         if !external {
             let bytes = numel(&node.shape) * node.dtype.size_bytes();
             unshared += bytes;
             let pick = if reuse {
-                let fit = free.iter().enumerate().filter(|(_, &b)| buffer_bytes[b] >= bytes).min_by_key(|(_, &b)| buffer_bytes[b]);
-                let any = free.iter().enumerate().max_by_key(|(_, &b)| buffer_bytes[b]);
+                let fit = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| buffer_bytes[b] >= bytes)
+                    .min_by_key(|(_, &b)| buffer_bytes[b]);
+                let any = free
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, &b)| buffer_bytes[b]);
                 fit.or(any).map(|(pos, _)| pos)
             } else {
                 None
@@ -94,7 +104,11 @@ mod tests {
         let mut b = GraphBuilder::new();
         let mut x = b.input("x", &[64, 64], DType::F32);
         for i in 0..8 {
-            x = if i % 2 == 0 { b.exp(x).unwrap() } else { b.tanh(x).unwrap() };
+            x = if i % 2 == 0 {
+                b.exp(x).unwrap()
+            } else {
+                b.tanh(x).unwrap()
+            };
             if i == 3 {
                 b.hook("mid", x);
             }
@@ -123,11 +137,13 @@ mod tests {
         for v in g.roots() {
             last[v.index()] = Some(g.len());
         }
-        for a in 0..g.len() {
+        for (a, last_a) in last.iter().enumerate() {
             for b in a + 1..g.len() {
-                let (Some(ba), Some(bb)) = (plan.buffer_of[a], plan.buffer_of[b]) else { continue };
+                let (Some(ba), Some(bb)) = (plan.buffer_of[a], plan.buffer_of[b]) else {
+                    continue;
+                };
                 // b is written while a is still needed at or after step b ⇒ different buffers.
-                if last[a].unwrap_or(a) >= b {
+                if last_a.unwrap_or(a) >= b {
                     assert_ne!(ba, bb, "%{a} and %{b} overlap in buffer {ba}");
                 }
             }

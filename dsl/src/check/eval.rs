@@ -5,7 +5,7 @@
 use super::value::{CallValue, Value};
 use crate::ast::{Arg, BinOp, Expr, ExprKind};
 use crate::builtins::{self, quoted, Builtin, Kind, Ty};
-use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::diagnostic::Diagnostic;
 use crate::Span;
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,7 +19,10 @@ pub enum Binding {
     Param(Option<Value>, Span),
     /// A tensor: `x` or a local assigned in a block.
     Tensor(Span),
-    Pool { size: i64, span: Span },
+    Pool {
+        size: i64,
+        span: Span,
+    },
 }
 
 /// Names in scope, innermost last.
@@ -96,10 +99,18 @@ impl Eval {
             }
         }
         match ty {
+            Ty::Int | Ty::Float if non_number(e, scope).is_some() => {
+                let found = non_number(e, scope).unwrap_or_default();
+                self.error(mismatch(e.span, &ty.describe(), &found, what));
+                None
+            }
             Ty::Int => match self.number(e, scope)? {
                 Num::Int(i) => Some(Value::Int(i)),
                 Num::Float(f) => {
-                    self.error(mismatch(e.span, "an integer", &format!("the number {f}"), what));
+                    self.error(
+                        mismatch(e.span, "an integer", &format!("the number {f:?}"), what)
+                            .help("integers are written without a decimal point, and arithmetic with a float gives a float"),
+                    );
                     None
                 }
             },
@@ -113,15 +124,23 @@ impl Eval {
                 _ => self.from_const(e, ty, what, scope),
             },
             Ty::Choice(options) => match &e.kind {
-                ExprKind::Ident(name) if options.contains(&name.as_str()) => Some(Value::Name(name.clone())),
+                ExprKind::Ident(name) if options.contains(&name.as_str()) => {
+                    Some(Value::Name(name.clone()))
+                }
                 ExprKind::Ident(name) if scope.get(name).is_none() => {
                     let noun = choice_noun(what);
                     self.error(
-                        Diagnostic::new("unknown-choice", e.span, format!("unknown {noun} `{name}`"))
-                            .label(format!("expected one of {}", quoted(options)))
-                            .help(did_you_mean(name, options.iter().copied()).unwrap_or_else(|| {
+                        Diagnostic::new(
+                            "unknown-choice",
+                            e.span,
+                            format!("unknown {noun} `{name}`"),
+                        )
+                        .label(format!("expected one of {}", quoted(options)))
+                        .help(
+                            did_you_mean(name, options.iter().copied()).unwrap_or_else(|| {
                                 format!("`{what}` takes one of {}", quoted(options))
-                            })),
+                            }),
+                        ),
                     );
                     None
                 }
@@ -139,17 +158,29 @@ impl Eval {
                             .map(|(n, _)| n.as_str())
                             .collect();
                         self.error(
-                            Diagnostic::new("unknown-pool", e.span, format!("`{name}` is not a pool"))
-                                .label("expected the name of a pool")
-                                .help(did_you_mean(name, pools.iter().copied()).unwrap_or_else(|| {
-                                    "declare one with `pool NAME[SIZE] { attention(...) }`".to_string()
-                                })),
+                            Diagnostic::new(
+                                "unknown-pool",
+                                e.span,
+                                format!("`{name}` is not a pool"),
+                            )
+                            .label("expected the name of a pool")
+                            .help(
+                                did_you_mean(name, pools.iter().copied()).unwrap_or_else(|| {
+                                    "declare one with `pool NAME[SIZE] { attention(...) }`"
+                                        .to_string()
+                                }),
+                            ),
                         );
                         None
                     }
                 },
                 _ => {
-                    self.error(mismatch(e.span, "the name of a pool", describe_expr(e), what));
+                    self.error(mismatch(
+                        e.span,
+                        "the name of a pool",
+                        describe_expr(e),
+                        what,
+                    ));
                     None
                 }
             },
@@ -163,8 +194,13 @@ impl Eval {
                 };
                 match &e.kind {
                     ExprKind::List(items) => {
-                        let vals: Vec<Option<Value>> = items.iter().map(|i| self.expect(i, elem, what, scope)).collect();
-                        vals.into_iter().collect::<Option<Vec<_>>>().map(Value::List)
+                        let vals: Vec<Option<Value>> = items
+                            .iter()
+                            .map(|i| self.expect(i, elem, what, scope))
+                            .collect();
+                        vals.into_iter()
+                            .collect::<Option<Vec<_>>>()
+                            .map(Value::List)
                     }
                     _ => {
                         self.error(mismatch(e.span, &ty.describe(), describe_expr(e), what));
@@ -194,7 +230,9 @@ impl Eval {
     /// Checks an already-computed value against `ty` (block arguments, constants).
     fn conform(&mut self, v: Value, ty: Ty, what: &str, span: Span) -> Option<Value> {
         let ok = match (ty, &v) {
-            (Ty::Int, Value::Int(_)) | (Ty::Bool, Value::Bool(_)) | (Ty::Str, Value::Str(_)) => true,
+            (Ty::Int, Value::Int(_)) | (Ty::Bool, Value::Bool(_)) | (Ty::Str, Value::Str(_)) => {
+                true
+            }
             (Ty::Float, Value::Int(i)) => return Some(Value::Float(*i as f64)),
             (Ty::Float, Value::Float(_)) => true,
             (Ty::Choice(opts), Value::Name(n)) => opts.contains(&n.as_str()),
@@ -242,10 +280,10 @@ impl Eval {
                 Num::Float(f) => Some(Num::Float(-f)),
             },
             ExprKind::Ident(name) => match scope.get(name) {
-                Some(Binding::Const(Value::Int(i), _)) | Some(Binding::Param(Some(Value::Int(i)), _)) => Some(Num::Int(*i)),
-                Some(Binding::Const(Value::Float(f), _)) | Some(Binding::Param(Some(Value::Float(f)), _)) => {
-                    Some(Num::Float(*f))
-                }
+                Some(Binding::Const(Value::Int(i), _))
+                | Some(Binding::Param(Some(Value::Int(i)), _)) => Some(Num::Int(*i)),
+                Some(Binding::Const(Value::Float(f), _))
+                | Some(Binding::Param(Some(Value::Float(f)), _)) => Some(Num::Float(*f)),
                 Some(Binding::Param(None, _)) => Some(Num::Int(1)),
                 Some(other) => {
                     let found = match other {
@@ -283,7 +321,10 @@ impl Eval {
                 BinOp::Mul => x.checked_mul(y),
                 BinOp::Div => {
                     if y == 0 {
-                        self.error(Diagnostic::new("arithmetic", e.span, "division by zero").label("divides by 0"));
+                        self.error(
+                            Diagnostic::new("arithmetic", e.span, "division by zero")
+                                .label("divides by 0"),
+                        );
                         return None;
                     }
                     if x % y != 0 {
@@ -300,7 +341,10 @@ impl Eval {
             return match r {
                 Some(v) => Some(Num::Int(v)),
                 None => {
-                    self.error(Diagnostic::new("arithmetic", e.span, "integer overflow").label("too large"));
+                    self.error(
+                        Diagnostic::new("arithmetic", e.span, "integer overflow")
+                            .label("too large"),
+                    );
                     None
                 }
             };
@@ -312,7 +356,10 @@ impl Eval {
             BinOp::Mul => x * y,
             BinOp::Div => {
                 if y == 0.0 {
-                    self.error(Diagnostic::new("arithmetic", e.span, "division by zero").label("divides by 0"));
+                    self.error(
+                        Diagnostic::new("arithmetic", e.span, "division by zero")
+                            .label("divides by 0"),
+                    );
                     return None;
                 }
                 x / y
@@ -336,19 +383,27 @@ impl Eval {
                 self.call(b, &[], e.span, scope).map(Value::Call)
             }
             ExprKind::Binary { op, lhs, rhs } if kind == Kind::Loss => {
-                let terms = |this: &mut Self, x: &Expr| -> Option<Result<Vec<(f64, CallValue)>, f64>> {
-                    match &x.kind {
-                        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Neg(_) => this.number(x, scope).map(|n| Err(n.f())),
-                        ExprKind::Ident(n) if matches!(scope.get(n), Some(Binding::Const(Value::Int(_) | Value::Float(_), _))) => {
-                            this.number(x, scope).map(|n| Err(n.f()))
+                let terms =
+                    |this: &mut Self, x: &Expr| -> Option<Result<Vec<(f64, CallValue)>, f64>> {
+                        match &x.kind {
+                            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Neg(_) => {
+                                this.number(x, scope).map(|n| Err(n.f()))
+                            }
+                            ExprKind::Ident(n)
+                                if matches!(
+                                    scope.get(n),
+                                    Some(Binding::Const(Value::Int(_) | Value::Float(_), _))
+                                ) =>
+                            {
+                                this.number(x, scope).map(|n| Err(n.f()))
+                            }
+                            _ => match this.builtin_value(x, Kind::Loss, what, scope)? {
+                                Value::Call(c) => Some(Ok(vec![(1.0, c)])),
+                                Value::Losses(v) => Some(Ok(v)),
+                                _ => None,
+                            },
                         }
-                        _ => match this.builtin_value(x, Kind::Loss, what, scope)? {
-                            Value::Call(c) => Some(Ok(vec![(1.0, c)])),
-                            Value::Losses(v) => Some(Ok(v)),
-                            _ => None,
-                        },
-                    }
-                };
+                    };
                 let a = terms(self, lhs);
                 let b = terms(self, rhs);
                 let (a, b) = (a?, b?);
@@ -361,13 +416,21 @@ impl Eval {
                         x.extend(y.into_iter().map(|(w, c)| (-w, c)));
                         x
                     }
-                    (BinOp::Mul, Err(s), Ok(x)) | (BinOp::Mul, Ok(x), Err(s)) => x.into_iter().map(|(w, c)| (w * s, c)).collect(),
-                    (BinOp::Div, Ok(x), Err(s)) if s != 0.0 => x.into_iter().map(|(w, c)| (w / s, c)).collect(),
+                    (BinOp::Mul, Err(s), Ok(x)) | (BinOp::Mul, Ok(x), Err(s)) => {
+                        x.into_iter().map(|(w, c)| (w * s, c)).collect()
+                    }
+                    (BinOp::Div, Ok(x), Err(s)) if s != 0.0 => {
+                        x.into_iter().map(|(w, c)| (w / s, c)).collect()
+                    }
                     _ => {
                         self.error(
-                            Diagnostic::new("type-mismatch", e.span, "losses combine as `a * loss + b * loss`")
-                                .label("not a weighted sum of losses")
-                                .help("scale a loss by a number and add losses together"),
+                            Diagnostic::new(
+                                "type-mismatch",
+                                e.span,
+                                "losses combine as `a * loss + b * loss`",
+                            )
+                            .label("not a weighted sum of losses")
+                            .help("scale a loss by a number and add losses together"),
                         );
                         return None;
                     }
@@ -381,7 +444,13 @@ impl Eval {
         }
     }
 
-    fn find_builtin(&mut self, name: &str, span: Span, kind: Kind, scope: &Scope) -> Option<&'static Builtin> {
+    fn find_builtin(
+        &mut self,
+        name: &str,
+        span: Span,
+        kind: Kind,
+        scope: &Scope,
+    ) -> Option<&'static Builtin> {
         if let Some(b) = builtins::lookup(name, kind) {
             return Some(b);
         }
@@ -389,21 +458,31 @@ impl Eval {
             let mut d = Diagnostic::new(
                 "wrong-kind",
                 span,
-                format!("`{name}` is {}, but {} is expected here", other.kind.describe(), kind.describe()),
+                format!(
+                    "`{name}` is {}, but {} is expected here",
+                    other.kind.describe(),
+                    kind.describe()
+                ),
             )
             .label(format!("expected {}", kind.describe()));
             if other.kind == Kind::Router {
                 d.code = "router-without-pool";
                 d.message = format!("router `{name}` used without a pool");
-                d.help = Some(format!("a router chooses modules of a pool: `route(POOL, router: {name}(...))`"));
+                d.help = Some(format!(
+                    "a router chooses modules of a pool: `route(POOL, router: {name}(...))`"
+                ));
             }
             self.error(d);
             return None;
         }
         if scope.get(name).is_some() {
             self.error(
-                Diagnostic::new("type-mismatch", span, format!("`{name}` is not {}", kind.describe()))
-                    .label(format!("expected {}", kind.describe())),
+                Diagnostic::new(
+                    "type-mismatch",
+                    span,
+                    format!("`{name}` is not {}", kind.describe()),
+                )
+                .label(format!("expected {}", kind.describe())),
             );
             return None;
         }
@@ -422,15 +501,29 @@ impl Eval {
         self.error(
             Diagnostic::new("unknown-name", span, format!("unknown {noun} `{name}`"))
                 .label(format!("expected {}", kind.describe()))
-                .help(did_you_mean(name, builtins::names_of(kind)).unwrap_or_else(|| {
-                    format!("available: {}", builtins::names_of(kind).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
-                })),
+                .help(
+                    did_you_mean(name, builtins::names_of(kind)).unwrap_or_else(|| {
+                        format!(
+                            "available: {}",
+                            builtins::names_of(kind)
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }),
+                ),
         );
         None
     }
 
     /// Matches arguments to parameters, evaluates them, fills defaults.
-    pub fn call(&mut self, b: &'static Builtin, args: &[Arg], span: Span, scope: &Scope) -> Option<CallValue> {
+    pub fn call(
+        &mut self,
+        b: &'static Builtin,
+        args: &[Arg],
+        span: Span,
+        scope: &Scope,
+    ) -> Option<CallValue> {
         let mut given: BTreeMap<&'static str, (&Expr, Span)> = BTreeMap::new();
         let mut ok = true;
         let mut seen_named = false;
@@ -443,15 +536,23 @@ impl Eval {
                         None => {
                             let names: Vec<&str> = b.params.iter().map(|p| p.name).collect();
                             self.error(
-                                Diagnostic::new("bad-argument", n.span, format!("`{}` has no argument `{}`", b.name, n.name))
-                                    .label("unknown argument")
-                                    .help(did_you_mean(&n.name, names.iter().copied()).unwrap_or_else(|| {
-                                        if names.is_empty() {
-                                            format!("`{}` takes no arguments", b.name)
-                                        } else {
-                                            format!("`{}` takes {}", b.name, quoted(&names))
-                                        }
-                                    })),
+                                Diagnostic::new(
+                                    "bad-argument",
+                                    n.span,
+                                    format!("`{}` has no argument `{}`", b.name, n.name),
+                                )
+                                .label("unknown argument")
+                                .help(
+                                    did_you_mean(&n.name, names.iter().copied()).unwrap_or_else(
+                                        || {
+                                            if names.is_empty() {
+                                                format!("`{}` takes no arguments", b.name)
+                                            } else {
+                                                format!("`{}` takes {}", b.name, quoted(&names))
+                                            }
+                                        },
+                                    ),
+                                ),
                             );
                             ok = false;
                             continue;
@@ -461,9 +562,13 @@ impl Eval {
                 None => {
                     if seen_named {
                         self.error(
-                            Diagnostic::new("bad-argument", a.value.span, "positional argument after a named one")
-                                .label("positional")
-                                .help("put positional arguments first, or name this one"),
+                            Diagnostic::new(
+                                "bad-argument",
+                                a.value.span,
+                                "positional argument after a named one",
+                            )
+                            .label("positional")
+                            .help("put positional arguments first, or name this one"),
                         );
                         ok = false;
                         continue;
@@ -475,7 +580,12 @@ impl Eval {
                                 Diagnostic::new(
                                     "bad-argument",
                                     a.value.span,
-                                    format!("`{}` takes at most {} positional argument{}", b.name, b.params.len(), if b.params.len() == 1 { "" } else { "s" }),
+                                    format!(
+                                        "`{}` takes at most {} positional argument{}",
+                                        b.name,
+                                        b.params.len(),
+                                        if b.params.len() == 1 { "" } else { "s" }
+                                    ),
                                 )
                                 .label("extra argument"),
                             );
@@ -485,12 +595,20 @@ impl Eval {
                     }
                 }
             };
-            let here = a.name.as_ref().map(|n| n.span.join(a.value.span)).unwrap_or(a.value.span);
+            let here = a
+                .name
+                .as_ref()
+                .map(|n| n.span.join(a.value.span))
+                .unwrap_or(a.value.span);
             if let Some((_, first)) = given.get(param.name) {
                 self.error(
-                    Diagnostic::new("bad-argument", here, format!("argument `{}` given twice", param.name))
-                        .label("second time")
-                        .related(*first, "first given here"),
+                    Diagnostic::new(
+                        "bad-argument",
+                        here,
+                        format!("argument `{}` given twice", param.name),
+                    )
+                    .label("second time")
+                    .related(*first, "first given here"),
                 );
                 ok = false;
                 continue;
@@ -508,9 +626,18 @@ impl Eval {
                 },
                 (None, None) => {
                     self.error(
-                        Diagnostic::new("missing-argument", span, format!("`{}` needs argument `{}`", b.name, p.name))
-                            .label(format!("`{}` missing", p.name))
-                            .help(format!("`{}`: {} ({})", p.name, p.doc, p.ty.describe())),
+                        Diagnostic::new(
+                            "missing-argument",
+                            span,
+                            format!("`{}` needs argument `{}`", b.name, p.name),
+                        )
+                        .label(format!("`{}` missing", p.name))
+                        .help(format!(
+                            "`{}`: {} ({})",
+                            p.name,
+                            p.doc,
+                            p.ty.describe()
+                        )),
                     );
                     ok = false;
                 }
@@ -525,13 +652,23 @@ impl Eval {
         if !ok {
             return None;
         }
-        Some(CallValue { name: b.name.to_string(), args: out, span })
+        Some(CallValue {
+            name: b.name.to_string(),
+            args: out,
+            span,
+        })
     }
 
     /// Evaluates a default written in the builtin table, in the current scope. A default
     /// that names a setting absent from this scope (e.g. `ctx` in a train section checked
     /// without a model) is left out rather than reported: the user did nothing wrong.
-    pub fn default_value(&mut self, src: &'static str, ty: Ty, what: &str, scope: &Scope) -> Option<Value> {
+    pub fn default_value(
+        &mut self,
+        src: &'static str,
+        ty: Ty,
+        what: &str,
+        scope: &Scope,
+    ) -> Option<Value> {
         let e = match self.default_cache.get(src) {
             Some(e) => e.clone(),
             None => {
@@ -544,6 +681,50 @@ impl Eval {
         let v = self.expect(&e, ty, what, scope);
         self.diags.truncate(before);
         v
+    }
+}
+
+/// What `e` is when it can never be a number (a string, a list, a tensor...), else `None`.
+fn non_number(e: &Expr, scope: &Scope) -> Option<String> {
+    match &e.kind {
+        ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::List(_) | ExprKind::Call { .. } => {
+            Some(describe_expr(e).into())
+        }
+        ExprKind::Ident(name) => match scope.get(name) {
+            Some(Binding::Tensor(_)) => Some("a tensor".into()),
+            Some(Binding::Pool { .. }) => Some("a pool".into()),
+            Some(Binding::Const(v, _)) if !matches!(v, Value::Int(_) | Value::Float(_)) => {
+                Some(v.describe())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// [`crate::diagnostic::did_you_mean`], which also catches one swapped pair of adjacent
+/// letters (`haeds` for `heads`, `bacth` for `batch`): the commonest typo, which plain edit
+/// distance scores as two edits and so misses in short names.
+pub(crate) fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let cands: Vec<&str> = candidates.into_iter().collect();
+    let typed: Vec<char> = name.to_lowercase().chars().collect();
+    let swapped = cands.iter().find(|c| {
+        let c: Vec<char> = c.to_lowercase().chars().collect();
+        let diff: Vec<usize> = (0..c.len().min(typed.len()))
+            .filter(|&i| c[i] != typed[i])
+            .collect();
+        c.len() == typed.len()
+            && diff.len() == 2
+            && diff[1] == diff[0] + 1
+            && c[diff[0]] == typed[diff[1]]
+            && c[diff[1]] == typed[diff[0]]
+    });
+    match swapped {
+        Some(c) => Some(format!("did you mean `{c}`?")),
+        None => crate::diagnostic::did_you_mean(name, cands),
     }
 }
 

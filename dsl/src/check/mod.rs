@@ -58,7 +58,13 @@ impl ModelInfo {
             s.insert(k, Binding::Const(v.clone(), self.span));
         }
         for (k, p) in &self.pools {
-            s.insert(k, Binding::Pool { size: p.size, span: p.span });
+            s.insert(
+                k,
+                Binding::Pool {
+                    size: p.size,
+                    span: p.span,
+                },
+            );
         }
         s.insert("x", Binding::Tensor(self.span));
         s
@@ -66,10 +72,20 @@ impl ModelInfo {
 
     /// Resolves a builtin call inside a block body with the given parameter values, filling
     /// defaults: lowering uses this so it never re-implements argument rules.
-    pub fn resolve_call(&self, e: &Expr, kind: crate::builtins::Kind, params: &BTreeMap<String, Value>) -> Option<CallValue> {
+    /// `locals` are the tensor names assigned earlier in the block.
+    pub fn resolve_call(
+        &self,
+        e: &Expr,
+        kind: crate::builtins::Kind,
+        params: &BTreeMap<String, Value>,
+        locals: &[&str],
+    ) -> Option<CallValue> {
         let mut scope = self.scope();
         for (k, v) in params {
             scope.insert(k, Binding::Param(Some(v.clone()), self.span));
+        }
+        for l in locals {
+            scope.insert(l, Binding::Tensor(self.span));
         }
         let mut ev = eval::Eval::default();
         match ev.expect(e, crate::builtins::Ty::Of(kind), "", &scope)? {
@@ -137,9 +153,13 @@ pub fn check(file: &File) -> Result<Checked, Vec<Diagnostic>> {
     let model = match models.next() {
         Some(m) => m,
         None => {
-            let d = Diagnostic::new("missing-model", Span::default(), "this file has no `model` section")
-                .label("expected `model NAME { ... }`")
-                .help("every spec describes one model: `model gpt { vocab = 256 ... }`");
+            let d = Diagnostic::new(
+                "missing-model",
+                Span::default(),
+                "this file has no `model` section",
+            )
+            .label("expected `model NAME { ... }`")
+            .help("every spec describes one model: `model gpt { vocab = 256 ... }`");
             return Err(vec![d]);
         }
     };
@@ -153,18 +173,28 @@ pub fn check(file: &File) -> Result<Checked, Vec<Diagnostic>> {
     }
     let info = model::check_model(&mut ev, model);
     let mut trains = file.trains();
-    let train = trains.next().map(|t| train::check_train(&mut ev, t, model, info.as_ref()));
+    let train = trains
+        .next()
+        .map(|t| train::check_train(&mut ev, t, model, info.as_ref()));
     for extra in trains {
         ev.error(
-            Diagnostic::new("duplicate", extra.span, "a spec holds at most one `train` section")
-                .label("second train section"),
+            Diagnostic::new(
+                "duplicate",
+                extra.span,
+                "a spec holds at most one `train` section",
+            )
+            .label("second train section"),
         );
     }
     let programs = check_programs(&mut ev, file.programs(), info.as_ref());
     let mut diags = ev.diags;
     if diags.is_empty() {
         if let (Some(model), Some(programs)) = (info, programs) {
-            return Ok(Checked { model, train: train.flatten(), programs });
+            return Ok(Checked {
+                model,
+                train: train.flatten(),
+                programs,
+            });
         }
     }
     diags.sort_by_key(|d| d.span.start);
@@ -182,18 +212,31 @@ fn check_programs<'a>(
     for p in programs {
         if let Some(first) = seen.get(p.name.name.as_str()) {
             ev.error(
-                Diagnostic::new("duplicate", p.name.span, format!("program `{}` is defined twice", p.name.name))
-                    .label("second definition")
-                    .related(*first, "first defined here"),
+                Diagnostic::new(
+                    "duplicate",
+                    p.name.span,
+                    format!("program `{}` is defined twice", p.name.name),
+                )
+                .label("second definition")
+                .related(*first, "first defined here"),
             );
             continue;
         }
         seen.insert(&p.name.name, p.name.span);
-        if let Some(Value::Call(call)) = ev.expect(&p.value, crate::builtins::Ty::Of(crate::builtins::Kind::Probe), "program", &scope) {
+        if let Some(Value::Call(call)) = ev.expect(
+            &p.value,
+            crate::builtins::Ty::Of(crate::builtins::Kind::Probe),
+            "program",
+            &scope,
+        ) {
             if let Some(m) = model {
                 rules::probe_rules(ev, &call, m);
             }
-            out.push(ProgramInfo { name: p.name.name.clone(), call, span: p.span });
+            out.push(ProgramInfo {
+                name: p.name.name.clone(),
+                call,
+                span: p.span,
+            });
         }
     }
     Some(out)

@@ -10,20 +10,34 @@ use crate::Span;
 use std::collections::BTreeMap;
 
 /// Model-level dimension rules. Returns false when any failed.
-pub fn model_rules(ev: &mut Eval, scope: &Scope, spans: &BTreeMap<&str, Span>, fallback: Span) -> bool {
+pub fn model_rules(
+    ev: &mut Eval,
+    scope: &Scope,
+    spans: &BTreeMap<&str, Span>,
+    fallback: Span,
+) -> bool {
     let mut ok = true;
     let at = |k: &str| spans.get(k).copied().unwrap_or(fallback);
-    for key in ["vocab", "dim", "heads", "layers", "ctx", "kv_heads", "head_dim"] {
+    for key in [
+        "vocab", "dim", "heads", "layers", "ctx", "kv_heads", "head_dim",
+    ] {
         let v = scope.int(key).unwrap_or(0);
         if v <= 0 {
             ev.error(
-                Diagnostic::new("bad-value", at(key), format!("`{key}` must be positive, not {v}"))
-                    .label("must be ≥ 1"),
+                Diagnostic::new(
+                    "bad-value",
+                    at(key),
+                    format!("`{key}` must be positive, not {v}"),
+                )
+                .label("must be ≥ 1"),
             );
             ok = false;
         }
     }
-    let (heads, kv) = (scope.int("heads").unwrap_or(1), scope.int("kv_heads").unwrap_or(1));
+    let (heads, kv) = (
+        scope.int("heads").unwrap_or(1),
+        scope.int("kv_heads").unwrap_or(1),
+    );
     if ok && heads % kv != 0 {
         ev.error(
             Diagnostic::new("indivisible", at("kv_heads"), format!("heads ({heads}) is not divisible by kv_heads ({kv})"))
@@ -38,19 +52,41 @@ pub fn model_rules(ev: &mut Eval, scope: &Scope, spans: &BTreeMap<&str, Span>, f
 fn arg_span(args: &[Arg], name: &str, index: usize, fallback: Span) -> Span {
     args.iter()
         .enumerate()
-        .find(|(i, a)| a.name.as_ref().map(|n| n.name == name).unwrap_or(*i == index))
+        .find(|(i, a)| {
+            a.name
+                .as_ref()
+                .map(|n| n.name == name)
+                .unwrap_or(*i == index)
+        })
         .map(|(_, a)| a.value.span)
         .unwrap_or(fallback)
 }
 
-fn range(ev: &mut Eval, call: &CallValue, args: &[Arg], name: &str, index: usize, lo: f64, hi: f64, hi_open: bool) {
+fn range(
+    ev: &mut Eval,
+    call: &CallValue,
+    args: &[Arg],
+    name: &str,
+    index: usize,
+    lo: f64,
+    hi: f64,
+    hi_open: bool,
+) {
     if let Some(v) = call.float(name) {
         let bad = v < lo || v > hi || (hi_open && v >= hi);
         if bad {
-            let bound = if hi_open { format!("[{lo}, {hi})") } else { format!("[{lo}, {hi}]") };
+            let bound = if hi_open {
+                format!("[{lo}, {hi})")
+            } else {
+                format!("[{lo}, {hi}]")
+            };
             ev.error(
-                Diagnostic::new("bad-value", arg_span(args, name, index, call.span), format!("`{name}` must lie in {bound}, not {v}"))
-                    .label("out of range"),
+                Diagnostic::new(
+                    "bad-value",
+                    arg_span(args, name, index, call.span),
+                    format!("`{name}` must lie in {bound}, not {v}"),
+                )
+                .label("out of range"),
             );
         }
     }
@@ -60,8 +96,12 @@ fn positive(ev: &mut Eval, call: &CallValue, args: &[Arg], name: &str, index: us
     if let Some(v) = call.float(name) {
         if v <= 0.0 {
             ev.error(
-                Diagnostic::new("bad-value", arg_span(args, name, index, call.span), format!("`{name}` must be positive, not {v}"))
-                    .label("must be > 0"),
+                Diagnostic::new(
+                    "bad-value",
+                    arg_span(args, name, index, call.span),
+                    format!("`{name}` must be positive, not {v}"),
+                )
+                .label("must be > 0"),
             );
         }
     }
@@ -83,8 +123,12 @@ pub fn tensor_rules(ev: &mut Eval, call: &CallValue, args: &[Arg], scope: &Scope
                 scope.int("head_dim").unwrap_or(dim / heads)
             } else if dim % heads != 0 {
                 ev.error(
-                    Diagnostic::new("indivisible", arg_span(args, "heads", 1, call.span), format!("dim ({dim}) is not divisible by heads ({heads})"))
-                        .label("heads must divide dim"),
+                    Diagnostic::new(
+                        "indivisible",
+                        arg_span(args, "heads", 1, call.span),
+                        format!("dim ({dim}) is not divisible by heads ({heads})"),
+                    )
+                    .label("heads must divide dim"),
                 );
                 return;
             } else {
@@ -92,8 +136,12 @@ pub fn tensor_rules(ev: &mut Eval, call: &CallValue, args: &[Arg], scope: &Scope
             };
             if heads % kv != 0 {
                 ev.error(
-                    Diagnostic::new("indivisible", arg_span(args, "kv_heads", 2, call.span), format!("heads ({heads}) is not divisible by kv_heads ({kv})"))
-                        .label("kv_heads must divide heads"),
+                    Diagnostic::new(
+                        "indivisible",
+                        arg_span(args, "kv_heads", 2, call.span),
+                        format!("heads ({heads}) is not divisible by kv_heads ({kv})"),
+                    )
+                    .label("kv_heads must divide heads"),
                 );
             }
             range(ev, call, args, "dropout", 8, 0.0, 1.0, true);
@@ -118,10 +166,17 @@ pub fn tensor_rules(ev: &mut Eval, call: &CallValue, args: &[Arg], scope: &Scope
                         Diagnostic::new(
                             "bad-route",
                             arg_span(args, "top_k", 2, call.span),
-                            format!("top_k = {k}, but pool `{pool}` offers {choices} choice{}", if choices == 1 { "" } else { "s" }),
+                            format!(
+                                "top_k = {k}, but pool `{pool}` offers {choices} choice{}",
+                                if choices == 1 { "" } else { "s" }
+                            ),
                         )
                         .label(format!("must be in 1 ..= {choices}"))
-                        .help(format!("the pool has {size} module{}{}", if size == 1 { "" } else { "s" }, if skip { " plus SKIP" } else { "" })),
+                        .help(format!(
+                            "the pool has {size} module{}{}",
+                            if size == 1 { "" } else { "s" },
+                            if skip { " plus SKIP" } else { "" }
+                        )),
                     );
                 }
             }
@@ -142,41 +197,67 @@ fn position_rules(ev: &mut Eval, pos: &CallValue, head_dim: i64, span: Span) {
     }
     if head_dim % 2 != 0 {
         ev.error(
-            Diagnostic::new("indivisible", span, format!("rotary encodings rotate pairs, but head_dim is odd ({head_dim})"))
-                .label("needs an even head width")
-                .help("choose dim and heads so that dim / heads is even, or use `position: nope`"),
+            Diagnostic::new(
+                "indivisible",
+                span,
+                format!("rotary encodings rotate pairs, but head_dim is odd ({head_dim})"),
+            )
+            .label("needs an even head width")
+            .help("choose dim and heads so that dim / heads is even, or use `position: nope`"),
         );
         return;
     }
     let pairs = head_dim / 2;
     match pos.name.as_str() {
         "rope" => {
-            let bases = pos.get("bases").and_then(Value::as_list).map(<[Value]>::len);
+            let bases = pos
+                .get("bases")
+                .and_then(Value::as_list)
+                .map(<[Value]>::len);
             if pos.get("router").is_some() && bases.is_none() {
                 ev.error(
-                    Diagnostic::new("bad-route", span, "a rotary router needs `bases` to choose from")
-                        .label("router without bases")
-                        .help("e.g. `rope(bases: [10000, 15000, 20000], router: swiglu, top_k: 2)`"),
+                    Diagnostic::new(
+                        "bad-route",
+                        span,
+                        "a rotary router needs `bases` to choose from",
+                    )
+                    .label("router without bases")
+                    .help("e.g. `rope(bases: [10000, 15000, 20000], router: swiglu, top_k: 2)`"),
                 );
             }
             if let (Some(n), Some(k)) = (bases, pos.int("top_k")) {
                 if k < 1 || k as usize > n {
                     ev.error(
-                        Diagnostic::new("bad-route", span, format!("top_k = {k}, but only {n} bases are given"))
-                            .label(format!("must be in 1 ..= {n}")),
+                        Diagnostic::new(
+                            "bad-route",
+                            span,
+                            format!("top_k = {k}, but only {n} bases are given"),
+                        )
+                        .label(format!("must be in 1 ..= {n}")),
                     );
                 }
             }
             if bases.is_some_and(|n| n > 1) && pos.get("router").is_none() {
                 ev.error(
-                    Diagnostic::new("bad-route", span, "several `bases` need a `router` to mix them")
-                        .label("bases without router")
-                        .help("add `router: swiglu`"),
+                    Diagnostic::new(
+                        "bad-route",
+                        span,
+                        "several `bases` need a `router` to mix them",
+                    )
+                    .label("bases without router")
+                    .help("add `router: swiglu`"),
                 );
             }
             if let Some(b) = pos.float("base") {
                 if b <= 1.0 {
-                    ev.error(Diagnostic::new("bad-value", span, format!("rotary base must exceed 1, not {b}")).label("base ≤ 1"));
+                    ev.error(
+                        Diagnostic::new(
+                            "bad-value",
+                            span,
+                            format!("rotary base must exceed 1, not {b}"),
+                        )
+                        .label("base ≤ 1"),
+                    );
                 }
             }
         }
@@ -184,18 +265,32 @@ fn position_rules(ev: &mut Eval, pos: &CallValue, head_dim: i64, span: Span) {
             if let Some(k) = pos.int("keep") {
                 if k < 0 || k > pairs {
                     ev.error(
-                        Diagnostic::new("bad-value", span, format!("hope keeps {k} pairs, but heads have {pairs} rotary pairs"))
-                            .label(format!("keep must be in 0 ..= {pairs}")),
+                        Diagnostic::new(
+                            "bad-value",
+                            span,
+                            format!("hope keeps {k} pairs, but heads have {pairs} rotary pairs"),
+                        )
+                        .label(format!("keep must be in 0 ..= {pairs}")),
                     );
                 }
             }
         }
         "freqs" => {
-            let n = pos.get("table").and_then(Value::as_list).map(<[Value]>::len).unwrap_or(0);
+            let n = pos
+                .get("table")
+                .and_then(Value::as_list)
+                .map(<[Value]>::len)
+                .unwrap_or(0);
             if n as i64 != pairs {
                 ev.error(
-                    Diagnostic::new("bad-table", span, format!("frequency table has {n} entries, but heads have {pairs} rotary pairs"))
-                        .label(format!("expected {pairs} entries (head_dim / 2)")),
+                    Diagnostic::new(
+                        "bad-table",
+                        span,
+                        format!(
+                            "frequency table has {n} entries, but heads have {pairs} rotary pairs"
+                        ),
+                    )
+                    .label(format!("expected {pairs} entries (head_dim / 2)")),
                 );
             }
         }
@@ -208,26 +303,45 @@ pub fn probe_rules(ev: &mut Eval, call: &CallValue, m: &ModelInfo) {
     let layers = m.int("layers");
     let heads = m.int("heads");
     if let Some(l) = call.int("layer") {
-        let limit = if call.name == "batch_icl" { layers } else { layers - 1 };
+        let limit = if call.name == "batch_icl" {
+            layers
+        } else {
+            layers - 1
+        };
         if l < 0 || l > limit {
             ev.error(
-                Diagnostic::new("bad-value", call.span, format!("layer {l} does not exist (the model has layers 0 .. {layers})"))
-                    .label(format!("layer must be in 0 ..= {limit}")),
+                Diagnostic::new(
+                    "bad-value",
+                    call.span,
+                    format!("layer {l} does not exist (the model has layers 0 .. {layers})"),
+                )
+                .label(format!("layer must be in 0 ..= {limit}")),
             );
         }
     }
     if let Some(h) = call.int("head") {
         if h < 0 || h >= heads {
             ev.error(
-                Diagnostic::new("bad-value", call.span, format!("head {h} does not exist (layers have {heads} heads)"))
-                    .label(format!("head must be in 0 .. {heads}")),
+                Diagnostic::new(
+                    "bad-value",
+                    call.span,
+                    format!("head {h} does not exist (layers have {heads} heads)"),
+                )
+                .label(format!("head must be in 0 .. {heads}")),
             );
         }
     }
     for key in ["demos", "len", "samples", "steps", "positions"] {
         if let Some(v) = call.int(key) {
             if v < 1 {
-                ev.error(Diagnostic::new("bad-value", call.span, format!("`{key}` must be positive, not {v}")).label("must be ≥ 1"));
+                ev.error(
+                    Diagnostic::new(
+                        "bad-value",
+                        call.span,
+                        format!("`{key}` must be positive, not {v}"),
+                    )
+                    .label("must be ≥ 1"),
+                );
             }
         }
     }

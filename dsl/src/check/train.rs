@@ -1,23 +1,33 @@
 //! Checks of a `train` section: known settings with types, value ranges, the objective and
 //! the data transforms.
 
+use super::eval::did_you_mean;
 use super::eval::Eval;
 use super::rules::probe_rules;
 use super::value::Value;
 use super::{ModelInfo, TrainInfo};
 use crate::ast::{Model, Train};
 use crate::builtins::TRAIN_SETTINGS;
-use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::diagnostic::Diagnostic;
 use crate::Span;
 use std::collections::BTreeMap;
 
-pub fn check_train(ev: &mut Eval, t: &Train, model: &Model, info: Option<&ModelInfo>) -> Option<TrainInfo> {
+pub fn check_train(
+    ev: &mut Eval,
+    t: &Train,
+    model: &Model,
+    info: Option<&ModelInfo>,
+) -> Option<TrainInfo> {
     if let Some(name) = &t.model {
         if name.name != model.name.name {
             ev.error(
-                Diagnostic::new("unknown-name", name.span, format!("unknown model `{}`", name.name))
-                    .label("not the model of this file")
-                    .help(format!("this file's model is `{}`", model.name.name)),
+                Diagnostic::new(
+                    "unknown-name",
+                    name.span,
+                    format!("unknown model `{}`", name.name),
+                )
+                .label("not the model of this file")
+                .help(format!("this file's model is `{}`", model.name.name)),
             );
         }
     }
@@ -28,20 +38,38 @@ pub fn check_train(ev: &mut Eval, t: &Train, model: &Model, info: Option<&ModelI
     for a in &t.items {
         let Some(p) = TRAIN_SETTINGS.iter().find(|p| p.name == a.name.name) else {
             ev.error(
-                Diagnostic::new("unknown-setting", a.name.span, format!("unknown training setting `{}`", a.name.name))
-                    .label("not a training setting")
-                    .help(did_you_mean(&a.name.name, TRAIN_SETTINGS.iter().map(|p| p.name)).unwrap_or_else(|| {
-                        format!("settings: {}", TRAIN_SETTINGS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "))
-                    })),
+                Diagnostic::new(
+                    "unknown-setting",
+                    a.name.span,
+                    format!("unknown training setting `{}`", a.name.name),
+                )
+                .label("not a training setting")
+                .help(
+                    did_you_mean(&a.name.name, TRAIN_SETTINGS.iter().map(|p| p.name))
+                        .unwrap_or_else(|| {
+                            format!(
+                                "settings: {}",
+                                TRAIN_SETTINGS
+                                    .iter()
+                                    .map(|p| p.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        }),
+                ),
             );
             ok = false;
             continue;
         };
         if let Some(first) = spans.get(p.name) {
             ev.error(
-                Diagnostic::new("duplicate", a.name.span, format!("`{}` is set twice", p.name))
-                    .label("second time")
-                    .related(*first, "first set here"),
+                Diagnostic::new(
+                    "duplicate",
+                    a.name.span,
+                    format!("`{}` is set twice", p.name),
+                )
+                .label("second time")
+                .related(*first, "first set here"),
             );
             ok = false;
             continue;
@@ -61,9 +89,13 @@ pub fn check_train(ev: &mut Eval, t: &Train, model: &Model, info: Option<&ModelI
         match p.default {
             None => {
                 ev.error(
-                    Diagnostic::new("missing-setting", t.span.start_only(), format!("training needs `{}`", p.name))
-                        .label(format!("`{}` missing", p.name))
-                        .help(format!("add `{} = ...` ({})", p.name, p.doc)),
+                    Diagnostic::new(
+                        "missing-setting",
+                        t.span.start_only(),
+                        format!("training needs `{}`", p.name),
+                    )
+                    .label(format!("`{}` missing", p.name))
+                    .help(format!("add `{} = ...` ({})", p.name, p.doc)),
                 );
                 ok = false;
             }
@@ -81,7 +113,14 @@ pub fn check_train(ev: &mut Eval, t: &Train, model: &Model, info: Option<&ModelI
     for key in ["steps", "batch", "accumulate", "eval_every", "log_every"] {
         if let Some(v) = settings.get(key).and_then(Value::as_int) {
             if v < 1 {
-                ev.error(Diagnostic::new("bad-value", at(key), format!("`{key}` must be positive, not {v}")).label("must be ≥ 1"));
+                ev.error(
+                    Diagnostic::new(
+                        "bad-value",
+                        at(key),
+                        format!("`{key}` must be positive, not {v}"),
+                    )
+                    .label("must be ≥ 1"),
+                );
             }
         }
     }
@@ -89,23 +128,40 @@ pub fn check_train(ev: &mut Eval, t: &Train, model: &Model, info: Option<&ModelI
         let ctx = m.int("ctx");
         if seq < 1 || seq > ctx {
             ev.error(
-                Diagnostic::new("bad-value", at("seq"), format!("seq = {seq}, but the model's context is {ctx}"))
-                    .label(format!("must be in 1 ..= {ctx}"))
-                    .help("raise `ctx` in the model or shorten `seq`"),
+                Diagnostic::new(
+                    "bad-value",
+                    at("seq"),
+                    format!("seq = {seq}, but the model's context is {ctx}"),
+                )
+                .label(format!("must be in 1 ..= {ctx}"))
+                .help("raise `ctx` in the model or shorten `seq`"),
             );
         }
     }
     if let Some(opt) = settings.get("optimizer").and_then(Value::as_call) {
         if opt.float("lr").is_some_and(|lr| lr <= 0.0) {
-            ev.error(Diagnostic::new("bad-value", at("optimizer"), "learning rate must be positive").label("lr ≤ 0"));
+            ev.error(
+                Diagnostic::new(
+                    "bad-value",
+                    at("optimizer"),
+                    "learning rate must be positive",
+                )
+                .label("lr ≤ 0"),
+            );
         }
         if let Some(b) = opt.get("betas").and_then(Value::as_list) {
-            let ok = b.len() == 2 && b.iter().all(|v| v.as_f64().is_some_and(|x| (0.0..1.0).contains(&x)));
+            let ok = b.len() == 2
+                && b.iter()
+                    .all(|v| v.as_f64().is_some_and(|x| (0.0..1.0).contains(&x)));
             if !ok {
                 ev.error(
-                    Diagnostic::new("bad-value", at("optimizer"), "betas must be two numbers in [0, 1)")
-                        .label("bad betas")
-                        .help("e.g. `betas: [0.9, 0.95]`"),
+                    Diagnostic::new(
+                        "bad-value",
+                        at("optimizer"),
+                        "betas must be two numbers in [0, 1)",
+                    )
+                    .label("bad betas")
+                    .help("e.g. `betas: [0.9, 0.95]`"),
                 );
             }
         }
@@ -113,7 +169,10 @@ pub fn check_train(ev: &mut Eval, t: &Train, model: &Model, info: Option<&ModelI
     if let Some(Value::List(ts)) = settings.get("transforms") {
         for t in ts.iter().filter_map(Value::as_call) {
             if t.float("p").is_some_and(|p| !(0.0..=1.0).contains(&p)) {
-                ev.error(Diagnostic::new("bad-value", t.span, "mask rate `p` must lie in [0, 1]").label("out of range"));
+                ev.error(
+                    Diagnostic::new("bad-value", t.span, "mask rate `p` must lie in [0, 1]")
+                        .label("out of range"),
+                );
             }
         }
     }
@@ -131,12 +190,18 @@ pub fn check_train(ev: &mut Eval, t: &Train, model: &Model, info: Option<&ModelI
             probe_rules(ev, p, m);
         }
     }
-    Some(TrainInfo { settings, span: t.span })
+    Some(TrainInfo {
+        settings,
+        span: t.span,
+    })
 }
 
 impl Span {
     /// The first character only: for "missing X" errors on a whole section.
     pub fn start_only(self) -> Span {
-        Span::new(self.start, (self.start + 1).min(self.end.max(self.start + 1)))
+        Span::new(
+            self.start,
+            (self.start + 1).min(self.end.max(self.start + 1)),
+        )
     }
 }

@@ -17,7 +17,12 @@ pub(crate) struct Dims {
 
 impl Dims {
     pub fn from_shape(s: &[usize]) -> Self {
-        Dims { b: s[0], h: s[1], t: s[2], d: s[3] }
+        Dims {
+            b: s[0],
+            h: s[1],
+            t: s[2],
+            d: s[3],
+        }
     }
 
     fn head(&self) -> usize {
@@ -28,13 +33,35 @@ impl Dims {
 /// The applied weights `W [T,T]` of one (batch, head): `p = scale·q kᵀ`; softmax or
 /// signed `sign(p)·softmax(|p|)` over visible keys; hidden keys (and rows with no visible
 /// key) get weight 0.
-fn weights<T: CpuReal>(rule: &AttentionRule, q: &[T], k: &[T], seg: Option<&[i32]>, t: usize, d: usize) -> Vec<T> {
+fn weights<T: CpuReal>(
+    rule: &AttentionRule,
+    q: &[T],
+    k: &[T],
+    seg: Option<&[i32]>,
+    t: usize,
+    d: usize,
+) -> Vec<T> {
     let mut w = vec![T::zero(); t * t];
-    T::gemm(t, d, t, T::from_f64(rule.scale as f64), q, (d, 1), k, (1, d), T::zero(), &mut w, (t, 1));
+    T::gemm(
+        t,
+        d,
+        t,
+        T::from_f64(rule.scale as f64),
+        q,
+        (d, 1),
+        k,
+        (1, d),
+        T::zero(),
+        &mut w,
+        (t, 1),
+    );
     let signed = rule.weights == AttentionWeights::Signed;
     for i in 0..t {
         let row = &mut w[i * t..(i + 1) * t];
-        let vis = |j: usize| rule.mask.visible(i, j, seg.map_or(0, |s| s[i]), seg.map_or(0, |s| s[j]));
+        let vis = |j: usize| {
+            rule.mask
+                .visible(i, j, seg.map_or(0, |s| s[i]), seg.map_or(0, |s| s[j]))
+        };
         let mag = |p: T| if signed { p.abs() } else { p };
         let mut m = T::neg_infinity();
         for (j, &p) in row.iter().enumerate() {
@@ -63,25 +90,66 @@ fn segments(seg: Option<&[i32]>, bi: usize, t: usize) -> Option<&[i32]> {
 }
 
 /// `y = W v` for every head.
-pub(crate) fn forward<T: CpuReal>(rule: &AttentionRule, q: &[T], k: &[T], v: &[T], seg: Option<&[i32]>, dm: Dims) -> Vec<T> {
+pub(crate) fn forward<T: CpuReal>(
+    rule: &AttentionRule,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    seg: Option<&[i32]>,
+    dm: Dims,
+) -> Vec<T> {
     let hs = dm.head();
     let mut y = vec![T::zero(); q.len()];
     y.par_chunks_mut(hs).enumerate().for_each(|(bh, yh)| {
         let r = bh * hs..(bh + 1) * hs;
-        let w = weights(rule, &q[r.clone()], &k[r.clone()], segments(seg, bh / dm.h, dm.t), dm.t, dm.d);
-        T::gemm(dm.t, dm.t, dm.d, T::one(), &w, (dm.t, 1), &v[r], (dm.d, 1), T::zero(), yh, (dm.d, 1));
+        let w = weights(
+            rule,
+            &q[r.clone()],
+            &k[r.clone()],
+            segments(seg, bh / dm.h, dm.t),
+            dm.t,
+            dm.d,
+        );
+        T::gemm(
+            dm.t,
+            dm.t,
+            dm.d,
+            T::one(),
+            &w,
+            (dm.t, 1),
+            &v[r],
+            (dm.d, 1),
+            T::zero(),
+            yh,
+            (dm.d, 1),
+        );
     });
     y
 }
 
 /// The weights `[B,H,T,T]`.
-pub(crate) fn pattern<T: CpuReal>(rule: &AttentionRule, q: &[T], k: &[T], seg: Option<&[i32]>, dm: Dims) -> Vec<T> {
+pub(crate) fn pattern<T: CpuReal>(
+    rule: &AttentionRule,
+    q: &[T],
+    k: &[T],
+    seg: Option<&[i32]>,
+    dm: Dims,
+) -> Vec<T> {
     let hs = dm.head();
     let mut out = vec![T::zero(); dm.b * dm.h * dm.t * dm.t];
-    out.par_chunks_mut(dm.t * dm.t).enumerate().for_each(|(bh, wh)| {
-        let r = bh * hs..(bh + 1) * hs;
-        wh.copy_from_slice(&weights(rule, &q[r.clone()], &k[r], segments(seg, bh / dm.h, dm.t), dm.t, dm.d));
-    });
+    out.par_chunks_mut(dm.t * dm.t)
+        .enumerate()
+        .for_each(|(bh, wh)| {
+            let r = bh * hs..(bh + 1) * hs;
+            wh.copy_from_slice(&weights(
+                rule,
+                &q[r.clone()],
+                &k[r],
+                segments(seg, bh / dm.h, dm.t),
+                dm.t,
+                dm.d,
+            ));
+        });
     out
 }
 
@@ -110,10 +178,28 @@ pub(crate) fn backward<T: CpuReal>(
         .into_par_iter()
         .map(|bh| {
             let r = bh * hs..(bh + 1) * hs;
-            let (qh, kh, vh, yh, dyh) = (&q[r.clone()], &k[r.clone()], &v[r.clone()], &y[r.clone()], &dy[r]);
+            let (qh, kh, vh, yh, dyh) = (
+                &q[r.clone()],
+                &k[r.clone()],
+                &v[r.clone()],
+                &y[r.clone()],
+                &dy[r],
+            );
             let w = weights(rule, qh, kh, segments(seg, bh / dm.h, t), t, d);
             let mut g = vec![T::zero(); t * t];
-            T::gemm(t, d, t, T::one(), dyh, (d, 1), vh, (1, d), T::zero(), &mut g, (t, 1));
+            T::gemm(
+                t,
+                d,
+                t,
+                T::one(),
+                dyh,
+                (d, 1),
+                vh,
+                (1, d),
+                T::zero(),
+                &mut g,
+                (t, 1),
+            );
             let mut dp = g;
             for i in 0..t {
                 let delta = (0..d).fold(T::zero(), |a, c| a + dyh[i * d + c] * yh[i * d + c]);
@@ -125,9 +211,45 @@ pub(crate) fn backward<T: CpuReal>(
             let mut dq = vec![T::zero(); hs];
             let mut dk = vec![T::zero(); hs];
             let mut dv = vec![T::zero(); hs];
-            T::gemm(t, t, d, scale, &dp, (t, 1), kh, (d, 1), T::zero(), &mut dq, (d, 1));
-            T::gemm(t, t, d, scale, &dp, (1, t), qh, (d, 1), T::zero(), &mut dk, (d, 1));
-            T::gemm(t, t, d, T::one(), &w, (1, t), dyh, (d, 1), T::zero(), &mut dv, (d, 1));
+            T::gemm(
+                t,
+                t,
+                d,
+                scale,
+                &dp,
+                (t, 1),
+                kh,
+                (d, 1),
+                T::zero(),
+                &mut dq,
+                (d, 1),
+            );
+            T::gemm(
+                t,
+                t,
+                d,
+                scale,
+                &dp,
+                (1, t),
+                qh,
+                (d, 1),
+                T::zero(),
+                &mut dk,
+                (d, 1),
+            );
+            T::gemm(
+                t,
+                t,
+                d,
+                T::one(),
+                &w,
+                (1, t),
+                dyh,
+                (d, 1),
+                T::zero(),
+                &mut dv,
+                (d, 1),
+            );
             [dq, dk, dv]
         })
         .collect();

@@ -29,7 +29,10 @@ pub(crate) fn zip<A: Copy + Sync, B: Copy + Sync, R: Send>(
     let n: usize = out.iter().product();
     if sa == out && sb == out {
         return if n >= PAR_MIN {
-            a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect()
+            a.par_iter()
+                .zip(b.par_iter())
+                .map(|(&x, &y)| f(x, y))
+                .collect()
         } else {
             a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
         };
@@ -47,17 +50,34 @@ pub(crate) fn unary<T: CpuReal>(op: UnaryOp, x: &[T]) -> Vec<T> {
 }
 
 pub(crate) fn unary_grad<T: CpuReal>(op: UnaryOp, x: &[T], dy: &[T]) -> Vec<T> {
-    x.iter().zip(dy).map(|(&x, &g)| g * op.derivative(x)).collect()
+    x.iter()
+        .zip(dy)
+        .map(|(&x, &g)| g * op.derivative(x))
+        .collect()
 }
 
-pub(crate) fn binary<T: CpuReal>(op: BinaryOp, a: &Value<T>, sa: &[usize], b: &Value<T>, sb: &[usize], out: &[usize]) -> Value<T> {
+pub(crate) fn binary<T: CpuReal>(
+    op: BinaryOp,
+    a: &Value<T>,
+    sa: &[usize],
+    b: &Value<T>,
+    sb: &[usize],
+    out: &[usize],
+) -> Value<T> {
     match (a, b) {
         (Value::I(x), Value::I(y)) => Value::I(zip(x, sa, y, sb, out, |p, q| op.eval_i32(p, q))),
         _ => Value::F(zip(a.f(), sa, b.f(), sb, out, |p, q| op.eval(p, q))),
     }
 }
 
-pub(crate) fn compare<T: CpuReal>(op: CmpOp, a: &Value<T>, sa: &[usize], b: &Value<T>, sb: &[usize], out: &[usize]) -> Vec<T> {
+pub(crate) fn compare<T: CpuReal>(
+    op: CmpOp,
+    a: &Value<T>,
+    sa: &[usize],
+    b: &Value<T>,
+    sb: &[usize],
+    out: &[usize],
+) -> Vec<T> {
     let one = |c: bool| if c { T::one() } else { T::zero() };
     match (a, b) {
         (Value::I(x), Value::I(y)) => zip(x, sa, y, sb, out, |p, q| one(op.eval(p, q))),
@@ -83,8 +103,16 @@ pub(crate) fn where_<T: CpuReal>(
         Value::I(v) => oc.iter().map(|&i| v[i] != 0).collect(),
     };
     match (a, b) {
-        (Value::I(x), Value::I(y)) => Value::I((0..cond.len()).map(|i| if cond[i] { x[oa[i]] } else { y[ob[i]] }).collect()),
-        (Value::F(x), Value::F(y)) => Value::F((0..cond.len()).map(|i| if cond[i] { x[oa[i]] } else { y[ob[i]] }).collect()),
+        (Value::I(x), Value::I(y)) => Value::I(
+            (0..cond.len())
+                .map(|i| if cond[i] { x[oa[i]] } else { y[ob[i]] })
+                .collect(),
+        ),
+        (Value::F(x), Value::F(y)) => Value::F(
+            (0..cond.len())
+                .map(|i| if cond[i] { x[oa[i]] } else { y[ob[i]] })
+                .collect(),
+        ),
         _ => panic!("interpreter bug: where branches differ in dtype"),
     }
 }
@@ -100,5 +128,13 @@ pub(crate) fn cast<T: CpuReal>(x: &Value<T>, to: DType) -> Value<T> {
 
 pub(crate) fn clamp<T: CpuReal>(x: &[T], min: f32, max: f32) -> Vec<T> {
     let (lo, hi) = (T::from_f64(min as f64), T::from_f64(max as f64));
-    map(x, |v| if v < lo { lo } else if v > hi { hi } else { v })
+    map(x, |v| {
+        if v < lo {
+            lo
+        } else if v > hi {
+            hi
+        } else {
+            v
+        }
+    })
 }

@@ -23,14 +23,28 @@ fn hook_ids(g: &Graph, hooks: &HookSelection) -> Result<Vec<(String, ValueId)>, 
         HookSelection::All => Ok(g.hooks.clone()),
         HookSelection::Names(names) => names
             .iter()
-            .map(|n| g.hook(n).map(|v| (n.clone(), v)).ok_or_else(|| RunError::UnknownHook { name: n.clone() }))
+            .map(|n| {
+                g.hook(n)
+                    .map(|v| (n.clone(), v))
+                    .ok_or_else(|| RunError::UnknownHook { name: n.clone() })
+            })
             .collect(),
     }
 }
 
-fn feed_input<T: CpuReal>(g: &Graph, name: &str, inputs: &HashMap<String, Tensor>) -> Result<Value<T>, RunError> {
-    let info = g.inputs.iter().find(|i| i.name == name).ok_or_else(|| RunError::MissingInput { name: name.into() })?;
-    let t = inputs.get(name).ok_or_else(|| RunError::MissingInput { name: name.into() })?;
+fn feed_input<T: CpuReal>(
+    g: &Graph,
+    name: &str,
+    inputs: &HashMap<String, Tensor>,
+) -> Result<Value<T>, RunError> {
+    let info = g
+        .inputs
+        .iter()
+        .find(|i| i.name == name)
+        .ok_or_else(|| RunError::MissingInput { name: name.into() })?;
+    let t = inputs
+        .get(name)
+        .ok_or_else(|| RunError::MissingInput { name: name.into() })?;
     let value = match (info.dtype, &t.data) {
         (DType::I32, TensorData::I32(v)) => Some(Value::I(v.clone())),
         (DType::F32, d) => T::from_data(d).map(Value::F),
@@ -48,9 +62,17 @@ fn feed_input<T: CpuReal>(g: &Graph, name: &str, inputs: &HashMap<String, Tensor
     }
 }
 
-fn feed_param<T: CpuReal>(g: &Graph, index: usize, params: &ParamStore) -> Result<Value<T>, RunError> {
+fn feed_param<T: CpuReal>(
+    g: &Graph,
+    index: usize,
+    params: &ParamStore,
+) -> Result<Value<T>, RunError> {
     let info = &g.params[index];
-    let t = params.get(&info.name).ok_or_else(|| RunError::MissingParam { name: info.name.clone() })?;
+    let t = params
+        .get(&info.name)
+        .ok_or_else(|| RunError::MissingParam {
+            name: info.name.clone(),
+        })?;
     match T::from_data(&t.data) {
         Some(v) if t.shape == info.shape => Ok(Value::F(v)),
         _ => Err(RunError::ParamType {
@@ -67,7 +89,10 @@ fn to_tensor<T: CpuReal>(v: &Value<T>, shape: &[usize]) -> Tensor {
         Value::F(x) => T::into_data(x.clone()),
         Value::I(x) => TensorData::I32(x.clone()),
     };
-    Tensor { shape: shape.to_vec(), data }
+    Tensor {
+        shape: shape.to_vec(),
+        data,
+    }
 }
 
 /// Runs `g` in precision `T`.
@@ -82,7 +107,9 @@ pub(crate) fn run<T: CpuReal>(
     // Check every declared input up front so a missing one is reported even if unused.
     for info in &g.inputs {
         if !inputs.contains_key(&info.name) {
-            return Err(RunError::MissingInput { name: info.name.clone() });
+            return Err(RunError::MissingInput {
+                name: info.name.clone(),
+            });
         }
     }
     let mut last = g.last_uses();
@@ -92,8 +119,15 @@ pub(crate) fn run<T: CpuReal>(
     let mut vals: Vec<Option<Value<T>>> = vec![None; g.len()];
     for (i, node) in g.nodes.iter().enumerate() {
         let value = {
-            let ins: Vec<&Value<T>> =
-                node.inputs.iter().map(|v| vals[v.index()].as_ref().expect("interpreter bug: value freed early")).collect();
+            let ins: Vec<&Value<T>> = node
+                .inputs
+                .iter()
+                .map(|v| {
+                    vals[v.index()]
+                        .as_ref()
+                        .expect("interpreter bug: value freed early")
+                })
+                .collect();
             eval(g, i, &ins, inputs, params)?
         };
         vals[i] = Some(value);
@@ -105,10 +139,18 @@ pub(crate) fn run<T: CpuReal>(
     }
     let collect = |list: &[(String, ValueId)]| {
         list.iter()
-            .map(|(n, v)| (n.clone(), to_tensor(vals[v.index()].as_ref().expect("root kept"), g.shape(*v))))
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    to_tensor(vals[v.index()].as_ref().expect("root kept"), g.shape(*v)),
+                )
+            })
             .collect()
     };
-    Ok(Outputs { outputs: collect(&g.outputs), hooks: collect(&hooks) })
+    Ok(Outputs {
+        outputs: collect(&g.outputs),
+        hooks: collect(&hooks),
+    })
 }
 
 /// Evaluates node `i` given its input values.
@@ -156,19 +198,32 @@ fn eval<T: CpuReal>(
         Op::CumSum { axis, reverse } => reduce::cumsum(ins[0], s(0), *axis, *reverse),
         Op::ArgMax { axis, .. } => Value::I(reduce::argmax(ins[0], s(0), *axis)),
         Op::TopKMask { k, axis } => Value::F(reduce::topk_mask(ins[0].f(), s(0), *axis, *k)),
-        Op::MatMul { transpose_a, transpose_b } => {
-            Value::F(matmul(ins[0].f(), s(0), ins[1].f(), s(1), shape, *transpose_a, *transpose_b))
-        }
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => Value::F(matmul(
+            ins[0].f(),
+            s(0),
+            ins[1].f(),
+            s(1),
+            shape,
+            *transpose_a,
+            *transpose_b,
+        )),
         Op::Permute { perm } => map_value!(ins[0], |x| shape_ops::permute(x, s(0), perm)),
         Op::BroadcastTo { .. } => map_value!(ins[0], |x| shape_ops::broadcast(x, s(0), shape)),
-        Op::Slice { axis, start, end } => map_value!(ins[0], |x| shape_ops::slice(x, s(0), *axis, *start, *end)),
+        Op::Slice { axis, start, end } => {
+            map_value!(ins[0], |x| shape_ops::slice(x, s(0), *axis, *start, *end))
+        }
         Op::Concat { axis } => match ins[0] {
             Value::F(_) => {
-                let parts: Vec<(&[T], &[usize])> = ins.iter().enumerate().map(|(k, v)| (v.f(), s(k))).collect();
+                let parts: Vec<(&[T], &[usize])> =
+                    ins.iter().enumerate().map(|(k, v)| (v.f(), s(k))).collect();
                 Value::F(shape_ops::concat(&parts, *axis))
             }
             Value::I(_) => {
-                let parts: Vec<(&[i32], &[usize])> = ins.iter().enumerate().map(|(k, v)| (v.i(), s(k))).collect();
+                let parts: Vec<(&[i32], &[usize])> =
+                    ins.iter().enumerate().map(|(k, v)| (v.i(), s(k))).collect();
                 Value::I(shape_ops::concat(&parts, *axis))
             }
         },
@@ -184,19 +239,46 @@ fn eval<T: CpuReal>(
         Op::CrossEntropy => Value::F(index::cross_entropy(ins[0].f(), s(0)[1], ins[1].i(), id)?),
         Op::Attention(rule) => {
             let seg = ins.get(3).map(|v| v.i());
-            Value::F(attention::forward(rule, ins[0].f(), ins[1].f(), ins[2].f(), seg, Dims::from_shape(s(0))))
+            Value::F(attention::forward(
+                rule,
+                ins[0].f(),
+                ins[1].f(),
+                ins[2].f(),
+                seg,
+                Dims::from_shape(s(0)),
+            ))
         }
         Op::AttentionPattern(rule) => {
             let seg = ins.get(3).map(|v| v.i());
-            Value::F(attention::pattern(rule, ins[0].f(), ins[1].f(), seg, Dims::from_shape(s(0))))
+            Value::F(attention::pattern(
+                rule,
+                ins[0].f(),
+                ins[1].f(),
+                seg,
+                Dims::from_shape(s(0)),
+            ))
         }
         Op::AttentionBackward(rule) => {
             let seg = ins.get(5).map(|v| v.i());
             let dm = Dims::from_shape(s(0));
-            Value::F(attention::backward(rule, ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f(), seg, dm))
+            Value::F(attention::backward(
+                rule,
+                ins[0].f(),
+                ins[1].f(),
+                ins[2].f(),
+                ins[3].f(),
+                ins[4].f(),
+                seg,
+                dm,
+            ))
         }
-        Op::Rope { layout, inverse } => {
-            Value::F(rope(ins[0].f(), ins[1].f(), ins[2].i(), Dims::from_shape(s(0)), *layout, *inverse))
-        }
+        Op::Rope { layout, inverse } => Value::F(rope(
+            ins[0].f(),
+            ins[1].f(),
+            ins[2].i(),
+            Dims::from_shape(s(0)),
+            *layout,
+            *inverse,
+        )),
     })
 }

@@ -5,7 +5,15 @@ use super::real::CpuReal;
 use rayon::prelude::*;
 
 /// `op(a) @ op(b)` with broadcast batch dims; shapes were checked when the graph was built.
-pub(crate) fn matmul<T: CpuReal>(a: &[T], sa: &[usize], b: &[T], sb: &[usize], out: &[usize], ta: bool, tb: bool) -> Vec<T> {
+pub(crate) fn matmul<T: CpuReal>(
+    a: &[T],
+    sa: &[usize],
+    b: &[T],
+    sb: &[usize],
+    out: &[usize],
+    ta: bool,
+    tb: bool,
+) -> Vec<T> {
     let (ra, rb, ro) = (sa.len(), sb.len(), out.len());
     let (m, n) = (out[ro - 2], out[ro - 1]);
     let k = if ta { sa[ra - 2] } else { sa[ra - 1] };
@@ -21,7 +29,19 @@ pub(crate) fn matmul<T: CpuReal>(a: &[T], sa: &[usize], b: &[T], sb: &[usize], o
     let one_gemm = |(i, ci): (usize, &mut [T])| {
         let ao = a_batch[i] * a_mat;
         let bo = b_batch[i] * b_mat;
-        T::gemm(m, k, n, T::one(), &a[ao..ao + a_mat], astr, &b[bo..bo + b_mat], bstr, T::zero(), ci, (n, 1));
+        T::gemm(
+            m,
+            k,
+            n,
+            T::one(),
+            &a[ao..ao + a_mat],
+            astr,
+            &b[bo..bo + b_mat],
+            bstr,
+            T::zero(),
+            ci,
+            (n, 1),
+        );
     };
     if a_batch.len() > 1 {
         c.par_chunks_mut(m * n).enumerate().for_each(one_gemm);

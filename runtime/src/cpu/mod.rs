@@ -48,7 +48,9 @@ impl CpuBackend {
 
     /// An f64 backend (gradient checks).
     pub fn f64() -> Self {
-        CpuBackend { precision: Precision::F64 }
+        CpuBackend {
+            precision: Precision::F64,
+        }
     }
 }
 

@@ -32,7 +32,10 @@ pub(crate) trait CpuReal: Real {
 fn check(len: usize, rows: usize, cols: usize, rs: usize, cs: usize, what: &str) {
     if rows > 0 && cols > 0 {
         let last = (rows - 1) * rs + (cols - 1) * cs;
-        assert!(last < len, "gemm: {what} strides reach {last} but the slice has {len} elements");
+        assert!(
+            last < len,
+            "gemm: {what} strides reach {last} but the slice has {len} elements"
+        );
     }
 }
 

@@ -17,28 +17,40 @@ fn lanes<T: Copy + Send + Sync, R: Copy + Send + Sync + Default>(
 ) -> Vec<R> {
     let (outer, n, inner) = split_axis(shape, axis);
     let mut out = vec![R::default(); outer * width * inner];
-    out.par_chunks_mut(width * inner).enumerate().for_each(|(o, chunk)| {
-        let mut buf = vec![R::default(); width];
-        for i in 0..inner {
-            let base = o * n * inner + i;
-            let mut it = (0..n).map(|j| x[base + j * inner]);
-            f(&mut it, &mut buf);
-            for (w, &r) in buf.iter().enumerate() {
-                chunk[w * inner + i] = r;
+    out.par_chunks_mut(width * inner)
+        .enumerate()
+        .for_each(|(o, chunk)| {
+            let mut buf = vec![R::default(); width];
+            for i in 0..inner {
+                let base = o * n * inner + i;
+                let mut it = (0..n).map(|j| x[base + j * inner]);
+                f(&mut it, &mut buf);
+                for (w, &r) in buf.iter().enumerate() {
+                    chunk[w * inner + i] = r;
+                }
             }
-        }
-    });
+        });
     out
 }
 
-pub(crate) fn reduce<T: CpuReal>(op: ReduceOp, x: &Value<T>, shape: &[usize], axis: usize) -> Value<T> {
+pub(crate) fn reduce<T: CpuReal>(
+    op: ReduceOp,
+    x: &Value<T>,
+    shape: &[usize],
+    axis: usize,
+) -> Value<T> {
     let n = shape[axis];
     match x {
         Value::F(v) => Value::F(lanes(v, shape, axis, 1, |it, out| {
             out[0] = match op {
                 ReduceOp::Sum => it.fold(T::zero(), |a, b| a + b),
                 ReduceOp::Mean => it.fold(T::zero(), |a, b| a + b) / T::from_f64(n as f64),
-                ReduceOp::Max => it.fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a }),
+                ReduceOp::Max => {
+                    it.fold(
+                        T::neg_infinity(),
+                        |a, b| if b > a || b.is_nan() { b } else { a },
+                    )
+                }
             }
         })),
         Value::I(v) => Value::I(lanes(v, shape, axis, 1, |it, out| {
@@ -56,7 +68,8 @@ fn collect<T: Copy>(it: &mut dyn Iterator<Item = T>) -> Vec<T> {
 }
 
 fn lane_max<T: CpuReal>(v: &[T]) -> T {
-    v.iter().fold(T::neg_infinity(), |a, &b| if b > a { b } else { a })
+    v.iter()
+        .fold(T::neg_infinity(), |a, &b| if b > a { b } else { a })
 }
 
 pub(crate) fn logsumexp<T: CpuReal>(x: &[T], shape: &[usize], axis: usize) -> Vec<T> {
@@ -87,19 +100,32 @@ pub(crate) fn softmax<T: CpuReal>(x: &[T], shape: &[usize], axis: usize) -> Vec<
     })
 }
 
-pub(crate) fn cumsum<T: CpuReal>(x: &Value<T>, shape: &[usize], axis: usize, reverse: bool) -> Value<T> {
+pub(crate) fn cumsum<T: CpuReal>(
+    x: &Value<T>,
+    shape: &[usize],
+    axis: usize,
+    reverse: bool,
+) -> Value<T> {
     let n = shape[axis];
     fn scan<E: Copy + Default>(v: Vec<E>, out: &mut [E], reverse: bool, add: impl Fn(E, E) -> E) {
         let mut acc = E::default();
-        let order: Box<dyn Iterator<Item = usize>> = if reverse { Box::new((0..v.len()).rev()) } else { Box::new(0..v.len()) };
+        let order: Box<dyn Iterator<Item = usize>> = if reverse {
+            Box::new((0..v.len()).rev())
+        } else {
+            Box::new(0..v.len())
+        };
         for j in order {
             acc = add(acc, v[j]);
             out[j] = acc;
         }
     }
     match x {
-        Value::F(v) => Value::F(lanes(v, shape, axis, n, |it, out| scan(collect(it), out, reverse, |a, b| a + b))),
-        Value::I(v) => Value::I(lanes(v, shape, axis, n, |it, out| scan(collect(it), out, reverse, i32::wrapping_add))),
+        Value::F(v) => Value::F(lanes(v, shape, axis, n, |it, out| {
+            scan(collect(it), out, reverse, |a, b| a + b)
+        })),
+        Value::I(v) => Value::I(lanes(v, shape, axis, n, |it, out| {
+            scan(collect(it), out, reverse, i32::wrapping_add)
+        })),
     }
 }
 
@@ -114,8 +140,12 @@ pub(crate) fn argmax<T: CpuReal>(x: &Value<T>, shape: &[usize], axis: usize) -> 
         best as i32
     }
     match x {
-        Value::F(v) => lanes(v, shape, axis, 1, |it, out| out[0] = first_max(&collect(it))),
-        Value::I(v) => lanes(v, shape, axis, 1, |it, out| out[0] = first_max(&collect(it))),
+        Value::F(v) => lanes(v, shape, axis, 1, |it, out| {
+            out[0] = first_max(&collect(it))
+        }),
+        Value::I(v) => lanes(v, shape, axis, 1, |it, out| {
+            out[0] = first_max(&collect(it))
+        }),
     }
 }
 

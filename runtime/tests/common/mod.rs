@@ -26,11 +26,24 @@ pub fn randn_t(rng: &mut Rng, shape: &[usize]) -> Tensor {
 }
 
 pub fn ids(rng: &mut Rng, shape: &[usize], below: u64) -> Tensor {
-    Tensor::i32(shape, (0..shape.iter().product()).map(|_| rng.below(below) as i32).collect())
+    Tensor::i32(
+        shape,
+        (0..shape.iter().product())
+            .map(|_| rng.below(below) as i32)
+            .collect(),
+    )
 }
 
-pub fn run(g: &Graph, backend: &CpuBackend, inputs: &HashMap<String, Tensor>, params: &ParamStore) -> BTreeMap<String, Tensor> {
-    backend.run(g, inputs, params, &HookSelection::None).expect("run failed").outputs
+pub fn run(
+    g: &Graph,
+    backend: &CpuBackend,
+    inputs: &HashMap<String, Tensor>,
+    params: &ParamStore,
+) -> BTreeMap<String, Tensor> {
+    backend
+        .run(g, inputs, params, &HookSelection::None)
+        .expect("run failed")
+        .outputs
 }
 
 /// A forward graph with output `y` (the value under test) and `loss = Σ y ⊙ R` for a fixed
@@ -53,7 +66,9 @@ pub fn case(
     let shape = b.shape(y).to_vec();
     let n: usize = shape.iter().product();
     let mut rng = Rng::new(seed ^ 0xA5A5);
-    let r = b.constant(ConstValue::F32(randn(&mut rng, n)), &shape).unwrap();
+    let r = b
+        .constant(ConstValue::F32(randn(&mut rng, n)), &shape)
+        .unwrap();
     let p = b.mul(y, r).unwrap();
     let flat = b.reshape(p, &[n]).unwrap();
     let loss = b.sum(flat, 0, false).unwrap();
@@ -61,7 +76,12 @@ pub fn case(
     b.output("loss", loss);
     let graph = b.finish().expect("invalid graph");
     let params = init_params(&graph, seed);
-    Case { graph, loss, inputs, params }
+    Case {
+        graph,
+        loss,
+        inputs,
+        params,
+    }
 }
 
 /// Analytic gradients of every trainable param, from `grad` followed by the default passes,
@@ -81,12 +101,17 @@ pub fn compare(c: &Case, grads: &BTreeMap<String, Tensor>) -> Result<usize, Stri
     let mut rng = Rng::new(99);
     let mut checked = 0;
     for info in c.graph.params.iter().filter(|p| p.trainable) {
-        let g = grads.get(&format!("grad.{}", info.name)).ok_or(format!("no gradient for {}", info.name))?;
+        let g = grads
+            .get(&format!("grad.{}", info.name))
+            .ok_or(format!("no gradient for {}", info.name))?;
         let g = g.to_f64_vec();
         let base = c.params[&info.name].to_f64_vec();
         let n = base.len();
-        let entries: Vec<usize> =
-            if n <= SAMPLES { (0..n).collect() } else { (0..SAMPLES).map(|_| rng.below(n as u64) as usize).collect() };
+        let entries: Vec<usize> = if n <= SAMPLES {
+            (0..n).collect()
+        } else {
+            (0..SAMPLES).map(|_| rng.below(n as u64) as usize).collect()
+        };
         for e in entries {
             let mut p = c.params.clone();
             let mut plus = base.clone();
@@ -100,7 +125,10 @@ pub fn compare(c: &Case, grads: &BTreeMap<String, Tensor>) -> Result<usize, Stri
             let num = (lp - lm) / (2.0 * EPS);
             let an = g[e];
             if (an - num).abs() > ATOL + RTOL * an.abs().max(num.abs()) {
-                return Err(format!("{}[{e}]: analytic {an:.9} vs numeric {num:.9}", info.name));
+                return Err(format!(
+                    "{}[{e}]: analytic {an:.9} vs numeric {num:.9}",
+                    info.name
+                ));
             }
             checked += 1;
         }
@@ -114,20 +142,28 @@ pub fn check_f32_matches_f64(c: &Case) {
     let b = run(&c.graph, &CpuBackend::f64(), &c.inputs, &c.params);
     let (ya, yb) = (a["y"].to_f64_vec(), b["y"].to_f64_vec());
     for (i, (x, y)) in ya.iter().zip(&yb).enumerate() {
-        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "f32 {x} vs f64 {y} at {i}");
+        assert!(
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "f32 {x} vs f64 {y} at {i}"
+        );
     }
 }
 
 /// Full check: gradients vs finite differences, and f32 vs f64 forward.
 pub fn check(c: Case) {
     let grads = analytic(&c);
-    let checked = compare(&c, &grads).unwrap_or_else(|e| panic!("gradient mismatch: {e}\n{}", c.graph));
+    let checked =
+        compare(&c, &grads).unwrap_or_else(|e| panic!("gradient mismatch: {e}\n{}", c.graph));
     assert!(checked > 0, "nothing was checked");
     check_f32_matches_f64(&c);
 }
 
 /// Builds and checks in one go.
-pub fn grad_check(seed: u64, inputs: HashMap<String, Tensor>, build: impl FnOnce(&mut GraphBuilder) -> Result<ValueId, IrError>) {
+pub fn grad_check(
+    seed: u64,
+    inputs: HashMap<String, Tensor>,
+    build: impl FnOnce(&mut GraphBuilder) -> Result<ValueId, IrError>,
+) {
     check(case(seed, inputs, build));
 }
 

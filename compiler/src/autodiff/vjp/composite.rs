@@ -4,10 +4,19 @@ use super::Grads;
 use crate::error::Result;
 use crate::ir::{numel, AttentionRule, GraphBuilder, Node, Op, ValueId};
 
-pub(super) fn vjp(b: &mut GraphBuilder, node: &Node, y: ValueId, dy: ValueId, wants: &[bool]) -> Result<Grads> {
+pub(super) fn vjp(
+    b: &mut GraphBuilder,
+    node: &Node,
+    y: ValueId,
+    dy: ValueId,
+    wants: &[bool],
+) -> Result<Grads> {
     let ins = &node.inputs;
     match &node.op {
-        Op::MatMul { transpose_a, transpose_b } => matmul(b, ins[0], ins[1], dy, *transpose_a, *transpose_b, wants),
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => matmul(b, ins[0], ins[1], dy, *transpose_a, *transpose_b, wants),
         Op::Gather => {
             let rows = b.shape(ins[0])[0];
             Ok(vec![Some(b.scatter_add(dy, ins[1], rows)?), None])
@@ -29,7 +38,13 @@ pub(super) fn vjp(b: &mut GraphBuilder, node: &Node, y: ValueId, dy: ValueId, wa
         Op::Attention(rule) => attention(b, *rule, ins, y, dy, wants),
         Op::AttentionPattern(rule) => pattern(b, *rule, ins, y, dy, wants),
         Op::Rope { layout, inverse } => {
-            let dx = b.apply(Op::Rope { layout: *layout, inverse: !inverse }, &[dy, ins[1], ins[2]])?;
+            let dx = b.apply(
+                Op::Rope {
+                    layout: *layout,
+                    inverse: !inverse,
+                },
+                &[dy, ins[1], ins[2]],
+            )?;
             Ok(vec![Some(dx), None, None])
         }
         op => Err(crate::IrError::Grad(format!("no VJP for `{}`", op.name()))),
@@ -38,11 +53,23 @@ pub(super) fn vjp(b: &mut GraphBuilder, node: &Node, y: ValueId, dy: ValueId, wa
 
 /// `Y = op(A) op(B)`: `dA = dY Bᵀ`, `dB = Aᵀ dY`, each expressed with transpose flags on the
 /// stored operands, then summed over broadcast batch dims.
-fn matmul(b: &mut GraphBuilder, x0: ValueId, x1: ValueId, dy: ValueId, ta: bool, tb: bool, wants: &[bool]) -> Result<Grads> {
+fn matmul(
+    b: &mut GraphBuilder,
+    x0: ValueId,
+    x1: ValueId,
+    dy: ValueId,
+    ta: bool,
+    tb: bool,
+    wants: &[bool],
+) -> Result<Grads> {
     let (s0, s1) = (b.shape(x0).to_vec(), b.shape(x1).to_vec());
     let mut out = vec![None, None];
     if wants[0] {
-        let d = if ta { b.matmul_t(x1, dy, tb, true)? } else { b.matmul_t(dy, x1, false, !tb)? };
+        let d = if ta {
+            b.matmul_t(x1, dy, tb, true)?
+        } else {
+            b.matmul_t(dy, x1, false, !tb)?
+        };
         out[0] = Some(b.sum_to(d, &s0)?);
     }
     if wants[1] {
@@ -70,7 +97,14 @@ fn matmul(b: &mut GraphBuilder, x0: ValueId, x1: ValueId, dy: ValueId, ta: bool,
 }
 
 /// Attention's backward is one op producing `[3, B,H,T,d]` = (dq, dk, dv), split here.
-fn attention(b: &mut GraphBuilder, rule: AttentionRule, ins: &[ValueId], y: ValueId, dy: ValueId, wants: &[bool]) -> Result<Grads> {
+fn attention(
+    b: &mut GraphBuilder,
+    rule: AttentionRule,
+    ins: &[ValueId],
+    y: ValueId,
+    dy: ValueId,
+    wants: &[bool],
+) -> Result<Grads> {
     let mut bwd_ins = vec![ins[0], ins[1], ins[2], y, dy];
     bwd_ins.extend(ins.get(3));
     let packed = b.apply(Op::AttentionBackward(rule), &bwd_ins)?;
@@ -89,7 +123,14 @@ fn attention(b: &mut GraphBuilder, rule: AttentionRule, ins: &[ValueId], y: Valu
 /// With `s = |W|` and `σ = sign(W)`, both rules give `dp = s ⊙ (dW − σ · rowsum(W ⊙ dW))`
 /// (for softmax `σ = 1`); then `dq = scale · dp k`, `dk = scale · dpᵀ q`. The pattern is
 /// already materialised, so this T×T decomposition costs nothing extra.
-fn pattern(b: &mut GraphBuilder, rule: AttentionRule, ins: &[ValueId], w: ValueId, dw: ValueId, wants: &[bool]) -> Result<Grads> {
+fn pattern(
+    b: &mut GraphBuilder,
+    rule: AttentionRule,
+    ins: &[ValueId],
+    w: ValueId,
+    dw: ValueId,
+    wants: &[bool],
+) -> Result<Grads> {
     let s = b.abs(w)?;
     let sg = b.sign(w)?;
     let wdw = b.mul(w, dw)?;

@@ -4,7 +4,13 @@ use super::Grads;
 use crate::error::Result;
 use crate::ir::{BinaryOp, CmpOp, GraphBuilder, Node, Op, UnaryOp, ValueId};
 
-pub(super) fn vjp(b: &mut GraphBuilder, node: &Node, y: ValueId, dy: ValueId, wants: &[bool]) -> Result<Grads> {
+pub(super) fn vjp(
+    b: &mut GraphBuilder,
+    node: &Node,
+    y: ValueId,
+    dy: ValueId,
+    wants: &[bool],
+) -> Result<Grads> {
     let ins = &node.inputs;
     match &node.op {
         Op::Unary(UnaryOp::Sign) => Ok(vec![None]),
@@ -50,7 +56,10 @@ fn node_shape(b: &GraphBuilder, v: ValueId) -> Vec<usize> {
 }
 
 fn unreachable_rule(op: &Op) -> Result<Grads> {
-    Err(crate::IrError::Grad(format!("no elementwise VJP for `{}`", op.name())))
+    Err(crate::IrError::Grad(format!(
+        "no elementwise VJP for `{}`",
+        op.name()
+    )))
 }
 
 fn binary(
@@ -84,7 +93,11 @@ fn binary(
         }
         BinaryOp::Max | BinaryOp::Min => {
             // Ties go to the first operand, as the forward picks it.
-            let cmp = if op == BinaryOp::Max { CmpOp::Ge } else { CmpOp::Le };
+            let cmp = if op == BinaryOp::Max {
+                CmpOp::Ge
+            } else {
+                CmpOp::Le
+            };
             let m = b.compare(cmp, x0, x1)?;
             let g0 = b.mul(dy, m)?;
             let g1 = b.sub(dy, g0)?;
@@ -94,7 +107,15 @@ fn binary(
     let s0 = node_shape(b, x0);
     let s1 = node_shape(b, x1);
     Ok(vec![
-        if wants[0] { Some(b.sum_to(g0, &s0)?) } else { None },
-        if wants[1] { Some(b.sum_to(g1, &s1)?) } else { None },
+        if wants[0] {
+            Some(b.sum_to(g0, &s0)?)
+        } else {
+            None
+        },
+        if wants[1] {
+            Some(b.sum_to(g1, &s1)?)
+        } else {
+            None
+        },
     ])
 }

@@ -53,9 +53,11 @@ pub(super) fn vjp(b: &mut GraphBuilder, y: ValueId, dy: ValueId, wants: &[bool])
         Op::Reduce { .. } | Op::LogSumExp { .. } | Op::Softmax { .. } | Op::CumSum { .. } => {
             reduce::vjp(b, &node, y, dy)
         }
-        Op::Reshape { .. } | Op::Permute { .. } | Op::BroadcastTo { .. } | Op::Slice { .. } | Op::Concat { .. } => {
-            shape::vjp(b, &node, dy, wants)
-        }
+        Op::Reshape { .. }
+        | Op::Permute { .. }
+        | Op::BroadcastTo { .. }
+        | Op::Slice { .. }
+        | Op::Concat { .. } => shape::vjp(b, &node, dy, wants),
         Op::MatMul { .. }
         | Op::Gather
         | Op::ScatterAdd { .. }
@@ -65,6 +67,10 @@ pub(super) fn vjp(b: &mut GraphBuilder, y: ValueId, dy: ValueId, wants: &[bool])
         | Op::Rope { .. } => composite::vjp(b, &node, y, dy, wants),
         // Ops whose differentiable inputs are none never reach here; the rest are backward
         // ops (second-order gradients are not supported) or leaves.
-        op => Err(IrError::NotDifferentiable { op: op.name().to_string(), node: y.0, span: b.span() }),
+        op => Err(IrError::NotDifferentiable {
+            op: op.name().to_string(),
+            node: y.0,
+            span: b.span(),
+        }),
     }
 }

@@ -5,7 +5,13 @@ use crate::error::Result;
 use crate::ir::{GraphBuilder, Node, Op, ReduceOp, ValueId};
 
 /// `v` (reduced over `axis`, with or without the kept axis) in keepdim form.
-fn keepdim(b: &mut GraphBuilder, v: ValueId, x_shape: &[usize], axis: usize, kept: bool) -> Result<ValueId> {
+fn keepdim(
+    b: &mut GraphBuilder,
+    v: ValueId,
+    x_shape: &[usize],
+    axis: usize,
+    kept: bool,
+) -> Result<ValueId> {
     if kept {
         return Ok(v);
     }
@@ -18,7 +24,11 @@ pub(super) fn vjp(b: &mut GraphBuilder, node: &Node, y: ValueId, dy: ValueId) ->
     let x = node.inputs[0];
     let xs = b.shape(x).to_vec();
     let dx = match node.op {
-        Op::Reduce { op, axis, keepdim: kd } => {
+        Op::Reduce {
+            op,
+            axis,
+            keepdim: kd,
+        } => {
             let g = keepdim(b, dy, &xs, axis, kd)?;
             match op {
                 ReduceOp::Sum => b.broadcast_to(g, &xs)?,
@@ -49,7 +59,12 @@ pub(super) fn vjp(b: &mut GraphBuilder, node: &Node, y: ValueId, dy: ValueId) ->
             b.mul(y, d)?
         }
         Op::CumSum { axis, reverse } => b.cumsum(dy, axis, !reverse)?,
-        ref op => return Err(crate::IrError::Grad(format!("no reduction VJP for `{}`", op.name()))),
+        ref op => {
+            return Err(crate::IrError::Grad(format!(
+                "no reduction VJP for `{}`",
+                op.name()
+            )))
+        }
     };
     Ok(vec![Some(dx)])
 }

@@ -30,7 +30,11 @@ pub(super) fn vjp(b: &mut GraphBuilder, node: &Node, dy: ValueId, wants: &[bool]
             let before = zeros(b, *start)?;
             let after = zeros(b, xs[*axis] - end)?;
             let parts: Vec<ValueId> = before.into_iter().chain([dy]).chain(after).collect();
-            let dx = if parts.len() == 1 { dy } else { b.concat(&parts, *axis)? };
+            let dx = if parts.len() == 1 {
+                dy
+            } else {
+                b.concat(&parts, *axis)?
+            };
             Ok(vec![Some(dx)])
         }
         Op::Concat { axis } => {
@@ -38,11 +42,18 @@ pub(super) fn vjp(b: &mut GraphBuilder, node: &Node, dy: ValueId, wants: &[bool]
             let mut offset = 0;
             for (i, &inp) in node.inputs.iter().enumerate() {
                 let n = b.shape(inp)[*axis];
-                out.push(if wants[i] { Some(b.slice(dy, *axis, offset, offset + n)?) } else { None });
+                out.push(if wants[i] {
+                    Some(b.slice(dy, *axis, offset, offset + n)?)
+                } else {
+                    None
+                });
                 offset += n;
             }
             Ok(out)
         }
-        op => Err(crate::IrError::Grad(format!("no shape VJP for `{}`", op.name()))),
+        op => Err(crate::IrError::Grad(format!(
+            "no shape VJP for `{}`",
+            op.name()
+        ))),
     }
 }

@@ -1,0 +1,271 @@
+//! Fusion: decides which values get a buffer (and so a kernel) and which are inlined into
+//! their consumers as WGSL functions of a flat index.
+//!
+//! Every "index-map" op — elementwise math, compares, `where`, casts, broadcasts, reshapes,
+//! permutes, slices, concats, gathers, one-hots, rope, iota — computes one output element from
+//! O(1) input elements, so it can be evaluated inside its consumer at whatever index the
+//! consumer asks for. Chains of them collapse into one kernel. Lane ops (reductions, scans,
+//! softmax, cross-entropy, scatter-add) also read their input through such a function, so an
+//! elementwise prologue fuses into the reduction that follows it. Matmul and attention read
+//! plain buffers (their inner loops would recompute a fused producer many times).
+//!
+//! A value is materialised when it is a requested root, when it is not an index map, when a
+//! buffer-reading op consumes it, or when inlining it would recompute too much (it is shared
+//! and not cheap, or its inlined tree is large). Reshapes of a materialised value are views:
+//! no kernel, same buffer.
+
+use crate::ir::{numel, Graph, Op, ValueId};
+
+/// How a needed value is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Not needed by any requested root: never computed.
+    Unneeded,
+    /// An input, parameter or tensor constant: a buffer the runtime uploads.
+    External,
+    /// Evaluated inside its consumers' kernels.
+    Inline,
+    /// Same buffer as the value given (a reshape or stop-gradient of a stored value).
+    View(ValueId),
+    /// Computed by its own kernel into a planned buffer.
+    Kernel,
+}
+
+/// How an op reads its inputs, which decides what may fuse into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpClass {
+    /// Inputs, params and tensor constants.
+    External,
+    /// One output element from O(1) input elements: inlinable.
+    IndexMap,
+    /// One invocation per lane (reduction, scan, softmax, ...); reads inputs through
+    /// functions, so index-map producers fuse into it.
+    Lane,
+    /// Reads whole input buffers in inner loops (matmul, attention).
+    Buffer,
+}
+
+/// The class of a node's op.
+pub fn op_class(g: &Graph, v: ValueId) -> OpClass {
+    let node = g.node(v);
+    match &node.op {
+        Op::Input { .. } | Op::Param { .. } => OpClass::External,
+        Op::Const { .. } if numel(&node.shape) > 1 => OpClass::External,
+        Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Unary(_)
+        | Op::UnaryGrad(_)
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Where
+        | Op::Cast { .. }
+        | Op::PowConst { .. }
+        | Op::Clamp { .. }
+        | Op::Reshape { .. }
+        | Op::Permute { .. }
+        | Op::BroadcastTo { .. }
+        | Op::Slice { .. }
+        | Op::Concat { .. }
+        | Op::Gather
+        | Op::OneHot { .. }
+        | Op::StopGradient
+        | Op::StraightThrough
+        | Op::Rope { .. } => OpClass::IndexMap,
+        Op::Reduce { .. }
+        | Op::LogSumExp { .. }
+        | Op::Softmax { .. }
+        | Op::CumSum { .. }
+        | Op::ArgMax { .. }
+        | Op::TopKMask { .. }
+        | Op::CrossEntropy
+        | Op::ScatterAdd { .. } => OpClass::Lane,
+        Op::MatMul { .. }
+        | Op::Attention(_)
+        | Op::AttentionPattern(_)
+        | Op::AttentionBackward(_) => OpClass::Buffer,
+    }
+}
+
+/// A shared value is inlined into each consumer only if it is at most this expensive
+/// (in ops per element); beyond it, recomputation costs more than a buffer round trip.
+const SHARED_INLINE_COST: u32 = 3;
+/// No inlined expression tree grows beyond this many ops per element.
+const MAX_INLINE_COST: u32 = 48;
+
+/// The result of fusion: a storage decision per node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FusionPlan {
+    pub storage: Vec<Storage>,
+}
+
+impl FusionPlan {
+    /// The value whose buffer holds `v` (itself unless `v` is a view).
+    pub fn owner(&self, v: ValueId) -> ValueId {
+        match self.storage[v.index()] {
+            Storage::View(o) => o,
+            _ => v,
+        }
+    }
+
+    /// Whether `v` lives in a buffer (its own, a view's owner's, or an external one).
+    pub fn is_stored(&self, v: ValueId) -> bool {
+        matches!(
+            self.storage[v.index()],
+            Storage::External | Storage::Kernel | Storage::View(_)
+        )
+    }
+
+    /// Values computed by a kernel, in launch (topological) order.
+    pub fn kernel_roots(&self) -> impl Iterator<Item = ValueId> + '_ {
+        self.storage
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s == Storage::Kernel)
+            .map(|(i, _)| ValueId(i as u32))
+    }
+}
+
+/// Reads of an input per output element when inlined (rope reads its `x` twice).
+fn reads(op: &Op, input: usize) -> u32 {
+    match op {
+        Op::Rope { .. } if input == 0 => 2,
+        _ => 1,
+    }
+}
+
+/// Decides storage for every node needed by `roots`. With `fuse = false` every computed
+/// value gets its own kernel (the baseline fused programs are compared against); `forced`
+/// lists extra values to materialise (used to split kernels that bind too many buffers).
+pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId]) -> FusionPlan {
+    let n = g.len();
+    let mut needed = vec![false; n];
+    for &r in roots {
+        needed[r.index()] = true;
+    }
+    for i in (0..n).rev() {
+        if needed[i] {
+            for &u in &g.nodes[i].inputs {
+                needed[u.index()] = true;
+            }
+        }
+    }
+    // Consumers among needed nodes, and whether a buffer-reading op is one of them.
+    let mut consumers = vec![0u32; n];
+    let mut buffer_read = vec![false; n];
+    for i in (0..n).filter(|&i| needed[i]) {
+        let class = op_class(g, ValueId(i as u32));
+        let mut seen: Vec<ValueId> = Vec::new();
+        for &u in &g.nodes[i].inputs {
+            if !seen.contains(&u) {
+                seen.push(u);
+                consumers[u.index()] += 1;
+            }
+            if class == OpClass::Buffer {
+                buffer_read[u.index()] = true;
+            }
+        }
+    }
+    let mut forced_set = vec![false; n];
+    for &r in roots.iter().chain(forced) {
+        forced_set[r.index()] = true;
+    }
+    let mut storage = vec![Storage::Unneeded; n];
+    // Ops per element of each inline value (1 for a load of a stored value).
+    let mut cost = vec![1u32; n];
+    for i in (0..n).filter(|&i| needed[i]) {
+        let v = ValueId(i as u32);
+        let node = &g.nodes[i];
+        let class = op_class(g, v);
+        let stored_input = |s: &[Storage], u: ValueId| {
+            matches!(
+                s[u.index()],
+                Storage::External | Storage::Kernel | Storage::View(_)
+            )
+        };
+        storage[i] = match class {
+            OpClass::External => Storage::External,
+            _ if matches!(node.op, Op::Reshape { .. } | Op::StopGradient)
+                && stored_input(&storage, node.inputs[0]) =>
+            {
+                let u = node.inputs[0];
+                Storage::View(match storage[u.index()] {
+                    Storage::View(o) => o,
+                    _ => u,
+                })
+            }
+            // A scalar constant is a literal wherever it is used.
+            _ if matches!(node.op, Op::Const { .. }) && !forced_set[i] => {
+                cost[i] = 0;
+                Storage::Inline
+            }
+            OpClass::Lane | OpClass::Buffer => Storage::Kernel,
+            OpClass::IndexMap => {
+                let c = 1 + node
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, u)| {
+                        let cu = if stored_input(&storage, *u) {
+                            1
+                        } else {
+                            cost[u.index()]
+                        };
+                        cu * reads(&node.op, k)
+                    })
+                    .sum::<u32>();
+                let must = !fuse
+                    || forced_set[i]
+                    || buffer_read[i]
+                    || c > MAX_INLINE_COST
+                    || (consumers[i] > 1 && c > SHARED_INLINE_COST);
+                if must {
+                    Storage::Kernel
+                } else {
+                    cost[i] = c;
+                    Storage::Inline
+                }
+            }
+        };
+    }
+    FusionPlan { storage }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{DType, GraphBuilder};
+
+    #[test]
+    fn elementwise_chain_is_one_kernel_and_feeds_the_reduction() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[4, 8], DType::F32);
+        let w = b.input("w", &[8], DType::F32);
+        let y = b.mul(x, w).unwrap();
+        let y = b.exp(y).unwrap();
+        let y = b.tanh(y).unwrap();
+        let s = b.sum(y, 1, false).unwrap();
+        b.output("s", s);
+        let g = b.finish().unwrap();
+        let plan = plan_fusion(&g, &[s], true, &[]);
+        assert_eq!(plan.kernel_roots().collect::<Vec<_>>(), vec![s]);
+        let unfused = plan_fusion(&g, &[s], false, &[]);
+        assert_eq!(unfused.kernel_roots().count(), 4);
+    }
+
+    #[test]
+    fn matmul_inputs_are_materialised_and_reshapes_are_views() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[2, 3, 4], DType::F32);
+        let w = b.input("w", &[4, 5], DType::F32);
+        let r = b.reshape(x, &[6, 4]).unwrap();
+        let e = b.exp(r).unwrap();
+        let m = b.matmul(e, w).unwrap();
+        let o = b.reshape(m, &[2, 3, 5]).unwrap();
+        b.output("o", o);
+        let g = b.finish().unwrap();
+        let plan = plan_fusion(&g, &[o], true, &[]);
+        assert_eq!(plan.storage[r.index()], Storage::View(x));
+        assert_eq!(plan.storage[e.index()], Storage::Kernel);
+        assert_eq!(plan.storage[o.index()], Storage::View(m));
+    }
+}

@@ -1,0 +1,22 @@
+// Max-shifted softmax along one axis, one invocation per lane: max, sum, then write.
+@compute @workgroup_size({{WG}})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let lane = flat_id(wg, nwg, lid, {{WG}}u);
+    if (lane >= LANES) { return; }
+    let base = (lane / INNER) * EXTENT * INNER + lane % INNER;
+    var m = {{LOAD}}(base);
+    for (var j = 1u; j < EXTENT; j = j + 1u) {
+        let x = {{LOAD}}(base + j * INNER);
+        if (x > m) { m = x; }
+    }
+    var s = 0.0;
+    for (var j = 0u; j < EXTENT; j = j + 1u) {
+        let e = exp({{LOAD}}(base + j * INNER) - m);
+        {{OUT}}[base + j * INNER] = e;
+        s = s + e;
+    }
+    for (var j = 0u; j < EXTENT; j = j + 1u) {
+        {{OUT}}[base + j * INNER] = {{OUT}}[base + j * INNER] / s;
+    }
+}

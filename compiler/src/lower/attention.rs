@@ -1,0 +1,260 @@
+//! Attention: projections, the position rule (RoPE/HoPE/tables, or a routed mixture of
+//! bases for MoICE), the weight and mask rules, per-head gains (PEAR) and W_O.
+//!
+//! Hook points under `{layer}.attn`: `q`, `k`, `v` `[B,H,T,d]` (before rotation; k/v with
+//! kv_heads), and, when captured, `scores` and `pattern` `[B,H,T,T]` and `result`
+//! `[B,T,H,D]` (each head's output after its slice of W_O).
+
+use super::block::Frame;
+use super::rotary;
+use super::{Lowerer, Result};
+use crate::ir::{AttentionMask, AttentionRule, AttentionWeights, ConstValue, DType, Init, RopeLayout, ValueId};
+use weft_dsl::check::value::{CallValue, Value};
+
+/// Projections and rule of one attention call, shared by plain and routed (MoM) use.
+pub(crate) struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Heads {
+    pub fn of(l: &Lowerer, call: &CallValue) -> Heads {
+        let heads = call.int("heads").unwrap_or(l.dim("heads") as i64).max(1) as usize;
+        let kv_heads = call.int("kv_heads").unwrap_or(heads as i64).max(1) as usize;
+        let head_dim = if heads == l.dim("heads") { l.dim("head_dim") } else { l.dim("dim") / heads };
+        Heads { heads, kv_heads, head_dim }
+    }
+}
+
+pub(crate) fn attention(l: &mut Lowerer, f: &mut Frame, site: &str, call: &CallValue, x: ValueId) -> Result<ValueId> {
+    let h = Heads::of(l, call);
+    let bias = call.bool("bias").unwrap_or(false);
+    let (q, k, v) = project_qkv(l, site, &h, bias, x)?;
+    let y = core(l, f, site, call, &h, q, k, v)?;
+    output(l, f, site, call, &h, bias, y)
+}
+
+/// `x @ W` reshaped to heads: `[B,T,D] → [B,n,T,d]`.
+fn heads_of(l: &mut Lowerer, x: ValueId, w: ValueId, b: Option<ValueId>, n: usize, d: usize) -> Result<ValueId> {
+    let (bs, t) = (l.opts.batch, l.opts.seq);
+    let mut y = l.g.matmul(x, w)?;
+    if let Some(b) = b {
+        y = l.g.add(y, b)?;
+    }
+    let y = l.g.reshape(y, &[bs, t, n, d])?;
+    l.g.permute(y, &[0, 2, 1, 3])
+}
+
+/// q `[B,H,T,d]`, k and v `[B,KV,T,d]`.
+pub(crate) fn project_qkv(l: &mut Lowerer, site: &str, h: &Heads, bias: bool, x: ValueId) -> Result<(ValueId, ValueId, ValueId)> {
+    let dm = l.dim("dim");
+    let proj = |l: &mut Lowerer, name: &str, n: usize| -> Result<ValueId> {
+        let w = l.weight(&format!("{site}.w{name}"), &[dm, n * h.head_dim]);
+        let b = bias.then(|| l.param(&format!("{site}.b{name}"), &[n * h.head_dim], Init::Zeros, true));
+        heads_of(l, x, w, b, n, h.head_dim)
+    };
+    let q = proj(l, "q", h.heads)?;
+    let k = proj(l, "k", h.kv_heads)?;
+    let v = proj(l, "v", h.kv_heads)?;
+    Ok((q, k, v))
+}
+
+/// Repeats kv heads to match query heads (grouped-query attention).
+fn repeat_kv(l: &mut Lowerer, x: ValueId, heads: usize) -> Result<ValueId> {
+    let s = l.g.shape(x).to_vec();
+    let (b, kv, t, d) = (s[0], s[1], s[2], s[3]);
+    if kv == heads {
+        return Ok(x);
+    }
+    let y = l.g.reshape(x, &[b, kv, 1, t, d])?;
+    let y = l.g.broadcast_to(y, &[b, kv, heads / kv, t, d])?;
+    l.g.reshape(y, &[b, heads, t, d])
+}
+
+fn rule(l: &Lowerer, call: &CallValue, head_dim: usize) -> AttentionRule {
+    let weights = match call.name_arg("weights") {
+        Some("signed") => AttentionWeights::Signed,
+        _ => AttentionWeights::Softmax,
+    };
+    let mask_name = l.mask_override.as_deref().or(call.name_arg("mask")).unwrap_or("causal");
+    let mask = match mask_name {
+        "bidirectional" => AttentionMask::Bidirectional,
+        "document" => AttentionMask::Document,
+        "turns" | "turns_keep_first" => AttentionMask::Turns,
+        "self_only" => AttentionMask::SelfOnly,
+        _ => AttentionMask::Causal,
+    };
+    AttentionRule { weights, mask, scale: 1.0 / (head_dim as f32).sqrt() }
+}
+
+/// The id stream a mask rule needs: `segments` (documents) or `turns`.
+fn segment_input(l: &mut Lowerer, mask: AttentionMask) -> Option<ValueId> {
+    let (b, t) = (l.opts.batch, l.opts.seq);
+    match mask {
+        AttentionMask::Document => Some(l.g.input("segments", &[b, t], DType::I32)),
+        AttentionMask::Turns => Some(l.g.input("turns", &[b, t], DType::I32)),
+        _ => None,
+    }
+}
+
+/// Rotation, weights and mixing: `[B,H,T,d]` head outputs (before W_O).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn core(
+    l: &mut Lowerer,
+    f: &Frame,
+    site: &str,
+    call: &CallValue,
+    h: &Heads,
+    q: ValueId,
+    k: ValueId,
+    v: ValueId,
+) -> Result<ValueId> {
+    let hp = format!("{}.{}", f.hook_prefix(), site.rsplit('.').next().unwrap_or("attn"));
+    l.hook(&format!("{hp}.q"), q);
+    l.hook(&format!("{hp}.k"), k);
+    l.hook(&format!("{hp}.v"), v);
+    let k = repeat_kv(l, k, h.heads)?;
+    let v = repeat_kv(l, v, h.heads)?;
+    let r = rule(l, call, h.head_dim);
+    let seg = segment_input(l, r.mask);
+    let pos = call.get("position").and_then(Value::as_call).cloned();
+    let tables = pos.as_ref().and_then(|p| rotary::tables(p, h.head_dim));
+    let layout = match pos.as_ref().and_then(|p| p.name_arg("layout")) {
+        Some("interleaved") => RopeLayout::Interleaved,
+        _ => RopeLayout::Half,
+    };
+    let Some(tables) = tables else {
+        return weights(l, &hp, r, q, k, v, seg);
+    };
+    let t = l.opts.seq;
+    let positions = l.g.iota(&[t], 0, DType::I32)?;
+    let mut rotated = Vec::new();
+    for table in &tables {
+        let freqs = l.g.constant(ConstValue::F32(table.clone()), &[h.head_dim / 2])?;
+        let qr = l.g.rope(q, freqs, positions, layout)?;
+        let kr = l.g.rope(k, freqs, positions, layout)?;
+        rotated.push((qr, kr));
+    }
+    if tables.len() == 1 && pos.as_ref().is_none_or(|p| p.get("router").is_none()) {
+        let (qr, kr) = rotated[0];
+        return weights(l, &hp, r, qr, kr, v, seg);
+    }
+    mixture(l, site, &hp, pos.as_ref().expect("tables come from a position rule"), h, r, &rotated, v, seg)
+}
+
+/// Attention weights and their application; the pattern is materialised only if captured.
+fn weights(l: &mut Lowerer, hp: &str, r: AttentionRule, q: ValueId, k: ValueId, v: ValueId, seg: Option<ValueId>) -> Result<ValueId> {
+    if l.wants(&format!("{hp}.scores")) {
+        let s = l.g.matmul_t(q, k, false, true)?;
+        let scale = l.g.scalar(r.scale);
+        let s = l.g.mul(s, scale)?;
+        l.hook(&format!("{hp}.scores"), s);
+    }
+    if l.wants(&format!("{hp}.pattern")) {
+        let w = l.g.attention_pattern(r, q, k, v, seg)?;
+        l.hook(&format!("{hp}.pattern"), w);
+        return l.g.matmul(w, v);
+    }
+    l.g.attention(r, q, k, v, seg)
+}
+
+/// MoICE: one attention per rotary base, mixed per (token, head) by a SwiGLU router on the
+/// query rotated with the first base; top-k renormalised; Switch balance loss.
+#[allow(clippy::too_many_arguments)]
+fn mixture(
+    l: &mut Lowerer,
+    site: &str,
+    hp: &str,
+    pos: &CallValue,
+    h: &Heads,
+    r: AttentionRule,
+    rotated: &[(ValueId, ValueId)],
+    v: ValueId,
+    seg: Option<ValueId>,
+) -> Result<ValueId> {
+    let n = rotated.len();
+    let d = h.head_dim;
+    let w1 = l.weight(&format!("{site}.router.w1"), &[d, n]);
+    let w3 = l.weight(&format!("{site}.router.w3"), &[d, n]);
+    let w2 = l.weight(&format!("{site}.router.w2"), &[n, n]);
+    let u = rotated[0].0; // [B,H,T,d]
+    let a = l.g.matmul(u, w1)?;
+    let a = l.g.silu(a)?;
+    let b = l.g.matmul(u, w3)?;
+    let ab = l.g.mul(a, b)?;
+    let logits = l.g.matmul(ab, w2)?; // [B,H,T,N]
+    l.hook(&format!("{hp}.router.logits"), logits);
+    let probs = l.g.softmax(logits, 3)?;
+    let k = pos.int("top_k").map(|k| k as usize).unwrap_or(n).clamp(1, n);
+    let chosen = l.g.topk_mask(logits, k, 3)?;
+    l.hook(&format!("{hp}.router.choice"), chosen);
+    let kept = l.g.mul(probs, chosen)?;
+    let norm = l.g.sum(kept, 3, true)?;
+    let mix = l.g.div(kept, norm)?; // [B,H,T,N]
+    let mut y: Option<ValueId> = None;
+    for (e, &(qr, kr)) in rotated.iter().enumerate() {
+        let ye = weights(l, &format!("{hp}.base{e}"), r, qr, kr, v, seg)?;
+        let we = l.g.slice(mix, 3, e, e + 1)?; // [B,H,T,1]
+        let term = l.g.mul(ye, we)?;
+        y = Some(match y {
+            Some(acc) => l.g.add(acc, term)?,
+            None => term,
+        });
+    }
+    let balance = pos.float("balance").unwrap_or(0.0);
+    if balance > 0.0 {
+        let rows = l.g.shape(probs).iter().take(3).product::<usize>();
+        let p = l.g.reshape(probs, &[rows, n])?;
+        let f = l.g.reshape(chosen, &[rows, n])?;
+        let aux = switch_balance(l, p, f, n)?;
+        l.aux.push((format!("{site}.router.balance"), balance as f32, aux));
+    }
+    Ok(y.expect("at least one base"))
+}
+
+/// Switch load balance `N · Σ_e mean(f_e) · mean(P_e)` over rows `[R, N]`.
+pub(crate) fn switch_balance(l: &mut Lowerer, p: ValueId, f: ValueId, n: usize) -> Result<ValueId> {
+    let pm = l.g.mean(p, 0, false)?;
+    let fm = l.g.mean(f, 0, false)?;
+    let fm = l.g.stop_gradient(fm)?;
+    let prod = l.g.mul(pm, fm)?;
+    let s = l.g.sum(prod, 0, false)?;
+    let k = l.g.scalar(n as f32);
+    l.g.mul(s, k)
+}
+
+/// Per-head gains, W_O and the per-head `result` hook.
+pub(crate) fn output(l: &mut Lowerer, f: &Frame, site: &str, call: &CallValue, h: &Heads, bias: bool, y: ValueId) -> Result<ValueId> {
+    let (b, t, dm) = (l.opts.batch, l.opts.seq, l.dim("dim"));
+    let hp = format!("{}.{}", f.hook_prefix(), site.rsplit('.').next().unwrap_or("attn"));
+    let mut y = y;
+    match call.name_arg("gain") {
+        Some(kind @ ("fixed" | "trainable")) => {
+            let gain = l.param(&format!("{site}.gain"), &[h.heads], Init::Ones, kind == "trainable");
+            let g4 = l.g.reshape(gain, &[1, h.heads, 1, 1])?;
+            l.g.set_label(Some(format!("{site}.gain_apply")));
+            y = l.g.mul(y, g4)?;
+            l.g.set_label(None);
+        }
+        _ => {}
+    }
+    let wo = l.weight(&format!("{site}.wo"), &[h.heads * h.head_dim, dm]);
+    let mut out = if l.wants(&format!("{hp}.result")) {
+        let wo_h = l.g.reshape(wo, &[h.heads, h.head_dim, dm])?;
+        let per_head = l.g.matmul(y, wo_h)?; // [B,H,T,D]
+        let per_head = l.g.permute(per_head, &[0, 2, 1, 3])?; // [B,T,H,D]
+        l.hook(&format!("{hp}.result"), per_head);
+        l.g.sum(per_head, 2, false)?
+    } else {
+        let z = l.g.permute(y, &[0, 2, 1, 3])?;
+        let z = l.g.reshape(z, &[b, t, h.heads * h.head_dim])?;
+        l.g.matmul(z, wo)?
+    };
+    if bias {
+        let bo = l.param(&format!("{site}.bo"), &[dm], Init::Zeros, true);
+        out = l.g.add(out, bo)?;
+    }
+    l.hook(&format!("{hp}.out"), out);
+    Ok(out)
+}

@@ -1,0 +1,249 @@
+//! One layer: the scheduled block's body evaluated with `x` bound to the residual stream.
+//! Parameters are named by call site within the layer (`attn`, `attn2`, `mlp`, `norm1`...),
+//! so the same block used at two layers gets two independent sets of weights.
+
+use super::{attention, ffn, route, Lowerer, Result};
+use crate::ir::ValueId;
+use crate::IrError;
+use std::collections::{BTreeMap, HashMap};
+use weft_dsl::ast::{BinOp, Expr, ExprKind, Stmt};
+use weft_dsl::builtins::Kind;
+use weft_dsl::check::value::{CallValue, Value};
+
+/// Per-layer naming and state while evaluating one block instance.
+pub(crate) struct Frame {
+    /// `layers.{i}`.
+    pub prefix: String,
+    /// Block parameter values from the layer rule.
+    pub params: BTreeMap<String, Value>,
+    pub env: HashMap<String, ValueId>,
+    /// Call-site counters per kind (`attn`, `mlp`, `norm`, `route`).
+    counters: HashMap<&'static str, usize>,
+    /// The current `repeat` iteration (MoM), for hook names and shared routers.
+    pub iteration: Option<usize>,
+    /// Router state carried across iterations, per route call site.
+    pub router_state: HashMap<usize, ValueId>,
+    /// Balance-loss statistics per route call site, summed over iterations.
+    pub balance: HashMap<usize, route::BalanceStats>,
+    /// Route call sites seen in the current iteration (so each gets a stable index).
+    route_sites: HashMap<usize, usize>,
+}
+
+impl Frame {
+    pub fn new(prefix: String, params: BTreeMap<String, Value>, x: ValueId) -> Frame {
+        Frame {
+            prefix,
+            params,
+            env: HashMap::from([("x".to_string(), x)]),
+            counters: HashMap::new(),
+            iteration: None,
+            router_state: HashMap::new(),
+            balance: HashMap::new(),
+            route_sites: HashMap::new(),
+        }
+    }
+
+    /// The next call-site name for a kind: `attn`, then `attn2`, `attn3`...
+    /// Inside `repeat`, the counters restart each iteration so weights are shared.
+    pub fn site(&mut self, kind: &'static str) -> String {
+        let n = self.counters.entry(kind).or_insert(0);
+        *n += 1;
+        let base = if kind == "norm" { format!("norm{n}") } else if *n == 1 { kind.to_string() } else { format!("{kind}{n}") };
+        format!("{}.{base}", self.prefix)
+    }
+
+    /// Hook prefix: `layers.{i}` or `layers.{i}.iter{j}`.
+    pub fn hook_prefix(&self) -> String {
+        match self.iteration {
+            Some(j) => format!("{}.iter{j}", self.prefix),
+            None => self.prefix.clone(),
+        }
+    }
+
+    /// A stable index for the route call at this source position.
+    pub fn route_site(&mut self, at: usize) -> usize {
+        let next = self.route_sites.len();
+        *self.route_sites.entry(at).or_insert(next)
+    }
+}
+
+pub(crate) fn layer(l: &mut Lowerer, i: usize, x: ValueId) -> Result<ValueId> {
+    let plan = l.spec.model.layers[i].clone();
+    let block = l.spec.model.blocks[&plan.block].clone();
+    let mut f = Frame::new(format!("layers.{i}"), plan.args.clone(), x);
+    l.at(plan.span);
+    l.hook(&format!("layers.{i}.resid_pre"), x);
+    let x_writes = count_x_writes(&block.body);
+    let mut written = 0;
+    stmts(l, &mut f, &block.body, x_writes, &mut written)?;
+    route::finish_balance(l, &mut f)?;
+    let out = f.env["x"];
+    l.hook(&format!("layers.{i}.resid_post"), out);
+    Ok(out)
+}
+
+/// How many `x = ...` statements run (counting repeats), to name `resid_mid` hooks.
+fn count_x_writes(body: &[Stmt]) -> usize {
+    body.iter()
+        .map(|s| match s {
+            Stmt::Assign(a) => usize::from(a.name.name == "x"),
+            Stmt::Repeat(_) => 0,
+        })
+        .sum()
+}
+
+fn stmts(l: &mut Lowerer, f: &mut Frame, body: &[Stmt], x_writes: usize, written: &mut usize) -> Result<()> {
+    for s in body {
+        match s {
+            Stmt::Assign(a) => {
+                l.at(a.span);
+                let v = tensor(l, f, &a.value)?;
+                f.env.insert(a.name.name.clone(), v);
+                if a.name.name == "x" && f.iteration.is_none() {
+                    *written += 1;
+                    if *written < x_writes {
+                        let suffix = if *written == 1 { String::new() } else { written.to_string() };
+                        l.hook(&format!("{}.resid_mid{suffix}", f.prefix), v);
+                    }
+                }
+            }
+            Stmt::Repeat(r) => {
+                let n = number(l, f, &r.count)? as usize;
+                for j in 0..n {
+                    f.iteration = Some(j);
+                    // Call sites restart each iteration: the same names, the same weights.
+                    let saved = std::mem::take(&mut f.counters);
+                    f.route_sites.clear();
+                    stmts(l, f, &r.body, 0, written)?;
+                    f.counters = saved;
+                    let x = f.env["x"];
+                    l.hook(&format!("{}.iter{j}.resid_post", f.prefix), x);
+                }
+                f.iteration = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates a tensor expression.
+pub(crate) fn tensor(l: &mut Lowerer, f: &mut Frame, e: &Expr) -> Result<ValueId> {
+    match &e.kind {
+        ExprKind::Ident(n) => f.env.get(n).copied().ok_or_else(|| bug(e, &format!("unbound tensor `{n}`"))),
+        ExprKind::Neg(inner) => {
+            let v = tensor(l, f, inner)?;
+            l.g.neg(v)
+        }
+        ExprKind::Binary { op, lhs, rhs } => {
+            let a = operand(l, f, lhs)?;
+            let b = operand(l, f, rhs)?;
+            l.at(e.span);
+            match op {
+                BinOp::Add => l.g.add(a, b),
+                BinOp::Sub => l.g.sub(a, b),
+                BinOp::Mul => l.g.mul(a, b),
+                BinOp::Div => l.g.div(a, b),
+            }
+        }
+        ExprKind::Call { func, args } => {
+            let locals: Vec<&str> = f.env.keys().map(String::as_str).collect();
+            let call = l
+                .spec
+                .model
+                .resolve_call(e, Kind::Tensor, &f.params, &locals)
+                .ok_or_else(|| bug(e, &format!("cannot resolve `{}`", func.name)))?;
+            l.at(e.span);
+            match call.name.as_str() {
+                "route" => route::route(l, f, &call, e.span.start),
+                _ => {
+                    let input_expr = tensor_arg(args).ok_or_else(|| bug(e, "missing tensor input"))?;
+                    let input = tensor(l, f, input_expr)?;
+                    l.at(e.span);
+                    apply(l, f, &call, input)
+                }
+            }
+        }
+        _ => Err(bug(e, "not a tensor expression")),
+    }
+}
+
+/// A tensor builtin applied to its input, with parameters named after the call site.
+pub(crate) fn apply(l: &mut Lowerer, f: &mut Frame, call: &CallValue, input: ValueId) -> Result<ValueId> {
+    match call.name.as_str() {
+        "attention" => {
+            let site = f.site("attn");
+            attention::attention(l, f, &site, call, input)
+        }
+        "mlp" | "swiglu" => {
+            let site = f.site("mlp");
+            let out = ffn::feed_forward(l, &site, call, input)?;
+            let hook = format!("{}.mlp_out", f.hook_prefix());
+            l.hook(&hook, out);
+            Ok(out)
+        }
+        "rms_norm" | "layer_norm" => {
+            let site = f.site("norm");
+            ffn::norm(l, &call.name, &site, input, call.float("eps"))
+        }
+        // Dropout is the identity in the deterministic graph; training inserts it.
+        "dropout" => Ok(input),
+        other => Err(IrError::Builder(format!("no lowering for `{other}`"))),
+    }
+}
+
+/// The AST of a call's tensor input: the first positional or `input:` argument.
+pub(crate) fn tensor_arg(args: &[weft_dsl::ast::Arg]) -> Option<&Expr> {
+    args.iter()
+        .enumerate()
+        .find(|(i, a)| a.name.as_ref().map(|n| n.name == "input").unwrap_or(*i == 0))
+        .map(|(_, a)| &a.value)
+}
+
+fn operand(l: &mut Lowerer, f: &mut Frame, e: &Expr) -> Result<ValueId> {
+    if is_scalar(f, e) {
+        let v = number(l, f, e)?;
+        Ok(l.g.scalar(v as f32))
+    } else {
+        tensor(l, f, e)
+    }
+}
+
+fn is_scalar(f: &Frame, e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Int(_) | ExprKind::Float(_) => true,
+        ExprKind::Ident(n) => !f.env.contains_key(n),
+        ExprKind::Neg(i) => is_scalar(f, i),
+        ExprKind::Binary { lhs, rhs, .. } => is_scalar(f, lhs) && is_scalar(f, rhs),
+        _ => false,
+    }
+}
+
+/// A number: literals, model constants, block parameters, arithmetic.
+pub(crate) fn number(l: &Lowerer, f: &Frame, e: &Expr) -> Result<f64> {
+    match &e.kind {
+        ExprKind::Int(i) => Ok(*i as f64),
+        ExprKind::Float(x) => Ok(*x),
+        ExprKind::Neg(i) => Ok(-number(l, f, i)?),
+        ExprKind::Ident(n) => f
+            .params
+            .get(n)
+            .or_else(|| l.spec.model.setting(n))
+            .and_then(Value::as_f64)
+            .ok_or_else(|| bug(e, &format!("`{n}` is not a number"))),
+        ExprKind::Binary { op, lhs, rhs } => {
+            let (a, b) = (number(l, f, lhs)?, number(l, f, rhs)?);
+            Ok(match op {
+                BinOp::Add => a + b,
+                BinOp::Sub => a - b,
+                BinOp::Mul => a * b,
+                BinOp::Div => a / b,
+            })
+        }
+        _ => Err(bug(e, "not a number")),
+    }
+}
+
+/// A state the checker should have ruled out.
+fn bug(e: &Expr, what: &str) -> IrError {
+    IrError::Builder(format!("lowering bug at bytes {}..{}: {what} (the checker accepted this spec)", e.span.start, e.span.end))
+}

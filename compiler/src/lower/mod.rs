@@ -1,0 +1,169 @@
+//! Lowering: a checked spec ([`weft_dsl::Checked`]) becomes an IR [`Graph`].
+//!
+//! The model is unrolled layer by layer from the schedule; each block body is evaluated
+//! statement by statement with `x` bound to the residual stream. Every node records the span
+//! of the spec text that produced it, so a shape error points back at the spec.
+//!
+//! Parameter names (documented in docs/parameters.md): `embed.weight`, `pos_embed.weight`,
+//! `layers.{i}.{attn|mlp|normK|POOL.m|routeR}.…`, `final_norm.{weight,bias}`,
+//! `unembed.weight`. Linear weights are stored `[in, out]` (`y = x @ W`).
+
+mod attention;
+mod block;
+mod ffn;
+pub mod glob;
+mod loss;
+pub mod rotary;
+mod route;
+
+use crate::ir::{DType, Graph, GraphBuilder, Init, ValueId};
+use crate::IrError;
+use std::collections::BTreeSet;
+use weft_dsl::check::value::Value;
+use weft_dsl::{Checked, Span};
+
+pub use loss::LossTerm;
+
+/// What to lower and how.
+#[derive(Clone, Debug)]
+pub struct LowerOptions {
+    pub batch: usize,
+    pub seq: usize,
+    /// Build the training objective (`loss` output and the `targets` input).
+    pub with_loss: bool,
+    /// Expensive hook points to materialise (`layers.*.attn.pattern`, `...attn.scores`,
+    /// `...attn.result`); globs allowed. Cheap hook points are always present.
+    pub capture: Vec<String>,
+    /// Globs over parameter names that train; the rest are frozen.
+    pub trainable: Vec<String>,
+}
+
+impl LowerOptions {
+    pub fn new(batch: usize, seq: usize) -> Self {
+        LowerOptions { batch, seq, with_loss: false, capture: Vec::new(), trainable: vec!["*".into()] }
+    }
+}
+
+/// Errors of lowering: IR errors carry the spec span of the node that failed.
+pub type Result<T> = std::result::Result<T, IrError>;
+
+/// Lowers the model (and, with `with_loss`, its objective) to one graph with outputs
+/// `logits` `[B,T,V]`, and `loss` plus one `aux.NAME` per auxiliary loss.
+pub fn lower(spec: &Checked, opts: &LowerOptions) -> Result<Graph> {
+    let mut l = Lowerer::new(spec, opts);
+    let logits = l.forward(None)?;
+    l.g.output("logits", logits);
+    if opts.with_loss {
+        let terms = loss::terms(spec);
+        let total = loss::build(&mut l, logits, &terms)?;
+        l.g.output("loss", total);
+    }
+    l.g.finish()
+}
+
+/// Shared state while lowering one graph.
+pub(crate) struct Lowerer<'a> {
+    pub spec: &'a Checked,
+    pub opts: &'a LowerOptions,
+    pub g: GraphBuilder,
+    /// Auxiliary losses: (name, weight, scalar value).
+    pub aux: Vec<(String, f32, ValueId)>,
+    /// Which attention-mask override the current forward pass uses (a loss "view").
+    pub mask_override: Option<String>,
+    /// Hook-name prefix of the current forward pass ("" for the main view).
+    pub view_prefix: String,
+    hooks_seen: BTreeSet<String>,
+}
+
+impl<'a> Lowerer<'a> {
+    fn new(spec: &'a Checked, opts: &'a LowerOptions) -> Self {
+        Lowerer {
+            spec,
+            opts,
+            g: GraphBuilder::new(),
+            aux: Vec::new(),
+            mask_override: None,
+            view_prefix: String::new(),
+            hooks_seen: BTreeSet::new(),
+        }
+    }
+
+    pub fn dim(&self, key: &str) -> usize {
+        self.spec.model.int(key).max(0) as usize
+    }
+
+    /// A parameter, trainable if a `trainable` glob matches and `allowed`.
+    pub fn param(&mut self, name: &str, shape: &[usize], init: Init, allowed: bool) -> ValueId {
+        let trainable = allowed && glob::any_match(&self.opts.trainable, name);
+        self.g.param(name, shape, init, trainable)
+    }
+
+    /// A weight matrix with the model's init std.
+    pub fn weight(&mut self, name: &str, shape: &[usize]) -> ValueId {
+        let std = self.spec.model.setting("init_std").and_then(Value::as_f64).unwrap_or(0.02) as f32;
+        self.param(name, shape, Init::Normal { std }, true)
+    }
+
+    /// Records a hook point (names are prefixed by the current view).
+    pub fn hook(&mut self, name: &str, v: ValueId) {
+        let full = format!("{}{name}", self.view_prefix);
+        if self.hooks_seen.insert(full.clone()) {
+            self.g.hook(&full, v);
+        }
+    }
+
+    /// Whether an expensive hook point was asked for.
+    pub fn wants(&self, name: &str) -> bool {
+        let full = format!("{}{name}", self.view_prefix);
+        self.opts.capture.iter().any(|p| glob::glob_match(p, &full))
+    }
+
+    pub fn at(&mut self, span: Span) {
+        self.g.set_span(Some(span));
+    }
+
+    /// Token ids `[B,T]`.
+    pub fn tokens(&mut self) -> ValueId {
+        let (b, t) = (self.opts.batch, self.opts.seq);
+        self.g.input("tokens", &[b, t], DType::I32)
+    }
+
+    /// The whole forward pass: embeddings, every scheduled layer, final norm, unembedding.
+    pub fn forward(&mut self, view: Option<&str>) -> Result<ValueId> {
+        self.mask_override = view.map(str::to_string);
+        self.view_prefix = view.map(|v| format!("view.{v}.")).unwrap_or_default();
+        let model = &self.spec.model;
+        self.at(model.span);
+        let (b, t, d, v) = (self.opts.batch, self.opts.seq, self.dim("dim"), self.dim("vocab"));
+        let ctx = self.dim("ctx");
+        if t > ctx {
+            return Err(IrError::Builder(format!("sequence length {t} exceeds the model's ctx = {ctx}")));
+        }
+        let tokens = self.tokens();
+        let table = self.weight("embed.weight", &[v, d]);
+        let mut x = self.g.gather(table, tokens)?;
+        if model.setting("position").and_then(Value::as_name) == Some("learned") {
+            let pos = self.weight("pos_embed.weight", &[ctx, d]);
+            let pos = self.g.slice(pos, 0, 0, t)?;
+            x = self.g.add(x, pos)?;
+        }
+        self.hook("embed", x);
+        for i in 0..model.layers.len() {
+            x = block::layer(self, i, x)?;
+        }
+        self.at(model.span);
+        let final_norm = model.setting("final_norm").and_then(Value::as_name).unwrap_or("rms_norm").to_string();
+        x = ffn::norm(self, &final_norm, "final_norm", x, None)?;
+        self.hook("final_norm", x);
+        let logits = if model.setting("tie_embeddings").and_then(Value::as_bool) == Some(true) {
+            let table = self.weight("embed.weight", &[v, d]);
+            self.g.matmul_t(x, table, false, true)?
+        } else {
+            let w = self.weight("unembed.weight", &[d, v]);
+            self.g.matmul(x, w)?
+        };
+        debug_assert_eq!(self.g.shape(logits), [b, t, v]);
+        self.hook("logits", logits);
+        Ok(logits)
+    }
+}
