@@ -76,9 +76,75 @@ fn missing_file_is_an_error_not_a_panic() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["check", "fmt"] {
+    for sub in ["check", "fmt", "compile", "params", "eval"] {
         let out = weft(&[sub, "--help"]);
         assert!(out.status.success(), "{sub}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
     }
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn eval_round_trips_through_saved_initial_weights() {
+    let dir = tmp("eval");
+    let tokens = dir.join("t.json");
+    std::fs::write(&tokens, "[[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]]").unwrap();
+    let (w, a, b) = (dir.join("w.safetensors"), dir.join("a.safetensors"), dir.join("b.safetensors"));
+    let s = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
+    let out = weft(&[
+        "eval", "examples/cog_attention.weft", "--tokens", &s(&tokens), "--out", &s(&a), "--seed", "3",
+        "--save-init", &s(&w), "--capture", "layers.1.attn.pattern,layers.*.resid_post", "--backend", "cpu",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = weft(&["eval", "examples/cog_attention.weft", "--tokens", &s(&tokens), "--out", &s(&b), "--weights", &s(&w)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fa = weft_runtime::tensor_file::load(&a).unwrap();
+    let fb = weft_runtime::tensor_file::load(&b).unwrap();
+    assert_eq!(fa["logits"].shape, vec![2, 6, 256]);
+    assert_eq!(fa["logits"].to_f32_vec(), fb["logits"].to_f32_vec(), "identical logits");
+    assert_eq!(fa["layers.1.attn.pattern"].shape, vec![2, 4, 6, 6]);
+    assert_eq!(fa.keys().filter(|k| k.ends_with("resid_post")).count(), 6);
+}
+
+#[test]
+fn eval_rejects_bad_tokens_and_mismatched_weights_with_names() {
+    let dir = tmp("evalbad");
+    let s = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
+    let ragged = dir.join("r.json");
+    std::fs::write(&ragged, "[[1, 2, 3], [4, 5]]").unwrap();
+    let out = weft(&["eval", "examples/gpt.weft", "--tokens", &s(&ragged), "--out", &s(&dir.join("o"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sequence 1 has 2 tokens"));
+    let big = dir.join("big.json");
+    std::fs::write(&big, "[[1, 999]]").unwrap();
+    let out = weft(&["eval", "examples/gpt.weft", "--tokens", &s(&big), "--out", &s(&dir.join("o"))]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token 999 at [0][1] is outside the vocabulary 0 .. 256"));
+    // Weights of another model: the first missing tensor is named with its shape.
+    let ok = dir.join("ok.json");
+    std::fs::write(&ok, "[[1, 2]]").unwrap();
+    let w = dir.join("w.safetensors");
+    assert!(weft(&["eval", "examples/mom.weft", "--tokens", &s(&ok), "--out", &s(&dir.join("o")), "--save-init", &s(&w)]).status.success());
+    let out = weft(&["eval", "examples/gpt.weft", "--tokens", &s(&ok), "--out", &s(&dir.join("o")), "--weights", &s(&w)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("w.safetensors: missing tensor `layers.0.mlp.w_gate` (expected shape [128, 512])"), "{err}");
+}
+
+#[test]
+fn compile_prints_ir_and_params_lists_totals() {
+    let out = weft(&["compile", "examples/gpt.weft", "--seq", "8"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ir = String::from_utf8_lossy(&out.stdout);
+    assert!(ir.contains("attention") && ir.contains("layers.3.resid_post"), "{ir}");
+    let out = weft(&["params", "examples/pear.weft"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("layers.0.attn.gain") && text.contains("[4]"), "{text}");
+    // PEAR trains only the gains: 4 layers × 4 heads.
+    assert!(text.contains(" 16 trainable"), "{text}");
 }

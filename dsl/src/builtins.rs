@@ -402,7 +402,7 @@ pub const BUILTINS: &[Builtin] = &[
         doc: "Mean next-token cross-entropy over the selected tokens.",
         params: &[
             opt("mask", Ty::Choice(&["all", "answers", "second_half"]), "all", "which label positions count"),
-            opt("attention", Ty::Choice(&["model", "turns", "turns_keep_first"]), "model", "a second view: override every attention mask (DR-ICL's zero-shot view)"),
+            opt("attention", Ty::Choice(&["same", "turns", "turns_keep_first"]), "same", "a second view: override every attention mask (DR-ICL's zero-shot view)"),
         ],
     },
     Builtin {
@@ -411,7 +411,7 @@ pub const BUILTINS: &[Builtin] = &[
         doc: "Mean over answer segments of each segment's mean cross-entropy, optionally reweighted per segment.",
         params: &[
             opt("reweight", Ty::Of(Kind::Reweight), "", "per-segment weights (detached)"),
-            opt("attention", Ty::Choice(&["model", "turns", "turns_keep_first"]), "model", "attention-mask view"),
+            opt("attention", Ty::Choice(&["same", "turns", "turns_keep_first"]), "same", "attention-mask view"),
         ],
     },
     Builtin {

@@ -31,6 +31,7 @@ pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
 }
 
 /// Parses one expression (used for the defaults in the builtin table).
+#[allow(clippy::result_large_err)]
 pub(crate) fn parse_expr(src: &str) -> Result<Expr, Diagnostic> {
     let mut pairs = WeftParser::parse(Rule::expr_only, src).map_err(|e| syntax_error(src, e))?;
     let top = pairs.next().expect("expr_only pair");
@@ -39,6 +40,7 @@ pub(crate) fn parse_expr(src: &str) -> Result<Expr, Diagnostic> {
     ))
 }
 
+#[allow(clippy::result_large_err)]
 fn parse_once(src: &str) -> Result<File, Diagnostic> {
     let mut pairs = WeftParser::parse(Rule::file, src).map_err(|e| syntax_error(src, e))?;
     let file = pairs

@@ -432,7 +432,6 @@ train {
 }
 "#,
         expect: &[
-            E { code: "missing-setting", at: (6, 1), message: "training needs `data`", help: Some("add `data = ...` (training data)") },
             E { code: "missing-argument", at: (7, 10), message: "`text` needs argument `path`", help: Some("`path`: file path, relative to the spec (a string)") },
         ],
     },

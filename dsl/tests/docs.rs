@@ -45,7 +45,7 @@ fn heading_level(line: &str) -> Option<usize> {
 
 /// The text under the heading line `heading` up to the next heading of the same or a higher
 /// level.
-fn section<'a>(doc: &'a str, heading: &str) -> Option<String> {
+fn section(doc: &str, heading: &str) -> Option<String> {
     let lines: Vec<&str> = doc.lines().collect();
     let prose = prose_lines(doc);
     let pos = prose.iter().position(|(_, l)| *l == heading)?;
@@ -274,11 +274,8 @@ fn every_weft_example_in_the_docs_checks() {
             continue;
         };
         if let Err(ds) = check_source(&src) {
-            let offset = if has_model {
-                0
-            } else {
-                TINY.lines().count() + 1
-            };
+            // `line` is the fence; a fragment's first line follows the 8 lines of `tiny`.
+            let offset = if has_model { 0 } else { TINY.lines().count() };
             for d in ds {
                 let (l, c) = d.line_col(&src);
                 let at = line + l.saturating_sub(offset);

@@ -35,4 +35,10 @@ pub enum RunError {
     Unsupported(String),
     #[error("invalid graph: {0}")]
     Graph(#[from] IrError),
+    /// Code generation for a GPU backend failed (names the kernel and tensor).
+    #[error("codegen: {0}")]
+    Codegen(#[from] weft_compiler::codegen::CodegenError),
+    /// The GPU device failed: no adapter, a validation error, device loss or a timeout.
+    #[error("gpu: {0}")]
+    Device(String),
 }

@@ -1,17 +1,25 @@
-//! weft-runtime: executes compiled weft graphs on a backend (CPU now, wgpu later),
+//! weft-runtime: executes compiled weft graphs on a backend (the CPU reference or wgpu),
 //! trains them and writes run directories.
 //!
 //! Today: [`Tensor`], the [`Backend`] trait, the CPU reference backend ([`cpu::CpuBackend`],
 //! with an f64 mode for gradient checks) and seeded parameter initialisation ([`init`]).
 
 mod backend;
+pub mod checkpoint;
 pub mod cpu;
+pub mod data;
 mod error;
+pub mod fold;
+pub mod tensor_file;
 pub mod init;
+pub mod optim;
+pub mod rundir;
 mod tensor;
+pub mod wgpu;
 
 pub use backend::{Backend, HookSelection, Outputs, ParamStore};
 pub use cpu::{CpuBackend, Precision};
 pub use error::RunError;
 pub use init::{init_params, Rng};
 pub use tensor::{Tensor, TensorData};
+pub use wgpu::WgpuBackend;

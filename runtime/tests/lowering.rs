@@ -266,3 +266,31 @@ fn mom_skip_only_tokens_keep_their_state() {
     let choice = out.hook("layers.0.iter1.route0.choice").unwrap().to_f32_vec();
     assert!(choice.chunks(3).all(|c| c == [0.0, 0.0, 1.0]));
 }
+
+#[test]
+fn folded_gains_give_equal_logits_and_leave_no_gain_op() {
+    let spec = shrunk("pear.weft");
+    let g = lower(&spec, &LowerOptions::new(B, T)).unwrap();
+    let mut params = init_params(&g, 11);
+    let mut rng = Rng::new(12);
+    for (name, t) in params.iter_mut() {
+        if name.ends_with(".gain") {
+            *t = Tensor::f32(&t.shape, (0..t.numel()).map(|_| 0.5 + rng.uniform() as f32).collect());
+        }
+    }
+    let ins = inputs(&g, 32, 13);
+    let before = CpuBackend::new().run(&g, &ins, &params, &HookSelection::None).unwrap().outputs["logits"].to_f32_vec();
+    let (folded, folds) = weft_compiler::passes::fold_gains(&g).unwrap();
+    assert_eq!(folds.len(), spec.model.int("layers") as usize);
+    assert!(folded.nodes.iter().all(|n| match &n.op {
+        Op::Param { index } => !folded.params[*index].name.ends_with(".gain"),
+        _ => true,
+    }));
+    assert!(folded.labels.iter().flatten().all(|l| !l.ends_with("gain_apply")));
+    weft_runtime::fold::apply_gain_folds(&mut params, &folds).unwrap();
+    assert!(params.keys().all(|k| !k.ends_with(".gain")));
+    let after = CpuBackend::new().run(&folded, &ins, &params, &HookSelection::None).unwrap().outputs["logits"].to_f32_vec();
+    for (x, y) in before.iter().zip(&after) {
+        assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "{x} vs {y}");
+    }
+}

@@ -14,6 +14,21 @@ pub(crate) fn read_spec(path: &Path) -> Option<String> {
     }
 }
 
+/// Reads and checks a spec, printing diagnostics; `None` when it has errors.
+pub(crate) fn load_checked(path: &Path) -> Option<(weft_dsl::Checked, String)> {
+    let src = read_spec(path)?;
+    match weft_dsl::check_source(&src) {
+        Ok(c) => Some((c, src)),
+        Err(diags) => {
+            let name = path.display().to_string();
+            for d in &diags {
+                eprintln!("{}", d.render(&name, &src));
+            }
+            None
+        }
+    }
+}
+
 /// Checks each file; prints every diagnostic. Exit 0 when all are clean.
 pub fn check(files: &[PathBuf]) -> ExitCode {
     let mut failed = 0usize;

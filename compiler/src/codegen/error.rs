@@ -5,11 +5,11 @@
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CodegenError {
     /// naga rejected a generated module (a codegen bug): the message and the whole source.
-    #[error("kernel `{kernel}`: generated WGSL is invalid: {message}\n--- source ---\n{source}")]
+    #[error("kernel `{kernel}`: generated WGSL is invalid: {message}\n--- source ---\n{wgsl}")]
     InvalidWgsl {
         kernel: String,
         message: String,
-        source: String,
+        wgsl: String,
     },
     /// A kernel needs more storage buffers than one shader stage may bind.
     #[error(

@@ -35,7 +35,7 @@ pub(crate) fn build(l: &mut Lowerer, logits: ValueId, terms: &[LossTerm]) -> Res
     let mut total: Option<ValueId> = None;
     for (i, term) in terms.iter().enumerate() {
         l.at(term.call.span);
-        let view = term.call.name_arg("attention").filter(|v| *v != "model").map(str::to_string);
+        let view = term.call.name_arg("attention").filter(|v| *v != "same").map(str::to_string);
         let lg = match &view {
             Some(v) => {
                 let out = l.forward(Some(v))?;

@@ -7,11 +7,13 @@
 mod const_fold;
 mod cse;
 mod dce;
+mod gain_fold;
 mod memory_plan;
 
 pub use const_fold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
+pub use gain_fold::{fold_gains, GainFold};
 pub use memory_plan::{plan_memory, MemoryPlan};
 
 use crate::error::Result;

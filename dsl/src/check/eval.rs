@@ -5,7 +5,7 @@
 use super::value::{CallValue, Value};
 use crate::ast::{Arg, BinOp, Expr, ExprKind};
 use crate::builtins::{self, quoted, Builtin, Kind, Ty};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::Span;
 use std::collections::{BTreeMap, HashMap};
 
@@ -117,11 +117,11 @@ impl Eval {
             Ty::Float => self.number(e, scope).map(|n| Value::Float(n.f())),
             Ty::Bool => match &e.kind {
                 ExprKind::Bool(b) => Some(Value::Bool(*b)),
-                _ => self.from_const(e, ty, what, scope),
+                _ => self.const_value(e, ty, what, scope),
             },
             Ty::Str => match &e.kind {
                 ExprKind::Str(s) => Some(Value::Str(s.clone())),
-                _ => self.from_const(e, ty, what, scope),
+                _ => self.const_value(e, ty, what, scope),
             },
             Ty::Choice(options) => match &e.kind {
                 ExprKind::Ident(name) if options.contains(&name.as_str()) => {
@@ -144,7 +144,7 @@ impl Eval {
                     );
                     None
                 }
-                _ => self.from_const(e, ty, what, scope),
+                _ => self.const_value(e, ty, what, scope),
             },
             Ty::Of(kind) => self.builtin_value(e, kind, what, scope),
             Ty::Pool => match &e.kind {
@@ -212,7 +212,7 @@ impl Eval {
     }
 
     /// A name bound to a constant, checked against `ty`.
-    fn from_const(&mut self, e: &Expr, ty: Ty, what: &str, scope: &Scope) -> Option<Value> {
+    fn const_value(&mut self, e: &Expr, ty: Ty, what: &str, scope: &Scope) -> Option<Value> {
         if let ExprKind::Ident(name) = &e.kind {
             match scope.get(name) {
                 Some(Binding::Const(v, _)) => return self.conform(v.clone(), ty, what, e.span),
@@ -699,32 +699,6 @@ fn non_number(e: &Expr, scope: &Scope) -> Option<String> {
             _ => None,
         },
         _ => None,
-    }
-}
-
-/// [`crate::diagnostic::did_you_mean`], which also catches one swapped pair of adjacent
-/// letters (`haeds` for `heads`, `bacth` for `batch`): the commonest typo, which plain edit
-/// distance scores as two edits and so misses in short names.
-pub(crate) fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    let cands: Vec<&str> = candidates.into_iter().collect();
-    let typed: Vec<char> = name.to_lowercase().chars().collect();
-    let swapped = cands.iter().find(|c| {
-        let c: Vec<char> = c.to_lowercase().chars().collect();
-        let diff: Vec<usize> = (0..c.len().min(typed.len()))
-            .filter(|&i| c[i] != typed[i])
-            .collect();
-        c.len() == typed.len()
-            && diff.len() == 2
-            && diff[1] == diff[0] + 1
-            && c[diff[0]] == typed[diff[1]]
-            && c[diff[1]] == typed[diff[0]]
-    });
-    match swapped {
-        Some(c) => Some(format!("did you mean `{c}`?")),
-        None => crate::diagnostic::did_you_mean(name, cands),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Checks of a `model` section: settings and dimension rules, pools, blocks, and the layer
 //! schedule (coverage, overlaps, ranges, block arguments).
 
-use super::eval::did_you_mean;
+use crate::diagnostic::did_you_mean;
 use super::eval::{describe_expr, mismatch, Binding, Eval, Scope};
 use super::rules;
 use super::value::Value;
@@ -406,17 +406,17 @@ fn tensor(ev: &mut Eval, e: &Expr, scope: &Scope, ctx: Ctx) {
         ExprKind::Call { func, args } => {
             if builtins::lookup(&func.name, Kind::Tensor).is_none()
                 && builtins::lookup_any(&func.name).is_none()
+                && scope.get(&func.name).is_none()
+                && ctx.model.get(&func.name).is_none()
             {
-                if scope.get(&func.name).is_none() && ctx.model.get(&func.name).is_none() {
-                    // Calling a block from inside a block is a common first guess.
-                    let d = Diagnostic::new("unknown-name", func.span, format!("unknown function `{}`", func.name))
-                        .label("not a tensor function")
-                        .help(did_you_mean(&func.name, builtins::names_of(Kind::Tensor)).unwrap_or_else(|| {
-                            "blocks are applied in `layers { }`; inside a block use attention, mlp, swiglu, rms_norm, layer_norm, dropout or route".into()
-                        }));
-                    ev.error(d);
-                    return;
-                }
+                // Calling a block from inside a block is a common first guess.
+                let d = Diagnostic::new("unknown-name", func.span, format!("unknown function `{}`", func.name))
+                    .label("not a tensor function")
+                    .help(did_you_mean(&func.name, builtins::names_of(Kind::Tensor)).unwrap_or_else(|| {
+                        "blocks are applied in `layers { }`; inside a block use attention, mlp, swiglu, rms_norm, layer_norm, dropout or route".into()
+                    }));
+                ev.error(d);
+                return;
             }
             if func.name == "route" && ctx.in_pool {
                 ev.error(

@@ -62,6 +62,7 @@ fn arg_span(args: &[Arg], name: &str, index: usize, fallback: Span) -> Span {
         .unwrap_or(fallback)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn range(
     ev: &mut Eval,
     call: &CallValue,

@@ -1,7 +1,7 @@
 //! Checks of a `train` section: known settings with types, value ranges, the objective and
 //! the data transforms.
 
-use super::eval::did_you_mean;
+use crate::diagnostic::did_you_mean;
 use super::eval::Eval;
 use super::rules::probe_rules;
 use super::value::Value;
@@ -83,7 +83,8 @@ pub fn check_train(
         }
     }
     for p in TRAIN_SETTINGS {
-        if settings.contains_key(p.name) {
+        // Given but invalid: already reported, not missing.
+        if settings.contains_key(p.name) || spans.contains_key(p.name) {
             continue;
         }
         match p.default {

@@ -32,7 +32,11 @@ impl Batch {
     /// Rows from `samples` (inputs = tokens `0..seq`, targets = tokens `1..=seq`), then empty
     /// rows up to `batch`. A sample longer than `seq + 1` is an error.
     pub fn from_samples(samples: &[Sample], batch: usize, seq: usize) -> Result<Batch, DataError> {
-        assert!(samples.len() <= batch, "{} samples for {batch} rows", samples.len());
+        assert!(
+            samples.len() <= batch,
+            "{} samples for {batch} rows",
+            samples.len()
+        );
         let n = batch * seq;
         let mut tokens = vec![PAD; n];
         let mut targets = vec![-1; n];
@@ -127,7 +131,12 @@ impl Batch {
 
     /// Positions with a target (what a token count for `tokens_per_s` should use).
     pub fn target_count(&self) -> usize {
-        self.targets.as_i32().expect("i32 targets").iter().filter(|&&t| t >= 0).count()
+        self.targets
+            .as_i32()
+            .expect("i32 targets")
+            .iter()
+            .filter(|&&t| t >= 0)
+            .count()
     }
 
     /// i32 data of `tokens`.

@@ -20,14 +20,19 @@ impl CopyTask {
             return Err(DataError::config("len", "must be at least 1"));
         }
         if vocab < 3 {
-            return Err(DataError::config("vocab", format!("= {vocab}: ids are drawn from [2, vocab), so it must be at least 3")));
+            return Err(DataError::config(
+                "vocab",
+                format!("= {vocab}: ids are drawn from [2, vocab), so it must be at least 3"),
+            ));
         }
         Ok(CopyTask { len, vocab, seed })
     }
 
     /// One `s ⊕ s` sample.
     pub fn sample(&self, rng: &mut Rng) -> Sample {
-        let s: Vec<i32> = (0..self.len).map(|_| 2 + rng.below(self.vocab as u64 - 2) as i32).collect();
+        let s: Vec<i32> = (0..self.len)
+            .map(|_| 2 + rng.below(self.vocab as u64 - 2) as i32)
+            .collect();
         let mut out = Sample::new();
         out.extend_prompt(&s, 0, 0);
         out.extend_answer(&s, 0, 0, 0);
@@ -44,7 +49,13 @@ impl DataSource for CopyTask {
         self.vocab
     }
 
-    fn next_batch(&self, batch: usize, seq: usize, _step: u64, rng: &mut Rng) -> Result<Batch, DataError> {
+    fn next_batch(
+        &self,
+        batch: usize,
+        seq: usize,
+        _step: u64,
+        rng: &mut Rng,
+    ) -> Result<Batch, DataError> {
         let samples: Vec<Sample> = (0..batch).map(|_| self.sample(rng)).collect();
         Batch::from_samples(&samples, batch, seq)
     }

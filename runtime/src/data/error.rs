@@ -8,7 +8,11 @@ pub enum DataError {
     #[error("`{param}` {what}")]
     Config { param: &'static str, what: String },
     #[error("a {what} sample needs {need} tokens but `seq` = {seq} holds {cap} (seq + 1, the last one only as a target)", cap = seq + 1)]
-    TooLong { what: String, need: usize, seq: usize },
+    TooLong {
+        what: String,
+        need: usize,
+        seq: usize,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -16,7 +20,11 @@ pub enum DataError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: {what}")]
-    Parse { path: PathBuf, line: usize, what: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
     #[error("{path}: byte {byte} at offset {offset} is not below vocab = {vocab} (the byte tokenizer needs vocab ≥ 256 for non-ASCII text)")]
     TokenOutOfRange {
         path: PathBuf,

@@ -1,6 +1,8 @@
 //! Associative recall: key–value pairs among filler, then a query key; predict its value.
 
-use super::{content_rng, eval_in_batches, Batch, DataError, DataSource, Sample, BOS, EVAL_SEQUENCES};
+use super::{
+    content_rng, eval_in_batches, Batch, DataError, DataSource, Sample, BOS, EVAL_SEQUENCES,
+};
 use crate::init::Rng;
 
 /// `kv_recall(pairs, len)`: `len` input tokens — `pairs` adjacent `(key, value)` pairs at
@@ -40,7 +42,10 @@ impl KvRecall {
         if len < 2 * pairs + 2 {
             return Err(DataError::config(
                 "len",
-                format!("= {len} cannot hold {pairs} pairs plus the query (needs {})", 2 * pairs + 2),
+                format!(
+                    "= {len} cannot hold {pairs} pairs plus the query (needs {})",
+                    2 * pairs + 2
+                ),
             ));
         }
         let k0 = 2i32;
@@ -66,7 +71,9 @@ impl KvRecall {
         // Pair i starts at c_i + 2i with c sorted in [0, free]: non-overlapping, uniform gaps.
         let (q, c) = match needle {
             None => {
-                let mut c: Vec<usize> = (0..p).map(|_| rng.below(free as u64 + 1) as usize).collect();
+                let mut c: Vec<usize> = (0..p)
+                    .map(|_| rng.below(free as u64 + 1) as usize)
+                    .collect();
                 c.sort_unstable();
                 (rng.below(p as u64) as usize, c)
             }
@@ -78,7 +85,9 @@ impl KvRecall {
                     .map(|i| match i.cmp(&q) {
                         std::cmp::Ordering::Less => rng.below(cq as u64 + 1) as usize,
                         std::cmp::Ordering::Equal => cq,
-                        std::cmp::Ordering::Greater => cq + rng.below((free - cq) as u64 + 1) as usize,
+                        std::cmp::Ordering::Greater => {
+                            cq + rng.below((free - cq) as u64 + 1) as usize
+                        }
                     })
                     .collect();
                 c[..q].sort_unstable();
@@ -115,7 +124,13 @@ impl KvRecall {
     }
 
     /// A batch whose every queried pair sits at fraction `needle` of the context.
-    pub fn batch_with_needle(&self, batch: usize, seq: usize, needle: f64, rng: &mut Rng) -> Result<Batch, DataError> {
+    pub fn batch_with_needle(
+        &self,
+        batch: usize,
+        seq: usize,
+        needle: f64,
+        rng: &mut Rng,
+    ) -> Result<Batch, DataError> {
         self.check_seq(seq)?;
         let samples: Vec<Sample> = (0..batch).map(|_| self.sample(rng, Some(needle))).collect();
         Batch::from_samples(&samples, batch, seq)
@@ -157,7 +172,13 @@ impl DataSource for KvRecall {
         self.vocab
     }
 
-    fn next_batch(&self, batch: usize, seq: usize, _step: u64, rng: &mut Rng) -> Result<Batch, DataError> {
+    fn next_batch(
+        &self,
+        batch: usize,
+        seq: usize,
+        _step: u64,
+        rng: &mut Rng,
+    ) -> Result<Batch, DataError> {
         self.check_seq(seq)?;
         let samples: Vec<Sample> = (0..batch).map(|_| self.sample(rng, None)).collect();
         Batch::from_samples(&samples, batch, seq)
@@ -166,7 +187,9 @@ impl DataSource for KvRecall {
     fn eval_batches(&self, batch: usize, seq: usize) -> Result<Vec<Batch>, DataError> {
         self.check_seq(seq)?;
         let mut rng = content_rng(self.seed, "kv_recall.eval");
-        eval_in_batches(EVAL_SEQUENCES, batch, seq, |_| Ok(self.sample(&mut rng, None)))
+        eval_in_batches(EVAL_SEQUENCES, batch, seq, |_| {
+            Ok(self.sample(&mut rng, None))
+        })
     }
 
     fn token_text(&self, id: i32) -> String {

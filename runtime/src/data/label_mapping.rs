@@ -26,7 +26,15 @@ pub struct LabelMapping {
 }
 
 impl LabelMapping {
-    pub fn new(tasks: usize, inputs: usize, labels: usize, shots: usize, noise: f64, vocab: usize, seed: u64) -> Result<Self, DataError> {
+    pub fn new(
+        tasks: usize,
+        inputs: usize,
+        labels: usize,
+        shots: usize,
+        noise: f64,
+        vocab: usize,
+        seed: u64,
+    ) -> Result<Self, DataError> {
         for (param, v) in [("tasks", tasks), ("inputs", inputs), ("shots", shots)] {
             if v == 0 {
                 return Err(DataError::config(param, "must be at least 1"));
@@ -36,7 +44,10 @@ impl LabelMapping {
             return Err(DataError::config("labels", "must be at least 2"));
         }
         if !(0.0..=1.0).contains(&noise) {
-            return Err(DataError::config("noise", format!("= {noise} is not a probability")));
+            return Err(DataError::config(
+                "noise",
+                format!("= {noise} is not a probability"),
+            ));
         }
         let need = 2 + tasks + inputs + labels;
         if need > vocab {
@@ -47,7 +58,11 @@ impl LabelMapping {
         }
         let mut rng = content_rng(seed, "label_mapping.table");
         let table = (0..tasks)
-            .map(|_| (0..inputs).map(|_| rng.below(labels as u64) as usize).collect())
+            .map(|_| {
+                (0..inputs)
+                    .map(|_| rng.below(labels as u64) as usize)
+                    .collect()
+            })
             .collect();
         Ok(LabelMapping {
             tasks,
@@ -112,7 +127,13 @@ impl LabelMapping {
 
     /// A batch in which every sequence has exactly `k` demonstrations, the last one clean
     /// (accuracy against the number of shots).
-    pub fn batch_with_shots(&self, batch: usize, seq: usize, k: usize, rng: &mut Rng) -> Result<Batch, DataError> {
+    pub fn batch_with_shots(
+        &self,
+        batch: usize,
+        seq: usize,
+        k: usize,
+        rng: &mut Rng,
+    ) -> Result<Batch, DataError> {
         let samples: Vec<Sample> = (0..batch)
             .map(|_| {
                 let task = rng.below(self.tasks as u64) as usize;
@@ -160,7 +181,13 @@ impl DataSource for LabelMapping {
         self.vocab
     }
 
-    fn next_batch(&self, batch: usize, seq: usize, _step: u64, rng: &mut Rng) -> Result<Batch, DataError> {
+    fn next_batch(
+        &self,
+        batch: usize,
+        seq: usize,
+        _step: u64,
+        rng: &mut Rng,
+    ) -> Result<Batch, DataError> {
         self.check_seq(seq)?;
         let max = self.max_shots(seq) as u64;
         let samples: Vec<Sample> = (0..batch)

@@ -56,7 +56,13 @@ pub trait DataSource {
     /// The training batch for optimizer step `step`: `batch` rows of `seq` positions. Random
     /// choices come from `rng` (see [`step_rng`]); `step` matters only to sources that walk
     /// their data in order (text). Errors when a sample cannot fit `seq`.
-    fn next_batch(&self, batch: usize, seq: usize, step: u64, rng: &mut Rng) -> Result<Batch, DataError>;
+    fn next_batch(
+        &self,
+        batch: usize,
+        seq: usize,
+        step: u64,
+        rng: &mut Rng,
+    ) -> Result<Batch, DataError>;
 
     /// The held-out evaluation set, always the same for the same source, in batches of `batch`
     /// rows (the last one padded with empty rows).
@@ -90,5 +96,8 @@ pub(crate) fn eval_in_batches(
         return Err(DataError::config("batch", "must be at least 1"));
     }
     let samples: Vec<Sample> = (0..n).map(&mut make).collect::<Result<_, _>>()?;
-    samples.chunks(batch).map(|c| Batch::from_samples(c, batch, seq)).collect()
+    samples
+        .chunks(batch)
+        .map(|c| Batch::from_samples(c, batch, seq))
+        .collect()
 }

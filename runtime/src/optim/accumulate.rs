@@ -33,10 +33,17 @@ impl GradAccumulator {
             let g = g.as_f32().expect("gradients are f32");
             match sum.get_mut(name) {
                 Some(s) => {
-                    assert_eq!(s.len(), g.len(), "gradient `{name}` changed size between micro-batches");
+                    assert_eq!(
+                        s.len(),
+                        g.len(),
+                        "gradient `{name}` changed size between micro-batches"
+                    );
                     s.iter_mut().zip(g).for_each(|(s, g)| *s += g);
                 }
-                None => sum.insert(name, crate::Tensor::f32(&grads.get(name).unwrap().shape, g.to_vec())),
+                None => sum.insert(
+                    name,
+                    crate::Tensor::f32(&grads.get(name).unwrap().shape, g.to_vec()),
+                ),
             }
         }
     }

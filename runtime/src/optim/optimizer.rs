@@ -51,7 +51,10 @@ impl OptimizerState {
     }
 
     /// Rebuilds the state from checkpoint tensors (other names are ignored) and a step count.
-    pub fn from_tensors<'a>(step: u64, tensors: impl IntoIterator<Item = (&'a str, Tensor)>) -> Self {
+    pub fn from_tensors<'a>(
+        step: u64,
+        tensors: impl IntoIterator<Item = (&'a str, Tensor)>,
+    ) -> Self {
         let mut s = OptimizerState {
             step,
             ..Default::default()
@@ -128,9 +131,16 @@ impl Optimizer {
     ///
     /// Everything is checked before anything is written, so an error leaves `params` and the
     /// state unchanged.
-    pub fn step(&mut self, params: &mut ParamStore, grads: &Gradients, lr: f64) -> Result<(), OptimError> {
+    pub fn step(
+        &mut self,
+        params: &mut ParamStore,
+        grads: &Gradients,
+        lr: f64,
+    ) -> Result<(), OptimError> {
         for (name, g) in grads.iter() {
-            let p = params.get(name).ok_or_else(|| OptimError::UnknownParam { name: name.into() })?;
+            let p = params
+                .get(name)
+                .ok_or_else(|| OptimError::UnknownParam { name: name.into() })?;
             if p.as_f32().is_none() {
                 return Err(OptimError::NotF32 {
                     name: name.into(),
@@ -160,7 +170,8 @@ impl Optimizer {
                     a.update(p, g, f32_mut(m), f32_mut(v), lr, t);
                 }
                 OptimizerConfig::Sgd(s) => {
-                    let buf = (s.momentum != 0.0).then(|| f32_mut(buffer(&mut self.state.m, name, &shape)));
+                    let buf = (s.momentum != 0.0)
+                        .then(|| f32_mut(buffer(&mut self.state.m, name, &shape)));
                     s.update(p, g, buf, lr);
                 }
             }
@@ -169,8 +180,13 @@ impl Optimizer {
     }
 }
 
-fn buffer<'a>(bufs: &'a mut BTreeMap<String, Tensor>, name: &str, shape: &[usize]) -> &'a mut Tensor {
-    bufs.entry(name.to_string()).or_insert_with(|| Tensor::zeros(shape))
+fn buffer<'a>(
+    bufs: &'a mut BTreeMap<String, Tensor>,
+    name: &str,
+    shape: &[usize],
+) -> &'a mut Tensor {
+    bufs.entry(name.to_string())
+        .or_insert_with(|| Tensor::zeros(shape))
 }
 
 fn f32_mut(t: &mut Tensor) -> &mut [f32] {

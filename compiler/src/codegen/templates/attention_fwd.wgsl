@@ -1,0 +1,49 @@
+// Attention forward, FlashAttention-style: one invocation per (batch, head, query row t),
+// one pass over the visible keys with an online normaliser — no T×T scores in memory.
+// Rule: p = SCALE · q·k; a = {{MAGNITUDE}}; weights = {{SIGN}} · softmax(a) over visible keys.
+// The running max is over a (|p| for signed attention); the numerator keeps the sign.
+
+fn visible(t: u32, j: u32, b: u32) -> bool {
+    return {{VISIBLE}};
+}
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let row = flat_id(wg, nwg, lid, {{WG}}u);
+    if (row >= B * H * T) { return; }
+    let t = row % T;
+    let b = row / (H * T);
+    let head = (row / T) * T * D;
+    var q: array<f32, D>;
+    var acc: array<f32, D>;
+    for (var c = 0u; c < D; c = c + 1u) {
+        q[c] = {{Q}}[head + t * D + c];
+        acc[c] = 0.0;
+    }
+    var m = 0.0;
+    var l = 0.0;
+    var seen = false;
+    for (var j = {{J_BEGIN}}; j < {{J_END}}; j = j + 1u) {
+        if (!visible(t, j, b)) { continue; }
+        var p = 0.0;
+        for (var c = 0u; c < D; c = c + 1u) { p = p + q[c] * {{K}}[head + j * D + c]; }
+        p = p * SCALE;
+        let a = {{MAGNITUDE}};
+        if (!seen) { m = a; seen = true; }
+        if (a > m) {
+            // A new maximum: rescale what was accumulated under the old one.
+            let corr = exp(m - a);
+            l = l * corr;
+            for (var c = 0u; c < D; c = c + 1u) { acc[c] = acc[c] * corr; }
+            m = a;
+        }
+        let e = exp(a - m);
+        l = l + e;
+        let w = {{SIGN}} * e;
+        for (var c = 0u; c < D; c = c + 1u) { acc[c] = acc[c] + w * {{V}}[head + j * D + c]; }
+    }
+    // A row with no visible key gets 0 (as the reference's zero weights give).
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    for (var c = 0u; c < D; c = c + 1u) { {{OUT}}[head + t * D + c] = acc[c] * inv; }
+}

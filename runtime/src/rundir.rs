@@ -1,0 +1,338 @@
+//! Run directories: what a training run leaves behind for the viewer and for resuming.
+//!
+//! ```text
+//! DIR/
+//!   spec.weft            copy of the spec that was run
+//!   metrics.jsonl        one JSON object per logged step, flushed per line (tail-able)
+//!   checkpoints/         step-{step:08}.safetensors + `latest` (see crate::checkpoint)
+//!   traces/index.jsonl   one line per trace written
+//!   traces/{name}/step-{step:08}.safetensors
+//! ```
+//!
+//! The formats are documented for readers outside Rust in `docs/run-directory.md`.
+
+use crate::checkpoint::{write_atomic, CheckpointDir, CheckpointError};
+use crate::tensor::{Tensor, TensorData};
+use safetensors::tensor::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// File and folder names inside a run directory.
+pub const SPEC_FILE: &str = "spec.weft";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub const TRACES_DIR: &str = "traces";
+pub const TRACE_INDEX: &str = "index.jsonl";
+/// `__metadata__` key of a trace file.
+pub const TRACE_META_KEY: &str = "weft_trace";
+/// Format tag of trace metadata.
+pub const TRACE_FORMAT: &str = "weft-trace/1";
+
+/// One line of `metrics.jsonl` for a training step. Non-finite numbers are written as `null`
+/// (JSON has no NaN); a reader should treat `null` loss as "diverged".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Optimizer steps completed (1 after the first update).
+    pub step: u64,
+    /// Training tokens (positions with a target) seen so far.
+    pub tokens: u64,
+    /// Total objective.
+    pub loss: f64,
+    /// Named parts of the objective (`term.0.nll`, router balance, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux: BTreeMap<String, f64>,
+    /// Learning rate used for this step.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+    /// Seconds since the run (or this resumption of it) started.
+    pub wall_s: f64,
+}
+
+/// Appends lines to `metrics.jsonl`, each flushed as soon as it is written.
+#[derive(Debug)]
+pub struct MetricsWriter {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsWriter {
+    /// Opens `path` for appending, creating it if needed.
+    pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(MetricsWriter { path, file })
+    }
+
+    /// Appends one training-step line: `{"kind":"train", ...StepMetrics}`.
+    pub fn log(&mut self, m: &StepMetrics) -> io::Result<()> {
+        let mut v = serde_json::to_value(m).map_err(io::Error::other)?;
+        v.as_object_mut()
+            .expect("struct")
+            .insert("kind".into(), "train".into());
+        self.log_value(&v)
+    }
+
+    /// Appends any JSON object as one line (evaluation results use `"kind": "eval"`, `step`
+    /// and their own fields). One `write` per line, so a concurrent reader sees whole lines.
+    pub fn log_value(&mut self, v: &serde_json::Value) -> io::Result<()> {
+        let mut line = serde_json::to_string(v).map_err(io::Error::other)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.flush()
+    }
+
+    /// On resume from a checkpoint at `step`: drops lines of later steps (logged after that
+    /// checkpoint by the run that died), atomically, so the curve has no duplicates.
+    pub fn truncate_after(&mut self, step: u64) -> io::Result<()> {
+        let reader = BufReader::new(File::open(&self.path)?);
+        let mut kept = String::new();
+        for line in reader.lines() {
+            let line = line?;
+            let s = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
+            // A torn last line (killed mid-write) has no parsable step: drop it too.
+            if matches!(s, Some(s) if s <= step) {
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        }
+        write_atomic(&self.path, kept.as_bytes())?;
+        *self = MetricsWriter::open(&self.path)?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads every parsable line of a `metrics.jsonl` (a torn last line is skipped).
+pub fn read_metrics(path: &Path) -> io::Result<Vec<serde_json::Value>> {
+    let text = fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// What a trace holds; the viewer picks a panel by it.
+pub mod trace_kind {
+    /// `pattern` f32 `[B, H, Tq, Tk]` attention weights of one layer (signed for Cog);
+    /// optional `tokens` i32 `[B, T]`. attrs: `layer`.
+    pub const ATTENTION: &str = "attention";
+    /// `choice` i32 `[B, T, K]` module index chosen per token (−1 = SKIP) and optional
+    /// `weight` f32 `[B, T, K]`; a leading `[iterations, ...]` axis for MoM's repeats.
+    /// attrs: `layer` or `pool`, `modules`.
+    pub const ROUTING: &str = "routing";
+    /// `scores` f32 `[L, H]` one number per head (induction, copy, patching effect, gain).
+    /// attrs: `score` (its name).
+    pub const HEAD_SCORES: &str = "head_scores";
+}
+
+/// A snapshot of named tensors at one step, with axis names and free-form attributes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trace {
+    /// Path-safe name, e.g. `layers.1.attn.pattern`, `induction_score`.
+    pub name: String,
+    /// One of [`trace_kind`], or anything a later reader understands.
+    pub kind: String,
+    pub step: u64,
+    pub tensors: BTreeMap<String, Tensor>,
+    /// Axis names per tensor, e.g. `pattern: ["batch", "head", "query", "key"]`.
+    pub axes: BTreeMap<String, Vec<String>>,
+    pub attrs: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TraceHeader {
+    format: String,
+    name: String,
+    kind: String,
+    step: u64,
+    #[serde(default)]
+    axes: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    attrs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The bytes of a trace file: safetensors with `__metadata__.weft_trace` = JSON header.
+pub fn serialize_trace(t: &Trace) -> io::Result<Vec<u8>> {
+    let header = TraceHeader {
+        format: TRACE_FORMAT.into(),
+        name: t.name.clone(),
+        kind: t.kind.clone(),
+        step: t.step,
+        axes: t.axes.clone(),
+        attrs: t.attrs.clone(),
+    };
+    let meta = HashMap::from([(
+        TRACE_META_KEY.to_string(),
+        serde_json::to_string(&header).map_err(io::Error::other)?,
+    )]);
+    let raw: Vec<(&str, Dtype, &[usize], Vec<u8>)> = t
+        .tensors
+        .iter()
+        .map(|(n, x)| {
+            let (dt, bytes) = le_bytes(x);
+            (n.as_str(), dt, x.shape.as_slice(), bytes)
+        })
+        .collect();
+    let views = raw
+        .iter()
+        .map(|(n, dt, shape, b)| {
+            safetensors::tensor::TensorView::new(*dt, shape.to_vec(), b).map(|v| (*n, v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io::Error::other)?;
+    safetensors::serialize(views, Some(meta)).map_err(io::Error::other)
+}
+
+fn le_bytes(t: &Tensor) -> (Dtype, Vec<u8>) {
+    match &t.data {
+        TensorData::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        TensorData::I32(v) => (Dtype::I32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        TensorData::F64(v) => (Dtype::F64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+    }
+}
+
+/// Reads a trace file written by [`RunDir::write_trace`].
+pub fn read_trace(path: &Path) -> io::Result<Trace> {
+    let bad = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {what}", path.display()),
+        )
+    };
+    let bytes = fs::read(path)?;
+    let (_, md) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let header = md
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(TRACE_META_KEY))
+        .ok_or_else(|| bad(format!("no `{TRACE_META_KEY}` metadata")))?;
+    let h: TraceHeader = serde_json::from_str(header).map_err(|e| bad(e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut tensors = BTreeMap::new();
+    for (name, v) in st.iter() {
+        let b = v.data();
+        let t = match v.dtype() {
+            Dtype::F32 => Tensor::f32(
+                v.shape(),
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            Dtype::I32 => Tensor::i32(
+                v.shape(),
+                b.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            Dtype::F64 => Tensor::f64(
+                v.shape(),
+                b.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has unsupported dtype {other:?}"
+                )))
+            }
+        };
+        tensors.insert(name.to_string(), t);
+    }
+    Ok(Trace {
+        name: h.name,
+        kind: h.kind,
+        step: h.step,
+        tensors,
+        axes: h.axes,
+        attrs: h.attrs,
+    })
+}
+
+/// An open run directory.
+#[derive(Debug)]
+pub struct RunDir {
+    root: PathBuf,
+    metrics: MetricsWriter,
+    checkpoints: CheckpointDir,
+}
+
+impl RunDir {
+    /// Creates (or reopens) `root` for a run of `spec_source`: writes `spec.weft`, creates
+    /// `checkpoints/` and `traces/`, opens `metrics.jsonl` for appending.
+    pub fn create(root: impl Into<PathBuf>, spec_source: &str) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join(TRACES_DIR))?;
+        write_atomic(&root.join(SPEC_FILE), spec_source.as_bytes())?;
+        Self::open(root)
+    }
+
+    /// Opens an existing run directory (to resume), keeping its spec and metrics.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join(TRACES_DIR))?;
+        let checkpoints = CheckpointDir::open(root.join(CHECKPOINTS_DIR))
+            .map_err(|e: CheckpointError| io::Error::other(e.to_string()))?;
+        let metrics = MetricsWriter::open(root.join(METRICS_FILE))?;
+        Ok(RunDir {
+            root,
+            metrics,
+            checkpoints,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The spec text saved with the run.
+    pub fn spec(&self) -> io::Result<String> {
+        fs::read_to_string(self.root.join(SPEC_FILE))
+    }
+
+    pub fn metrics(&mut self) -> &mut MetricsWriter {
+        &mut self.metrics
+    }
+
+    pub fn checkpoints(&self) -> &CheckpointDir {
+        &self.checkpoints
+    }
+
+    /// Writes `traces/{name}/step-{step:08}.safetensors` atomically, then appends its line to
+    /// `traces/index.jsonl` (`{"step", "name", "kind", "file", "shapes"}`; `file` relative to
+    /// `traces/`). Returns the file's path.
+    pub fn write_trace(&self, t: &Trace) -> io::Result<PathBuf> {
+        if t.name.is_empty() || t.name.contains(['/', '\\']) || t.name.starts_with('.') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("trace name {:?} is not path-safe", t.name),
+            ));
+        }
+        let traces = self.root.join(TRACES_DIR);
+        let rel = format!("{}/step-{:08}.safetensors", t.name, t.step);
+        fs::create_dir_all(traces.join(&t.name))?;
+        let path = traces.join(&rel);
+        write_atomic(&path, &serialize_trace(t)?)?;
+        let shapes: BTreeMap<&str, &[usize]> = t
+            .tensors
+            .iter()
+            .map(|(n, x)| (n.as_str(), x.shape.as_slice()))
+            .collect();
+        let line = serde_json::json!({"step": t.step, "name": t.name, "kind": t.kind, "file": rel, "shapes": shapes});
+        let mut index = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(traces.join(TRACE_INDEX))?;
+        index.write_all(format!("{line}\n").as_bytes())?;
+        Ok(path)
+    }
+}

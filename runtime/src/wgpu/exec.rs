@@ -1,0 +1,183 @@
+//! One run: check and upload the feeds, poison planned buffers if asked, record all
+//! dispatches and readback copies into one command buffer, submit once, wait with a timeout,
+//! read back only the requested outputs and hooks.
+
+use super::compiled::Compiled;
+use super::WgpuBackend;
+use crate::backend::{Outputs, ParamStore};
+use crate::error::RunError;
+use crate::tensor::{Tensor, TensorData};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+use weft_compiler::ir::{DType, Graph};
+
+/// Checks every declared input and every parameter the graph uses, with the CPU backend's
+/// errors (so both backends reject the same feeds the same way).
+pub(super) fn check_feeds(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+    params: &ParamStore,
+) -> Result<(), RunError> {
+    for info in &g.inputs {
+        let t = inputs.get(&info.name).ok_or_else(|| RunError::MissingInput {
+            name: info.name.clone(),
+        })?;
+        let ok = t.shape == info.shape
+            && matches!(
+                (info.dtype, &t.data),
+                (DType::I32, TensorData::I32(_))
+                    | (DType::F32, TensorData::F32(_) | TensorData::F64(_))
+            );
+        if !ok {
+            return Err(RunError::InputType {
+                name: info.name.clone(),
+                expected: info.dtype.to_string(),
+                want: info.shape.clone(),
+                got: t.dtype_name(),
+                got_shape: t.shape.clone(),
+            });
+        }
+    }
+    for info in &g.params {
+        let used = g
+            .nodes
+            .iter()
+            .any(|n| matches!(n.op, weft_compiler::ir::Op::Param { index } if g.params[index].name == info.name));
+        if !used {
+            continue;
+        }
+        let t = params.get(&info.name).ok_or_else(|| RunError::MissingParam {
+            name: info.name.clone(),
+        })?;
+        if t.shape != info.shape || matches!(t.data, TensorData::I32(_)) {
+            return Err(RunError::ParamType {
+                name: info.name.clone(),
+                want: info.shape.clone(),
+                got: t.dtype_name(),
+                got_shape: t.shape.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Host bytes of a tensor as the device stores it (f64 host data is rounded to f32).
+fn bytes_of(t: &Tensor) -> Vec<u8> {
+    match &t.data {
+        TensorData::F32(v) => bytemuck::cast_slice(v).to_vec(),
+        TensorData::I32(v) => bytemuck::cast_slice(v).to_vec(),
+        TensorData::F64(v) => {
+            let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            bytemuck::cast_slice(&f).to_vec()
+        }
+    }
+}
+
+pub(super) fn run(
+    be: &WgpuBackend,
+    g: &Graph,
+    c: &Compiled,
+    inputs: &HashMap<String, Tensor>,
+    params: &ParamStore,
+) -> Result<Outputs, RunError> {
+    for (name, buf) in &c.inputs {
+        be.queue.write_buffer(buf, 0, &bytes_of(&inputs[name]));
+    }
+    for (&i, buf) in &c.params {
+        be.queue
+            .write_buffer(buf, 0, &bytes_of(&params[&g.params[i].name]));
+    }
+    if be.poison {
+        for buf in &c.planned {
+            be.queue
+                .write_buffer(buf, 0, &vec![0xFF; buf.size() as usize]);
+        }
+    }
+    let mut enc = be
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("weft run") });
+    {
+        // One pass: wgpu orders the dispatches' storage accesses within it.
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("weft kernels"),
+            timestamp_writes: None,
+        });
+        for (k, kernel) in c.program.kernels.iter().enumerate() {
+            pass.set_pipeline(&c.pipelines[k]);
+            pass.set_bind_group(0, &c.bind_groups[k], &[]);
+            let [x, y, z] = kernel.dispatch;
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+    let readbacks: Vec<_> = c.program.outputs.iter().chain(&c.program.hooks).collect();
+    for (r, staging) in readbacks.iter().zip(&c.staging) {
+        let bytes = staging.size().min(c.buffer(&r.buffer).size());
+        enc.copy_buffer_to_buffer(c.buffer(&r.buffer), 0, staging, 0, bytes);
+    }
+    let submission = be.queue.submit([enc.finish()]);
+    let (tx, rx) = mpsc::channel();
+    for (i, staging) in c.staging.iter().enumerate() {
+        let tx = tx.clone();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send((i, r));
+        });
+    }
+    drop(tx);
+    let waited = be.device.poll(wgpu::PollType::Wait {
+        submission_index: Some(submission),
+        timeout: Some(be.timeout),
+    });
+    let errors = be.take_errors();
+    if !errors.is_empty() {
+        unmap_all(c);
+        return Err(RunError::Device(errors.join("; ")));
+    }
+    if let Err(e) = waited {
+        unmap_all(c);
+        return Err(RunError::Device(format!(
+            "waiting for the device ({:?} limit): {e}",
+            be.timeout
+        )));
+    }
+    let mut mapped = vec![false; c.staging.len()];
+    for (i, r) in rx.try_iter() {
+        r.map_err(|e| RunError::Device(format!("reading back `{}`: {e}", readbacks[i].name)))?;
+        mapped[i] = true;
+    }
+    if let Some(i) = mapped.iter().position(|m| !m) {
+        unmap_all(c);
+        return Err(RunError::Device(format!(
+            "`{}` was not mapped after the device finished",
+            readbacks[i].name
+        )));
+    }
+    let mut outputs = BTreeMap::new();
+    let mut hooks = BTreeMap::new();
+    let n_out = c.program.outputs.len();
+    for (i, (r, staging)) in readbacks.iter().zip(&c.staging).enumerate() {
+        let n: usize = r.shape.iter().product();
+        let t = {
+            let view = staging.slice(..).get_mapped_range().map_err(|e| {
+                RunError::Device(format!("reading back `{}`: {e}", r.name))
+            })?;
+            let data = &view[..n * 4];
+            match r.dtype {
+                DType::I32 => Tensor::i32(&r.shape, bytemuck::pod_collect_to_vec(data)),
+                _ => Tensor::f32(&r.shape, bytemuck::pod_collect_to_vec(data)),
+            }
+        };
+        staging.unmap();
+        if i < n_out {
+            outputs.insert(r.name.clone(), t);
+        } else {
+            hooks.insert(r.name.clone(), t);
+        }
+    }
+    Ok(Outputs { outputs, hooks })
+}
+
+fn unmap_all(c: &Compiled) {
+    for s in &c.staging {
+        s.unmap();
+    }
+}

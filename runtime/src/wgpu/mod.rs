@@ -1,0 +1,220 @@
+//! The wgpu backend: runs codegen's kernels on any adapter wgpu finds (Vulkan, Metal, DX12,
+//! GL; lavapipe on a machine without a GPU).
+//!
+//! Per graph (and hook set) it compiles once and caches the pipelines, bind groups and
+//! buffers ([`compiled`]); each run uploads inputs and parameters, records every dispatch
+//! and the readback copies into one command buffer, submits once and waits with a timeout
+//! ([`exec`]). Device errors, device loss and timeouts are [`RunError::Device`], never panics.
+
+mod compiled;
+mod exec;
+
+use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
+use crate::error::RunError;
+use crate::tensor::Tensor;
+use compiled::Compiled;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weft_compiler::codegen::{compile, CodegenOptions};
+use weft_compiler::ir::Graph;
+
+/// Errors the device reported outside a call (validation, loss), drained after each run.
+type ErrorLog = Arc<Mutex<Vec<String>>>;
+
+/// A wgpu device with a per-graph cache of compiled programs.
+pub struct WgpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    name: String,
+    info: wgpu::AdapterInfo,
+    options: CodegenOptions,
+    errors: ErrorLog,
+    cache: Mutex<HashMap<u64, Arc<Compiled>>>,
+    /// Fill planned buffers with NaN (0xFF bytes) before each run, so a kernel that leaves
+    /// an element unwritten produces NaN instead of a stale value (tests turn this on).
+    pub poison: bool,
+    /// How long a run may wait for the device before it is an error (software drivers have
+    /// been seen to hang).
+    pub timeout: Duration,
+}
+
+impl WgpuBackend {
+    /// Picks an adapter (wgpu's default choice; `WGPU_BACKEND=vulkan|gl|...` narrows it) and
+    /// opens a device on it with the adapter's own limits.
+    pub fn new() -> Result<Self, RunError> {
+        Self::with_options(CodegenOptions::default())
+    }
+
+    /// Like [`WgpuBackend::new`], with codegen options (e.g. `fuse: false`). The binding
+    /// limits in `options` are lowered to the device's where it allows less.
+    pub fn with_options(options: CodegenOptions) -> Result<Self, RunError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        }))
+        .map_err(|e| RunError::Device(format!("no GPU adapter: {e}")))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("weft"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| RunError::Device(format!("cannot open {}: {e}", info.name)))?;
+        let errors: ErrorLog = Arc::default();
+        let log = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        }));
+        let log = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("device lost ({reason:?}): {msg}"));
+        });
+        let options = CodegenOptions {
+            max_storage_buffers_per_stage: options
+                .max_storage_buffers_per_stage
+                .min(limits.max_storage_buffers_per_shader_stage),
+            max_storage_buffer_binding_size: options
+                .max_storage_buffer_binding_size
+                .min(limits.max_storage_buffer_binding_size),
+            ..options
+        };
+        Ok(WgpuBackend {
+            name: format!("wgpu ({} | {:?})", info.name, info.backend),
+            device,
+            queue,
+            info,
+            options,
+            errors,
+            cache: Mutex::default(),
+            poison: false,
+            timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// The adapter's name (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`).
+    pub fn adapter_name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Full adapter information.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The codegen options this device compiles with.
+    pub fn options(&self) -> &CodegenOptions {
+        &self.options
+    }
+
+    /// The program `run` would execute for `graph` with these hooks (for inspection and
+    /// tests: kernel counts, the buffer plan, the WGSL).
+    pub fn program(
+        &self,
+        graph: &Graph,
+        hooks: &HookSelection,
+    ) -> Result<weft_compiler::codegen::Program, RunError> {
+        Ok(compile(graph, &hook_names(graph, hooks)?, &self.options)?)
+    }
+
+    /// Errors the device reported since the last call.
+    fn take_errors(&self) -> Vec<String> {
+        std::mem::take(&mut *self.errors.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The cached compiled graph, compiling (and uploading constants) on first use.
+    fn compiled(&self, graph: &Graph, hooks: &[String]) -> Result<Arc<Compiled>, RunError> {
+        let mut h = DefaultHasher::new();
+        serde_json::to_string(graph)
+            .map_err(|e| RunError::Device(format!("cannot fingerprint the graph: {e}")))?
+            .hash(&mut h);
+        hooks.hash(&mut h);
+        let key = h.finish();
+        if let Some(c) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(c.clone());
+        }
+        let program = compile(graph, hooks, &self.options)?;
+        debug_dump(&program);
+        let compiled = Compiled::new(&self.device, graph, program)?;
+        compiled.upload_consts(&self.queue, graph);
+        let errors = self.take_errors();
+        if !errors.is_empty() {
+            return Err(RunError::Device(errors.join("; ")));
+        }
+        let compiled = Arc::new(compiled);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, compiled.clone());
+        Ok(compiled)
+    }
+}
+
+/// `WEFT_DEBUG=1` lists kernels and launches, `=3` also prints the WGSL.
+fn debug_dump(p: &weft_compiler::codegen::Program) {
+    let level: u32 = std::env::var("WEFT_DEBUG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if level == 0 {
+        return;
+    }
+    eprintln!(
+        "weft: {} kernels, {} planned buffers ({} bytes)",
+        p.kernels.len(),
+        p.buffers.buffer_bytes.len(),
+        p.buffers.peak_bytes
+    );
+    for k in &p.kernels {
+        eprintln!(
+            "  {} dispatch {:?} x {} ({} nodes)",
+            k.name,
+            k.dispatch,
+            k.workgroup_size,
+            k.nodes.len()
+        );
+        if level >= 3 {
+            eprintln!("{}", k.wgsl);
+        }
+    }
+}
+
+fn hook_names(graph: &Graph, hooks: &HookSelection) -> Result<Vec<String>, RunError> {
+    match hooks {
+        HookSelection::None => Ok(Vec::new()),
+        HookSelection::All => Ok(graph.hooks.iter().map(|(n, _)| n.clone()).collect()),
+        HookSelection::Names(names) => {
+            for n in names {
+                if graph.hook(n).is_none() {
+                    return Err(RunError::UnknownHook { name: n.clone() });
+                }
+            }
+            Ok(names.clone())
+        }
+    }
+}
+
+impl Backend for WgpuBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run(
+        &self,
+        graph: &Graph,
+        inputs: &HashMap<String, Tensor>,
+        params: &ParamStore,
+        hooks: &HookSelection,
+    ) -> Result<Outputs, RunError> {
+        weft_compiler::ir::verify(graph)?;
+        let hooks = hook_names(graph, hooks)?;
+        exec::check_feeds(graph, inputs, params)?;
+        let compiled = self.compiled(graph, &hooks)?;
+        exec::run(self, graph, &compiled, inputs, params)
+    }
+}
