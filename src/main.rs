@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "Declarative transformer research models, compiled to fused kernels")]
+#[command(
+    name = "weft",
+    version,
+    about = "Declarative transformer research models, compiled to fused kernels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,10 +84,32 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { files } => weft::cli::check(&files),
         Command::Fmt { file, write, check } => weft::cli::fmt(&file, write, check),
-        Command::Compile { file, emit, batch, seq, grad } => weft::cli::compile(&file, emit, batch, seq, grad),
+        Command::Compile {
+            file,
+            emit,
+            batch,
+            seq,
+            grad,
+        } => weft::cli::compile(&file, emit, batch, seq, grad),
         Command::Params { file } => weft::cli::params(&file),
-        Command::Eval { file, weights, tokens, out, capture, backend, seed, save_init } => {
-            weft::cli::eval(&weft::cli::EvalArgs { spec: file, weights, tokens, out, capture, backend, seed, save_init })
-        }
+        Command::Eval {
+            file,
+            weights,
+            tokens,
+            out,
+            capture,
+            backend,
+            seed,
+            save_init,
+        } => weft::cli::eval(&weft::cli::EvalArgs {
+            spec: file,
+            weights,
+            tokens,
+            out,
+            capture,
+            backend,
+            seed,
+            save_init,
+        }),
     }
 }

@@ -12,12 +12,13 @@ fn weft(args: &[&str]) -> std::process::Output {
 }
 
 fn example_paths() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "weft"))
-        .map(|p| p.display().to_string())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "weft"))
+            .map(|p| p.display().to_string())
+            .collect();
     v.sort();
     v
 }
@@ -26,9 +27,15 @@ fn example_paths() -> Vec<String> {
 fn check_accepts_every_example() {
     let files = example_paths();
     assert_eq!(files.len(), 11);
-    let args: Vec<&str> = std::iter::once("check").chain(files.iter().map(String::as_str)).collect();
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(files.iter().map(String::as_str))
+        .collect();
     let out = weft(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("11 specs checked, no errors"));
 }
 
@@ -62,9 +69,16 @@ fn fmt_prints_canonical_form_and_check_flag_detects_drift() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("  dim = 8  # width\n"), "{text}");
     assert!(text.contains("    x = x + swiglu(rms_norm(x))\n"), "{text}");
-    assert_eq!(weft(&["fmt", "--check", f.to_str().unwrap()]).status.code(), Some(1));
-    assert!(weft(&["fmt", "--write", f.to_str().unwrap()]).status.success());
-    assert!(weft(&["fmt", "--check", f.to_str().unwrap()]).status.success());
+    assert_eq!(
+        weft(&["fmt", "--check", f.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+    assert!(weft(&["fmt", "--write", f.to_str().unwrap()])
+        .status
+        .success());
+    assert!(weft(&["fmt", "--check", f.to_str().unwrap()])
+        .status
+        .success());
 }
 
 #[test]
@@ -94,19 +108,56 @@ fn eval_round_trips_through_saved_initial_weights() {
     let dir = tmp("eval");
     let tokens = dir.join("t.json");
     std::fs::write(&tokens, "[[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]]").unwrap();
-    let (w, a, b) = (dir.join("w.safetensors"), dir.join("a.safetensors"), dir.join("b.safetensors"));
+    let (w, a, b) = (
+        dir.join("w.safetensors"),
+        dir.join("a.safetensors"),
+        dir.join("b.safetensors"),
+    );
     let s = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
     let out = weft(&[
-        "eval", "examples/cog_attention.weft", "--tokens", &s(&tokens), "--out", &s(&a), "--seed", "3",
-        "--save-init", &s(&w), "--capture", "layers.1.attn.pattern,layers.*.resid_post", "--backend", "cpu",
+        "eval",
+        "examples/cog_attention.weft",
+        "--tokens",
+        &s(&tokens),
+        "--out",
+        &s(&a),
+        "--seed",
+        "3",
+        "--save-init",
+        &s(&w),
+        "--capture",
+        "layers.1.attn.pattern,layers.*.resid_post",
+        "--backend",
+        "cpu",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = weft(&["eval", "examples/cog_attention.weft", "--tokens", &s(&tokens), "--out", &s(&b), "--weights", &s(&w)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = weft(&[
+        "eval",
+        "examples/cog_attention.weft",
+        "--tokens",
+        &s(&tokens),
+        "--out",
+        &s(&b),
+        "--weights",
+        &s(&w),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let fa = weft_runtime::tensor_file::load(&a).unwrap();
     let fb = weft_runtime::tensor_file::load(&b).unwrap();
     assert_eq!(fa["logits"].shape, vec![2, 6, 256]);
-    assert_eq!(fa["logits"].to_f32_vec(), fb["logits"].to_f32_vec(), "identical logits");
+    assert_eq!(
+        fa["logits"].to_f32_vec(),
+        fb["logits"].to_f32_vec(),
+        "identical logits"
+    );
     assert_eq!(fa["layers.1.attn.pattern"].shape, vec![2, 4, 6, 6]);
     assert_eq!(fa.keys().filter(|k| k.ends_with("resid_post")).count(), 6);
 }
@@ -117,34 +168,84 @@ fn eval_rejects_bad_tokens_and_mismatched_weights_with_names() {
     let s = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
     let ragged = dir.join("r.json");
     std::fs::write(&ragged, "[[1, 2, 3], [4, 5]]").unwrap();
-    let out = weft(&["eval", "examples/gpt.weft", "--tokens", &s(&ragged), "--out", &s(&dir.join("o"))]);
+    let out = weft(&[
+        "eval",
+        "examples/gpt.weft",
+        "--tokens",
+        &s(&ragged),
+        "--out",
+        &s(&dir.join("o")),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sequence 1 has 2 tokens"));
     let big = dir.join("big.json");
     std::fs::write(&big, "[[1, 999]]").unwrap();
-    let out = weft(&["eval", "examples/gpt.weft", "--tokens", &s(&big), "--out", &s(&dir.join("o"))]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("token 999 at [0][1] is outside the vocabulary 0 .. 256"));
+    let out = weft(&[
+        "eval",
+        "examples/gpt.weft",
+        "--tokens",
+        &s(&big),
+        "--out",
+        &s(&dir.join("o")),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("token 999 at [0][1] is outside the vocabulary 0 .. 256"));
     // Weights of another model: the first missing tensor is named with its shape.
     let ok = dir.join("ok.json");
     std::fs::write(&ok, "[[1, 2]]").unwrap();
     let w = dir.join("w.safetensors");
-    assert!(weft(&["eval", "examples/mom.weft", "--tokens", &s(&ok), "--out", &s(&dir.join("o")), "--save-init", &s(&w)]).status.success());
-    let out = weft(&["eval", "examples/gpt.weft", "--tokens", &s(&ok), "--out", &s(&dir.join("o")), "--weights", &s(&w)]);
+    assert!(weft(&[
+        "eval",
+        "examples/mom.weft",
+        "--tokens",
+        &s(&ok),
+        "--out",
+        &s(&dir.join("o")),
+        "--save-init",
+        &s(&w)
+    ])
+    .status
+    .success());
+    let out = weft(&[
+        "eval",
+        "examples/gpt.weft",
+        "--tokens",
+        &s(&ok),
+        "--out",
+        &s(&dir.join("o")),
+        "--weights",
+        &s(&w),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("w.safetensors: missing tensor `layers.0.mlp.w_gate` (expected shape [128, 512])"), "{err}");
+    assert!(
+        err.contains(
+            "w.safetensors: missing tensor `layers.0.mlp.w_gate` (expected shape [128, 512])"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn compile_prints_ir_and_params_lists_totals() {
     let out = weft(&["compile", "examples/gpt.weft", "--seq", "8"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ir = String::from_utf8_lossy(&out.stdout);
-    assert!(ir.contains("attention") && ir.contains("layers.3.resid_post"), "{ir}");
+    assert!(
+        ir.contains("attention") && ir.contains("layers.3.resid_post"),
+        "{ir}"
+    );
     let out = weft(&["params", "examples/pear.weft"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("layers.0.attn.gain") && text.contains("[4]"), "{text}");
+    assert!(
+        text.contains("layers.0.attn.gain") && text.contains("[4]"),
+        "{text}"
+    );
     // PEAR trains only the gains: 4 layers × 4 heads.
     assert!(text.contains(" 16 trainable"), "{text}");
 }

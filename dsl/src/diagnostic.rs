@@ -172,13 +172,15 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -207,7 +209,10 @@ mod tests {
             Some("did you mean `signed`?")
         );
         assert_eq!(did_you_mean("zzzz", ["softmax", "signed"]), None);
-        assert_eq!(did_you_mean("haeds", ["heads", "head_dim"]).as_deref(), Some("did you mean `heads`?"));
+        assert_eq!(
+            did_you_mean("haeds", ["heads", "head_dim"]).as_deref(),
+            Some("did you mean `heads`?")
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //!
 //! Today: [`Tensor`], the [`Backend`] trait, the CPU reference backend ([`cpu::CpuBackend`],
 //! with an f64 mode for gradient checks) and seeded parameter initialisation ([`init`]).
+//! Training infrastructure: [`optim`] (optimizers, schedules, clipping, accumulation), [`data`]
+//! (batches, synthetic tasks, text, transforms), [`checkpoint`] and [`rundir`].
 
 mod backend;
 pub mod checkpoint;
@@ -10,16 +12,18 @@ pub mod cpu;
 pub mod data;
 mod error;
 pub mod fold;
-pub mod tensor_file;
 pub mod init;
 pub mod optim;
 pub mod rundir;
+mod select;
 mod tensor;
+pub mod tensor_file;
 pub mod wgpu;
 
 pub use backend::{Backend, HookSelection, Outputs, ParamStore};
 pub use cpu::{CpuBackend, Precision};
 pub use error::RunError;
 pub use init::{init_params, Rng};
+pub use select::select_backend;
 pub use tensor::{Tensor, TensorData};
 pub use wgpu::WgpuBackend;

@@ -336,3 +336,111 @@ impl RunDir {
         Ok(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("weft-rundir-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn creates_the_layout_and_appends_flushed_metrics() {
+        let root = tmp("layout");
+        let mut run = RunDir::create(&root, "model m {}\n").unwrap();
+        assert_eq!(run.spec().unwrap(), "model m {}\n");
+        assert!(root.join(CHECKPOINTS_DIR).is_dir() && root.join(TRACES_DIR).is_dir());
+        for step in 1..=3 {
+            let m = StepMetrics {
+                step,
+                tokens: step * 100,
+                loss: 2.0 / step as f64,
+                aux: BTreeMap::from([("term.0.nll".to_string(), 1.5)]),
+                lr: 1e-3,
+                grad_norm: 0.5,
+                tokens_per_s: 1000.0,
+                wall_s: step as f64,
+            };
+            run.metrics().log(&m).unwrap();
+            // Readable line by line while the writer is still open (a viewer tails it).
+            let lines = read_metrics(&root.join(METRICS_FILE)).unwrap();
+            assert_eq!(lines.len(), step as usize);
+            let back: StepMetrics = serde_json::from_value(lines.last().unwrap().clone()).unwrap();
+            assert_eq!(back, m);
+            assert_eq!(lines.last().unwrap()["kind"], "train");
+        }
+        run.metrics()
+            .log_value(&serde_json::json!({"kind": "eval", "step": 3, "copy_accuracy": 0.5}))
+            .unwrap();
+        // Resuming from a checkpoint at step 2 drops later lines, including a torn one.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(root.join(METRICS_FILE))
+            .unwrap();
+        f.write_all(b"{\"step\": 4, \"lo").unwrap();
+        let mut run = RunDir::open(&root).unwrap();
+        run.metrics().truncate_after(2).unwrap();
+        run.metrics()
+            .log(&StepMetrics {
+                step: 3,
+                ..Default::default()
+            })
+            .unwrap();
+        let steps: Vec<u64> = read_metrics(&root.join(METRICS_FILE))
+            .unwrap()
+            .iter()
+            .map(|v| v["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, [1, 2, 3]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn traces_round_trip_and_are_indexed() {
+        let root = tmp("traces");
+        let run = RunDir::create(&root, "").unwrap();
+        let pattern = Tensor::f32(
+            &[1, 2, 2, 2],
+            vec![1.0, 0.0, 0.5, 0.5, 1.0, 0.0, -0.25, 1.25],
+        );
+        let t = Trace {
+            name: "layers.1.attn.pattern".into(),
+            kind: trace_kind::ATTENTION.into(),
+            step: 100,
+            tensors: BTreeMap::from([
+                ("pattern".to_string(), pattern),
+                ("tokens".to_string(), Tensor::i32(&[1, 2], vec![7, 9])),
+            ]),
+            axes: BTreeMap::from([(
+                "pattern".to_string(),
+                ["batch", "head", "query", "key"].map(String::from).to_vec(),
+            )]),
+            attrs: serde_json::json!({"layer": 1}).as_object().unwrap().clone(),
+        };
+        let path = run.write_trace(&t).unwrap();
+        assert_eq!(
+            path,
+            root.join("traces/layers.1.attn.pattern/step-00000100.safetensors")
+        );
+        assert_eq!(read_trace(&path).unwrap(), t);
+        let index = read_metrics(&root.join(TRACES_DIR).join(TRACE_INDEX)).unwrap();
+        assert_eq!(index.len(), 1);
+        assert_eq!(
+            index[0]["file"],
+            "layers.1.attn.pattern/step-00000100.safetensors"
+        );
+        assert_eq!(
+            index[0]["shapes"]["pattern"],
+            serde_json::json!([1, 2, 2, 2])
+        );
+        let bad = Trace {
+            name: "../x".into(),
+            ..t
+        };
+        assert!(run.write_trace(&bad).is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

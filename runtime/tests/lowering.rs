@@ -15,7 +15,8 @@ const T: usize = 8;
 
 /// An example spec shrunk to a tiny width so whole-model finite differences are cheap.
 fn shrunk(path: &str) -> weft_dsl::Checked {
-    let src = std::fs::read_to_string(format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let src = std::fs::read_to_string(format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
     let mut file = weft_dsl::parse(&src).unwrap();
     for d in &mut file.decls {
         match d {
@@ -51,8 +52,13 @@ fn shrunk(path: &str) -> weft_dsl::Checked {
 fn options(spec: &weft_dsl::Checked) -> LowerOptions {
     let mut o = LowerOptions::new(B, T);
     o.with_loss = true;
-    if let Some(weft_dsl::check::value::Value::List(globs)) = spec.train.as_ref().and_then(|t| t.get("trainable")) {
-        o.trainable = globs.iter().filter_map(|g| g.as_name().map(str::to_string)).collect();
+    if let Some(weft_dsl::check::value::Value::List(globs)) =
+        spec.train.as_ref().and_then(|t| t.get("trainable"))
+    {
+        o.trainable = globs
+            .iter()
+            .filter_map(|g| g.as_name().map(str::to_string))
+            .collect();
     }
     o
 }
@@ -65,10 +71,24 @@ fn inputs(g: &weft_compiler::ir::Graph, vocab: u64, seed: u64) -> HashMap<String
     for info in &g.inputs {
         let t = match info.name.as_str() {
             "tokens" => Tensor::i32(&[B, T], tokens.clone()),
-            "targets" => Tensor::i32(&[B, T], (0..B * T).map(|i| if i % T == T - 1 { -1 } else { tokens[i + 1] }).collect()),
-            "segments" | "turns" => Tensor::i32(&[B, T], (0..B * T).map(|i| ((i % T) / 3) as i32).collect()),
-            "answer_mask" => Tensor::f32(&[B, T], (0..B * T).map(|i| f32::from(i % 2 == 1)).collect()),
-            "answer_segments" => Tensor::i32(&[B, T], (0..B * T).map(|i| if i % 2 == 1 { ((i % T) / 2) as i32 } else { -1 }).collect()),
+            "targets" => Tensor::i32(
+                &[B, T],
+                (0..B * T)
+                    .map(|i| if i % T == T - 1 { -1 } else { tokens[i + 1] })
+                    .collect(),
+            ),
+            "segments" | "turns" => {
+                Tensor::i32(&[B, T], (0..B * T).map(|i| ((i % T) / 3) as i32).collect())
+            }
+            "answer_mask" => {
+                Tensor::f32(&[B, T], (0..B * T).map(|i| f32::from(i % 2 == 1)).collect())
+            }
+            "answer_segments" => Tensor::i32(
+                &[B, T],
+                (0..B * T)
+                    .map(|i| if i % 2 == 1 { ((i % T) / 2) as i32 } else { -1 })
+                    .collect(),
+            ),
             other => panic!("unexpected input {other}"),
         };
         out.insert(info.name.clone(), t);
@@ -79,19 +99,35 @@ fn inputs(g: &weft_compiler::ir::Graph, vocab: u64, seed: u64) -> HashMap<String
 fn case_of(path: &str, seed: u64) -> Case {
     let spec = shrunk(path);
     let graph = lower(&spec, &options(&spec)).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let loss = graph.outputs.iter().find(|(n, _)| n == "loss").map(|(_, v)| *v).expect("loss output");
+    let loss = graph
+        .outputs
+        .iter()
+        .find(|(n, _)| n == "loss")
+        .map(|(_, v)| *v)
+        .expect("loss output");
     let inputs = inputs(&graph, 32, seed);
     let params = init_params(&graph, seed);
     let graph = freeze_detached(graph, &inputs, &params);
-    Case { graph, loss, inputs, params }
+    Case {
+        graph,
+        loss,
+        inputs,
+        params,
+    }
 }
 
 /// Replaces every `stop_gradient` and top-k selection by the constant it computes at these
 /// inputs and params. Finite differences then measure the same function autodiff
 /// differentiates: detached values (DR-ICL's advantage weights, balance-loss fractions) and
 /// discrete routing choices held fixed.
-fn freeze_detached(mut graph: Graph, inputs: &HashMap<String, Tensor>, params: &ParamStore) -> Graph {
-    let detached: Vec<usize> = (0..graph.nodes.len()).filter(|&i| matches!(graph.nodes[i].op, Op::StopGradient | Op::TopKMask { .. })).collect();
+fn freeze_detached(
+    mut graph: Graph,
+    inputs: &HashMap<String, Tensor>,
+    params: &ParamStore,
+) -> Graph {
+    let detached: Vec<usize> = (0..graph.nodes.len())
+        .filter(|&i| matches!(graph.nodes[i].op, Op::StopGradient | Op::TopKMask { .. }))
+        .collect();
     if detached.is_empty() {
         return graph;
     }
@@ -99,10 +135,14 @@ fn freeze_detached(mut graph: Graph, inputs: &HashMap<String, Tensor>, params: &
     for &i in &detached {
         probe.outputs.push((format!("sg.{i}"), ValueId(i as u32)));
     }
-    let out = CpuBackend::f64().run(&probe, inputs, params, &HookSelection::None).unwrap();
+    let out = CpuBackend::f64()
+        .run(&probe, inputs, params, &HookSelection::None)
+        .unwrap();
     for &i in &detached {
         let v = out.outputs[&format!("sg.{i}")].to_f32_vec();
-        graph.nodes[i].op = Op::Const { value: ConstValue::F32(v) };
+        graph.nodes[i].op = Op::Const {
+            value: ConstValue::F32(v),
+        };
         graph.nodes[i].inputs.clear();
     }
     graph
@@ -110,12 +150,13 @@ fn freeze_detached(mut graph: Graph, inputs: &HashMap<String, Tensor>, params: &
 
 #[test]
 fn every_example_lowers_and_its_gradients_match_finite_differences() {
-    let mut names: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(".weft"))
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".weft"))
+            .collect();
     names.sort();
     assert_eq!(names.len(), 11);
     for name in names {
@@ -130,8 +171,14 @@ fn every_example_lowers_and_its_gradients_match_finite_differences() {
     }
 }
 
-fn run_hooks(g: &weft_compiler::ir::Graph, inputs: &HashMap<String, Tensor>, params: &ParamStore) -> weft_runtime::Outputs {
-    CpuBackend::new().run(g, inputs, params, &HookSelection::All).unwrap()
+fn run_hooks(
+    g: &weft_compiler::ir::Graph,
+    inputs: &HashMap<String, Tensor>,
+    params: &ParamStore,
+) -> weft_runtime::Outputs {
+    CpuBackend::new()
+        .run(g, inputs, params, &HookSelection::All)
+        .unwrap()
 }
 
 #[test]
@@ -151,7 +198,10 @@ fn cog_schedule_signs_middle_layers_only() {
     let out = run_hooks(&g, &ins, &params);
     let layers = spec.model.int("layers") as usize;
     for i in 0..layers {
-        let p = out.hook(&format!("layers.{i}.attn.pattern")).unwrap().to_f32_vec();
+        let p = out
+            .hook(&format!("layers.{i}.attn.pattern"))
+            .unwrap()
+            .to_f32_vec();
         let negatives = p.iter().filter(|&&w| w < 0.0).count();
         if i == 0 || i == layers - 1 {
             assert_eq!(negatives, 0, "softmax layer {i} has negative weights");
@@ -173,7 +223,9 @@ fn check_text(src: &str) -> weft_dsl::Checked {
 fn logits(spec: &weft_dsl::Checked, params: &ParamStore, seed: u64) -> Vec<f32> {
     let g = lower(spec, &LowerOptions::new(B, T)).unwrap();
     let ins = inputs(&g, 32, seed);
-    let out = CpuBackend::new().run(&g, &ins, params, &HookSelection::None).unwrap();
+    let out = CpuBackend::new()
+        .run(&g, &ins, params, &HookSelection::None)
+        .unwrap();
     out.outputs["logits"].to_f32_vec()
 }
 
@@ -263,7 +315,10 @@ fn mom_skip_only_tokens_keep_their_state() {
     let pre = out.hook("layers.0.resid_pre").unwrap().to_f32_vec();
     let post = out.hook("layers.0.resid_post").unwrap().to_f32_vec();
     assert_eq!(pre, post);
-    let choice = out.hook("layers.0.iter1.route0.choice").unwrap().to_f32_vec();
+    let choice = out
+        .hook("layers.0.iter1.route0.choice")
+        .unwrap()
+        .to_f32_vec();
     assert!(choice.chunks(3).all(|c| c == [0.0, 0.0, 1.0]));
 }
 
@@ -275,21 +330,36 @@ fn folded_gains_give_equal_logits_and_leave_no_gain_op() {
     let mut rng = Rng::new(12);
     for (name, t) in params.iter_mut() {
         if name.ends_with(".gain") {
-            *t = Tensor::f32(&t.shape, (0..t.numel()).map(|_| 0.5 + rng.uniform() as f32).collect());
+            *t = Tensor::f32(
+                &t.shape,
+                (0..t.numel()).map(|_| 0.5 + rng.uniform() as f32).collect(),
+            );
         }
     }
     let ins = inputs(&g, 32, 13);
-    let before = CpuBackend::new().run(&g, &ins, &params, &HookSelection::None).unwrap().outputs["logits"].to_f32_vec();
+    let before = CpuBackend::new()
+        .run(&g, &ins, &params, &HookSelection::None)
+        .unwrap()
+        .outputs["logits"]
+        .to_f32_vec();
     let (folded, folds) = weft_compiler::passes::fold_gains(&g).unwrap();
     assert_eq!(folds.len(), spec.model.int("layers") as usize);
     assert!(folded.nodes.iter().all(|n| match &n.op {
         Op::Param { index } => !folded.params[*index].name.ends_with(".gain"),
         _ => true,
     }));
-    assert!(folded.labels.iter().flatten().all(|l| !l.ends_with("gain_apply")));
+    assert!(folded
+        .labels
+        .iter()
+        .flatten()
+        .all(|l| !l.ends_with("gain_apply")));
     weft_runtime::fold::apply_gain_folds(&mut params, &folds).unwrap();
     assert!(params.keys().all(|k| !k.ends_with(".gain")));
-    let after = CpuBackend::new().run(&folded, &ins, &params, &HookSelection::None).unwrap().outputs["logits"].to_f32_vec();
+    let after = CpuBackend::new()
+        .run(&folded, &ins, &params, &HookSelection::None)
+        .unwrap()
+        .outputs["logits"]
+        .to_f32_vec();
     for (x, y) in before.iter().zip(&after) {
         assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "{x} vs {y}");
     }

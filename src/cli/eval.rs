@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use weft_compiler::lower::glob::glob_match;
 use weft_compiler::lower::{lower, LowerOptions};
 use weft_dsl::check::value::Value;
-use weft_runtime::{init_params, tensor_file, Backend, CpuBackend, HookSelection, ParamStore, Tensor};
+use weft_runtime::{init_params, tensor_file, HookSelection, ParamStore, Tensor};
 
 /// Arguments of `weft eval`.
 pub struct EvalArgs {
@@ -24,7 +24,10 @@ pub struct EvalArgs {
 /// The spec's `trainable` globs (everything when unset).
 pub fn trainable_globs(spec: &weft_dsl::Checked) -> Vec<String> {
     match spec.train.as_ref().and_then(|t| t.get("trainable")) {
-        Some(Value::List(v)) => v.iter().filter_map(|g| g.as_name().map(str::to_string)).collect(),
+        Some(Value::List(v)) => v
+            .iter()
+            .filter_map(|g| g.as_name().map(str::to_string))
+            .collect(),
         _ => vec!["*".into()],
     }
 }
@@ -40,12 +43,16 @@ pub fn eval(a: &EvalArgs) -> ExitCode {
 }
 
 fn run(a: &EvalArgs) -> Result<(), String> {
-    let (spec, _) = load_checked(&a.spec).ok_or_else(|| format!("{} has errors", a.spec.display()))?;
+    let (spec, _) =
+        load_checked(&a.spec).ok_or_else(|| format!("{} has errors", a.spec.display()))?;
     let tokens = read_tokens(&a.tokens, spec.model.int("vocab"))?;
     let (b, t) = (tokens.shape[0], tokens.shape[1]);
     let ctx = spec.model.int("ctx") as usize;
     if t > ctx {
-        return Err(format!("{}: sequences have {t} tokens, the model's ctx is {ctx}", a.tokens.display()));
+        return Err(format!(
+            "{}: sequences have {t} tokens, the model's ctx is {ctx}",
+            a.tokens.display()
+        ));
     }
     let mut opts = LowerOptions::new(b, t);
     opts.capture = a.capture.clone();
@@ -55,24 +62,41 @@ fn run(a: &EvalArgs) -> Result<(), String> {
         None => init_params(&graph, a.seed),
     };
     if let Some(path) = &a.save_init {
-        let sorted: BTreeMap<String, Tensor> = params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let sorted: BTreeMap<String, Tensor> =
+            params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         tensor_file::save(path, &sorted).map_err(|e| e.to_string())?;
     }
     let mut inputs = HashMap::from([("tokens".to_string(), tokens)]);
     for info in &graph.inputs {
         // Mask id streams default to one document / one turn per sequence.
-        inputs.entry(info.name.clone()).or_insert_with(|| Tensor::i32(&info.shape, vec![0; info.shape.iter().product()]));
+        inputs
+            .entry(info.name.clone())
+            .or_insert_with(|| Tensor::i32(&info.shape, vec![0; info.shape.iter().product()]));
     }
     let mut names = Vec::new();
     for pattern in &a.capture {
-        let matched: Vec<String> = graph.hooks.iter().map(|(n, _)| n.clone()).filter(|n| glob_match(pattern, n)).collect();
+        let matched: Vec<String> = graph
+            .hooks
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| glob_match(pattern, n))
+            .collect();
         if matched.is_empty() {
-            let known: Vec<&str> = graph.hooks.iter().map(|(n, _)| n.as_str()).take(12).collect();
-            return Err(format!("--capture {pattern}: no hook point matches (some hook points: {})", known.join(", ")));
+            let known: Vec<&str> = graph
+                .hooks
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .take(12)
+                .collect();
+            return Err(format!(
+                "--capture {pattern}: no hook point matches (some hook points: {})",
+                known.join(", ")
+            ));
         }
         names.extend(matched);
     }
-    let backend = select_backend(&a.backend)?;
+    let (backend, which) = weft_runtime::select_backend(&a.backend)?;
+    eprintln!("{which}");
     let out = backend
         .run(&graph, &inputs, &params, &HookSelection::Names(names))
         .map_err(|e| format!("{} backend: {e}", backend.name()))?;
@@ -82,24 +106,21 @@ fn run(a: &EvalArgs) -> Result<(), String> {
         file.insert(name, v);
     }
     tensor_file::save(&a.out, &file).map_err(|e| e.to_string())?;
-    eprintln!("wrote {} ({} tensors, backend {})", a.out.display(), file.len(), backend.name());
+    eprintln!(
+        "wrote {} ({} tensors, backend {})",
+        a.out.display(),
+        file.len(),
+        backend.name()
+    );
     Ok(())
-}
-
-/// `--backend cpu|wgpu|auto`.
-pub fn select_backend(name: &str) -> Result<Box<dyn Backend>, String> {
-    match name {
-        "cpu" | "auto" => Ok(Box::new(CpuBackend::new())),
-        "wgpu" => Err("the wgpu backend is not available in this build yet; use --backend cpu".into()),
-        other => Err(format!("unknown backend `{other}` (expected cpu, wgpu or auto)")),
-    }
 }
 
 /// `T.json`: a JSON array of equal-length arrays of token ids in `[0, vocab)`.
 pub fn read_tokens(path: &Path, vocab: i64) -> Result<Tensor, String> {
     let p = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {p}: {e}"))?;
-    let rows: Vec<Vec<i64>> = serde_json::from_str(&text).map_err(|e| format!("{p}: expected a JSON array of arrays of token ids: {e}"))?;
+    let rows: Vec<Vec<i64>> = serde_json::from_str(&text)
+        .map_err(|e| format!("{p}: expected a JSON array of arrays of token ids: {e}"))?;
     let t = rows.first().map(Vec::len).unwrap_or(0);
     if rows.is_empty() || t == 0 {
         return Err(format!("{p}: no tokens"));
@@ -107,11 +128,16 @@ pub fn read_tokens(path: &Path, vocab: i64) -> Result<Tensor, String> {
     let mut flat = Vec::with_capacity(rows.len() * t);
     for (i, r) in rows.iter().enumerate() {
         if r.len() != t {
-            return Err(format!("{p}: sequence {i} has {} tokens, sequence 0 has {t} (all must be equal)", r.len()));
+            return Err(format!(
+                "{p}: sequence {i} has {} tokens, sequence 0 has {t} (all must be equal)",
+                r.len()
+            ));
         }
         for (j, &id) in r.iter().enumerate() {
             if id < 0 || id >= vocab {
-                return Err(format!("{p}: token {id} at [{i}][{j}] is outside the vocabulary 0 .. {vocab}"));
+                return Err(format!(
+                    "{p}: token {id} at [{i}][{j}] is outside the vocabulary 0 .. {vocab}"
+                ));
             }
             flat.push(id as i32);
         }
@@ -125,9 +151,17 @@ pub fn load_weights(path: &Path, graph: &weft_compiler::ir::Graph) -> Result<Par
     let file = tensor_file::load(path).map_err(|e| e.to_string())?;
     let mut out = ParamStore::new();
     for info in &graph.params {
-        let t = file.get(&info.name).ok_or_else(|| format!("{p}: missing tensor `{}` (expected shape {:?})", info.name, info.shape))?;
+        let t = file.get(&info.name).ok_or_else(|| {
+            format!(
+                "{p}: missing tensor `{}` (expected shape {:?})",
+                info.name, info.shape
+            )
+        })?;
         if t.shape != info.shape {
-            return Err(format!("{p}: tensor `{}` has shape {:?}, expected {:?}", info.name, t.shape, info.shape));
+            return Err(format!(
+                "{p}: tensor `{}` has shape {:?}, expected {:?}",
+                info.name, t.shape, info.shape
+            ));
         }
         out.insert(info.name.clone(), t.clone());
     }

@@ -45,12 +45,20 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                 for d in &diags {
                     eprintln!("{}", d.render(&name, &src));
                 }
-                eprintln!("{name}: {} error{}", diags.len(), if diags.len() == 1 { "" } else { "s" });
+                eprintln!(
+                    "{name}: {} error{}",
+                    diags.len(),
+                    if diags.len() == 1 { "" } else { "s" }
+                );
             }
         }
     }
     if failed == 0 {
-        println!("{} spec{} checked, no errors", files.len(), if files.len() == 1 { "" } else { "s" });
+        println!(
+            "{} spec{} checked, no errors",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -59,7 +67,9 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
 
 /// Prints (or writes back) the canonical form of one spec.
 pub fn fmt(path: &Path, write: bool, check_only: bool) -> ExitCode {
-    let Some(src) = read_spec(path) else { return ExitCode::FAILURE };
+    let Some(src) = read_spec(path) else {
+        return ExitCode::FAILURE;
+    };
     let name = path.display().to_string();
     let file = match weft_dsl::parse(&src) {
         Ok(f) => f,
@@ -72,7 +82,11 @@ pub fn fmt(path: &Path, write: bool, check_only: bool) -> ExitCode {
     };
     let out = weft_dsl::format(&file, Some(&src));
     if check_only {
-        return if out == src { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if out == src {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     if write {
         if out != src {

@@ -28,7 +28,9 @@ pub(super) fn plan(kernels: &mut [Kernel], roots: &mut [&mut Readback]) -> Buffe
     for (ki, k) in kernels.iter().enumerate() {
         for b in k.bindings() {
             if let Some(kk) = key(b) {
-                let bytes = (b.elements * b.dtype.size_bytes()).max(4).next_multiple_of(4);
+                let bytes = (b.elements * b.dtype.size_bytes())
+                    .max(4)
+                    .next_multiple_of(4);
                 match keys.iter_mut().find(|(x, _, _)| *x == kk) {
                     Some(e) => e.2 = ki,
                     None => keys.push((kk, bytes, ki)),
@@ -49,10 +51,10 @@ pub(super) fn plan(kernels: &mut [Kernel], roots: &mut [&mut Readback]) -> Buffe
     let mut plan = BufferPlan::default();
     let mut assigned: Vec<(Key, usize)> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
-    for ki in 0..kernels.len() {
+    for (ki, kernel) in kernels.iter().enumerate() {
         // Outputs first get buffers (reads already have theirs); then release dead keys.
-        for bi in 0..kernels[ki].outputs.len() {
-            let Some(kk) = key(&kernels[ki].outputs[bi]) else {
+        for out in &kernel.outputs {
+            let Some(kk) = key(out) else {
                 continue;
             };
             if assigned.iter().any(|(x, _)| *x == kk) {

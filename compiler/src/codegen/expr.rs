@@ -307,16 +307,11 @@ pub(super) fn inline_body(s: &mut Shader, v: ValueId) -> String {
         }
         Op::Rope { layout, inverse } => {
             let [_, h, t, d] = [shape[0], shape[1], shape[2], shape[3]];
-            let (xf, ff, pf) = (
-                s.value_fn(ins[0]),
-                s.value_fn(ins[1]),
-                s.value_fn(ins[2]),
-            );
+            let (xf, ff, pf) = (s.value_fn(ins[0]), s.value_fn(ins[1]), s.value_fn(ins[2]));
             let pair = match layout {
-                RopeLayout::Interleaved => format!(
-                    "    let pair = c / 2u;\n    let first = c % 2u == 0u;\n    \
-                     let ia = 2u * pair;\n    let ib = ia + 1u;\n"
-                ),
+                RopeLayout::Interleaved => "    let pair = c / 2u;\n    \
+                     let first = c % 2u == 0u;\n    let ia = 2u * pair;\n    let ib = ia + 1u;\n"
+                    .to_string(),
                 RopeLayout::Half => format!(
                     "    let pair = c % {hd};\n    let first = c < {hd};\n    \
                      let ia = pair;\n    let ib = pair + {hd};\n",
@@ -328,11 +323,7 @@ pub(super) fn inline_body(s: &mut Shader, v: ValueId) -> String {
             } else {
                 "t".to_string()
             };
-            let angle = if *inverse {
-                "-(pos * f)"
-            } else {
-                "pos * f"
-            };
+            let angle = if *inverse { "-(pos * f)" } else { "pos * f" };
             format!(
                 "    let c = i % {d};\n    let row = i / {d};\n    let t = row % {t};\n{pair}    \
                  let a = {xf}(row * {d} + ia);\n    let b = {xf}(row * {d} + ib);\n    \

@@ -54,7 +54,11 @@ pub(super) fn kernel(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenErro
             message: format!("`{}` is not a matmul", node.op.name()),
         });
     };
-    let (sa, sb, so) = (g.shape(node.inputs[0]), g.shape(node.inputs[1]), &node.shape);
+    let (sa, sb, so) = (
+        g.shape(node.inputs[0]),
+        g.shape(node.inputs[1]),
+        &node.shape,
+    );
     let (ra, rb, ro) = (sa.len(), sb.len(), so.len());
     let (m, n) = (so[ro - 2], so[ro - 1]);
     let k = if transpose_a { sa[ra - 2] } else { sa[ra - 1] };

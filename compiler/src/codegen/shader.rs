@@ -185,7 +185,8 @@ impl<'g> Shader<'g> {
 
     /// Declares `const NAME: u32 = value;`.
     pub fn const_u32(&mut self, name: &str, value: usize) {
-        self.consts.push(format!("const {name}: u32 = {};", u(value)));
+        self.consts
+            .push(format!("const {name}: u32 = {};", u(value)));
     }
 
     /// Declares `const NAME: f32 = value;`.

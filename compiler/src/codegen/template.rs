@@ -52,7 +52,10 @@ impl Template {
         }
         out.push_str(rest);
         if let Some(k) = used.iter().position(|u| !u) {
-            return Err(err(format!("no slot `{}` in the template", self.slots[k].0)));
+            return Err(err(format!(
+                "no slot `{}` in the template",
+                self.slots[k].0
+            )));
         }
         Ok(out)
     }

@@ -8,7 +8,9 @@
 use super::block::Frame;
 use super::rotary;
 use super::{Lowerer, Result};
-use crate::ir::{AttentionMask, AttentionRule, AttentionWeights, ConstValue, DType, Init, RopeLayout, ValueId};
+use crate::ir::{
+    AttentionMask, AttentionRule, AttentionWeights, ConstValue, DType, Init, RopeLayout, ValueId,
+};
 use weft_dsl::check::value::{CallValue, Value};
 
 /// Projections and rule of one attention call, shared by plain and routed (MoM) use.
@@ -22,12 +24,26 @@ impl Heads {
     pub fn of(l: &Lowerer, call: &CallValue) -> Heads {
         let heads = call.int("heads").unwrap_or(l.dim("heads") as i64).max(1) as usize;
         let kv_heads = call.int("kv_heads").unwrap_or(heads as i64).max(1) as usize;
-        let head_dim = if heads == l.dim("heads") { l.dim("head_dim") } else { l.dim("dim") / heads };
-        Heads { heads, kv_heads, head_dim }
+        let head_dim = if heads == l.dim("heads") {
+            l.dim("head_dim")
+        } else {
+            l.dim("dim") / heads
+        };
+        Heads {
+            heads,
+            kv_heads,
+            head_dim,
+        }
     }
 }
 
-pub(crate) fn attention(l: &mut Lowerer, f: &mut Frame, site: &str, call: &CallValue, x: ValueId) -> Result<ValueId> {
+pub(crate) fn attention(
+    l: &mut Lowerer,
+    f: &mut Frame,
+    site: &str,
+    call: &CallValue,
+    x: ValueId,
+) -> Result<ValueId> {
     let h = Heads::of(l, call);
     let bias = call.bool("bias").unwrap_or(false);
     let (q, k, v) = project_qkv(l, site, &h, bias, x)?;
@@ -36,7 +52,14 @@ pub(crate) fn attention(l: &mut Lowerer, f: &mut Frame, site: &str, call: &CallV
 }
 
 /// `x @ W` reshaped to heads: `[B,T,D] → [B,n,T,d]`.
-fn heads_of(l: &mut Lowerer, x: ValueId, w: ValueId, b: Option<ValueId>, n: usize, d: usize) -> Result<ValueId> {
+fn heads_of(
+    l: &mut Lowerer,
+    x: ValueId,
+    w: ValueId,
+    b: Option<ValueId>,
+    n: usize,
+    d: usize,
+) -> Result<ValueId> {
     let (bs, t) = (l.opts.batch, l.opts.seq);
     let mut y = l.g.matmul(x, w)?;
     if let Some(b) = b {
@@ -47,11 +70,24 @@ fn heads_of(l: &mut Lowerer, x: ValueId, w: ValueId, b: Option<ValueId>, n: usiz
 }
 
 /// q `[B,H,T,d]`, k and v `[B,KV,T,d]`.
-pub(crate) fn project_qkv(l: &mut Lowerer, site: &str, h: &Heads, bias: bool, x: ValueId) -> Result<(ValueId, ValueId, ValueId)> {
+pub(crate) fn project_qkv(
+    l: &mut Lowerer,
+    site: &str,
+    h: &Heads,
+    bias: bool,
+    x: ValueId,
+) -> Result<(ValueId, ValueId, ValueId)> {
     let dm = l.dim("dim");
     let proj = |l: &mut Lowerer, name: &str, n: usize| -> Result<ValueId> {
         let w = l.weight(&format!("{site}.w{name}"), &[dm, n * h.head_dim]);
-        let b = bias.then(|| l.param(&format!("{site}.b{name}"), &[n * h.head_dim], Init::Zeros, true));
+        let b = bias.then(|| {
+            l.param(
+                &format!("{site}.b{name}"),
+                &[n * h.head_dim],
+                Init::Zeros,
+                true,
+            )
+        });
         heads_of(l, x, w, b, n, h.head_dim)
     };
     let q = proj(l, "q", h.heads)?;
@@ -77,7 +113,11 @@ fn rule(l: &Lowerer, call: &CallValue, head_dim: usize) -> AttentionRule {
         Some("signed") => AttentionWeights::Signed,
         _ => AttentionWeights::Softmax,
     };
-    let mask_name = l.mask_override.as_deref().or(call.name_arg("mask")).unwrap_or("causal");
+    let mask_name = l
+        .mask_override
+        .as_deref()
+        .or(call.name_arg("mask"))
+        .unwrap_or("causal");
     let mask = match mask_name {
         "bidirectional" => AttentionMask::Bidirectional,
         "document" => AttentionMask::Document,
@@ -85,7 +125,11 @@ fn rule(l: &Lowerer, call: &CallValue, head_dim: usize) -> AttentionRule {
         "self_only" => AttentionMask::SelfOnly,
         _ => AttentionMask::Causal,
     };
-    AttentionRule { weights, mask, scale: 1.0 / (head_dim as f32).sqrt() }
+    AttentionRule {
+        weights,
+        mask,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+    }
 }
 
 /// The id stream a mask rule needs: `segments` (documents) or `turns`.
@@ -110,7 +154,11 @@ pub(crate) fn core(
     k: ValueId,
     v: ValueId,
 ) -> Result<ValueId> {
-    let hp = format!("{}.{}", f.hook_prefix(), site.rsplit('.').next().unwrap_or("attn"));
+    let hp = format!(
+        "{}.{}",
+        f.hook_prefix(),
+        site.rsplit('.').next().unwrap_or("attn")
+    );
     l.hook(&format!("{hp}.q"), q);
     l.hook(&format!("{hp}.k"), k);
     l.hook(&format!("{hp}.v"), v);
@@ -131,7 +179,8 @@ pub(crate) fn core(
     let positions = l.g.iota(&[t], 0, DType::I32)?;
     let mut rotated = Vec::new();
     for table in &tables {
-        let freqs = l.g.constant(ConstValue::F32(table.clone()), &[h.head_dim / 2])?;
+        let freqs =
+            l.g.constant(ConstValue::F32(table.clone()), &[h.head_dim / 2])?;
         let qr = l.g.rope(q, freqs, positions, layout)?;
         let kr = l.g.rope(k, freqs, positions, layout)?;
         rotated.push((qr, kr));
@@ -140,11 +189,29 @@ pub(crate) fn core(
         let (qr, kr) = rotated[0];
         return weights(l, &hp, r, qr, kr, v, seg);
     }
-    mixture(l, site, &hp, pos.as_ref().expect("tables come from a position rule"), h, r, &rotated, v, seg)
+    mixture(
+        l,
+        site,
+        &hp,
+        pos.as_ref().expect("tables come from a position rule"),
+        h,
+        r,
+        &rotated,
+        v,
+        seg,
+    )
 }
 
 /// Attention weights and their application; the pattern is materialised only if captured.
-fn weights(l: &mut Lowerer, hp: &str, r: AttentionRule, q: ValueId, k: ValueId, v: ValueId, seg: Option<ValueId>) -> Result<ValueId> {
+fn weights(
+    l: &mut Lowerer,
+    hp: &str,
+    r: AttentionRule,
+    q: ValueId,
+    k: ValueId,
+    v: ValueId,
+    seg: Option<ValueId>,
+) -> Result<ValueId> {
     if l.wants(&format!("{hp}.scores")) {
         let s = l.g.matmul_t(q, k, false, true)?;
         let scale = l.g.scalar(r.scale);
@@ -186,7 +253,11 @@ fn mixture(
     let logits = l.g.matmul(ab, w2)?; // [B,H,T,N]
     l.hook(&format!("{hp}.router.logits"), logits);
     let probs = l.g.softmax(logits, 3)?;
-    let k = pos.int("top_k").map(|k| k as usize).unwrap_or(n).clamp(1, n);
+    let k = pos
+        .int("top_k")
+        .map(|k| k as usize)
+        .unwrap_or(n)
+        .clamp(1, n);
     let chosen = l.g.topk_mask(logits, k, 3)?;
     l.hook(&format!("{hp}.router.choice"), chosen);
     let kept = l.g.mul(probs, chosen)?;
@@ -208,7 +279,8 @@ fn mixture(
         let p = l.g.reshape(probs, &[rows, n])?;
         let f = l.g.reshape(chosen, &[rows, n])?;
         let aux = switch_balance(l, p, f, n)?;
-        l.aux.push((format!("{site}.router.balance"), balance as f32, aux));
+        l.aux
+            .push((format!("{site}.router.balance"), balance as f32, aux));
     }
     Ok(y.expect("at least one base"))
 }
@@ -225,19 +297,34 @@ pub(crate) fn switch_balance(l: &mut Lowerer, p: ValueId, f: ValueId, n: usize) 
 }
 
 /// Per-head gains, W_O and the per-head `result` hook.
-pub(crate) fn output(l: &mut Lowerer, f: &Frame, site: &str, call: &CallValue, h: &Heads, bias: bool, y: ValueId) -> Result<ValueId> {
+pub(crate) fn output(
+    l: &mut Lowerer,
+    f: &Frame,
+    site: &str,
+    call: &CallValue,
+    h: &Heads,
+    bias: bool,
+    y: ValueId,
+) -> Result<ValueId> {
     let (b, t, dm) = (l.opts.batch, l.opts.seq, l.dim("dim"));
-    let hp = format!("{}.{}", f.hook_prefix(), site.rsplit('.').next().unwrap_or("attn"));
+    let hp = format!(
+        "{}.{}",
+        f.hook_prefix(),
+        site.rsplit('.').next().unwrap_or("attn")
+    );
     let mut y = y;
-    match call.name_arg("gain") {
-        Some(kind @ ("fixed" | "trainable")) => {
-            let gain = l.param(&format!("{site}.gain"), &[h.heads], Init::Ones, kind == "trainable");
-            let g4 = l.g.reshape(gain, &[1, h.heads, 1, 1])?;
-            l.g.set_label(Some(format!("{site}.gain_apply")));
-            y = l.g.mul(y, g4)?;
-            l.g.set_label(None);
-        }
-        _ => {}
+    if let Some(kind @ ("fixed" | "trainable")) = call.name_arg("gain") {
+        let gain = l.param(
+            &format!("{site}.gain"),
+            &[h.heads],
+            Init::Ones,
+            kind == "trainable",
+        );
+        let g4 = l.g.reshape(gain, &[1, h.heads, 1, 1])?;
+        // The label lets `fold_gains` find this multiplication.
+        l.g.set_label(Some(format!("{site}.gain_apply")));
+        y = l.g.mul(y, g4)?;
+        l.g.set_label(None);
     }
     let wo = l.weight(&format!("{site}.wo"), &[h.heads * h.head_dim, dm]);
     let mut out = if l.wants(&format!("{hp}.result")) {

@@ -48,7 +48,13 @@ impl Frame {
     pub fn site(&mut self, kind: &'static str) -> String {
         let n = self.counters.entry(kind).or_insert(0);
         *n += 1;
-        let base = if kind == "norm" { format!("norm{n}") } else if *n == 1 { kind.to_string() } else { format!("{kind}{n}") };
+        let base = if kind == "norm" {
+            format!("norm{n}")
+        } else if *n == 1 {
+            kind.to_string()
+        } else {
+            format!("{kind}{n}")
+        };
         format!("{}.{base}", self.prefix)
     }
 
@@ -92,7 +98,13 @@ fn count_x_writes(body: &[Stmt]) -> usize {
         .sum()
 }
 
-fn stmts(l: &mut Lowerer, f: &mut Frame, body: &[Stmt], x_writes: usize, written: &mut usize) -> Result<()> {
+fn stmts(
+    l: &mut Lowerer,
+    f: &mut Frame,
+    body: &[Stmt],
+    x_writes: usize,
+    written: &mut usize,
+) -> Result<()> {
     for s in body {
         match s {
             Stmt::Assign(a) => {
@@ -102,7 +114,11 @@ fn stmts(l: &mut Lowerer, f: &mut Frame, body: &[Stmt], x_writes: usize, written
                 if a.name.name == "x" && f.iteration.is_none() {
                     *written += 1;
                     if *written < x_writes {
-                        let suffix = if *written == 1 { String::new() } else { written.to_string() };
+                        let suffix = if *written == 1 {
+                            String::new()
+                        } else {
+                            written.to_string()
+                        };
                         l.hook(&format!("{}.resid_mid{suffix}", f.prefix), v);
                     }
                 }
@@ -129,7 +145,11 @@ fn stmts(l: &mut Lowerer, f: &mut Frame, body: &[Stmt], x_writes: usize, written
 /// Evaluates a tensor expression.
 pub(crate) fn tensor(l: &mut Lowerer, f: &mut Frame, e: &Expr) -> Result<ValueId> {
     match &e.kind {
-        ExprKind::Ident(n) => f.env.get(n).copied().ok_or_else(|| bug(e, &format!("unbound tensor `{n}`"))),
+        ExprKind::Ident(n) => f
+            .env
+            .get(n)
+            .copied()
+            .ok_or_else(|| bug(e, &format!("unbound tensor `{n}`"))),
         ExprKind::Neg(inner) => {
             let v = tensor(l, f, inner)?;
             l.g.neg(v)
@@ -156,7 +176,8 @@ pub(crate) fn tensor(l: &mut Lowerer, f: &mut Frame, e: &Expr) -> Result<ValueId
             match call.name.as_str() {
                 "route" => route::route(l, f, &call, e.span.start),
                 _ => {
-                    let input_expr = tensor_arg(args).ok_or_else(|| bug(e, "missing tensor input"))?;
+                    let input_expr =
+                        tensor_arg(args).ok_or_else(|| bug(e, "missing tensor input"))?;
                     let input = tensor(l, f, input_expr)?;
                     l.at(e.span);
                     apply(l, f, &call, input)
@@ -168,7 +189,12 @@ pub(crate) fn tensor(l: &mut Lowerer, f: &mut Frame, e: &Expr) -> Result<ValueId
 }
 
 /// A tensor builtin applied to its input, with parameters named after the call site.
-pub(crate) fn apply(l: &mut Lowerer, f: &mut Frame, call: &CallValue, input: ValueId) -> Result<ValueId> {
+pub(crate) fn apply(
+    l: &mut Lowerer,
+    f: &mut Frame,
+    call: &CallValue,
+    input: ValueId,
+) -> Result<ValueId> {
     match call.name.as_str() {
         "attention" => {
             let site = f.site("attn");
@@ -195,7 +221,12 @@ pub(crate) fn apply(l: &mut Lowerer, f: &mut Frame, call: &CallValue, input: Val
 pub(crate) fn tensor_arg(args: &[weft_dsl::ast::Arg]) -> Option<&Expr> {
     args.iter()
         .enumerate()
-        .find(|(i, a)| a.name.as_ref().map(|n| n.name == "input").unwrap_or(*i == 0))
+        .find(|(i, a)| {
+            a.name
+                .as_ref()
+                .map(|n| n.name == "input")
+                .unwrap_or(*i == 0)
+        })
         .map(|(_, a)| &a.value)
 }
 
@@ -245,5 +276,8 @@ pub(crate) fn number(l: &Lowerer, f: &Frame, e: &Expr) -> Result<f64> {
 
 /// A state the checker should have ruled out.
 fn bug(e: &Expr, what: &str) -> IrError {
-    IrError::Builder(format!("lowering bug at bytes {}..{}: {what} (the checker accepted this spec)", e.span.start, e.span.end))
+    IrError::Builder(format!(
+        "lowering bug at bytes {}..{}: {what} (the checker accepted this spec)",
+        e.span.start, e.span.end
+    ))
 }

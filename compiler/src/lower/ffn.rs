@@ -5,7 +5,13 @@ use crate::ir::{Init, ValueId};
 use weft_dsl::check::value::CallValue;
 
 /// `rms_norm` or `layer_norm` with parameters `{site}.weight` (and `.bias`).
-pub(crate) fn norm(l: &mut Lowerer, kind: &str, site: &str, x: ValueId, eps: Option<f64>) -> Result<ValueId> {
+pub(crate) fn norm(
+    l: &mut Lowerer,
+    kind: &str,
+    site: &str,
+    x: ValueId,
+    eps: Option<f64>,
+) -> Result<ValueId> {
     let d = l.dim("dim");
     let w = l.param(&format!("{site}.weight"), &[d], Init::Ones, true);
     if kind == "layer_norm" {
@@ -17,7 +23,12 @@ pub(crate) fn norm(l: &mut Lowerer, kind: &str, site: &str, x: ValueId, eps: Opt
 }
 
 /// `mlp` (`w1`, `b1`, `w2`, `b2`) or `swiglu` (`w_gate`, `w_up`, `w_down`) under `site`.
-pub(crate) fn feed_forward(l: &mut Lowerer, site: &str, call: &CallValue, x: ValueId) -> Result<ValueId> {
+pub(crate) fn feed_forward(
+    l: &mut Lowerer,
+    site: &str,
+    call: &CallValue,
+    x: ValueId,
+) -> Result<ValueId> {
     let d = l.dim("dim");
     let hidden = call.int("hidden").unwrap_or(4 * d as i64).max(1) as usize;
     if call.name == "swiglu" {

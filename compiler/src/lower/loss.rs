@@ -20,11 +20,24 @@ pub struct LossTerm {
 /// The objective of a spec (default: `nll()` over every token).
 pub fn terms(spec: &Checked) -> Vec<LossTerm> {
     match spec.train.as_ref().and_then(|t| t.get("loss")) {
-        Some(Value::Call(c)) => vec![LossTerm { weight: 1.0, call: c.clone() }],
-        Some(Value::Losses(ts)) => ts.iter().map(|(w, c)| LossTerm { weight: *w, call: c.clone() }).collect(),
+        Some(Value::Call(c)) => vec![LossTerm {
+            weight: 1.0,
+            call: c.clone(),
+        }],
+        Some(Value::Losses(ts)) => ts
+            .iter()
+            .map(|(w, c)| LossTerm {
+                weight: *w,
+                call: c.clone(),
+            })
+            .collect(),
         _ => vec![LossTerm {
             weight: 1.0,
-            call: CallValue { name: "nll".into(), args: Default::default(), span: spec.model.span },
+            call: CallValue {
+                name: "nll".into(),
+                args: Default::default(),
+                span: spec.model.span,
+            },
         }],
     }
 }
@@ -35,7 +48,11 @@ pub(crate) fn build(l: &mut Lowerer, logits: ValueId, terms: &[LossTerm]) -> Res
     let mut total: Option<ValueId> = None;
     for (i, term) in terms.iter().enumerate() {
         l.at(term.call.span);
-        let view = term.call.name_arg("attention").filter(|v| *v != "same").map(str::to_string);
+        let view = term
+            .call
+            .name_arg("attention")
+            .filter(|v| *v != "same")
+            .map(str::to_string);
         let lg = match &view {
             Some(v) => {
                 let out = l.forward(Some(v))?;

@@ -40,7 +40,13 @@ pub struct LowerOptions {
 
 impl LowerOptions {
     pub fn new(batch: usize, seq: usize) -> Self {
-        LowerOptions { batch, seq, with_loss: false, capture: Vec::new(), trainable: vec!["*".into()] }
+        LowerOptions {
+            batch,
+            seq,
+            with_loss: false,
+            capture: Vec::new(),
+            trainable: vec!["*".into()],
+        }
     }
 }
 
@@ -100,7 +106,12 @@ impl<'a> Lowerer<'a> {
 
     /// A weight matrix with the model's init std.
     pub fn weight(&mut self, name: &str, shape: &[usize]) -> ValueId {
-        let std = self.spec.model.setting("init_std").and_then(Value::as_f64).unwrap_or(0.02) as f32;
+        let std = self
+            .spec
+            .model
+            .setting("init_std")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.02) as f32;
         self.param(name, shape, Init::Normal { std }, true)
     }
 
@@ -134,10 +145,17 @@ impl<'a> Lowerer<'a> {
         self.view_prefix = view.map(|v| format!("view.{v}.")).unwrap_or_default();
         let model = &self.spec.model;
         self.at(model.span);
-        let (b, t, d, v) = (self.opts.batch, self.opts.seq, self.dim("dim"), self.dim("vocab"));
+        let (b, t, d, v) = (
+            self.opts.batch,
+            self.opts.seq,
+            self.dim("dim"),
+            self.dim("vocab"),
+        );
         let ctx = self.dim("ctx");
         if t > ctx {
-            return Err(IrError::Builder(format!("sequence length {t} exceeds the model's ctx = {ctx}")));
+            return Err(IrError::Builder(format!(
+                "sequence length {t} exceeds the model's ctx = {ctx}"
+            )));
         }
         let tokens = self.tokens();
         let table = self.weight("embed.weight", &[v, d]);
@@ -152,7 +170,11 @@ impl<'a> Lowerer<'a> {
             x = block::layer(self, i, x)?;
         }
         self.at(model.span);
-        let final_norm = model.setting("final_norm").and_then(Value::as_name).unwrap_or("rms_norm").to_string();
+        let final_norm = model
+            .setting("final_norm")
+            .and_then(Value::as_name)
+            .unwrap_or("rms_norm")
+            .to_string();
         x = ffn::norm(self, &final_norm, "final_norm", x, None)?;
         self.hook("final_norm", x);
         let logits = if model.setting("tie_embeddings").and_then(Value::as_bool) == Some(true) {

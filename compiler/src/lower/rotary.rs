@@ -5,7 +5,9 @@ use weft_dsl::check::value::{CallValue, Value};
 
 /// θ_i = base^(−2i/d).
 pub fn rope_table(base: f64, head_dim: usize) -> Vec<f32> {
-    (0..head_dim / 2).map(|i| base.powf(-2.0 * i as f64 / head_dim as f64) as f32).collect()
+    (0..head_dim / 2)
+        .map(|i| base.powf(-2.0 * i as f64 / head_dim as f64) as f32)
+        .collect()
 }
 
 /// HoPE: keep the `keep` highest-frequency pairs, zero the rest. Without `keep`, pair i is
@@ -13,7 +15,9 @@ pub fn rope_table(base: f64, head_dim: usize) -> Vec<f32> {
 pub fn hope_table(base: f64, head_dim: usize, keep: Option<usize>, train_len: usize) -> Vec<f32> {
     let mut t = rope_table(base, head_dim);
     let keep = keep.unwrap_or_else(|| {
-        t.iter().filter(|&&th| th as f64 * train_len as f64 >= 2.0 * std::f64::consts::PI).count()
+        t.iter()
+            .filter(|&&th| th as f64 * train_len as f64 >= 2.0 * std::f64::consts::PI)
+            .count()
     });
     for th in t.iter_mut().skip(keep) {
         *th = 0.0;
@@ -28,7 +32,13 @@ pub fn tables(pos: &CallValue, head_dim: usize) -> Option<Vec<Vec<f32>>> {
     match pos.name.as_str() {
         "nope" => None,
         "rope" => match pos.get("bases").and_then(Value::as_list) {
-            Some(bases) => Some(bases.iter().filter_map(Value::as_f64).map(|b| rope_table(b, head_dim)).collect()),
+            Some(bases) => Some(
+                bases
+                    .iter()
+                    .filter_map(Value::as_f64)
+                    .map(|b| rope_table(b, head_dim))
+                    .collect(),
+            ),
             None => Some(vec![rope_table(base, head_dim)]),
         },
         "hope" => {
@@ -39,7 +49,12 @@ pub fn tables(pos: &CallValue, head_dim: usize) -> Option<Vec<Vec<f32>>> {
         "freqs" => Some(vec![pos
             .get("table")
             .and_then(Value::as_list)
-            .map(|t| t.iter().filter_map(Value::as_f64).map(|f| f as f32).collect())
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_f64)
+                    .map(|f| f as f32)
+                    .collect()
+            })
             .unwrap_or_default()]),
         _ => None,
     }
@@ -52,7 +67,12 @@ mod tests {
     #[test]
     fn hope_rule_matches_methods_examples() {
         // METHODS §3.2: b = 10000, d = 64, L = 512 → r = 16; L = 2048 → r = 21.
-        let kept = |d, l| hope_table(10000.0, d, None, l).iter().filter(|&&t| t != 0.0).count();
+        let kept = |d, l| {
+            hope_table(10000.0, d, None, l)
+                .iter()
+                .filter(|&&t| t != 0.0)
+                .count()
+        };
         assert_eq!(kept(64, 512), 16);
         assert_eq!(kept(64, 2048), 21);
         assert_eq!(kept(128, 4096), 46);

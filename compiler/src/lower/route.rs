@@ -22,7 +22,12 @@ pub(crate) struct BalanceStats {
     count: usize,
 }
 
-pub(crate) fn route(l: &mut Lowerer, f: &mut Frame, call: &CallValue, at: usize) -> Result<ValueId> {
+pub(crate) fn route(
+    l: &mut Lowerer,
+    f: &mut Frame,
+    call: &CallValue,
+    at: usize,
+) -> Result<ValueId> {
     let pool_name = call.name_arg("pool").unwrap_or_default().to_string();
     let pool = l
         .spec
@@ -60,7 +65,9 @@ pub(crate) fn route(l: &mut Lowerer, f: &mut Frame, call: &CallValue, at: usize)
         .spec
         .model
         .resolve_call(&pool.module, Kind::Tensor, &f.params, &["x"])
-        .ok_or_else(|| IrError::Builder(format!("cannot resolve the module of pool `{pool_name}`")))?;
+        .ok_or_else(|| {
+            IrError::Builder(format!("cannot resolve the module of pool `{pool_name}`"))
+        })?;
     let input_expr = match &pool.module.kind {
         weft_dsl::ast::ExprKind::Call { args, .. } => block::tensor_arg(args).cloned(),
         _ => None,
@@ -76,16 +83,17 @@ pub(crate) fn route(l: &mut Lowerer, f: &mut Frame, call: &CallValue, at: usize)
         inputs.push(block::tensor(l, &mut mf, &input_expr)?);
         frames.push(mf);
     }
-    let sel = |l: &mut Lowerer, t: ValueId, j: usize| -> Result<ValueId> { l.g.slice(t, 2, j, j + 1) };
+    let sel =
+        |l: &mut Lowerer, t: ValueId, j: usize| -> Result<ValueId> { l.g.slice(t, 2, j, j + 1) };
 
     if module.name == "attention" {
         let h = Heads::of(l, &module);
         let bias = module.bool("bias").unwrap_or(false);
         let (b, t) = (l.opts.batch, l.opts.seq);
         let (mut q, mut kk, mut v) = (None, None, None);
-        for j in 0..m {
+        for (j, &input) in inputs.iter().enumerate() {
             let msite = format!("{}.{pool_name}.{j}.attn", f.prefix);
-            let (qj, kj, vj) = attention::project_qkv(l, &msite, &h, bias, inputs[j])?;
+            let (qj, kj, vj) = attention::project_qkv(l, &msite, &h, bias, input)?;
             let s = sel(l, chosen, j)?; // [B,T,1] → [B,1,T,1]: unweighted sum of chosen modules
             let s = l.g.reshape(s, &[b, 1, t, 1])?;
             let (qj, kj, vj) = (l.g.mul(qj, s)?, l.g.mul(kj, s)?, l.g.mul(vj, s)?);
@@ -133,18 +141,35 @@ pub(crate) fn route(l: &mut Lowerer, f: &mut Frame, call: &CallValue, at: usize)
 
 /// Router logits `[B,T,k]` on the raw residual stream: a 2-layer ReLU MLP, or a GRU cell
 /// whose state persists across iterations of this call site.
-fn router(l: &mut Lowerer, f: &mut Frame, r: usize, site: &str, call: &CallValue, x: ValueId, k: usize) -> Result<ValueId> {
-    let spec = call.get("router").and_then(Value::as_call).cloned().unwrap_or(CallValue {
-        name: "gru".into(),
-        args: Default::default(),
-        span: call.span,
-    });
+fn router(
+    l: &mut Lowerer,
+    f: &mut Frame,
+    r: usize,
+    site: &str,
+    call: &CallValue,
+    x: ValueId,
+    k: usize,
+) -> Result<ValueId> {
+    let spec = call
+        .get("router")
+        .and_then(Value::as_call)
+        .cloned()
+        .unwrap_or(CallValue {
+            name: "gru".into(),
+            args: Default::default(),
+            span: call.span,
+        });
     let hidden = spec.int("hidden").unwrap_or(256).max(1) as usize;
     let d = l.dim("dim");
     let (b, t) = (l.opts.batch, l.opts.seq);
     let lin = |l: &mut Lowerer, name: &str, x: ValueId, i: usize, o: usize| -> Result<ValueId> {
         let w = l.weight(&format!("{site}.router.{name}.weight"), &[i, o]);
-        let bias = l.param(&format!("{site}.router.{name}.bias"), &[o], Init::Zeros, true);
+        let bias = l.param(
+            &format!("{site}.router.{name}.bias"),
+            &[o],
+            Init::Zeros,
+            true,
+        );
         let y = l.g.matmul(x, w)?;
         l.g.add(y, bias)
     };
@@ -159,7 +184,8 @@ fn router(l: &mut Lowerer, f: &mut Frame, r: usize, site: &str, call: &CallValue
     };
     let gi = lin(l, "input", x, d, 3 * hidden)?;
     let gh = lin(l, "state", g, hidden, 3 * hidden)?;
-    let part = |l: &mut Lowerer, v: ValueId, j: usize| l.g.slice(v, 2, j * hidden, (j + 1) * hidden);
+    let part =
+        |l: &mut Lowerer, v: ValueId, j: usize| l.g.slice(v, 2, j * hidden, (j + 1) * hidden);
     let (ir, ii, inn) = (part(l, gi, 0)?, part(l, gi, 1)?, part(l, gi, 2)?);
     let (hr, hi, hn) = (part(l, gh, 0)?, part(l, gh, 1)?, part(l, gh, 2)?);
     let rg = l.g.add(ir, hr)?;
@@ -178,7 +204,15 @@ fn router(l: &mut Lowerer, f: &mut Frame, r: usize, site: &str, call: &CallValue
 
 /// Accumulates Switch balance statistics: a second softmax over the routing scores, top-1
 /// fractions f and mean probabilities P, averaged over every iteration's rows.
-fn balance_stats(l: &mut Lowerer, f: &mut Frame, r: usize, site: &str, call: &CallValue, probs: ValueId, k: usize) -> Result<()> {
+fn balance_stats(
+    l: &mut Lowerer,
+    f: &mut Frame,
+    r: usize,
+    site: &str,
+    call: &CallValue,
+    probs: ValueId,
+    k: usize,
+) -> Result<()> {
     let weight = call.float("balance").unwrap_or(0.0) as f32;
     if weight <= 0.0 {
         return Ok(());
@@ -190,8 +224,20 @@ fn balance_stats(l: &mut Lowerer, f: &mut Frame, r: usize, site: &str, call: &Ca
     let pm = l.g.mean(p2, 0, false)?;
     let fm = l.g.mean(top1, 0, false)?;
     let stats = match f.balance.remove(&r) {
-        Some(s) => BalanceStats { p_sum: l.g.add(s.p_sum, pm)?, f_sum: l.g.add(s.f_sum, fm)?, count: s.count + 1, ..s },
-        None => BalanceStats { name: format!("{site}.balance"), weight, choices: k, p_sum: pm, f_sum: fm, count: 1 },
+        Some(s) => BalanceStats {
+            p_sum: l.g.add(s.p_sum, pm)?,
+            f_sum: l.g.add(s.f_sum, fm)?,
+            count: s.count + 1,
+            ..s
+        },
+        None => BalanceStats {
+            name: format!("{site}.balance"),
+            weight,
+            choices: k,
+            p_sum: pm,
+            f_sum: fm,
+            count: 1,
+        },
     };
     f.balance.insert(r, stats);
     Ok(())

@@ -22,16 +22,27 @@ pub fn fold_gains(g: &Graph) -> Result<(Graph, Vec<GainFold>)> {
     let mut redirect: Vec<ValueId> = g.ids().collect();
     let mut folds = Vec::new();
     for v in g.ids() {
-        let Some(label) = g.labels.get(v.index()).and_then(|l| l.as_deref()) else { continue };
-        let Some(site) = label.strip_suffix(".gain_apply") else { continue };
+        let Some(label) = g.labels.get(v.index()).and_then(|l| l.as_deref()) else {
+            continue;
+        };
+        let Some(site) = label.strip_suffix(".gain_apply") else {
+            continue;
+        };
         let node = g.node(v);
         if !matches!(node.op, Op::Binary(crate::ir::BinaryOp::Mul)) || node.inputs.len() != 2 {
             continue;
         }
         redirect[v.index()] = node.inputs[0];
         let gain = format!("{site}.gain");
-        let heads = g.param_index(&gain).map(|i| g.params[i].shape.iter().product()).unwrap_or(0);
-        folds.push(GainFold { gain, wo: format!("{site}.wo"), heads });
+        let heads = g
+            .param_index(&gain)
+            .map(|i| g.params[i].shape.iter().product())
+            .unwrap_or(0);
+        folds.push(GainFold {
+            gain,
+            wo: format!("{site}.wo"),
+            heads,
+        });
     }
     let keep = vec![true; g.len()];
     let rewired = g.compact(&keep, &redirect)?;
@@ -56,8 +67,26 @@ mod tests {
         b.output("out", out);
         let g = b.finish().unwrap();
         let (folded, folds) = fold_gains(&g).unwrap();
-        assert_eq!(folds, vec![GainFold { gain: "l.attn.gain".into(), wo: "l.attn.wo".into(), heads: 2 }]);
-        assert!(folded.nodes.iter().all(|n| !matches!(n.op, Op::Param { .. } | Op::Binary(_))), "{folded}");
-        assert_eq!(folded.node(folded.node(folded.output("out").unwrap()).inputs[0]).op, Op::Input { name: "y".into() });
+        assert_eq!(
+            folds,
+            vec![GainFold {
+                gain: "l.attn.gain".into(),
+                wo: "l.attn.wo".into(),
+                heads: 2
+            }]
+        );
+        assert!(
+            folded
+                .nodes
+                .iter()
+                .all(|n| !matches!(n.op, Op::Param { .. } | Op::Binary(_))),
+            "{folded}"
+        );
+        assert_eq!(
+            folded
+                .node(folded.node(folded.output("out").unwrap()).inputs[0])
+                .op,
+            Op::Input { name: "y".into() }
+        );
     }
 }

@@ -1,13 +1,13 @@
 //! Checks of a `model` section: settings and dimension rules, pools, blocks, and the layer
 //! schedule (coverage, overlaps, ranges, block arguments).
 
-use crate::diagnostic::did_you_mean;
 use super::eval::{describe_expr, mismatch, Binding, Eval, Scope};
 use super::rules;
 use super::value::Value;
 use super::{LayerPlan, ModelInfo, PoolInfo};
 use crate::ast::{BlockDef, Expr, ExprKind, LayersDef, Model, ModelItem, Stmt};
 use crate::builtins::{self, Kind, Ty, MODEL_SETTINGS};
+use crate::diagnostic::did_you_mean;
 use crate::diagnostic::Diagnostic;
 use crate::Span;
 use std::collections::BTreeMap;

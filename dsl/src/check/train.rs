@@ -1,13 +1,13 @@
 //! Checks of a `train` section: known settings with types, value ranges, the objective and
 //! the data transforms.
 
-use crate::diagnostic::did_you_mean;
 use super::eval::Eval;
 use super::rules::probe_rules;
 use super::value::Value;
 use super::{ModelInfo, TrainInfo};
 use crate::ast::{Model, Train};
 use crate::builtins::TRAIN_SETTINGS;
+use crate::diagnostic::did_you_mean;
 use crate::diagnostic::Diagnostic;
 use crate::Span;
 use std::collections::BTreeMap;

@@ -22,6 +22,9 @@ pub(super) struct Compiled {
     pub consts: HashMap<u32, wgpu::Buffer>,
     /// One mappable buffer per readback (outputs, then hooks).
     pub staging: Vec<wgpu::Buffer>,
+    /// Held for a whole run: runs of one compiled graph share its buffers, so two threads
+    /// running the same graph take turns rather than overwrite each other's feeds.
+    pub run_lock: std::sync::Mutex<()>,
 }
 
 fn storage_buffer(device: &wgpu::Device, label: &str, bytes: usize) -> wgpu::Buffer {
@@ -54,9 +57,11 @@ impl Compiled {
         for r in refs {
             match r {
                 BufferRef::Input(name) if !inputs.contains_key(name) => {
-                    let info = g.inputs.iter().find(|i| &i.name == name).ok_or_else(|| {
-                        RunError::MissingInput { name: name.clone() }
-                    })?;
+                    let info = g
+                        .inputs
+                        .iter()
+                        .find(|i| &i.name == name)
+                        .ok_or_else(|| RunError::MissingInput { name: name.clone() })?;
                     let bytes = numel(&info.shape) * info.dtype.size_bytes();
                     inputs.insert(name.clone(), storage_buffer(device, name, bytes));
                 }
@@ -83,6 +88,7 @@ impl Compiled {
             params,
             consts,
             staging: Vec::new(),
+            run_lock: std::sync::Mutex::new(()),
             program,
         };
         for k in &compiled.program.kernels {
@@ -137,7 +143,12 @@ impl Compiled {
             compiled.pipelines.push(pipeline);
             compiled.bind_groups.push(bind_group);
         }
-        for r in compiled.program.outputs.iter().chain(&compiled.program.hooks) {
+        for r in compiled
+            .program
+            .outputs
+            .iter()
+            .chain(&compiled.program.hooks)
+        {
             let bytes = (numel(&r.shape) * r.dtype.size_bytes()).max(4) as u64;
             compiled
                 .staging

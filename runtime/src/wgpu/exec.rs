@@ -19,9 +19,11 @@ pub(super) fn check_feeds(
     params: &ParamStore,
 ) -> Result<(), RunError> {
     for info in &g.inputs {
-        let t = inputs.get(&info.name).ok_or_else(|| RunError::MissingInput {
-            name: info.name.clone(),
-        })?;
+        let t = inputs
+            .get(&info.name)
+            .ok_or_else(|| RunError::MissingInput {
+                name: info.name.clone(),
+            })?;
         let ok = t.shape == info.shape
             && matches!(
                 (info.dtype, &t.data),
@@ -46,9 +48,11 @@ pub(super) fn check_feeds(
         if !used {
             continue;
         }
-        let t = params.get(&info.name).ok_or_else(|| RunError::MissingParam {
-            name: info.name.clone(),
-        })?;
+        let t = params
+            .get(&info.name)
+            .ok_or_else(|| RunError::MissingParam {
+                name: info.name.clone(),
+            })?;
         if t.shape != info.shape || matches!(t.data, TensorData::I32(_)) {
             return Err(RunError::ParamType {
                 name: info.name.clone(),
@@ -80,6 +84,7 @@ pub(super) fn run(
     inputs: &HashMap<String, Tensor>,
     params: &ParamStore,
 ) -> Result<Outputs, RunError> {
+    let _turn = c.run_lock.lock().unwrap_or_else(|p| p.into_inner());
     for (name, buf) in &c.inputs {
         be.queue.write_buffer(buf, 0, &bytes_of(&inputs[name]));
     }
@@ -95,7 +100,9 @@ pub(super) fn run(
     }
     let mut enc = be
         .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("weft run") });
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("weft run"),
+        });
     {
         // One pass: wgpu orders the dispatches' storage accesses within it.
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -139,15 +146,15 @@ pub(super) fn run(
             be.timeout
         )));
     }
-    let mut mapped = vec![false; c.staging.len()];
+    let mut mapped: Vec<Option<String>> =
+        vec![Some("not mapped after the device finished".into()); c.staging.len()];
     for (i, r) in rx.try_iter() {
-        r.map_err(|e| RunError::Device(format!("reading back `{}`: {e}", readbacks[i].name)))?;
-        mapped[i] = true;
+        mapped[i] = r.err().map(|e| e.to_string());
     }
-    if let Some(i) = mapped.iter().position(|m| !m) {
+    if let Some((i, Some(why))) = mapped.iter().enumerate().find(|(_, m)| m.is_some()) {
         unmap_all(c);
         return Err(RunError::Device(format!(
-            "`{}` was not mapped after the device finished",
+            "reading back `{}`: {why}",
             readbacks[i].name
         )));
     }
@@ -157,9 +164,10 @@ pub(super) fn run(
     for (i, (r, staging)) in readbacks.iter().zip(&c.staging).enumerate() {
         let n: usize = r.shape.iter().product();
         let t = {
-            let view = staging.slice(..).get_mapped_range().map_err(|e| {
-                RunError::Device(format!("reading back `{}`: {e}", r.name))
-            })?;
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| RunError::Device(format!("reading back `{}`: {e}", r.name)))?;
             let data = &view[..n * 4];
             match r.dtype {
                 DType::I32 => Tensor::i32(&r.shape, bytemuck::pod_collect_to_vec(data)),

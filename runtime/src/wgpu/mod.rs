@@ -50,7 +50,8 @@ impl WgpuBackend {
     /// Like [`WgpuBackend::new`], with codegen options (e.g. `fuse: false`). The binding
     /// limits in `options` are lowered to the device's where it allows less.
     pub fn with_options(options: CodegenOptions) -> Result<Self, RunError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..Default::default()
@@ -67,7 +68,9 @@ impl WgpuBackend {
         let errors: ErrorLog = Arc::default();
         let log = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            log.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.to_string());
         }));
         let log = errors.clone();
         device.set_device_lost_callback(move |reason, msg| {
@@ -135,7 +138,12 @@ impl WgpuBackend {
             .hash(&mut h);
         hooks.hash(&mut h);
         let key = h.finish();
-        if let Some(c) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(c) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(c.clone());
         }
         let program = compile(graph, hooks, &self.options)?;

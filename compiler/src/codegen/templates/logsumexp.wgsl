@@ -1,5 +1,5 @@
 // Max-shifted log-sum-exp along one axis, one invocation per lane ({{LOAD}} is the input);
-// {{STORE}} writes it (plain, or cross-entropy's `lse − x[target]`).
+// The last statement writes it (plain, or cross-entropy's `lse − x[target]`).
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
