@@ -50,6 +50,25 @@ enum Command {
         #[arg(long)]
         grad: bool,
     },
+    /// Train a spec; writes metrics, checkpoints and traces to a run directory.
+    Train {
+        file: PathBuf,
+        /// cpu, wgpu or auto.
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        /// Total optimizer steps (default: the spec's `steps`).
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Seed for initialisation and data (default: the spec's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run directory (default: runs/SPEC_NAME).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in --out from its latest checkpoint up to --steps total.
+        #[arg(long)]
+        resume: bool,
+    },
     /// List every parameter: name, shape, count, trainable; totals.
     Params { file: PathBuf },
     /// One forward pass: logits and captured hook values written as safetensors.
@@ -76,6 +95,52 @@ enum Command {
         /// Write the weights used (e.g. the seeded initialisation) to this file.
         #[arg(long)]
         save_init: Option<PathBuf>,
+        /// Replace a hook point's value: HOOK=FILE.safetensors (the tensor named HOOK in
+        /// FILE, e.g. written by --capture); repeatable.
+        #[arg(long, value_name = "HOOK=FILE")]
+        replace: Vec<String>,
+    },
+    /// Run a spec's `program NAME = probe(...)`; writes OUT/programs/NAME.json.
+    Run {
+        file: PathBuf,
+        /// The program's name in the spec.
+        program: String,
+        /// Weights (safetensors); without it, weights are initialised from --seed.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// cpu, wgpu or auto (probes that patch values need cpu).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Directory the result goes under (programs/NAME.json).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Seed of the probe's data generator (and of initialisation without --weights).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Time matmul, attention and a training step on each backend; print a table.
+    Bench {
+        /// cpu, wgpu or all.
+        #[arg(long, default_value = "all")]
+        backend: String,
+        /// Small sizes, 3 runs each (a smoke test of the table).
+        #[arg(long)]
+        quick: bool,
+        /// Also matmul 4096 and the spec's own batch and length (for real GPUs).
+        #[arg(long)]
+        full: bool,
+        /// Matmul sizes and attention lengths (comma-separated) instead of the defaults.
+        #[arg(long, value_delimiter = ',')]
+        sizes: Option<Vec<usize>>,
+        /// Runs per measurement; the median is reported (default 5, 3 with --quick).
+        #[arg(long)]
+        runs: Option<usize>,
+        /// The spec whose training step (forward + backward) is timed.
+        #[arg(long, default_value = "examples/gpt.weft")]
+        spec: PathBuf,
+        /// Also write the table to this markdown file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -91,6 +156,9 @@ fn main() -> ExitCode {
             seq,
             grad,
         } => weft::cli::compile(&file, emit, batch, seq, grad),
+        Command::Train { file, backend, steps, seed, out, resume } => {
+            weft::cli::train(&weft::cli::TrainArgs { spec: file, backend, steps, seed, out, resume })
+        }
         Command::Params { file } => weft::cli::params(&file),
         Command::Eval {
             file,
@@ -101,6 +169,7 @@ fn main() -> ExitCode {
             backend,
             seed,
             save_init,
+            replace,
         } => weft::cli::eval(&weft::cli::EvalArgs {
             spec: file,
             weights,
@@ -110,6 +179,27 @@ fn main() -> ExitCode {
             backend,
             seed,
             save_init,
+            replace,
+        }),
+        Command::Run { file, program, weights, backend, out, seed } => {
+            weft::cli::run(&weft::cli::RunArgs { spec: file, program, weights, backend, out, seed })
+        }
+        Command::Bench {
+            backend,
+            quick,
+            full,
+            sizes,
+            runs,
+            spec,
+            out,
+        } => weft::cli::bench(&weft::cli::BenchArgs {
+            backend,
+            quick,
+            full,
+            sizes,
+            runs,
+            spec,
+            out,
         }),
     }
 }

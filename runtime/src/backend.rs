@@ -1,4 +1,5 @@
 use crate::error::RunError;
+use crate::replace::Intervention;
 use crate::tensor::Tensor;
 use std::collections::{BTreeMap, HashMap};
 use weft_compiler::ir::Graph;
@@ -51,4 +52,28 @@ pub trait Backend {
         params: &ParamStore,
         hooks: &HookSelection,
     ) -> Result<Outputs, RunError>;
+
+    /// Like [`Backend::run`], with hook points overwritten as `replace` says: each listed hook
+    /// point's value is replaced (in order) right after it is computed, so every node that
+    /// reads it, and every output, sees the replacement. A captured hook reports the value
+    /// computed *before* its own replacement (Batch-ICL's multi-epoch variant averages exactly
+    /// those). Replacing a hook point that names the same value as another (`layers.1.resid_pre`
+    /// is `layers.0.resid_post`) replaces both. Unknown names and ill-fitting tensors are
+    /// errors naming the hook.
+    ///
+    /// Backends that cannot patch values mid-run keep this default, which runs normally when
+    /// there is nothing to replace and otherwise says the feature is unsupported.
+    fn run_replacing(
+        &self,
+        graph: &Graph,
+        inputs: &HashMap<String, Tensor>,
+        params: &ParamStore,
+        hooks: &HookSelection,
+        replace: &[Intervention],
+    ) -> Result<Outputs, RunError> {
+        match replace.first() {
+            None => self.run(graph, inputs, params, hooks),
+            Some(r) => Err(RunError::Unsupported(format!("replacing hook `{}`", r.name()))),
+        }
+    }
 }

@@ -24,6 +24,9 @@ pub enum RunError {
     },
     #[error("hook `{name}` is not defined by the graph")]
     UnknownHook { name: String },
+    /// A hook replacement that does not fit its hook point (indices, shape, dtype).
+    #[error("replacing hook `{name}`: {msg}")]
+    Replacement { name: String, msg: String },
     #[error("{op} at %{node}: index {index} out of range 0..{bound}")]
     IndexOutOfRange {
         op: &'static str,

@@ -6,6 +6,7 @@
 //! Training infrastructure: [`optim`] (optimizers, schedules, clipping, accumulation), [`data`]
 //! (batches, synthetic tasks, text, transforms), [`checkpoint`] and [`rundir`].
 
+pub mod bench;
 mod backend;
 pub mod checkpoint;
 pub mod cpu;
@@ -14,9 +15,12 @@ mod error;
 pub mod fold;
 pub mod init;
 pub mod optim;
+pub mod probes;
+pub mod replace;
 pub mod rundir;
 mod select;
 mod tensor;
+pub mod train;
 pub mod tensor_file;
 pub mod wgpu;
 
@@ -24,6 +28,7 @@ pub use backend::{Backend, HookSelection, Outputs, ParamStore};
 pub use cpu::{CpuBackend, Precision};
 pub use error::RunError;
 pub use init::{init_params, Rng};
+pub use replace::{Intervention, Sel};
 pub use select::select_backend;
 pub use tensor::{Tensor, TensorData};
 pub use wgpu::WgpuBackend;

@@ -10,11 +10,12 @@ use weft_compiler::ir::{
 };
 use weft_runtime::{Backend, CpuBackend, HookSelection, ParamStore, Rng, Tensor};
 
-const MASKS: [AttentionMask; 5] = [
+const MASKS: [AttentionMask; 6] = [
     AttentionMask::Causal,
     AttentionMask::Bidirectional,
     AttentionMask::Document,
     AttentionMask::Turns,
+    AttentionMask::TurnsKeepFirst,
     AttentionMask::SelfOnly,
 ];
 const WEIGHTS: [AttentionWeights; 2] = [AttentionWeights::Softmax, AttentionWeights::Signed];
@@ -166,6 +167,9 @@ fn masks_hide_exactly_the_invisible_keys() {
                     AttentionMask::Bidirectional => true,
                     AttentionMask::Document | AttentionMask::Turns => {
                         j <= i && seg[bi * t + i] == seg[bi * t + j]
+                    }
+                    AttentionMask::TurnsKeepFirst => {
+                        j <= i && (seg[bi * t + i] == seg[bi * t + j] || seg[bi * t + j] == 0)
                     }
                     AttentionMask::SelfOnly => j == i,
                 };

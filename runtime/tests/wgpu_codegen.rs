@@ -99,7 +99,8 @@ fn fused_gradient_graph_launches_fewer_kernels() {
 fn elementwise_chains_fuse_into_one_kernel_with_the_reduction() {
     let (g, _) = graphs::transformer();
     let p = compile(&g, &[], &CodegenOptions::default()).unwrap();
-    // rms_norm = square → mean (one reduce kernel) and add/rsqrt/mul/mul (one elementwise).
+    // rms_norm = square → mean (one reduce kernel) and add/rsqrt/mul/mul, which the
+    // projection that reads the normalised x evaluates as its prologue.
     let fused_reduce = p
         .kernels
         .iter()
@@ -110,8 +111,30 @@ fn elementwise_chains_fuse_into_one_kernel_with_the_reduction() {
         "{}",
         fused_reduce.wgsl
     );
-    assert!(p
+    let prologue = p
         .kernels
         .iter()
-        .any(|k| k.name.starts_with("elementwise_") && k.nodes.len() >= 4));
+        .find(|k| k.name.starts_with("matmul_") && k.nodes.len() >= 5)
+        .expect("a matmul with the norm's scale as its prologue");
+    assert!(prologue.wgsl.contains("sqrt("), "{}", prologue.wgsl);
+}
+
+#[test]
+fn matmul_epilogues_take_the_residual_add() {
+    let (g, _) = graphs::transformer();
+    let p = compile(&g, &[], &CodegenOptions::default()).unwrap();
+    let epilogues = p
+        .kernels
+        .iter()
+        .filter(|k| k.wgsl.contains("fn epilogue("))
+        .count();
+    assert!(epilogues > 0, "no matmul took its consumer as an epilogue");
+    // Fewer kernels than values computed by a matmul: the epilogue hosts are not extra.
+    let matmuls = g
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, weft_compiler::ir::Op::MatMul { .. }))
+        .count();
+    let matmul_kernels = p.kernels.iter().filter(|k| k.name.starts_with("matmul_")).count();
+    assert_eq!(matmul_kernels, matmuls);
 }

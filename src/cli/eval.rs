@@ -1,4 +1,6 @@
 //! `weft eval`: one forward pass; logits and captured hook values to a safetensors file.
+//! `--replace HOOK=FILE` overwrites a hook point's value with the tensor named HOOK in FILE
+//! (the format `--capture` writes), so a captured value can be patched into another run.
 
 use super::spec::load_checked;
 use std::collections::{BTreeMap, HashMap};
@@ -7,7 +9,9 @@ use std::process::ExitCode;
 use weft_compiler::lower::glob::glob_match;
 use weft_compiler::lower::{lower, LowerOptions};
 use weft_dsl::check::value::Value;
-use weft_runtime::{init_params, tensor_file, HookSelection, ParamStore, Tensor};
+use weft_runtime::{
+    init_params, tensor_file, HookSelection, Intervention, ParamStore, Tensor,
+};
 
 /// Arguments of `weft eval`.
 pub struct EvalArgs {
@@ -19,6 +23,8 @@ pub struct EvalArgs {
     pub backend: String,
     pub seed: u64,
     pub save_init: Option<PathBuf>,
+    /// `HOOK=FILE.safetensors`: replace hook point HOOK by the tensor HOOK in FILE.
+    pub replace: Vec<String>,
 }
 
 /// The spec's `trainable` globs (everything when unset).
@@ -54,8 +60,12 @@ fn run(a: &EvalArgs) -> Result<(), String> {
             a.tokens.display()
         ));
     }
+    let replace = read_replacements(&a.replace)?;
     let mut opts = LowerOptions::new(b, t);
     opts.capture = a.capture.clone();
+    // A replaced expensive hook point (attn.result, attn.pattern...) must exist in the graph.
+    opts.capture
+        .extend(replace.iter().map(|r| r.name().to_string()));
     let graph = lower(&spec, &opts).map_err(|e| format!("{}: {e}", a.spec.display()))?;
     let params = match &a.weights {
         Some(w) => load_weights(w, &graph)?,
@@ -98,7 +108,13 @@ fn run(a: &EvalArgs) -> Result<(), String> {
     let (backend, which) = weft_runtime::select_backend(&a.backend)?;
     eprintln!("{which}");
     let out = backend
-        .run(&graph, &inputs, &params, &HookSelection::Names(names))
+        .run_replacing(
+            &graph,
+            &inputs,
+            &params,
+            &HookSelection::Names(names),
+            &replace,
+        )
         .map_err(|e| format!("{} backend: {e}", backend.name()))?;
     let mut file: BTreeMap<String, Tensor> = BTreeMap::new();
     file.insert("logits".into(), out.outputs["logits"].clone());
@@ -113,6 +129,26 @@ fn run(a: &EvalArgs) -> Result<(), String> {
         backend.name()
     );
     Ok(())
+}
+
+/// Parses `HOOK=FILE` arguments and loads each replacement tensor (named HOOK in FILE).
+fn read_replacements(args: &[String]) -> Result<Vec<Intervention>, String> {
+    let mut out = Vec::new();
+    for arg in args {
+        let (hook, path) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("--replace {arg}: expected HOOK=FILE.safetensors"))?;
+        let file = tensor_file::load(Path::new(path)).map_err(|e| e.to_string())?;
+        let t = file.get(hook).ok_or_else(|| {
+            let names: Vec<&str> = file.keys().map(String::as_str).take(12).collect();
+            format!(
+                "--replace {arg}: {path} has no tensor `{hook}` (it has: {})",
+                names.join(", ")
+            )
+        })?;
+        out.push(Intervention::replace(hook, t.clone()));
+    }
+    Ok(out)
 }
 
 /// `T.json`: a JSON array of equal-length arrays of token ids in `[0, vocab)`.

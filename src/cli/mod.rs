@@ -1,9 +1,15 @@
 //! Subcommand implementations; `main.rs` only parses arguments.
 
+mod bench;
 mod compile;
 mod eval;
+mod run;
 mod spec;
+mod train;
 
+pub use bench::{bench, BenchArgs};
 pub use compile::{compile, params, Emit};
 pub use eval::{eval, EvalArgs};
+pub use run::{run, RunArgs};
 pub use spec::{check, fmt};
+pub use train::{train, TrainArgs};

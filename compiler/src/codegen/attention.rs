@@ -22,7 +22,12 @@ fn visible(mask: AttentionMask, seg: Option<&str>) -> String {
         (AttentionMask::Document | AttentionMask::Turns, Some(s)) => {
             format!("j <= t && {s}[b * T + t] == {s}[b * T + j]")
         }
-        (AttentionMask::Document | AttentionMask::Turns, None) => "j <= t".into(),
+        (AttentionMask::TurnsKeepFirst, Some(s)) => {
+            format!("j <= t && ({s}[b * T + t] == {s}[b * T + j] || {s}[b * T + j] == 0)")
+        }
+        (AttentionMask::Document | AttentionMask::Turns | AttentionMask::TurnsKeepFirst, None) => {
+            "j <= t".into()
+        }
     }
 }
 

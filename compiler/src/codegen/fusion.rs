@@ -7,14 +7,18 @@
 //! consumer asks for. Chains of them collapse into one kernel. Lane ops (reductions, scans,
 //! softmax, cross-entropy, scatter-add) also read their input through such a function, so an
 //! elementwise prologue fuses into the reduction that follows it. Matmul and attention read
-//! plain buffers (their inner loops would recompute a fused producer many times).
+//! plain buffers (their inner loops would recompute a fused producer many times), with two
+//! exceptions that save a kernel each: a cheap matmul A operand (a norm's scale, a permute)
+//! is inlined as a prologue, and a matmul whose only consumer is an elementwise chain over
+//! the same shape (bias, residual add, activation, gating) runs that chain as its epilogue
+//! ([`Storage::Epilogue`]).
 //!
 //! A value is materialised when it is a requested root, when it is not an index map, when a
 //! buffer-reading op consumes it, or when inlining it would recompute too much (it is shared
 //! and not cheap, or its inlined tree is large). Reshapes of a materialised value are views:
 //! no kernel, same buffer.
 
-use crate::ir::{numel, Graph, Op, ValueId};
+use crate::ir::{numel, DType, Graph, Op, ValueId};
 
 /// How a needed value is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +33,10 @@ pub enum Storage {
     View(ValueId),
     /// Computed by its own kernel into a planned buffer.
     Kernel,
+    /// A matmul computed inside the kernel of the value given: its elementwise consumer chain
+    /// (bias, residual add, activation, gating) runs as the matmul's epilogue on the
+    /// accumulator, so the product itself never gets a buffer.
+    Epilogue(ValueId),
 }
 
 /// How an op reads its inputs, which decides what may fuse into it.
@@ -91,6 +99,25 @@ pub fn op_class(g: &Graph, v: ValueId) -> OpClass {
 const SHARED_INLINE_COST: u32 = 3;
 /// No inlined expression tree grows beyond this many ops per element.
 const MAX_INLINE_COST: u32 = 48;
+/// A matmul's A operand is inlined (a prologue, e.g. a norm's scale-and-shift) up to this
+/// cost even when several matmuls read it: each reads every element N/4 times anyway, and
+/// a few extra ops per load cost less than a kernel launch and a buffer round trip.
+const PROLOGUE_COST: u32 = 12;
+
+/// Ops whose output element `i` reads each same-shaped input at element `i` only: a matmul
+/// accumulator can flow through them into an epilogue (f32 in, f32 out).
+fn is_elementwise(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_)
+            | Op::UnaryGrad(_)
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Where
+            | Op::PowConst { .. }
+            | Op::Clamp { .. }
+    )
+}
 
 /// The result of fusion: a storage decision per node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +140,14 @@ impl FusionPlan {
             self.storage[v.index()],
             Storage::External | Storage::Kernel | Storage::View(_)
         )
+    }
+
+    /// The matmul whose epilogue computes `host`, if any.
+    pub fn epilogue_of(&self, host: ValueId) -> Option<ValueId> {
+        self.storage
+            .iter()
+            .position(|s| *s == Storage::Epilogue(host))
+            .map(|i| ValueId(i as u32))
     }
 
     /// Values computed by a kernel, in launch (topological) order.
@@ -149,18 +184,27 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
             }
         }
     }
-    // Consumers among needed nodes, and whether a buffer-reading op is one of them.
+    // Consumers among needed nodes (the last one seen, which is the only one when there is
+    // one), whether a buffer-reading op reads a value whole, and how many matmuls read it
+    // as their A operand (through a function, so it may be a prologue).
     let mut consumers = vec![0u32; n];
+    let mut last_consumer = vec![0usize; n];
     let mut buffer_read = vec![false; n];
+    let mut a_reads = vec![0u32; n];
     for i in (0..n).filter(|&i| needed[i]) {
         let class = op_class(g, ValueId(i as u32));
+        let ins = &g.nodes[i].inputs;
         let mut seen: Vec<ValueId> = Vec::new();
-        for &u in &g.nodes[i].inputs {
+        for (pos, &u) in ins.iter().enumerate() {
             if !seen.contains(&u) {
                 seen.push(u);
                 consumers[u.index()] += 1;
+                last_consumer[u.index()] = i;
             }
-            if class == OpClass::Buffer {
+            let as_a = matches!(g.nodes[i].op, Op::MatMul { .. }) && pos == 0 && ins[1] != u;
+            if as_a {
+                a_reads[u.index()] += 1;
+            } else if class == OpClass::Buffer {
                 buffer_read[u.index()] = true;
             }
         }
@@ -172,6 +216,8 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
     let mut storage = vec![Storage::Unneeded; n];
     // Ops per element of each inline value (1 for a load of a stored value).
     let mut cost = vec![1u32; n];
+    // The matmul whose accumulator an inline value's tree carries towards an epilogue.
+    let mut carries: Vec<Option<ValueId>> = vec![None; n];
     for i in (0..n).filter(|&i| needed[i]) {
         let v = ValueId(i as u32);
         let node = &g.nodes[i];
@@ -213,16 +259,60 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
                         cu * reads(&node.op, k)
                     })
                     .sum::<u32>();
+                let prologue = a_reads[i] > 0 && c <= PROLOGUE_COST;
                 let must = !fuse
                     || forced_set[i]
                     || buffer_read[i]
                     || c > MAX_INLINE_COST
-                    || (consumers[i] > 1 && c > SHARED_INLINE_COST);
-                if must {
-                    Storage::Kernel
+                    || (a_reads[i] > 0 && !prologue)
+                    || (consumers[i] > 1
+                        && c > SHARED_INLINE_COST
+                        && !(prologue && a_reads[i] == consumers[i]));
+                // A matmul accumulator flowing in from a same-shaped input.
+                let carried = if fuse && is_elementwise(&node.op) && node.dtype == DType::F32 {
+                    node.inputs
+                        .iter()
+                        .filter(|u| g.shape(**u) == node.shape.as_slice())
+                        .find_map(|&u| {
+                            let un = g.node(u);
+                            let fresh = storage[u.index()] == Storage::Kernel
+                                && matches!(un.op, Op::MatMul { .. })
+                                && !forced_set[u.index()]
+                                && consumers[u.index()] == 1
+                                && a_reads[u.index()] == 0
+                                && !buffer_read[u.index()];
+                            if fresh {
+                                Some(u)
+                            } else {
+                                carries[u.index()]
+                            }
+                        })
                 } else {
-                    cost[i] = c;
-                    Storage::Inline
+                    None
+                };
+                match carried {
+                    Some(m) => {
+                        // Carry on while the only consumer is elementwise over the same
+                        // shape; otherwise this value hosts the matmul's epilogue.
+                        let c_node = &g.nodes[last_consumer[i]];
+                        let onward = !must
+                            && consumers[i] == 1
+                            && is_elementwise(&c_node.op)
+                            && c_node.shape == node.shape;
+                        if onward {
+                            carries[i] = Some(m);
+                            cost[i] = c;
+                            Storage::Inline
+                        } else {
+                            storage[m.index()] = Storage::Epilogue(v);
+                            Storage::Kernel
+                        }
+                    }
+                    None if must => Storage::Kernel,
+                    None => {
+                        cost[i] = c;
+                        Storage::Inline
+                    }
                 }
             }
         };
@@ -253,19 +343,46 @@ mod tests {
     }
 
     #[test]
-    fn matmul_inputs_are_materialised_and_reshapes_are_views() {
+    fn matmul_b_operands_are_materialised_a_prologues_inline_and_reshapes_are_views() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[2, 3, 4], DType::F32);
         let w = b.input("w", &[4, 5], DType::F32);
         let r = b.reshape(x, &[6, 4]).unwrap();
         let e = b.exp(r).unwrap();
-        let m = b.matmul(e, w).unwrap();
+        let wt = b.tanh(w).unwrap();
+        let m = b.matmul(e, wt).unwrap();
         let o = b.reshape(m, &[2, 3, 5]).unwrap();
         b.output("o", o);
         let g = b.finish().unwrap();
         let plan = plan_fusion(&g, &[o], true, &[]);
         assert_eq!(plan.storage[r.index()], Storage::View(x));
-        assert_eq!(plan.storage[e.index()], Storage::Kernel);
+        assert_eq!(plan.storage[e.index()], Storage::Inline);
+        assert_eq!(plan.storage[wt.index()], Storage::Kernel);
         assert_eq!(plan.storage[o.index()], Storage::View(m));
+    }
+
+    #[test]
+    fn elementwise_consumers_of_a_matmul_become_its_epilogue() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[6, 4], DType::F32);
+        let w = b.input("w", &[4, 5], DType::F32);
+        let bias = b.input("bias", &[5], DType::F32);
+        let res = b.input("res", &[6, 5], DType::F32);
+        let m = b.matmul(x, w).unwrap();
+        let h = b.add(m, bias).unwrap();
+        let h = b.silu(h).unwrap();
+        let y = b.add(res, h).unwrap();
+        let s = b.sum(y, 1, false).unwrap();
+        b.output("s", s);
+        let g = b.finish().unwrap();
+        let plan = plan_fusion(&g, &[s], true, &[]);
+        // The chain ends where a reduction reads it: that value hosts the matmul.
+        assert_eq!(plan.storage[m.index()], Storage::Epilogue(y));
+        assert_eq!(plan.storage[h.index()], Storage::Inline);
+        assert_eq!(plan.epilogue_of(y), Some(m));
+        assert_eq!(plan.kernel_roots().collect::<Vec<_>>(), vec![y, s]);
+        // A matmul that is itself requested keeps its own buffer.
+        let plan = plan_fusion(&g, &[s, m], true, &[]);
+        assert_eq!(plan.storage[m.index()], Storage::Kernel);
     }
 }

@@ -1,5 +1,6 @@
 //! Matmul kernels: batched, broadcast batch dims, transpose flags as strides, 4×4 register
-//! tiles per invocation (see `templates/matmul.wgsl` for why no workgroup memory).
+//! tiles per invocation (see `templates/matmul.wgsl` for why no workgroup memory), with an
+//! optional prologue (an inlined A operand) and epilogue (an inlined elementwise consumer).
 
 use super::shader::{dispatch_for, u, Shader, WORKGROUP};
 use super::template::Template;
@@ -40,8 +41,15 @@ fn batch_offset(out_batch: &[usize], operand_batch: &[usize], matrix: usize) -> 
     }
 }
 
-/// The kernel computing matmul `root`; both operands must be stored.
-pub(super) fn kernel(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenError> {
+/// The kernel computing matmul `root`. Operands are read through their value functions, so
+/// an inlined A (a prologue such as a norm's scale) is evaluated at each load. With `host`
+/// (see `Storage::Epilogue`), each accumulated element is passed through the host's inlined
+/// elementwise chain and the host, not the product, is stored.
+pub(super) fn kernel(
+    mut s: Shader,
+    root: ValueId,
+    host: Option<ValueId>,
+) -> Result<Kernel, CodegenError> {
     let g = s.g;
     let node = g.node(root);
     let Op::MatMul {
@@ -66,9 +74,21 @@ pub(super) fn kernel(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenErro
     // op(A) as m×k and op(B) as k×n in their stored layouts.
     let (a_rs, a_cs) = if transpose_a { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if transpose_b { (1, k) } else { (n, 1) };
-    let a = s.read(node.inputs[0]);
-    let b = s.read(node.inputs[1]);
-    let c = s.write(root);
+    let a = s.value_fn(node.inputs[0]);
+    let b = s.value_fn(node.inputs[1]);
+    let c = s.write(host.unwrap_or(root));
+    let store = match host {
+        None => format!("{c}[idx] = rows[r][c];"),
+        Some(h) => {
+            s.private_f32(super::shader::ACCUMULATOR);
+            let body = super::expr::inline_body(&mut s, h);
+            s.function(format!("// epilogue: {h}\nfn epilogue(i: u32) -> f32 {{\n{body}\n}}"));
+            format!(
+                "{} = rows[r][c];\n                {c}[idx] = epilogue(idx);",
+                super::shader::ACCUMULATOR
+            )
+        }
+    };
     for (name, v) in [
         ("M", m),
         ("N", n),
@@ -89,10 +109,10 @@ pub(super) fn kernel(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenErro
         .set("B_BATCH", batch_offset(&so[..ro - 2], &sb[..rb - 2], k * n))
         .set("A", a)
         .set("B", b)
-        .set("C", c)
+        .set("STORE", store)
         .render()?;
     let items = batch * m.div_ceil(4) * n.div_ceil(4);
-    Ok(s.finish(main, WORKGROUP, dispatch_for(items), root))
+    Ok(s.finish(main, WORKGROUP, dispatch_for(items), host.unwrap_or(root)))
 }
 
 #[cfg(test)]

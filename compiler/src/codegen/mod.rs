@@ -72,11 +72,15 @@ fn readback(g: &Graph, plan: &FusionPlan, name: &str, v: ValueId) -> Readback {
 /// Generates the kernels of one graph node that the fusion plan materialises.
 fn kernels_for(g: &Graph, plan: &FusionPlan, v: ValueId) -> Result<Vec<Kernel>, CodegenError> {
     let name = format!("{}_{}", g.node(v).op.name(), v.0);
+    if let Some(m) = plan.epilogue_of(v) {
+        let s = Shader::new(g, plan, format!("matmul_{}", m.0));
+        return Ok(vec![matmul::kernel(s, m, Some(v))?]);
+    }
     let s = Shader::new(g, plan, name);
     Ok(match (&g.node(v).op, op_class(g, v)) {
         (Op::AttentionBackward(_), _) => attention::backward(g, plan, v)?.to_vec(),
         (Op::Attention(_) | Op::AttentionPattern(_), _) => vec![attention::forward(s, v)?],
-        (Op::MatMul { .. }, _) => vec![matmul::kernel(s, v)?],
+        (Op::MatMul { .. }, _) => vec![matmul::kernel(s, v, None)?],
         (_, OpClass::Lane) => vec![lane::kernel(s, v)?],
         _ => {
             let name = format!("elementwise_{}", v.0);

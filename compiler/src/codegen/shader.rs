@@ -15,6 +15,9 @@ pub(super) const WORKGROUP: u32 = 64;
 /// Workgroups per dispatch dimension (WebGPU's guaranteed minimum limit).
 pub(super) const MAX_GROUPS_PER_DIM: u32 = 65_535;
 
+/// The private variable holding a matmul epilogue's current accumulator element.
+pub(super) const ACCUMULATOR: &str = "epilogue_acc";
+
 /// WGSL scalar type of a dtype.
 pub(super) fn wgsl_type(dt: DType) -> &'static str {
     match dt {
@@ -195,8 +198,19 @@ impl<'g> Shader<'g> {
             .push(format!("const {name}: f32 = {};", f32_lit(value)));
     }
 
+    /// Declares a module-scope `var<private> NAME: f32;`.
+    pub fn private_f32(&mut self, name: &str) {
+        self.consts.push(format!("var<private> {name}: f32;"));
+    }
+
+    /// Adds a helper function to the module.
+    pub fn function(&mut self, f: String) {
+        self.functions.push(f);
+    }
+
     /// The WGSL function `v{id}(i: u32)` that yields element `i` of `v`, emitting it (and
-    /// everything it inlines) on first use. Stored values load from their buffer.
+    /// everything it inlines) on first use. Stored values load from their buffer; a matmul
+    /// computed as this kernel's epilogue source yields the current accumulator.
     pub fn value_fn(&mut self, v: ValueId) -> String {
         let fname = format!("v{}", v.0);
         if self.emitted.contains(&v) {
@@ -205,7 +219,9 @@ impl<'g> Shader<'g> {
         self.emitted.push(v);
         let node = self.g.node(v);
         let ty = wgsl_type(node.dtype);
-        let body = if self.plan.is_stored(v) {
+        let body = if let Storage::Epilogue(_) = self.plan.storage[v.index()] {
+            format!("    return {ACCUMULATOR};")
+        } else if self.plan.is_stored(v) {
             let var = self.read(v);
             format!("    return {var}[i];")
         } else {

@@ -9,6 +9,7 @@
 
 pub mod builder;
 mod display;
+mod flops;
 pub mod graph;
 pub mod op;
 pub mod scalar;
@@ -17,6 +18,7 @@ pub mod types;
 pub mod verify;
 
 pub use builder::GraphBuilder;
+pub use flops::flops;
 pub use graph::{Graph, Init, InputInfo, Node, ParamInfo};
 pub use op::{
     AttentionMask, AttentionRule, AttentionWeights, BinaryOp, CmpOp, ConstValue, Op, ReduceOp,

@@ -77,10 +77,11 @@ pub enum AttentionMask {
     Bidirectional,
     /// `j ≤ t` and same document id (an i32 `[B,T]` segment input, e.g. cumsum of BOS flags).
     Document,
-    /// `j ≤ t` and same turn id (DR-ICL's turn-isolating view). Same rule as `Document`
-    /// today; kept apart because the two are fed by different id streams and may diverge
-    /// (e.g. a shared instruction prefix visible to every turn).
+    /// `j ≤ t` and same turn id (DR-ICL's turn-isolating view, as the released code does).
     Turns,
+    /// `Turns`, plus turn 0 (the instruction / task id) visible to every later turn: the
+    /// variant METHODS §1.7 recommends.
+    TurnsKeepFirst,
     /// `j = t` only (factual-recall final-layer intervention).
     SelfOnly,
 }
@@ -88,7 +89,7 @@ pub enum AttentionMask {
 impl AttentionMask {
     /// Whether the op takes the extra i32 `[B,T]` segment-id input.
     pub fn needs_segments(self) -> bool {
-        matches!(self, AttentionMask::Document | AttentionMask::Turns)
+        matches!(self, AttentionMask::Document | AttentionMask::Turns | AttentionMask::TurnsKeepFirst)
     }
 
     /// Whether key `j` is visible from query `t` with segment ids `seg_t`, `seg_j`
@@ -98,6 +99,7 @@ impl AttentionMask {
             AttentionMask::Causal => j <= t,
             AttentionMask::Bidirectional => true,
             AttentionMask::Document | AttentionMask::Turns => j <= t && seg_t == seg_j,
+            AttentionMask::TurnsKeepFirst => j <= t && (seg_t == seg_j || seg_j == 0),
             AttentionMask::SelfOnly => j == t,
         }
     }

@@ -121,7 +121,8 @@ fn rule(l: &Lowerer, call: &CallValue, head_dim: usize) -> AttentionRule {
     let mask = match mask_name {
         "bidirectional" => AttentionMask::Bidirectional,
         "document" => AttentionMask::Document,
-        "turns" | "turns_keep_first" => AttentionMask::Turns,
+        "turns" => AttentionMask::Turns,
+        "turns_keep_first" => AttentionMask::TurnsKeepFirst,
         "self_only" => AttentionMask::SelfOnly,
         _ => AttentionMask::Causal,
     };
@@ -137,7 +138,7 @@ fn segment_input(l: &mut Lowerer, mask: AttentionMask) -> Option<ValueId> {
     let (b, t) = (l.opts.batch, l.opts.seq);
     match mask {
         AttentionMask::Document => Some(l.g.input("segments", &[b, t], DType::I32)),
-        AttentionMask::Turns => Some(l.g.input("turns", &[b, t], DType::I32)),
+        AttentionMask::Turns | AttentionMask::TurnsKeepFirst => Some(l.g.input("turns", &[b, t], DType::I32)),
         _ => None,
     }
 }

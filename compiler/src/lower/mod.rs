@@ -15,6 +15,7 @@ pub mod glob;
 mod loss;
 pub mod rotary;
 mod route;
+mod route_sparse;
 
 use crate::ir::{DType, Graph, GraphBuilder, Init, ValueId};
 use crate::IrError;

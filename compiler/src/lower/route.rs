@@ -2,9 +2,12 @@
 //! and its output is weighted by the router's renormalised top-k probabilities (0 for
 //! modules not chosen; SKIP contributes nothing). Attention pools sum the chosen modules'
 //! q/k/v, run one attention over all tokens, and weight each chosen module's W_O output.
-//! Routers (and GRU state) are shared across `repeat` iterations.
+//! Routers (and GRU state) are shared across `repeat` iterations. With `execution: sparse`,
+//! FFN pools run only each token's chosen modules (`route_sparse`); attention pools mix
+//! tokens across modules and always run dense.
 
 use super::attention::{self, Heads};
+use super::route_sparse;
 use super::block::{self, Frame};
 use super::{Lowerer, Result};
 use crate::ir::{Init, ValueId};
@@ -51,6 +54,7 @@ pub(crate) fn route(
     let inv_tau = l.g.scalar(1.0 / tau);
     let scaled = l.g.mul(logits, inv_tau)?;
     let probs = l.g.softmax(scaled, 2)?; // [B,T,k]
+    l.hook(&format!("{hp}.probs"), probs);
     let chosen = l.g.topk_mask(probs, top_k, 2)?;
     l.hook(&format!("{hp}.choice"), chosen);
     let kept = l.g.mul(probs, chosen)?;
@@ -125,6 +129,10 @@ pub(crate) fn route(
             });
         }
         return Ok(out.expect("m ≥ 1"));
+    }
+    let sparse = call.name_arg("execution") == Some("sparse");
+    if sparse && matches!(module.name.as_str(), "mlp" | "swiglu") {
+        return route_sparse::ffn_pool(l, &mut frames, &module, &inputs, chosen, mix, top_k);
     }
     let mut out: Option<ValueId> = None;
     for (j, mf) in frames.iter_mut().enumerate() {

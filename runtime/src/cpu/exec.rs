@@ -1,6 +1,7 @@
 //! The interpreter loop: checks the feeds, then evaluates nodes in arena (topological)
 //! order, dropping each value after its last reader unless it is an output or a
-//! requested hook.
+//! requested hook. A replaced hook point is overwritten right after it is computed, so its
+//! readers see the replacement.
 
 use super::attention::{self, Dims};
 use super::elementwise as ew;
@@ -13,6 +14,7 @@ use super::shape_ops;
 use super::value::{map_value, Value};
 use crate::backend::{HookSelection, Outputs, ParamStore};
 use crate::error::RunError;
+use crate::replace::{splice, Intervention, Region};
 use crate::tensor::{Tensor, TensorData};
 use std::collections::HashMap;
 use weft_compiler::ir::{verify, ConstValue, DType, Graph, Op, ValueId};
@@ -95,15 +97,57 @@ fn to_tensor<T: CpuReal>(v: &Value<T>, shape: &[usize]) -> Tensor {
     }
 }
 
-/// Runs `g` in precision `T`.
+/// One resolved replacement: where it goes and its values in the run's precision.
+struct Patch<T> {
+    region: Region,
+    with: Vec<T>,
+    with_shape: Vec<usize>,
+}
+
+/// Resolves every replacement against the graph, grouped by the node it overwrites (in the
+/// order given), so errors surface before any work is done.
+fn patches<T: CpuReal>(
+    g: &Graph,
+    replace: &[Intervention],
+) -> Result<HashMap<usize, Vec<Patch<T>>>, RunError> {
+    let mut out: HashMap<usize, Vec<Patch<T>>> = HashMap::new();
+    for r in replace {
+        let v = g.hook(r.name()).ok_or_else(|| RunError::UnknownHook {
+            name: r.name().into(),
+        })?;
+        if g.dtype(v) != DType::F32 {
+            return Err(RunError::Replacement {
+                name: r.name().into(),
+                msg: format!("the hook point holds {}, only f32 values can be replaced", g.dtype(v)),
+            });
+        }
+        let region = r.resolve(g.shape(v))?;
+        let with = T::from_data(&r.with().data).ok_or_else(|| RunError::Replacement {
+            name: r.name().into(),
+            msg: format!("replacement is {}, expected f32", r.with().dtype_name()),
+        })?;
+        out.entry(v.index()).or_default().push(Patch {
+            region,
+            with,
+            with_shape: r.with().shape.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs `g` in precision `T`, overwriting the hook points in `replace`.
 pub(crate) fn run<T: CpuReal>(
     g: &Graph,
     inputs: &HashMap<String, Tensor>,
     params: &ParamStore,
     hooks: &HookSelection,
+    replace: &[Intervention],
 ) -> Result<Outputs, RunError> {
     verify(g)?;
     let hooks = hook_ids(g, hooks)?;
+    let mut patches = patches::<T>(g, replace)?;
+    // Captured hooks report the value computed before their own replacement.
+    let mut computed: HashMap<usize, Value<T>> = HashMap::new();
     // Check every declared input up front so a missing one is reported even if unused.
     for info in &g.inputs {
         if !inputs.contains_key(&info.name) {
@@ -130,6 +174,22 @@ pub(crate) fn run<T: CpuReal>(
                 .collect();
             eval(g, i, &ins, inputs, params)?
         };
+        let value = match patches.remove(&i) {
+            None => value,
+            Some(list) => {
+                if hooks.iter().any(|(_, v)| v.index() == i) {
+                    computed.insert(i, value.clone());
+                }
+                let mut data = match value {
+                    Value::F(x) => x,
+                    Value::I(_) => unreachable!("patches() only accepts f32 hook points"),
+                };
+                for p in &list {
+                    splice(&mut data, &node.shape, &p.region, &p.with, &p.with_shape);
+                }
+                Value::F(data)
+            }
+        };
         vals[i] = Some(value);
         for v in &node.inputs {
             if last[v.index()] == Some(i) {
@@ -137,19 +197,21 @@ pub(crate) fn run<T: CpuReal>(
             }
         }
     }
-    let collect = |list: &[(String, ValueId)]| {
+    let collect = |list: &[(String, ValueId)], before_replacement: bool| {
         list.iter()
             .map(|(n, v)| {
-                (
-                    n.clone(),
-                    to_tensor(vals[v.index()].as_ref().expect("root kept"), g.shape(*v)),
-                )
+                let value = before_replacement
+                    .then(|| computed.get(&v.index()))
+                    .flatten()
+                    .or(vals[v.index()].as_ref())
+                    .expect("root kept");
+                (n.clone(), to_tensor(value, g.shape(*v)))
             })
             .collect()
     };
     Ok(Outputs {
-        outputs: collect(&g.outputs),
-        hooks: collect(&hooks),
+        outputs: collect(&g.outputs, false),
+        hooks: collect(&hooks, true),
     })
 }
 

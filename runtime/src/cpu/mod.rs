@@ -19,6 +19,7 @@ mod value;
 
 use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
 use crate::error::RunError;
+use crate::replace::Intervention;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 use weft_compiler::ir::Graph;
@@ -69,9 +70,20 @@ impl Backend for CpuBackend {
         params: &ParamStore,
         hooks: &HookSelection,
     ) -> Result<Outputs, RunError> {
+        self.run_replacing(graph, inputs, params, hooks, &[])
+    }
+
+    fn run_replacing(
+        &self,
+        graph: &Graph,
+        inputs: &HashMap<String, Tensor>,
+        params: &ParamStore,
+        hooks: &HookSelection,
+        replace: &[Intervention],
+    ) -> Result<Outputs, RunError> {
         match self.precision {
-            Precision::F32 => exec::run::<f32>(graph, inputs, params, hooks),
-            Precision::F64 => exec::run::<f64>(graph, inputs, params, hooks),
+            Precision::F32 => exec::run::<f32>(graph, inputs, params, hooks, replace),
+            Precision::F64 => exec::run::<f64>(graph, inputs, params, hooks, replace),
         }
     }
 }

@@ -51,7 +51,13 @@ impl WgpuBackend {
     /// limits in `options` are lowered to the device's where it allows less.
     pub fn with_options(options: CodegenOptions) -> Result<Self, RunError> {
         let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+            wgpu::Instance::new({
+                // Compute needs no GL/EGL: probing them prints display-server noise on
+                // headless machines. `WGPU_BACKEND=gl` still selects GL explicitly.
+                let mut d = wgpu::InstanceDescriptor::new_without_display_handle();
+                d.backends = wgpu::Backends::PRIMARY;
+                d.with_env()
+            });
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..Default::default()

@@ -52,11 +52,12 @@ pub const CMP: [CmpOp; 6] = [
     CmpOp::Eq,
     CmpOp::Ne,
 ];
-pub const MASKS: [AttentionMask; 5] = [
+pub const MASKS: [AttentionMask; 6] = [
     AttentionMask::Causal,
     AttentionMask::Bidirectional,
     AttentionMask::Document,
     AttentionMask::Turns,
+    AttentionMask::TurnsKeepFirst,
     AttentionMask::SelfOnly,
 ];
 pub const WEIGHTS: [AttentionWeights; 2] = [AttentionWeights::Softmax, AttentionWeights::Signed];

@@ -2,6 +2,7 @@
 //! graphs (every op, attention for every rule, a tiny transformer and its gradient graph).
 #![allow(dead_code)]
 
+pub mod examples;
 pub mod graphs;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,7 +1,9 @@
 // Batched matmul C[batch, M, N] = op(A) · op(B), register-tiled: each invocation keeps a
 // 4×4 block of C in registers and streams K. No workgroup memory and no barriers: software
 // adapters (lavapipe) run barriers very slowly, and register tiling wins there.
-// Transposes are strides: op(A)[m, k] = A[a0 + m * A_RS + k * A_CS], likewise B.
+// Transposes are strides: op(A)[m, k] = A[a0 + m * A_RS + k * A_CS], likewise B. Operands
+// are read through functions (a load, or an inlined prologue); the store slot writes one
+// element (directly, or through an epilogue on the accumulator).
 
 fn a_base(bi: u32) -> u32 {
     return {{A_BATCH}};
@@ -35,8 +37,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     for (var k = 0u; k < K; k = k + 1u) {
         let ka = k * A_CS;
         let kb = k * B_RS;
-        let a = vec4<f32>({{A}}[ra.x + ka], {{A}}[ra.y + ka], {{A}}[ra.z + ka], {{A}}[ra.w + ka]);
-        let b = vec4<f32>({{B}}[cb.x + kb], {{B}}[cb.y + kb], {{B}}[cb.z + kb], {{B}}[cb.w + kb]);
+        let a = vec4<f32>({{A}}(ra.x + ka), {{A}}(ra.y + ka), {{A}}(ra.z + ka), {{A}}(ra.w + ka));
+        let b = vec4<f32>({{B}}(cb.x + kb), {{B}}(cb.y + kb), {{B}}(cb.z + kb), {{B}}(cb.w + kb));
         acc0 = acc0 + a.x * b;
         acc1 = acc1 + a.y * b;
         acc2 = acc2 + a.z * b;
@@ -48,7 +50,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let m = m0 + r;
         if (m >= M) { break; }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (n0 + c < N) { {{C}}[c0 + m * N + n0 + c] = rows[r][c]; }
+            if (n0 + c < N) {
+                let idx = c0 + m * N + n0 + c;
+                {{STORE}}
+            }
         }
     }
 }

@@ -1,0 +1,164 @@
+//! The benchmark graphs and their work counts.
+
+use crate::backend::ParamStore;
+use crate::init::{init_params, Rng};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+use weft_compiler::autodiff::{grad, ParamSelection};
+use weft_compiler::ir::{
+    AttentionMask, AttentionRule, AttentionWeights, ConstValue, DType, Graph, GraphBuilder, Init,
+};
+use weft_compiler::lower::{lower, LowerOptions};
+use weft_compiler::passes::optimize;
+
+/// What a run of a workload does, for throughput columns.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Work {
+    /// Floating-point operations (a multiply-add is 2).
+    Flops(f64),
+    /// Bytes moved (for memory-bound kernels).
+    Bytes(f64),
+}
+
+/// One graph to time, with everything needed to run it.
+pub struct Workload {
+    /// `matmul`, `attention_fwd`, `attention_fwd_bwd`, `train_step`.
+    pub kernel: String,
+    /// Human shape, e.g. `1024x1024x1024` or `B1 H2 T512 d64 softmax`.
+    pub shape: String,
+    pub graph: Graph,
+    pub inputs: HashMap<String, Tensor>,
+    pub params: ParamStore,
+    pub work: Work,
+}
+
+fn randn(rng: &mut Rng, shape: &[usize]) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::f32(shape, (0..n).map(|_| rng.normal() as f32).collect())
+}
+
+/// `C = A · B` for square `n × n` inputs.
+pub fn matmul(n: usize) -> Workload {
+    let mut b = GraphBuilder::new();
+    let a = b.input("a", &[n, n], DType::F32);
+    let w = b.input("b", &[n, n], DType::F32);
+    let c = b.matmul(a, w).expect("square matmul");
+    b.output("c", c);
+    let graph = b.finish().expect("matmul graph");
+    let mut rng = Rng::new(1);
+    let inputs = HashMap::from([
+        ("a".to_string(), randn(&mut rng, &[n, n])),
+        ("b".to_string(), randn(&mut rng, &[n, n])),
+    ]);
+    Workload {
+        kernel: "matmul".into(),
+        shape: format!("{n}x{n}x{n}"),
+        graph,
+        inputs,
+        params: ParamStore::new(),
+        work: Work::Flops(2.0 * (n as f64).powi(3)),
+    }
+}
+
+/// Causal attention `[b, h, t, d]` with `weights`; with `backward`, the gradient graph of
+/// `Σ y ⊙ R` with respect to q, k and v (forward and backward kernels in one run).
+///
+/// FLOPs follow the FlashAttention convention: the forward's two `T×T×d` products over the
+/// visible (causal) half, `2·B·H·T²·d`; the backward is 2.5× the forward (five products), so
+/// forward + backward counts 3.5×.
+pub fn attention(
+    weights: AttentionWeights,
+    b: usize,
+    h: usize,
+    t: usize,
+    d: usize,
+    backward: bool,
+) -> Workload {
+    let shape = [b, h, t, d];
+    let mut g = GraphBuilder::new();
+    let q = g.param("q", &shape, Init::Normal { std: 1.0 }, true);
+    let k = g.param("k", &shape, Init::Normal { std: 1.0 }, true);
+    let v = g.param("v", &shape, Init::Normal { std: 1.0 }, true);
+    let rule = AttentionRule {
+        weights,
+        mask: AttentionMask::Causal,
+        scale: 1.0 / (d as f32).sqrt(),
+    };
+    let y = g.attention(rule, q, k, v, None).expect("attention");
+    let n = b * h * t * d;
+    let mut rng = Rng::new(2);
+    let r: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    let r = g.constant(ConstValue::F32(r), &shape).expect("weights");
+    let p = g.mul(y, r).expect("mul");
+    let flat = g.reshape(p, &[n]).expect("reshape");
+    let loss = g.sum(flat, 0, false).expect("sum");
+    g.output("y", y);
+    g.output("loss", loss);
+    let graph = g.finish().expect("attention graph");
+    let params = init_params(&graph, 3);
+    let graph = if backward {
+        let gg = grad(&graph, loss, &[ParamSelection::All]).expect("attention gradient");
+        optimize(&gg).expect("passes")
+    } else {
+        graph
+    };
+    let fwd = 2.0 * (b * h) as f64 * (t * t) as f64 * d as f64;
+    let rule_name = match weights {
+        AttentionWeights::Softmax => "softmax",
+        AttentionWeights::Signed => "signed",
+    };
+    Workload {
+        kernel: if backward {
+            "attention_fwd_bwd".into()
+        } else {
+            "attention_fwd".into()
+        },
+        shape: format!("B{b} H{h} T{t} d{d} {rule_name}"),
+        graph,
+        inputs: HashMap::new(),
+        params,
+        work: Work::Flops(if backward { 3.5 * fwd } else { fwd }),
+    }
+}
+
+/// One training step of `spec` at `[b, t]`: the loss and every trainable parameter's
+/// gradient (forward + backward graph after the default passes; the optimizer update is
+/// not included). FLOPs are 3× the forward's products (`ir::flops`), the usual estimate.
+pub fn train_step(
+    name: &str,
+    spec: &weft_dsl::Checked,
+    b: usize,
+    t: usize,
+) -> Result<Workload, String> {
+    let mut opts = LowerOptions::new(b, t);
+    opts.with_loss = true;
+    let g = lower(spec, &opts).map_err(|e| format!("{name}: {e}"))?;
+    let loss = g.output("loss").ok_or("no loss output")?;
+    let params = init_params(&g, 4);
+    let forward_flops = weft_compiler::ir::flops(&g);
+    let gg = grad(&g, loss, &[ParamSelection::All]).map_err(|e| format!("{name}: {e}"))?;
+    let gg = optimize(&gg).map_err(|e| format!("{name}: {e}"))?;
+    let vocab = spec.model.int("vocab").max(1) as u64;
+    let mut rng = Rng::new(5);
+    let mut inputs = HashMap::new();
+    for info in &gg.inputs {
+        let n: usize = info.shape.iter().product();
+        let t = match (info.name.as_str(), info.dtype) {
+            ("tokens" | "targets", _) => Tensor::i32(
+                &info.shape,
+                (0..n).map(|_| rng.below(vocab) as i32).collect(),
+            ),
+            (_, DType::I32) => Tensor::i32(&info.shape, vec![0; n]),
+            _ => Tensor::f32(&info.shape, vec![1.0; n]),
+        };
+        inputs.insert(info.name.clone(), t);
+    }
+    Ok(Workload {
+        kernel: "train_step".into(),
+        shape: format!("{name} B{b} T{t}"),
+        graph: gg,
+        inputs,
+        params,
+        work: Work::Flops(3.0 * forward_flops),
+    })
+}

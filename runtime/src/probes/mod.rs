@@ -1,0 +1,58 @@
+//! Probes: interpretability measurements over a model (METHODS §2.5, §3.4, §4.2, §5.2,
+//! §8.3–8.5, §10.2, §11.9). Each probe is a library function taking a [`Model`] and a small
+//! config (with a seed for its built-in data generator) and returning a plain result struct
+//! that serialises to JSON; [`program::run_program`] maps a spec's `program NAME = probe(...)`
+//! onto them.
+//!
+//! They run on any [`crate::Backend`]; those that patch values (path patching, Batch-ICL)
+//! need [`crate::Backend::run_replacing`].
+
+pub mod attribution;
+pub mod batch_icl;
+pub mod collapse;
+pub mod copy;
+pub mod data;
+pub mod distance;
+pub mod eigen;
+pub mod icl_orders;
+pub mod induction;
+pub mod linalg;
+pub mod logit_lens;
+pub mod mlp_decomposition;
+mod model;
+pub mod negative_mass;
+pub mod ov;
+pub mod path_patching;
+pub mod program;
+pub mod prompts;
+pub mod readout;
+pub mod rope_components;
+
+pub use model::{hook, logits, Lowered, Model};
+
+use crate::error::RunError;
+
+/// Why a probe could not run. Every message names what was missing or wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The probe's configuration does not fit the model (too long, bad layer...).
+    #[error("{0}")]
+    Config(String),
+    /// The model lacks something the probe reads (a weight, a hook point, a rotary table).
+    #[error("{0}")]
+    Model(String),
+    /// The backend failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A numerical routine failed (a singular system, QR without convergence).
+    #[error("{0}")]
+    Numerical(String),
+    /// The probe exists in the language but has no implementation yet.
+    #[error("probe `{0}` is not implemented yet (see docs/programs.md for those that are)")]
+    NotImplemented(String),
+}
+
+/// Mean of a slice (NaN when empty).
+pub(crate) fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len() as f64
+}

@@ -1,0 +1,244 @@
+//! The training loop behind `weft train`: lower the spec with its objective, differentiate,
+//! then step the optimizer over batches from the spec's data source, logging metrics,
+//! evaluating, tracing attention and routing, and checkpointing into a run directory.
+//!
+//! Determinism: parameters come from `init_params(graph, seed)`, the batch of step `s` from
+//! `step_rng(seed, s)`, and the optimizer state is checkpointed, so a resumed run repeats an
+//! uninterrupted one bit for bit on the same backend.
+
+mod nan;
+mod plan;
+mod trace;
+
+pub use plan::{data_source, plan, Plan};
+
+use crate::checkpoint::{spec_hash, CheckpointMeta, DataPosition, Expect};
+use crate::data::{step_rng, Batch};
+use crate::optim::{clip_grad_norm, GradAccumulator, Gradients, Optimizer};
+use crate::rundir::{RunDir, StepMetrics};
+use crate::{init_params, Backend, HookSelection, ParamStore, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use weft_compiler::autodiff::{grad, ParamSelection};
+use weft_compiler::ir::Graph;
+use weft_compiler::lower::{lower, LowerOptions};
+use weft_compiler::passes::optimize;
+use weft_dsl::Checked;
+
+/// What can stop a run; each names the file, setting or step at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error("lowering the spec: {0}")]
+    Compile(#[from] weft_compiler::IrError),
+    #[error("{backend} backend at step {step}: {source}")]
+    Run { backend: String, step: u64, source: crate::RunError },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Optim(#[from] crate::optim::OptimError),
+    #[error("run directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    NonFinite(String),
+}
+
+/// How to run.
+pub struct TrainOptions<'a> {
+    /// The run directory.
+    pub out: PathBuf,
+    /// The spec's folder (data paths are relative to it).
+    pub spec_dir: PathBuf,
+    pub steps: Option<u64>,
+    pub seed: Option<u64>,
+    /// Continue the run in `out` from its latest checkpoint up to `steps` total.
+    pub resume: bool,
+    /// Set (e.g. by Ctrl-C) to save a checkpoint and stop after the current step.
+    pub stop: Option<&'a AtomicBool>,
+    /// Called after every logged step.
+    pub on_log: &'a mut dyn FnMut(&StepMetrics, u64),
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct TrainReport {
+    pub steps_done: u64,
+    pub final_loss: f64,
+    pub last_checkpoint: Option<PathBuf>,
+    pub interrupted: bool,
+    pub params: ParamStore,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io { path: path.to_path_buf(), source }
+}
+
+/// The differentiated training graph for a batch shape.
+pub fn training_graph(spec: &Checked, batch: usize, seq: usize, trainable: &[String]) -> Result<Graph, TrainError> {
+    let mut opts = LowerOptions::new(batch, seq);
+    opts.with_loss = true;
+    opts.trainable = trainable.to_vec();
+    let g = lower(spec, &opts)?;
+    let loss = g.output("loss").ok_or_else(|| TrainError::Config("lowering produced no loss".into()))?;
+    Ok(optimize(&grad(&g, loss, &[ParamSelection::All])?)?)
+}
+
+/// Rows `lo..hi` of every `[B, T]` tensor of a batch.
+fn rows(b: &Batch, lo: usize, hi: usize) -> Batch {
+    let cut = |t: &Tensor| -> Tensor {
+        let w: usize = t.shape[1..].iter().product();
+        let mut shape = t.shape.clone();
+        shape[0] = hi - lo;
+        match t.as_i32() {
+            Some(v) => Tensor::i32(&shape, v[lo * w..hi * w].to_vec()),
+            None => Tensor::f32(&shape, t.to_f32_vec()[lo * w..hi * w].to_vec()),
+        }
+    };
+    Batch {
+        tokens: cut(&b.tokens),
+        targets: cut(&b.targets),
+        answer_mask: cut(&b.answer_mask),
+        answer_segments: cut(&b.answer_segments),
+        segments: cut(&b.segments),
+        turns: cut(&b.turns),
+    }
+}
+
+/// The inputs a graph declares, taken from a batch.
+pub fn inputs_for(g: &Graph, b: &Batch) -> HashMap<String, Tensor> {
+    let all = b.to_inputs();
+    g.inputs.iter().filter_map(|i| all.get(&i.name).map(|t| (i.name.clone(), t.clone()))).collect()
+}
+
+fn scalar(out: &BTreeMap<String, Tensor>, name: &str) -> Option<f64> {
+    out.get(name).map(|t| t.to_f64_vec()[0])
+}
+
+/// Trains `spec` (its source text `src`) on `backend`.
+pub fn train(spec: &Checked, src: &str, backend: &dyn Backend, o: TrainOptions) -> Result<TrainReport, TrainError> {
+    let p = plan(spec, o.steps, o.seed)?;
+    let vocab = spec.model.int("vocab") as usize;
+    let data = data_source(&p.data, &o.spec_dir, vocab, p.seed)?;
+    let micro = p.batch / p.accumulate;
+    let graph = training_graph(spec, micro, p.seq, &p.trainable)?;
+    let hash = spec_hash(src);
+    let mut run = if o.resume { RunDir::open(&o.out) } else { RunDir::create(&o.out, src) }.map_err(io_err(&o.out))?;
+
+    let mut params = init_params(&graph, p.seed);
+    let mut optimizer = Optimizer::new(p.optimizer.clone());
+    let mut start = 0u64;
+    let mut tokens_seen = 0u64;
+    let mut last_checkpoint = None;
+    if o.resume {
+        let ck = run.checkpoints().load_latest(&Expect::graph(Some(hash.clone()), &graph))?;
+        start = ck.meta.step;
+        tokens_seen = ck.meta.tokens_seen;
+        params = ck.params;
+        optimizer = Optimizer::with_state(p.optimizer.clone(), ck.optimizer);
+        run.metrics().truncate_after(start).map_err(io_err(&o.out))?;
+        last_checkpoint = run.checkpoints().latest()?;
+    }
+    let trainable: Vec<String> = graph.params.iter().filter(|q| q.trainable).map(|q| q.name.clone()).collect();
+    let tracer = trace::Tracer::new(spec, &p, data.as_ref())?;
+
+    let save = |run: &RunDir, step: u64, tokens: u64, params: &ParamStore, opt: &Optimizer| -> Result<PathBuf, TrainError> {
+        let mut meta = CheckpointMeta::new(hash.clone(), step);
+        meta.tokens_seen = tokens;
+        meta.optimizer = Some(opt.config().clone());
+        meta.optimizer_step = opt.steps_taken();
+        meta.schedule = Some(p.schedule.clone());
+        meta.seed = p.seed;
+        meta.data = DataPosition { step, samples: step * p.batch as u64 };
+        Ok(run.checkpoints().save(&meta, params, Some(opt.state()))?)
+    };
+
+    let t0 = Instant::now();
+    let (mut window_tokens, mut window_start) = (0u64, Instant::now());
+    let mut final_loss = f64::NAN;
+    let mut interrupted = false;
+    let mut step = start;
+    if start == 0 {
+        tracer.record(&mut run, backend, &params, 0)?;
+    }
+    while step < p.steps {
+        let mut rng = step_rng(p.seed, step);
+        let mut full = data.next_batch(p.batch, p.seq, step, &mut rng)?;
+        if let Some(mt) = &p.masked_thought {
+            mt.apply(&mut full, step, p.steps, &mut rng);
+        }
+        let mut acc = GradAccumulator::new();
+        let mut loss_sum = 0.0;
+        let mut parts: BTreeMap<String, f64> = BTreeMap::new();
+        for m in 0..p.accumulate {
+            let b = if p.accumulate == 1 { full.clone() } else { rows(&full, m * micro, (m + 1) * micro) };
+            let ins = inputs_for(&graph, &b);
+            let out = backend
+                .run(&graph, &ins, &params, &HookSelection::None)
+                .map_err(|source| TrainError::Run { backend: backend.name().into(), step, source })?;
+            let loss = scalar(&out.outputs, "loss").unwrap_or(f64::NAN);
+            if !loss.is_finite() {
+                let at = nan::locate(spec, backend, &params, &b, micro, p.seq);
+                let kept = last_checkpoint.as_ref().map(|c: &PathBuf| c.display().to_string()).unwrap_or_else(|| "none yet".into());
+                return Err(TrainError::NonFinite(format!("loss is {loss} at step {}: {at}; last good checkpoint: {kept}", step + 1)));
+            }
+            loss_sum += loss;
+            for (name, t) in &out.outputs {
+                if name.starts_with("term.") || name.starts_with("aux.") {
+                    *parts.entry(name.clone()).or_default() += t.to_f64_vec()[0] / p.accumulate as f64;
+                }
+            }
+            acc.add(&Gradients::from_outputs(&out));
+            tokens_seen += b.targets.as_i32().map(|v| v.iter().filter(|&&x| x >= 0).count() as u64).unwrap_or(0);
+            window_tokens += b.targets.as_i32().map(|v| v.iter().filter(|&&x| x >= 0).count() as u64).unwrap_or(0);
+        }
+        let mut grads = acc.finish().unwrap_or_default();
+        grads.retain(|n| trainable.iter().any(|t| t == n));
+        let norm = if p.clip > 0.0 { clip_grad_norm(&mut grads, p.clip) } else { crate::optim::global_norm(&grads) };
+        if !norm.is_finite() {
+            let kept = last_checkpoint.as_ref().map(|c| c.display().to_string()).unwrap_or_else(|| "none yet".into());
+            return Err(TrainError::NonFinite(format!(
+                "gradient norm is {norm} at step {}: {}; last good checkpoint: {kept}",
+                step + 1,
+                nan::locate_grad(&grads)
+            )));
+        }
+        let lr = p.schedule.lr(p.optimizer.lr(), step, p.steps);
+        optimizer.step(&mut params, &grads, lr)?;
+        step += 1;
+        final_loss = loss_sum / p.accumulate as f64;
+        if step % p.log_every == 0 || step == p.steps {
+            let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+            let m = StepMetrics {
+                step,
+                tokens: tokens_seen,
+                loss: final_loss,
+                aux: parts,
+                lr,
+                grad_norm: norm,
+                tokens_per_s: window_tokens as f64 / secs,
+                wall_s: t0.elapsed().as_secs_f64(),
+            };
+            run.metrics().log(&m).map_err(io_err(&o.out))?;
+            (o.on_log)(&m, p.steps);
+            window_tokens = 0;
+            window_start = Instant::now();
+        }
+        if step % p.eval_every == 0 || step == p.steps {
+            tracer.evaluate(&mut run, backend, &params, step)?;
+        }
+        let stop = o.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+        if (p.checkpoint_every > 0 && step % p.checkpoint_every == 0) || step == p.steps || stop {
+            last_checkpoint = Some(save(&run, step, tokens_seen, &params, &optimizer)?);
+        }
+        if stop {
+            interrupted = true;
+            break;
+        }
+    }
+    Ok(TrainReport { steps_done: step, final_loss, last_checkpoint, interrupted, params })
+}

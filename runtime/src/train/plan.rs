@@ -1,0 +1,145 @@
+//! What a `train { }` section asks for, resolved into runtime objects: batch shape, optimizer,
+//! schedule, data source and transforms.
+
+use super::TrainError;
+use crate::data::{
+    Arithmetic, ArithmeticLevel, CopyTask, DataSource, Facts, KvRecall, LabelMapping, MaskedThought, Replacement, TextData, Tokenizer,
+};
+use crate::optim::{AdamW, OptimizerConfig, Schedule, Sgd};
+use std::path::Path;
+use weft_dsl::check::value::{CallValue, Value};
+use weft_dsl::Checked;
+
+/// The resolved training settings.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub batch: usize,
+    pub seq: usize,
+    pub steps: u64,
+    pub seed: u64,
+    pub optimizer: OptimizerConfig,
+    pub schedule: Schedule,
+    /// 0 = no clipping.
+    pub clip: f64,
+    pub accumulate: usize,
+    pub log_every: u64,
+    pub eval_every: u64,
+    /// 0 = only at the end.
+    pub checkpoint_every: u64,
+    pub trainable: Vec<String>,
+    pub masked_thought: Option<MaskedThought>,
+    pub data: CallValue,
+}
+
+fn int(call: &CallValue, k: &str, default: i64) -> i64 {
+    call.int(k).unwrap_or(default)
+}
+
+fn float(call: &CallValue, k: &str, default: f64) -> f64 {
+    call.float(k).unwrap_or(default)
+}
+
+/// Resolves the spec's `train` section (`steps`/`seed` may be overridden by the CLI).
+pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Plan, TrainError> {
+    let t = spec.train.as_ref().ok_or_else(|| TrainError::Config("the spec has no `train { }` section".into()))?;
+    let get_int = |k: &str, d: i64| t.int(k).unwrap_or(d);
+    let optimizer = match t.call("optimizer") {
+        Some(c) if c.name == "sgd" => OptimizerConfig::Sgd(Sgd {
+            lr: float(c, "lr", 1e-2),
+            momentum: float(c, "momentum", 0.0),
+            weight_decay: float(c, "weight_decay", 0.0),
+        }),
+        Some(c) => {
+            let betas: Vec<f64> = c.get("betas").and_then(Value::as_list).map(|b| b.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+            OptimizerConfig::Adamw(AdamW {
+                lr: float(c, "lr", 1e-3),
+                beta1: betas.first().copied().unwrap_or(0.9),
+                beta2: betas.get(1).copied().unwrap_or(0.999),
+                eps: float(c, "eps", 1e-8),
+                weight_decay: float(c, "weight_decay", 0.0),
+            })
+        }
+        None => OptimizerConfig::Adamw(AdamW::default()),
+    };
+    let schedule = match t.call("schedule") {
+        Some(c) => {
+            let warmup = int(c, "warmup", 0).max(0) as u64;
+            match c.name.as_str() {
+                "linear" => Schedule::Linear { warmup, final_frac: float(c, "final", 0.0) },
+                "cosine" => Schedule::Cosine { warmup, floor: float(c, "floor", 0.0) },
+                "cosine_tail" => Schedule::CosineTail { warmup, floor: float(c, "floor", 0.05), at: float(c, "at", 0.6) },
+                _ => Schedule::Constant { warmup },
+            }
+        }
+        None => Schedule::default(),
+    };
+    let mut masked_thought = None;
+    if let Some(Value::List(ts)) = t.get("transforms") {
+        for tr in ts.iter().filter_map(Value::as_call) {
+            match tr.name.as_str() {
+                "masked_thought" => {
+                    masked_thought = Some(MaskedThought {
+                        p: float(tr, "p", 0.4),
+                        warmup: float(tr, "warmup", 0.66),
+                        // `mask` uses the pad id as the mask token (the Masked Thought README:
+                        // "a new [mask] token or the pad token").
+                        replace: match tr.name_arg("replace") {
+                            Some("mask") => Replacement::Mask(crate::data::PAD),
+                            _ => Replacement::Random { low: 2, high: spec.model.int("vocab") as i32 },
+                        },
+                    })
+                }
+                other => return Err(TrainError::Config(format!("transform `{other}` is not supported by the training loop yet"))),
+            }
+        }
+    }
+    let accumulate = get_int("accumulate", 1).max(1) as usize;
+    let batch = get_int("batch", 16).max(1) as usize;
+    if batch % accumulate != 0 {
+        return Err(TrainError::Config(format!("batch = {batch} is not divisible by accumulate = {accumulate}")));
+    }
+    let trainable = match t.get("trainable") {
+        Some(Value::List(v)) => v.iter().filter_map(|g| g.as_name().map(str::to_string)).collect(),
+        _ => vec!["*".into()],
+    };
+    Ok(Plan {
+        batch,
+        seq: get_int("seq", spec.model.int("ctx")).max(1) as usize,
+        steps: steps.unwrap_or(get_int("steps", 1).max(1) as u64),
+        seed: seed.unwrap_or(get_int("seed", 0).max(0) as u64),
+        optimizer,
+        schedule,
+        clip: t.float("clip").unwrap_or(1.0),
+        accumulate,
+        log_every: get_int("log_every", 10).max(1) as u64,
+        eval_every: get_int("eval_every", 100).max(1) as u64,
+        checkpoint_every: get_int("checkpoint_every", 0).max(0) as u64,
+        trainable,
+        masked_thought,
+        data: t.call("data").cloned().ok_or_else(|| TrainError::Config("`data` is missing".into()))?,
+    })
+}
+
+/// Builds the data source a `data = ...` call names. Paths are relative to the spec's folder.
+pub fn data_source(call: &CallValue, spec_dir: &Path, vocab: usize, seed: u64) -> Result<Box<dyn DataSource>, TrainError> {
+    let u = |k: &str, d: i64| int(call, k, d).max(0) as usize;
+    let src: Box<dyn DataSource> = match call.name.as_str() {
+        "text" => {
+            let path = spec_dir.join(call.name_arg("path").unwrap_or_default());
+            let tok = Tokenizer::from_name(call.name_arg("tokenizer").unwrap_or("bytes"))?;
+            Box::new(TextData::load(&path, tok, call.name_arg("field"), float(call, "valid", 0.05), vocab, seed)?)
+        }
+        "copy_task" => Box::new(CopyTask::new(u("len", 32), u("vocab", vocab as i64).min(vocab), seed)?),
+        "kv_recall" => Box::new(KvRecall::new(u("pairs", 8), u("len", 128), vocab, seed)?),
+        "label_mapping" => Box::new(LabelMapping::new(u("tasks", 16), u("inputs", 8), u("labels", 4), u("shots", 64), float(call, "noise", 0.0), vocab, seed)?),
+        "arithmetic" => {
+            let modulus = u("modulus", 100) as u32;
+            // One token per number when the vocabulary has room, else characters.
+            let level = if vocab >= 7 + modulus as usize { ArithmeticLevel::Tokens } else { ArithmeticLevel::Chars };
+            Box::new(Arithmetic::new(u("terms", 4), modulus, u("problems", 2000), level, vocab, seed)?)
+        }
+        "facts" => Box::new(Facts::new(u("pairs", 50), u("templates", 10), vocab, seed)?),
+        other => return Err(TrainError::Config(format!("data source `{other}` is not supported"))),
+    };
+    Ok(src)
+}

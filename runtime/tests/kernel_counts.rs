@@ -1,0 +1,103 @@
+//! Kernel counts and the buffer plan of the baseline GPT (`examples/gpt.weft`), fused: how
+//! many kernels one decoder layer launches, and that the attention forward never allocates
+//! a T×T buffer unless its pattern is captured. Codegen only: no GPU needed.
+
+use weft_compiler::codegen::{compile, CodegenOptions, Program};
+use weft_compiler::ir::Graph;
+use weft_compiler::lower::{lower, LowerOptions};
+use weft_dsl::ast::{Decl, ExprKind, ModelItem};
+
+const B: usize = 2;
+const T: usize = 16;
+
+/// Kernels one fused decoder layer of gpt.weft launches in the forward pass:
+/// 1. rms_norm's mean of squares (a reduction);
+/// 2–4. the q, k, v projections, each applying the norm's scale as a matmul prologue;
+/// 5–7. rope + head permute of q and k, and the head permute of v (attention reads buffers);
+/// 8. attention (online softmax);
+/// 9. W_O, reading the heads back through a prologue, residual add in its epilogue;
+/// 10. the second rms_norm's mean of squares;
+/// 11. the up projection;
+/// 12. the gate projection with `silu(gate) · up` in its epilogue;
+/// 13. the down projection with the residual add in its epilogue.
+const KERNELS_PER_LAYER: usize = 13;
+
+/// gpt.weft with `layers` overridden.
+fn gpt(layers: i64) -> weft_dsl::Checked {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/gpt.weft");
+    let src = std::fs::read_to_string(path).unwrap();
+    let mut file = weft_dsl::parse(&src).unwrap();
+    for d in &mut file.decls {
+        if let Decl::Model(m) = d {
+            for it in &mut m.items {
+                if let ModelItem::Assign(a) = it {
+                    if a.name.name == "layers" {
+                        a.value.kind = ExprKind::Int(layers);
+                    }
+                }
+            }
+        }
+    }
+    weft_dsl::check_source(&weft_dsl::format(&file, None)).unwrap()
+}
+
+fn forward(layers: i64, capture: &[&str]) -> Graph {
+    let mut o = LowerOptions::new(B, T);
+    o.capture = capture.iter().map(|s| s.to_string()).collect();
+    lower(&gpt(layers), &o).unwrap()
+}
+
+fn fused(g: &Graph, hooks: &[String]) -> Program {
+    compile(g, hooks, &CodegenOptions::default()).unwrap()
+}
+
+#[test]
+fn one_fused_gpt_layer_launches_the_stated_number_of_kernels() {
+    let (k2, k4) = (
+        fused(&forward(2, &[]), &[]).kernels.len(),
+        fused(&forward(4, &[]), &[]).kernels.len(),
+    );
+    let per_layer = (k4 - k2) / 2;
+    let unfused = compile(
+        &forward(4, &[]),
+        &[],
+        &CodegenOptions {
+            fuse: false,
+            ..CodegenOptions::default()
+        },
+    )
+    .unwrap()
+    .kernels
+    .len();
+    eprintln!("gpt.weft forward: {k4} kernels for 4 layers ({per_layer} per layer), {unfused} unfused");
+    assert_eq!(per_layer, KERNELS_PER_LAYER);
+    assert_eq!((k4 - k2) % 2, 0, "layers differ in kernel count");
+    assert!(2 * k4 < unfused, "fusion should at least halve the kernels");
+}
+
+#[test]
+fn gpt_attention_forward_allocates_no_tt_buffer_unless_the_pattern_is_captured() {
+    let spec = gpt(4);
+    let heads = spec.model.int("heads") as usize;
+    let tt = B * heads * T * T;
+    let g = forward(4, &[]);
+    let p = fused(&g, &[]);
+    let tt_values = |g: &Graph, p: &Program| {
+        p.buffers
+            .values
+            .iter()
+            .filter_map(|(v, _, _)| *v)
+            .filter(|&v| g.shape(v) == [B, heads, T, T])
+            .count()
+    };
+    assert_eq!(tt_values(&g, &p), 0);
+    assert!(p
+        .kernels
+        .iter()
+        .flat_map(|k| k.bindings())
+        .all(|b| b.elements != tt));
+    // Capturing one layer's pattern materialises exactly that one.
+    let g = forward(4, &["layers.2.attn.pattern"]);
+    let p = fused(&g, &["layers.2.attn.pattern".to_string()]);
+    assert_eq!(tt_values(&g, &p), 1);
+}

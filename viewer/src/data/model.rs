@@ -1,0 +1,348 @@
+//! The spec's structure for the Model panel: layers, their components, pools and routers,
+//! hook points and parameter counts — from `weft_dsl::check_source` and the lowered graph,
+//! so names and counts are exactly those of `weft params` and `weft eval --capture`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use weft_compiler::lower::{lower, LowerOptions};
+use weft_dsl::ast::{Expr, ExprKind, Stmt};
+use weft_dsl::check::value::Value;
+use weft_dsl::Checked;
+
+/// What a component of a layer is (picks its colour and shape in the graph).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentKind {
+    Embedding,
+    Norm,
+    Attention,
+    Mlp,
+    Router,
+    Other,
+}
+
+/// A named part of a layer (`attn`, `mlp`, `norm1`, `route0`) and its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Component {
+    pub name: String,
+    pub kind: ComponentKind,
+    pub params: usize,
+    /// For a router: the pool it routes into.
+    pub pool: Option<String>,
+    /// A one-line description (router kind, source text of the call).
+    pub detail: String,
+}
+
+/// One layer of the schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSummary {
+    pub index: usize,
+    pub block: String,
+    /// The layer rule's arguments, e.g. `rule: signed`.
+    pub args: String,
+    pub components: Vec<Component>,
+    /// Hook points relative to `layers.{i}.`, iterations folded to `iter*`.
+    pub hooks: Vec<String>,
+    /// Parameters of this layer, pool modules included.
+    pub params: usize,
+    /// `repeat` iterations in the block (1 without `repeat`).
+    pub iterations: usize,
+}
+
+/// A pool of modules (MoM).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolSummary {
+    pub name: String,
+    pub size: usize,
+    /// Source text of the pool's module.
+    pub module: String,
+    pub params: usize,
+    /// (layer, route call index) of each route into this pool.
+    pub used_by: Vec<(usize, usize)>,
+}
+
+/// The whole model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSummary {
+    pub name: String,
+    /// The model's main sizes (`vocab`, `dim`, `heads`, `layers`, `ctx`).
+    pub sizes: Vec<(String, i64)>,
+    /// Parts before the layers (`embed`, `pos_embed`).
+    pub inputs: Vec<Component>,
+    pub layers: Vec<LayerSummary>,
+    pub pools: Vec<PoolSummary>,
+    /// Parts after the layers (`final_norm`, `unembed`).
+    pub outputs: Vec<Component>,
+    pub total_params: usize,
+    pub trainable_params: usize,
+}
+
+impl ModelSummary {
+    /// Checks and lowers `src`; on failure, the rendered diagnostics.
+    pub fn from_source(src: &str, file_name: &str) -> Result<ModelSummary, String> {
+        let spec = weft_dsl::check_source(src).map_err(|diags| {
+            diags
+                .iter()
+                .map(|d| d.render(file_name, src))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        summarise(&spec, src)
+    }
+}
+
+fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
+    let mut opts = LowerOptions::new(1, 1);
+    // Every optional hook point too, so the graph lists what `--capture` can ask for.
+    opts.capture = vec!["*".into()];
+    opts.trainable = trainable_globs(spec);
+    let graph = lower(spec, &opts).map_err(|e| format!("lowering failed: {e}"))?;
+    let model = &spec.model;
+    let pools: BTreeMap<&str, usize> = model
+        .pools
+        .iter()
+        .map(|(k, p)| (k.as_str(), p.size.max(0) as usize))
+        .collect();
+
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    let mut layer_parts: Vec<Vec<Component>> = vec![Vec::new(); model.layers.len()];
+    let mut layer_params = vec![0usize; model.layers.len()];
+    let mut pool_params: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut total, mut trainable) = (0, 0);
+    for p in &graph.params {
+        let n: usize = p.shape.iter().product();
+        total += n;
+        if p.trainable {
+            trainable += n;
+        }
+        let parts: Vec<&str> = p.name.split('.').collect();
+        let (list, part, rest) = match parts.as_slice() {
+            ["layers", i, part, rest @ ..] => match i.parse::<usize>() {
+                Ok(i) if i < layer_parts.len() => {
+                    layer_params[i] += n;
+                    let is_pool_module =
+                        pools.contains_key(part) && rest.first().is_some_and(|m| m.parse::<usize>().is_ok());
+                    if is_pool_module {
+                        *pool_params.entry(part.to_string()).or_default() += n;
+                        continue;
+                    }
+                    (&mut layer_parts[i], *part, rest.join("."))
+                }
+                _ => continue,
+            },
+            [first, rest @ ..] if matches!(*first, "embed" | "pos_embed") => {
+                (&mut inputs, *first, rest.join("."))
+            }
+            [first, rest @ ..] => (&mut outputs, *first, rest.join(".")),
+            [] => continue,
+        };
+        match list.iter_mut().find(|c| c.name == part) {
+            Some(c) => {
+                c.params += n;
+                if c.kind == ComponentKind::Router && rest.contains("state") {
+                    c.detail = "gru router".into();
+                }
+            }
+            None => list.push(Component {
+                name: part.to_string(),
+                kind: kind_of(part),
+                params: n,
+                pool: None,
+                detail: if part.starts_with("route") {
+                    if rest.contains("state") { "gru router" } else { "mlp router" }.into()
+                } else {
+                    String::new()
+                },
+            }),
+        }
+    }
+
+    let mut pool_users: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+    let mut layers = Vec::new();
+    for (i, plan) in model.layers.iter().enumerate() {
+        let mut routes = Vec::new();
+        let mut iterations = 1;
+        if let Some(b) = model.blocks.get(&plan.block) {
+            walk_stmts(&b.body, &mut routes, &mut iterations);
+        }
+        routes.sort_by_key(|r| r.0);
+        routes.dedup_by_key(|r| r.0);
+        let mut components = std::mem::take(&mut layer_parts[i]);
+        for (r, (_, pool, text)) in routes.iter().enumerate() {
+            pool_users.entry(pool.clone()).or_default().push((i, r));
+            let name = format!("route{r}");
+            match components.iter_mut().find(|c| c.name == name) {
+                Some(c) => {
+                    c.pool = Some(pool.clone());
+                    c.detail = format!("{} → {pool}", c.detail);
+                }
+                None => components.push(Component {
+                    name,
+                    kind: ComponentKind::Router,
+                    params: 0,
+                    pool: Some(pool.clone()),
+                    detail: text.clone(),
+                }),
+            }
+        }
+        let prefix = format!("layers.{i}.");
+        let hooks: BTreeSet<String> = graph
+            .hooks
+            .iter()
+            .filter_map(|(h, _)| h.strip_prefix(&prefix))
+            .map(fold_iteration)
+            .collect();
+        layers.push(LayerSummary {
+            index: i,
+            block: plan.block.clone(),
+            args: plan
+                .args
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", show_value(v)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            components,
+            hooks: hooks.into_iter().collect(),
+            params: layer_params[i],
+            iterations,
+        });
+    }
+    let pools = model
+        .pools
+        .iter()
+        .map(|(name, p)| PoolSummary {
+            name: name.clone(),
+            size: p.size.max(0) as usize,
+            module: src
+                .get(p.module.span.start..p.module.span.end)
+                .unwrap_or("")
+                .to_string(),
+            params: pool_params.get(name).copied().unwrap_or(0),
+            used_by: pool_users.remove(name).unwrap_or_default(),
+        })
+        .collect();
+    let sizes = ["vocab", "dim", "heads", "layers", "ctx"]
+        .iter()
+        .map(|k| (k.to_string(), model.int(k)))
+        .collect();
+    Ok(ModelSummary {
+        name: model.name.clone(),
+        sizes,
+        inputs,
+        layers,
+        pools,
+        outputs,
+        total_params: total,
+        trainable_params: trainable,
+    })
+}
+
+/// `train { trainable = [...] }` globs, or everything.
+fn trainable_globs(spec: &Checked) -> Vec<String> {
+    let from_spec = spec
+        .train
+        .as_ref()
+        .and_then(|t| t.get("trainable"))
+        .and_then(|v| match v {
+            Value::List(l) => Some(
+                l.iter()
+                    .filter_map(|x| match x {
+                        Value::Str(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .filter(|l| !l.is_empty());
+    from_spec.unwrap_or_else(|| vec!["*".into()])
+}
+
+fn kind_of(part: &str) -> ComponentKind {
+    if part.starts_with("norm") || part == "final_norm" {
+        ComponentKind::Norm
+    } else if part.starts_with("attn") {
+        ComponentKind::Attention
+    } else if part.starts_with("mlp") {
+        ComponentKind::Mlp
+    } else if part.starts_with("route") {
+        ComponentKind::Router
+    } else if part.contains("embed") {
+        ComponentKind::Embedding
+    } else {
+        ComponentKind::Other
+    }
+}
+
+/// `iter3.route0.choice` → `iter*.route0.choice`.
+fn fold_iteration(h: &str) -> String {
+    h.split('.')
+        .map(|s| match s.strip_prefix("iter") {
+            Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => "iter*",
+            _ => s,
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Route calls of a block body: (source position, pool name, call text), and the largest
+/// literal `repeat` count.
+fn walk_stmts(stmts: &[Stmt], routes: &mut Vec<(usize, String, String)>, iterations: &mut usize) {
+    for s in stmts {
+        match s {
+            Stmt::Assign(a) => walk_expr(&a.value, routes),
+            Stmt::Repeat(r) => {
+                if let ExprKind::Int(n) = r.count.kind {
+                    *iterations = (*iterations).max(n.max(1) as usize);
+                }
+                walk_stmts(&r.body, routes, iterations);
+            }
+        }
+    }
+}
+
+fn walk_expr(e: &Expr, routes: &mut Vec<(usize, String, String)>) {
+    match &e.kind {
+        ExprKind::Call { func, args } => {
+            if func.name == "route" {
+                if let Some(ExprKind::Ident(pool)) = args.first().map(|a| &a.value.kind) {
+                    let router = args
+                        .iter()
+                        .find(|a| a.name.as_ref().is_some_and(|n| n.name == "router"))
+                        .and_then(|a| match &a.value.kind {
+                            ExprKind::Call { func, .. } => Some(func.name.clone()),
+                            ExprKind::Ident(n) => Some(n.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| "mlp".into());
+                    routes.push((e.span.start, pool.clone(), format!("{router} router")));
+                }
+            }
+            for a in args {
+                walk_expr(&a.value, routes);
+            }
+        }
+        ExprKind::Binary { lhs, rhs, .. } => {
+            walk_expr(lhs, routes);
+            walk_expr(rhs, routes);
+        }
+        ExprKind::List(items) => items.iter().for_each(|x| walk_expr(x, routes)),
+        _ => {}
+    }
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Str(s) => format!("{s:?}"),
+        Value::Name(n) => n.clone(),
+        Value::List(l) => format!(
+            "[{}]",
+            l.iter().map(show_value).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Call(c) => format!("{}(…)", c.name),
+        #[allow(unreachable_patterns)]
+        _ => "…".into(),
+    }
+}

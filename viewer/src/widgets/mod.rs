@@ -1,0 +1,4 @@
+//! Drawing helpers shared by panels.
+
+pub mod heatmap;
+pub mod legend;
