@@ -142,6 +142,17 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Open the viewer window on a run directory (live while it is written) or a spec.
+    View {
+        /// A run directory or a `.weft` spec.
+        path: PathBuf,
+        /// Tab to open: curves, attention, heads, routing, model.
+        #[arg(long)]
+        tab: Option<String>,
+        /// Window size WIDTHxHEIGHT (default 1400x900).
+        #[arg(long)]
+        size: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -156,9 +167,21 @@ fn main() -> ExitCode {
             seq,
             grad,
         } => weft::cli::compile(&file, emit, batch, seq, grad),
-        Command::Train { file, backend, steps, seed, out, resume } => {
-            weft::cli::train(&weft::cli::TrainArgs { spec: file, backend, steps, seed, out, resume })
-        }
+        Command::Train {
+            file,
+            backend,
+            steps,
+            seed,
+            out,
+            resume,
+        } => weft::cli::train(&weft::cli::TrainArgs {
+            spec: file,
+            backend,
+            steps,
+            seed,
+            out,
+            resume,
+        }),
         Command::Params { file } => weft::cli::params(&file),
         Command::Eval {
             file,
@@ -181,9 +204,21 @@ fn main() -> ExitCode {
             save_init,
             replace,
         }),
-        Command::Run { file, program, weights, backend, out, seed } => {
-            weft::cli::run(&weft::cli::RunArgs { spec: file, program, weights, backend, out, seed })
-        }
+        Command::Run {
+            file,
+            program,
+            weights,
+            backend,
+            out,
+            seed,
+        } => weft::cli::run(&weft::cli::RunArgs {
+            spec: file,
+            program,
+            weights,
+            backend,
+            out,
+            seed,
+        }),
         Command::Bench {
             backend,
             quick,
@@ -201,5 +236,8 @@ fn main() -> ExitCode {
             spec,
             out,
         }),
+        Command::View { path, tab, size } => {
+            weft::cli::view(&path, tab.as_deref(), size.as_deref())
+        }
     }
 }

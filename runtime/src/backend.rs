@@ -73,7 +73,10 @@ pub trait Backend {
     ) -> Result<Outputs, RunError> {
         match replace.first() {
             None => self.run(graph, inputs, params, hooks),
-            Some(r) => Err(RunError::Unsupported(format!("replacing hook `{}`", r.name()))),
+            Some(r) => Err(RunError::Unsupported(format!(
+                "replacing hook `{}`",
+                r.name()
+            ))),
         }
     }
 }

@@ -6,8 +6,8 @@
 //! Training infrastructure: [`optim`] (optimizers, schedules, clipping, accumulation), [`data`]
 //! (batches, synthetic tasks, text, transforms), [`checkpoint`] and [`rundir`].
 
-pub mod bench;
 mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
@@ -20,8 +20,8 @@ pub mod replace;
 pub mod rundir;
 mod select;
 mod tensor;
-pub mod train;
 pub mod tensor_file;
+pub mod train;
 pub mod wgpu;
 
 pub use backend::{Backend, HookSelection, Outputs, ParamStore};

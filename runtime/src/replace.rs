@@ -27,7 +27,11 @@ pub enum Intervention {
     /// Replace a box: `region[a]` selects indices along axis `a` (axes past the end of
     /// `region` are [`Sel::All`]). `with` has one axis per hook axis, each either the
     /// selection's length or 1 (broadcast: a batch mean written into every row).
-    ReplaceRegion { name: String, region: Vec<Sel>, with: Tensor },
+    ReplaceRegion {
+        name: String,
+        region: Vec<Sel>,
+        with: Tensor,
+    },
 }
 
 /// Where the sequence and head axes of a hook point are, read from its name
@@ -46,10 +50,19 @@ impl HookAxes {
         let parent = name.rsplit('.').nth(1).unwrap_or("");
         let in_attn = parent.starts_with("attn");
         match last {
-            "result" if in_attn => HookAxes { seq: 1, head: Some(2) },
-            "q" | "k" | "v" | "scores" | "pattern" if in_attn => HookAxes { seq: 2, head: Some(1) },
+            "result" if in_attn => HookAxes {
+                seq: 1,
+                head: Some(2),
+            },
+            "q" | "k" | "v" | "scores" | "pattern" if in_attn => HookAxes {
+                seq: 2,
+                head: Some(1),
+            },
             // MoICE's base router under `attn.router` is per head: [B,H,T,N].
-            "logits" | "choice" if parent == "router" && name.contains(".attn") => HookAxes { seq: 2, head: Some(1) },
+            "logits" | "choice" if parent == "router" && name.contains(".attn") => HookAxes {
+                seq: 2,
+                head: Some(1),
+            },
             _ => HookAxes { seq: 1, head: None },
         }
     }
@@ -64,7 +77,10 @@ pub struct Region {
 impl Intervention {
     /// Replaces the whole value of `name`.
     pub fn replace(name: impl Into<String>, with: Tensor) -> Self {
-        Intervention::Replace { name: name.into(), with }
+        Intervention::Replace {
+            name: name.into(),
+            with,
+        }
     }
 
     /// Replaces the sequence positions `positions` (negative: from the end) of `name`;
@@ -94,7 +110,10 @@ impl Intervention {
         let name = name.into();
         let axes = HookAxes::of(&name);
         let Some(h) = axes.head else {
-            return Err(RunError::Replacement { name, msg: "this hook point has no head axis".into() });
+            return Err(RunError::Replacement {
+                name,
+                msg: "this hook point has no head axis".into(),
+            });
         };
         let mut region = vec![Sel::All; h.max(axes.seq) + 1];
         region[h] = Sel::At(vec![head as i64]);
@@ -121,7 +140,10 @@ impl Intervention {
     /// Concrete indices for a hook of `shape`, after checking that they are in range and that
     /// `with` fits the box (each axis the selection's length or 1) and holds floats.
     pub fn resolve(&self, shape: &[usize]) -> Result<Region, RunError> {
-        let err = |msg: String| RunError::Replacement { name: self.name().to_string(), msg };
+        let err = |msg: String| RunError::Replacement {
+            name: self.name().to_string(),
+            msg,
+        };
         let with = self.with();
         if with.as_i32().is_some() {
             return Err(err("replacement values must be floats, got i32".into()));
@@ -131,7 +153,10 @@ impl Intervention {
             Intervention::ReplaceRegion { region, .. } => region,
         };
         if sels.len() > shape.len() {
-            return Err(err(format!("region has {} axes, the hook point has shape {shape:?}", sels.len())));
+            return Err(err(format!(
+                "region has {} axes, the hook point has shape {shape:?}",
+                sels.len()
+            )));
         }
         let mut indices = Vec::with_capacity(shape.len());
         for (a, &n) in shape.iter().enumerate() {
@@ -144,7 +169,9 @@ impl Intervention {
                         if (0..n as i64).contains(&j) {
                             Ok(j as usize)
                         } else {
-                            Err(err(format!("index {i} on axis {a} is outside 0..{n} (shape {shape:?})")))
+                            Err(err(format!(
+                                "index {i} on axis {a} is outside 0..{n} (shape {shape:?})"
+                            )))
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()?,
@@ -152,7 +179,12 @@ impl Intervention {
             indices.push(idx);
         }
         let want: Vec<usize> = indices.iter().map(Vec::len).collect();
-        let fits = with.shape.len() == shape.len() && with.shape.iter().zip(&want).all(|(&w, &k)| w == k || w == 1);
+        let fits = with.shape.len() == shape.len()
+            && with
+                .shape
+                .iter()
+                .zip(&want)
+                .all(|(&w, &k)| w == k || w == 1);
         if !fits {
             return Err(err(format!("replacement has shape {:?}, the region needs {want:?} (or 1 on an axis to broadcast)", with.shape)));
         }
@@ -162,7 +194,13 @@ impl Intervention {
 
 /// Writes `with` (shape `with_shape`, size-1 axes broadcast) into `value` (row-major, shape
 /// `shape`) at the indices of `region`. The region must come from [`Intervention::resolve`].
-pub fn splice<T: Copy>(value: &mut [T], shape: &[usize], region: &Region, with: &[T], with_shape: &[usize]) {
+pub fn splice<T: Copy>(
+    value: &mut [T],
+    shape: &[usize],
+    region: &Region,
+    with: &[T],
+    with_shape: &[usize],
+) {
     let rank = shape.len();
     if region.indices.iter().any(Vec::is_empty) {
         return;
@@ -212,7 +250,11 @@ mod tests {
     fn positions_from_the_end_and_broadcast_rows() {
         // [B=2, T=3, D=2]; write one [1,1,2] row at the last position of every batch row.
         let mut v: Vec<f32> = (0..12).map(|x| x as f32).collect();
-        let iv = Intervention::at_positions("layers.0.resid_mid", &[-1], Tensor::f32(&[1, 1, 2], vec![-1.0, -2.0]));
+        let iv = Intervention::at_positions(
+            "layers.0.resid_mid",
+            &[-1],
+            Tensor::f32(&[1, 1, 2], vec![-1.0, -2.0]),
+        );
         let r = iv.resolve(&[2, 3, 2]).unwrap();
         splice(&mut v, &[2, 3, 2], &r, &[-1.0, -2.0], &[1, 1, 2]);
         assert_eq!(v, [0., 1., 2., 3., -1., -2., 6., 7., 8., 9., -1., -2.]);
@@ -220,16 +262,40 @@ mod tests {
 
     #[test]
     fn head_slices_follow_the_hook_layout() {
-        assert_eq!(HookAxes::of("layers.3.attn.result"), HookAxes { seq: 1, head: Some(2) });
-        assert_eq!(HookAxes::of("layers.3.attn2.q"), HookAxes { seq: 2, head: Some(1) });
-        assert_eq!(HookAxes::of("layers.3.resid_mid"), HookAxes { seq: 1, head: None });
+        assert_eq!(
+            HookAxes::of("layers.3.attn.result"),
+            HookAxes {
+                seq: 1,
+                head: Some(2)
+            }
+        );
+        assert_eq!(
+            HookAxes::of("layers.3.attn2.q"),
+            HookAxes {
+                seq: 2,
+                head: Some(1)
+            }
+        );
+        assert_eq!(
+            HookAxes::of("layers.3.resid_mid"),
+            HookAxes { seq: 1, head: None }
+        );
         assert!(Intervention::head("layers.0.resid_mid", 0, Tensor::zeros(&[1])).is_err());
-        let iv = Intervention::head_at_positions("layers.0.attn.result", 1, Some(&[0]), Tensor::zeros(&[2, 1, 1, 4])).unwrap();
+        let iv = Intervention::head_at_positions(
+            "layers.0.attn.result",
+            1,
+            Some(&[0]),
+            Tensor::zeros(&[2, 1, 1, 4]),
+        )
+        .unwrap();
         let r = iv.resolve(&[2, 5, 3, 4]).unwrap();
         assert_eq!(r.indices[1], [0]);
         assert_eq!(r.indices[2], [1]);
         let bad = Intervention::at_positions("layers.0.resid_mid", &[7], Tensor::zeros(&[1, 1, 4]));
         let e = bad.resolve(&[1, 5, 4]).unwrap_err().to_string();
-        assert!(e.contains("layers.0.resid_mid") && e.contains("index 7"), "{e}");
+        assert!(
+            e.contains("layers.0.resid_mid") && e.contains("index 7"),
+            "{e}"
+        );
     }
 }

@@ -6,6 +6,8 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use crate::checkpoint::write_atomic;
+
 /// What went wrong reading or writing a tensor file; always names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TensorFileError {
@@ -118,31 +120,6 @@ pub fn save(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<(), Tenso
         msg: e.to_string(),
     })?;
     write_atomic(path, &bytes).map_err(|source| TensorFileError::Io { path: p, source })
-}
-
-/// Temp file in the same directory, fsync, rename over the target, fsync the directory:
-/// readers see the old file or the new one, never a torn write.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

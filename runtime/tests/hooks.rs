@@ -8,7 +8,8 @@ use weft_compiler::lower::{lower, LowerOptions};
 use weft_runtime::probes::path_patching::freeze_qkv;
 use weft_runtime::probes::Model;
 use weft_runtime::{
-    init_params, Backend, CpuBackend, HookSelection, Intervention, Outputs, ParamStore, Rng, RunError, Tensor,
+    init_params, Backend, CpuBackend, HookSelection, Intervention, Outputs, ParamStore, Rng,
+    RunError, Tensor,
 };
 
 const B: usize = 3;
@@ -37,7 +38,11 @@ fn spec() -> weft_dsl::Checked {
 
 fn setup(seed: u64) -> (Graph, ParamStore, HashMap<String, Tensor>) {
     let mut o = LowerOptions::new(B, T);
-    o.capture = vec!["layers.*.attn.result".into(), "layers.*.attn.pattern".into(), "layers.*.attn.scores".into()];
+    o.capture = vec![
+        "layers.*.attn.result".into(),
+        "layers.*.attn.pattern".into(),
+        "layers.*.attn.scores".into(),
+    ];
     let g = lower(&spec(), &o).unwrap();
     let params = init_params(&g, seed);
     let mut rng = Rng::new(seed + 1);
@@ -46,7 +51,9 @@ fn setup(seed: u64) -> (Graph, ParamStore, HashMap<String, Tensor>) {
 }
 
 fn run(g: &Graph, p: &ParamStore, i: &HashMap<String, Tensor>, r: &[Intervention]) -> Outputs {
-    CpuBackend::new().run_replacing(g, i, p, &HookSelection::All, r).unwrap()
+    CpuBackend::new()
+        .run_replacing(g, i, p, &HookSelection::All, r)
+        .unwrap()
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {
@@ -60,10 +67,23 @@ fn replacing_any_hook_by_its_own_value_changes_nothing_bitwise() {
         let clean = run(&g, &p, &i, &[]);
         assert!(clean.hooks.len() > 20, "every hook captured");
         for (name, value) in &clean.hooks {
-            let out = run(&g, &p, &i, &[Intervention::replace(name.clone(), value.clone())]);
-            assert_eq!(bits(&out.outputs["logits"]), bits(&clean.outputs["logits"]), "replacing {name}");
+            let out = run(
+                &g,
+                &p,
+                &i,
+                &[Intervention::replace(name.clone(), value.clone())],
+            );
+            assert_eq!(
+                bits(&out.outputs["logits"]),
+                bits(&clean.outputs["logits"]),
+                "replacing {name}"
+            );
             for (h, v) in &out.hooks {
-                assert_eq!(bits(v), bits(&clean.hooks[h]), "hook {h} after replacing {name}");
+                assert_eq!(
+                    bits(v),
+                    bits(&clean.hooks[h]),
+                    "hook {h} after replacing {name}"
+                );
             }
         }
     }
@@ -91,8 +111,14 @@ fn a_replaced_value_reaches_only_its_readers_and_captures_report_what_was_comput
     let iv = Intervention::at_positions("layers.0.resid_mid", &[-1], Tensor::zeros(&[1, 1, d]));
     let out = run(&g, &p, &i, &[iv]);
     // The capture of the replaced point itself is the computed value.
-    assert_eq!(bits(&out.hooks["layers.0.resid_mid"]), bits(&clean.hooks["layers.0.resid_mid"]));
-    let (a, c) = (out.outputs["logits"].as_f32().unwrap(), clean.outputs["logits"].as_f32().unwrap());
+    assert_eq!(
+        bits(&out.hooks["layers.0.resid_mid"]),
+        bits(&clean.hooks["layers.0.resid_mid"])
+    );
+    let (a, c) = (
+        out.outputs["logits"].as_f32().unwrap(),
+        clean.outputs["logits"].as_f32().unwrap(),
+    );
     let v = 32;
     for b in 0..B {
         for t in 0..T {
@@ -101,14 +127,21 @@ fn a_replaced_value_reaches_only_its_readers_and_captures_report_what_was_comput
                 // Causal attention: earlier positions never see the last one.
                 assert_eq!(a[row.clone()], c[row], "row {b} position {t} changed");
             } else {
-                assert_ne!(a[row.clone()], c[row], "row {b}: the replaced position did not change");
+                assert_ne!(
+                    a[row.clone()],
+                    c[row],
+                    "row {b}: the replaced position did not change"
+                );
             }
         }
     }
     // The MLP of layer 0 reads the replacement: its input at the last position was zero.
     let mlp = out.hooks["layers.0.mlp_out"].as_f32().unwrap();
     let last = (T - 1) * d..T * d;
-    assert!(mlp[last.clone()].iter().all(|&x| x == 0.0), "swiglu(rms_norm(0)) = 0 (rms of 0 is 0·rsqrt(eps))");
+    assert!(
+        mlp[last.clone()].iter().all(|&x| x == 0.0),
+        "swiglu(rms_norm(0)) = 0 (rms of 0 is 0·rsqrt(eps))"
+    );
     let mlp_clean = clean.hooks["layers.0.mlp_out"].as_f32().unwrap();
     assert_ne!(mlp[last.clone()], mlp_clean[last]);
 }
@@ -122,7 +155,13 @@ fn a_head_region_replacement_equals_the_whole_tensor_it_describes() {
     let mut rng = Rng::new(9);
     let patch: Vec<f32> = (0..d).map(|_| rng.normal() as f32).collect();
     // Head 1 at the second-to-last position, every row: by region ...
-    let region = Intervention::head_at_positions(name, 1, Some(&[-2]), Tensor::f32(&[1, 1, 1, d], patch.clone())).unwrap();
+    let region = Intervention::head_at_positions(
+        name,
+        1,
+        Some(&[-2]),
+        Tensor::f32(&[1, 1, 1, d], patch.clone()),
+    )
+    .unwrap();
     // ... and as the whole tensor with those entries overwritten by hand.
     let mut whole = clean.hooks[name].as_f32().unwrap().to_vec();
     for b in 0..B {
@@ -130,14 +169,33 @@ fn a_head_region_replacement_equals_the_whole_tensor_it_describes() {
         whole[at..at + d].copy_from_slice(&patch);
     }
     let by_region = run(&g, &p, &i, &[region]);
-    let by_whole = run(&g, &p, &i, &[Intervention::replace(name, Tensor::f32(&[B, T, h, d], whole))]);
-    assert_eq!(bits(&by_region.outputs["logits"]), bits(&by_whole.outputs["logits"]));
-    assert_ne!(bits(&by_region.outputs["logits"]), bits(&clean.outputs["logits"]));
+    let by_whole = run(
+        &g,
+        &p,
+        &i,
+        &[Intervention::replace(
+            name,
+            Tensor::f32(&[B, T, h, d], whole),
+        )],
+    );
+    assert_eq!(
+        bits(&by_region.outputs["logits"]),
+        bits(&by_whole.outputs["logits"])
+    );
+    assert_ne!(
+        bits(&by_region.outputs["logits"]),
+        bits(&clean.outputs["logits"])
+    );
     // q of head 0 at every position, by the head helper.
     let q = clean.hooks["layers.1.attn.q"].clone(); // [B, H, T, d]
     let hd = q.shape[3];
     let zeros = Tensor::zeros(&[B, 1, T, hd]);
-    let out = run(&g, &p, &i, &[Intervention::head("layers.1.attn.q", 0, zeros).unwrap()]);
+    let out = run(
+        &g,
+        &p,
+        &i,
+        &[Intervention::head("layers.1.attn.q", 0, zeros).unwrap()],
+    );
     let pat = out.hooks["layers.1.attn.pattern"].as_f32().unwrap();
     // A zero query scores every key 0: head 0's causal softmax is uniform.
     for t in 0..T {
@@ -153,13 +211,48 @@ fn a_head_region_replacement_equals_the_whole_tensor_it_describes() {
 fn bad_replacements_are_errors_that_name_the_hook() {
     let (g, p, i) = setup(6);
     let b = CpuBackend::new();
-    let e = b.run_replacing(&g, &i, &p, &HookSelection::None, &[Intervention::replace("layers.9.resid_mid", Tensor::zeros(&[1]))]).unwrap_err();
-    assert!(matches!(e, RunError::UnknownHook { .. }), "{e}");
-    let e = b.run_replacing(&g, &i, &p, &HookSelection::None, &[Intervention::replace("layers.0.resid_mid", Tensor::zeros(&[B, T, 3]))]).unwrap_err();
-    let msg = e.to_string();
-    assert!(msg.contains("layers.0.resid_mid") && msg.contains("[3, 7, 16]"), "{msg}");
     let e = b
-        .run_replacing(&g, &i, &p, &HookSelection::None, &[Intervention::at_positions("layers.0.resid_mid", &[-8], Tensor::zeros(&[1, 1, 16]))])
+        .run_replacing(
+            &g,
+            &i,
+            &p,
+            &HookSelection::None,
+            &[Intervention::replace(
+                "layers.9.resid_mid",
+                Tensor::zeros(&[1]),
+            )],
+        )
+        .unwrap_err();
+    assert!(matches!(e, RunError::UnknownHook { .. }), "{e}");
+    let e = b
+        .run_replacing(
+            &g,
+            &i,
+            &p,
+            &HookSelection::None,
+            &[Intervention::replace(
+                "layers.0.resid_mid",
+                Tensor::zeros(&[B, T, 3]),
+            )],
+        )
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("layers.0.resid_mid") && msg.contains("[3, 7, 16]"),
+        "{msg}"
+    );
+    let e = b
+        .run_replacing(
+            &g,
+            &i,
+            &p,
+            &HookSelection::None,
+            &[Intervention::at_positions(
+                "layers.0.resid_mid",
+                &[-8],
+                Tensor::zeros(&[1, 1, 16]),
+            )],
+        )
         .unwrap_err();
     assert!(e.to_string().contains("index -8"), "{e}");
 }
@@ -171,7 +264,13 @@ impl Backend for Plain {
     fn name(&self) -> &str {
         "plain"
     }
-    fn run(&self, g: &Graph, i: &HashMap<String, Tensor>, p: &ParamStore, h: &HookSelection) -> Result<Outputs, RunError> {
+    fn run(
+        &self,
+        g: &Graph,
+        i: &HashMap<String, Tensor>,
+        p: &ParamStore,
+        h: &HookSelection,
+    ) -> Result<Outputs, RunError> {
         CpuBackend::new().run(g, i, p, h)
     }
 }
@@ -179,9 +278,23 @@ impl Backend for Plain {
 #[test]
 fn backends_without_replacement_say_so_and_still_run_plain_requests() {
     let (g, p, i) = setup(7);
-    assert!(Plain.run_replacing(&g, &i, &p, &HookSelection::None, &[]).is_ok());
+    assert!(Plain
+        .run_replacing(&g, &i, &p, &HookSelection::None, &[])
+        .is_ok());
     let e = Plain
-        .run_replacing(&g, &i, &p, &HookSelection::None, &[Intervention::replace("layers.0.resid_mid", Tensor::zeros(&[B, T, 16]))])
+        .run_replacing(
+            &g,
+            &i,
+            &p,
+            &HookSelection::None,
+            &[Intervention::replace(
+                "layers.0.resid_mid",
+                Tensor::zeros(&[B, T, 16]),
+            )],
+        )
         .unwrap_err();
-    assert!(matches!(e, RunError::Unsupported(_)) && e.to_string().contains("layers.0.resid_mid"), "{e}");
+    assert!(
+        matches!(e, RunError::Unsupported(_)) && e.to_string().contains("layers.0.resid_mid"),
+        "{e}"
+    );
 }

@@ -11,15 +11,16 @@ const B: usize = 2;
 const T: usize = 16;
 
 /// Kernels one fused decoder layer of gpt.weft launches in the forward pass:
-/// 1. rms_norm's mean of squares (a reduction);
-/// 2–4. the q, k, v projections, each applying the norm's scale as a matmul prologue;
-/// 5–7. rope + head permute of q and k, and the head permute of v (attention reads buffers);
-/// 8. attention (online softmax);
-/// 9. W_O, reading the heads back through a prologue, residual add in its epilogue;
-/// 10. the second rms_norm's mean of squares;
-/// 11. the up projection;
-/// 12. the gate projection with `silu(gate) · up` in its epilogue;
-/// 13. the down projection with the residual add in its epilogue.
+/// - rms_norm's mean of squares (a reduction);
+/// - the q, k, v projections (3), each applying the norm's scale as a matmul prologue;
+/// - rope + head permute of q and of k, and the head permute of v (3: attention reads
+///   buffers);
+/// - attention (online softmax);
+/// - W_O, reading the heads back through a prologue, residual add in its epilogue;
+/// - the second rms_norm's mean of squares;
+/// - the up projection;
+/// - the gate projection with `silu(gate) · up` in its epilogue;
+/// - the down projection with the residual add in its epilogue.
 const KERNELS_PER_LAYER: usize = 13;
 
 /// gpt.weft with `layers` overridden.
@@ -69,7 +70,9 @@ fn one_fused_gpt_layer_launches_the_stated_number_of_kernels() {
     .unwrap()
     .kernels
     .len();
-    eprintln!("gpt.weft forward: {k4} kernels for 4 layers ({per_layer} per layer), {unfused} unfused");
+    eprintln!(
+        "gpt.weft forward: {k4} kernels for 4 layers ({per_layer} per layer), {unfused} unfused"
+    );
     assert_eq!(per_layer, KERNELS_PER_LAYER);
     assert_eq!((k4 - k2) % 2, 0, "layers differ in kernel count");
     assert!(2 * k4 < unfused, "fusion should at least halve the kernels");

@@ -59,7 +59,9 @@ fn random_prompt(rng: &mut Rng, len: usize) -> Vec<i32> {
 }
 
 fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
-    a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + x.abs().max(y.abs())))
+    a.iter()
+        .zip(b)
+        .all(|(x, y)| (x - y).abs() <= tol * (1.0 + x.abs().max(y.abs())))
 }
 
 #[test]
@@ -89,13 +91,28 @@ fn batch_icl_ignores_the_order_of_the_demonstrations() {
                 let la = inject(&m, &query, &a, k, 0.0).unwrap();
                 let lb = inject(&m, &query, &b, k, 0.0).unwrap();
                 assert!(close(&la, &lb, 1e-5), "seed {seed} epochs {epochs} k {k}");
-                let am = |x: &[f64]| x.iter().enumerate().max_by(|p, q| p.1.total_cmp(q.1)).unwrap().0;
+                let am = |x: &[f64]| {
+                    x.iter()
+                        .enumerate()
+                        .max_by(|p, q| p.1.total_cmp(q.1))
+                        .unwrap()
+                        .0
+                };
                 assert_eq!(am(&la), am(&lb));
             }
         }
         // Through the whole probe: identical predictions at every k.
-        let q = |one_shot: Vec<Vec<i32>>| IclQuery { zero_shot: query.clone(), one_shot, answer: Some(5) };
-        let cfg = BatchIclConfig { positions: 2, layer: None, alpha: 0.5, epochs: 1 };
+        let q = |one_shot: Vec<Vec<i32>>| IclQuery {
+            zero_shot: query.clone(),
+            one_shot,
+            answer: Some(5),
+        };
+        let cfg = BatchIclConfig {
+            positions: 2,
+            layer: None,
+            alpha: 0.5,
+            epochs: 1,
+        };
         let ra = batch_icl(&m, &[q(demos.clone())], &cfg).unwrap();
         let rb = batch_icl(&m, &[q(permuted)], &cfg).unwrap();
         assert_eq!(ra.predictions, rb.predictions);
@@ -111,21 +128,34 @@ fn batch_icl_at_k_equal_to_the_layer_count_is_the_zero_shot_pass_and_injection_m
     let m = Model::new(&s, &p, &cpu);
     let mut rng = Rng::new(11);
     let query = random_prompt(&mut rng, 4);
-    let demos: Vec<Vec<i32>> = (0..3).map(|_| [random_prompt(&mut rng, 3), query.clone()].concat()).collect();
+    let demos: Vec<Vec<i32>> = (0..3)
+        .map(|_| [random_prompt(&mut rng, 3), query.clone()].concat())
+        .collect();
     let agg = aggregate(&m, &demos, 2, 1).unwrap();
     let g = m.lower(1, query.len(), &[]).unwrap();
-    let plain = logits(&m.run(&g, &query, &[], &[]).unwrap()).unwrap().to_f64_vec();
+    let plain = logits(&m.run(&g, &query, &[], &[]).unwrap())
+        .unwrap()
+        .to_f64_vec();
     let v = 40;
     let last = &plain[(query.len() - 1) * v..];
     let at_l = inject(&m, &query, &agg, 3, 0.0).unwrap();
     assert_eq!(at_l, last, "k = L injects nothing");
     let at_1 = inject(&m, &query, &agg, 1, 0.0).unwrap();
-    assert!(!close(&at_1, last, 1e-3), "injecting at layer 1 changes the prediction's logits");
+    assert!(
+        !close(&at_1, last, 1e-3),
+        "injecting at layer 1 changes the prediction's logits"
+    );
     // Demonstrations that are the zero-shot prompt itself aggregate to its own states.
     let same = aggregate(&m, &[query.clone(), query.clone()], 2, 1).unwrap();
     for k in 0..3 {
-        assert!(close(&inject(&m, &query, &same, k, 0.0).unwrap(), last, 1e-5), "k {k}");
-        assert!(close(&inject(&m, &query, &same, k, 0.7).unwrap(), last, 1e-5), "k {k}, α = 0.7");
+        assert!(
+            close(&inject(&m, &query, &same, k, 0.0).unwrap(), last, 1e-5),
+            "k {k}"
+        );
+        assert!(
+            close(&inject(&m, &query, &same, k, 0.7).unwrap(), last, 1e-5),
+            "k {k}, α = 0.7"
+        );
     }
 }
 
@@ -140,7 +170,11 @@ fn mlp_decomposition_recovers_a_planted_linear_layer() {
         .flat_map(|s| {
             let comps = &comps;
             let b = &b;
-            (0..d).map(move |j| b[j] + (0..k).map(|i| w[i] * comps[(s * k + i) * d + j]).sum::<f64>())
+            (0..d).map(move |j| {
+                b[j] + (0..k)
+                    .map(|i| w[i] * comps[(s * k + i) * d + j])
+                    .sum::<f64>()
+            })
         })
         .collect();
     let fit = fit_shared_weights(&y, &comps, n, k, d).unwrap();
@@ -154,12 +188,31 @@ fn mlp_decomposition_recovers_a_planted_linear_layer() {
     // With noise the fit is still close and the error is what the noise makes it.
     let noisy: Vec<f64> = y.iter().map(|v| v + 0.1 * rng.normal()).collect();
     let fit = fit_shared_weights(&noisy, &comps, n, k, d).unwrap();
-    assert!(fit.weights.iter().zip(w).all(|(g, t)| (g - t).abs() < 0.05), "{:?}", fit.weights);
-    assert!(fit.relative_error > 0.005 && fit.relative_error < 0.1, "{}", fit.relative_error);
+    assert!(
+        fit.weights.iter().zip(w).all(|(g, t)| (g - t).abs() < 0.05),
+        "{:?}",
+        fit.weights
+    );
+    assert!(
+        fit.relative_error > 0.005 && fit.relative_error < 0.1,
+        "{}",
+        fit.relative_error
+    );
     // Linearly dependent components are reported, not divided by zero.
-    let dup: Vec<f64> = (0..n).flat_map(|s| [&comps[s * k * d..s * k * d + d], &comps[s * k * d..s * k * d + d]].concat()).collect();
+    let dup: Vec<f64> = (0..n)
+        .flat_map(|s| {
+            [
+                &comps[s * k * d..s * k * d + d],
+                &comps[s * k * d..s * k * d + d],
+            ]
+            .concat()
+        })
+        .collect();
     let y2: Vec<f64> = y[..n * d].to_vec();
-    assert!(matches!(fit_shared_weights(&y2, &dup, n, 2, d), Err(ProbeError::Numerical(_))));
+    assert!(matches!(
+        fit_shared_weights(&y2, &dup, n, 2, d),
+        Err(ProbeError::Numerical(_))
+    ));
 }
 
 /// Patterns `[B, H, T, T]` for sequences of period n: head 0 attends exactly along the
@@ -202,7 +255,15 @@ fn induction_score_of_a_random_model_is_a_table_of_weights() {
     let p = params(&s, 5);
     let cpu = CpuBackend::new();
     let m = Model::new(&s, &p, &cpu);
-    let r = induction_score(&m, &InductionConfig { len: 8, samples: 5, seed: 1 }).unwrap();
+    let r = induction_score(
+        &m,
+        &InductionConfig {
+            len: 8,
+            samples: 5,
+            seed: 1,
+        },
+    )
+    .unwrap();
     assert_eq!((r.scores.len(), r.scores[0].len()), (3, 2));
     assert!(r.scores.iter().flatten().all(|&x| (0.0..=1.0).contains(&x)));
 }
@@ -213,9 +274,21 @@ fn direct_attribution_adds_up_to_the_logit_difference() {
     let p = params(&s, 6);
     let cpu = CpuBackend::new();
     let m = Model::new(&s, &p, &cpu);
-    let r = head_attribution(&m, &AttributionConfig { len: 12, samples: 3, seed: 2 }).unwrap();
+    let r = head_attribution(
+        &m,
+        &AttributionConfig {
+            len: 12,
+            samples: 3,
+            seed: 2,
+        },
+    )
+    .unwrap();
     let sum: f64 = r.embed + r.heads.iter().flatten().sum::<f64>() + r.mlp.iter().sum::<f64>();
-    assert!((sum - r.logit_diff).abs() < 1e-3 * (1.0 + r.logit_diff.abs()), "{sum} vs {}", r.logit_diff);
+    assert!(
+        (sum - r.logit_diff).abs() < 1e-3 * (1.0 + r.logit_diff.abs()),
+        "{sum} vs {}",
+        r.logit_diff
+    );
     assert!(r.heads.iter().flatten().any(|x| x.abs() > 1e-3));
 }
 
@@ -226,12 +299,31 @@ fn rotary_components_sum_to_the_captured_scores() {
     let cpu = CpuBackend::new();
     let m = Model::new(&s, &p, &cpu);
     let (t, samples) = (10, 2);
-    let r = rope_components(&m, &RopeComponentsConfig { layer: 1, head: 1, len: t, samples, seed: 3 }).unwrap();
+    let r = rope_components(
+        &m,
+        &RopeComponentsConfig {
+            layer: 1,
+            head: 1,
+            len: t,
+            samples,
+            seed: 3,
+        },
+    )
+    .unwrap();
     assert_eq!(r.components.len(), 4); // head_dim 8 → 4 pairs
-    assert!((r.freqs[0] - 1.0).abs() < 1e-6 && r.freqs[3] < r.freqs[0], "{:?}", r.freqs);
+    assert!(
+        (r.freqs[0] - 1.0).abs() < 1e-6 && r.freqs[3] < r.freqs[0],
+        "{:?}",
+        r.freqs
+    );
     // The same tokens through the graph: mean score at each distance.
     let g = m.lower(samples, t, &["layers.1.attn.scores"]).unwrap();
-    let tokens = weft_runtime::probes::data::random_tokens(&mut Rng::for_name(3, "probe.rope_components"), samples, t, 40);
+    let tokens = weft_runtime::probes::data::random_tokens(
+        &mut Rng::for_name(3, "probe.rope_components"),
+        samples,
+        t,
+        40,
+    );
     let out = m.run(&g, &tokens, &["layers.1.attn.scores"], &[]).unwrap();
     let sc = out.hook("layers.1.attn.scores").unwrap().to_f64_vec(); // [B, H, T, T]
     for delta in 0..t {
@@ -242,7 +334,11 @@ fn rotary_components_sum_to_the_captured_scores() {
             }
         }
         mean /= ((t - delta) * samples) as f64;
-        assert!((mean - r.total[delta]).abs() < 1e-4 * (1.0 + mean.abs()), "Δ {delta}: {mean} vs {}", r.total[delta]);
+        assert!(
+            (mean - r.total[delta]).abs() < 1e-4 * (1.0 + mean.abs()),
+            "Δ {delta}: {mean} vs {}",
+            r.total[delta]
+        );
     }
 }
 
@@ -253,9 +349,25 @@ fn path_patching_with_one_prompt_patches_nothing_and_tables_are_l_by_h() {
     let cpu = CpuBackend::new();
     let m = Model::new(&s, &p, &cpu);
     let one = path_patching(&m, &PatchingData::copy(1, 6, 40, 4)).unwrap();
-    assert!(one.heads.iter().flatten().chain(&one.mlp).all(|&d| d == 0.0), "{:?}", one.heads);
+    assert!(
+        one.heads
+            .iter()
+            .flatten()
+            .chain(&one.mlp)
+            .all(|&d| d == 0.0),
+        "{:?}",
+        one.heads
+    );
     let many = path_patching(&m, &PatchingData::copy(6, 6, 40, 4)).unwrap();
-    assert_eq!((many.heads.len(), many.heads[0].len(), many.mlp.len(), many.ranking.len()), (3, 2, 3, 6));
+    assert_eq!(
+        (
+            many.heads.len(),
+            many.heads[0].len(),
+            many.mlp.len(),
+            many.ranking.len()
+        ),
+        (3, 2, 3, 6)
+    );
     assert!(many.heads.iter().flatten().any(|&d| d != 0.0));
     let (l, h) = many.ranking[0];
     assert!(many.heads.iter().flatten().all(|&d| d <= many.heads[l][h]));
@@ -266,7 +378,12 @@ fn ov_eigen_score_flips_sign_with_the_heads_output() {
     let s = spec();
     let mut p = params(&s, 9);
     let cpu = CpuBackend::new();
-    let cfg = OvConfig { form: OvForm::Eigen, k: 5, max_tokens: 64, seed: 0 };
+    let cfg = OvConfig {
+        form: OvForm::Eigen,
+        k: 5,
+        max_tokens: 64,
+        seed: 0,
+    };
     let before = ov_copy_score(&Model::new(&s, &p, &cpu), &cfg).unwrap();
     // Negate head 1's rows of layer 2's W_O (head_dim 8): its OV matrix, and spectrum, negate.
     let wo = p.get_mut("layers.2.attn.wo").unwrap();
@@ -274,11 +391,32 @@ fn ov_eigen_score_flips_sign_with_the_heads_output() {
     v[8 * 16..16 * 16].iter_mut().for_each(|x| *x = -*x);
     *wo = Tensor::f32(&wo.shape.clone(), v);
     let after = ov_copy_score(&Model::new(&s, &p, &cpu), &cfg).unwrap();
-    assert!((after.scores[2][1] + before.scores[2][1]).abs() < 1e-6, "{} {}", before.scores[2][1], after.scores[2][1]);
+    assert!(
+        (after.scores[2][1] + before.scores[2][1]).abs() < 1e-6,
+        "{} {}",
+        before.scores[2][1],
+        after.scores[2][1]
+    );
     assert_eq!(after.scores[2][0], before.scores[2][0]);
-    assert!(before.scores.iter().flatten().all(|x| (-1.0..=1.0).contains(x)));
-    let topk = ov_copy_score(&Model::new(&s, &p, &cpu), &OvConfig { form: OvForm::Topk, ..cfg }).unwrap();
-    assert!(topk.scores.iter().chain(topk.negative.as_ref().unwrap()).flatten().all(|x| (0.0..=1.0).contains(x)));
+    assert!(before
+        .scores
+        .iter()
+        .flatten()
+        .all(|x| (-1.0..=1.0).contains(x)));
+    let topk = ov_copy_score(
+        &Model::new(&s, &p, &cpu),
+        &OvConfig {
+            form: OvForm::Topk,
+            ..cfg
+        },
+    )
+    .unwrap();
+    assert!(topk
+        .scores
+        .iter()
+        .chain(topk.negative.as_ref().unwrap())
+        .flatten()
+        .all(|x| (0.0..=1.0).contains(x)));
 }
 
 #[test]
@@ -288,7 +426,14 @@ fn collapse_probe_is_normalised_by_its_first_length() {
     let cpu = CpuBackend::new();
     let m = Model::new(&s, &p, &cpu);
     for task in [CollapseTask::CountOnes, CollapseTask::FindZero] {
-        let r = collapse_probe(&m, &CollapseConfig { task, lengths: vec![4, 8, 16] }).unwrap();
+        let r = collapse_probe(
+            &m,
+            &CollapseConfig {
+                task,
+                lengths: vec![4, 8, 16],
+            },
+        )
+        .unwrap();
         assert_eq!(r.normalised[0], 1.0);
         assert!(r.delta.iter().all(|&d| d > 0.0), "{:?}", r.delta);
     }
@@ -301,7 +446,10 @@ fn programs_run_by_name_and_unimplemented_ones_say_so() {
     let cpu = CpuBackend::new();
     let m = Model::new(&s, &p, &cpu);
     let e = run_program(&m, &s.programs[0].call, 0).unwrap_err();
-    assert!(matches!(&e, ProbeError::NotImplemented(n) if n == "pear"), "{e}");
+    assert!(
+        matches!(&e, ProbeError::NotImplemented(n) if n == "pear"),
+        "{e}"
+    );
     assert!(e.to_string().contains("`pear`"));
     // Batch-ICL needs a label-mapping source: a clear error, not a panic.
     let mut call = s.programs[0].call.clone();

@@ -77,7 +77,10 @@ fn sparse_route_matches_dense_forward_and_gradients() {
                 cpu.run(&gradient(&sparse), &ins, &params, &HookSelection::None)
                     .unwrap(),
             );
-            assert_eq!(a.outputs.keys().collect::<Vec<_>>(), b.outputs.keys().collect::<Vec<_>>());
+            assert_eq!(
+                a.outputs.keys().collect::<Vec<_>>(),
+                b.outputs.keys().collect::<Vec<_>>()
+            );
             for (name, want) in &a.outputs {
                 let (w, g) = (want.to_f64_vec(), b.outputs[name].to_f64_vec());
                 let scale = w.iter().fold(1e-12f64, |m, x| m.max(x.abs()));
@@ -89,12 +92,17 @@ fn sparse_route_matches_dense_forward_and_gradients() {
                 }
             }
             let logits = |g: &Graph| {
-                cpu.run(g, &ins, &params, &HookSelection::None).unwrap().outputs["logits"]
+                cpu.run(g, &ins, &params, &HookSelection::None)
+                    .unwrap()
+                    .outputs["logits"]
                     .to_f64_vec()
             };
             assert_eq!(logits(&dense).len(), B * T * 32);
             let (x, y) = (logits(&dense), logits(&sparse));
-            assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-9), "{module} logits");
+            assert!(
+                x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-9),
+                "{module} logits"
+            );
         }
     }
 }
@@ -113,13 +121,19 @@ fn sparse_route_work_scales_with_top_k_not_pool_size() {
     assert_eq!(f(4, 2, "sparse") - f(4, 1, "sparse"), module);
     assert_eq!(f(4, 3, "sparse") - f(4, 1, "sparse"), 2.0 * module);
     // Dense: every module runs on every token whatever top_k is.
-    assert_eq!(f(8, 1, "dense") - f(2, 1, "dense"), 6.0 * (router_col + module));
+    assert_eq!(
+        f(8, 1, "dense") - f(2, 1, "dense"),
+        6.0 * (router_col + module)
+    );
     assert_eq!(f(4, 2, "dense"), f(4, 1, "dense"));
     // Gradient graphs scale the same way.
     let gf = |pool, k, e| flops(&gradient(&graph(pool, k, e, "mlp")));
     let grow_sparse = gf(8, 1, "sparse") - gf(2, 1, "sparse");
     let grow_dense = gf(8, 1, "dense") - gf(2, 1, "dense");
-    assert!(grow_sparse * 10.0 < grow_dense, "{grow_sparse} vs {grow_dense}");
+    assert!(
+        grow_sparse * 10.0 < grow_dense,
+        "{grow_sparse} vs {grow_dense}"
+    );
 }
 
 #[test]

@@ -48,7 +48,15 @@ fn tmpdir(name: &str) -> PathBuf {
 fn run(src: &str, out: &Path, steps: Option<u64>, resume: bool) -> TrainReport {
     let spec = weft_dsl::check_source(src).unwrap();
     let mut on_log = |_: &StepMetrics, _: u64| {};
-    let opts = TrainOptions { out: out.to_path_buf(), spec_dir: PathBuf::from("."), steps, seed: Some(3), resume, stop: None, on_log: &mut on_log };
+    let opts = TrainOptions {
+        out: out.to_path_buf(),
+        spec_dir: PathBuf::from("."),
+        steps,
+        seed: Some(3),
+        resume,
+        stop: None,
+        on_log: &mut on_log,
+    };
     train(&spec, src, &CpuBackend::new(), opts).unwrap()
 }
 
@@ -60,7 +68,9 @@ fn copy_accuracy(src: &str, params: &ParamStore) -> f64 {
     let g = lower(&spec, &LowerOptions::new(32, 24)).unwrap();
     let (mut hit, mut total) = (0usize, 0usize);
     for b in batches.iter().take(4) {
-        let out = CpuBackend::new().run(&g, &inputs_for(&g, b), params, &HookSelection::None).unwrap();
+        let out = CpuBackend::new()
+            .run(&g, &inputs_for(&g, b), params, &HookSelection::None)
+            .unwrap();
         let logits = out.outputs["logits"].to_f32_vec();
         let targets = b.targets.as_i32().unwrap();
         let tokens = b.tokens.as_i32().unwrap();
@@ -89,9 +99,15 @@ fn baseline_learns_to_copy_far_above_chance() {
     };
     let report = run(COPY, &out, None, false);
     let after = copy_accuracy(COPY, &report.params);
-    eprintln!("copy accuracy: {before:.3} at init, {after:.3} after {} steps", report.steps_done);
+    eprintln!(
+        "copy accuracy: {before:.3} at init, {after:.3} after {} steps",
+        report.steps_done
+    );
     assert!(before < 0.2, "untrained accuracy {before}");
-    assert!(after > 0.9, "trained copy accuracy only {after} (chance ≈ 1/30)");
+    assert!(
+        after > 0.9,
+        "trained copy accuracy only {after} (chance ≈ 1/30)"
+    );
     // The run directory has metrics, a checkpoint and attention traces.
     let metrics = weft_runtime::rundir::read_metrics(&out.join("metrics.jsonl")).unwrap();
     assert!(metrics.iter().any(|m| m["kind"] == "eval"));
@@ -100,7 +116,14 @@ fn baseline_learns_to_copy_far_above_chance() {
 }
 
 fn bits(p: &ParamStore) -> HashMap<String, Vec<u32>> {
-    p.iter().map(|(k, v)| (k.clone(), v.to_f32_vec().iter().map(|x| x.to_bits()).collect())).collect()
+    p.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.to_f32_vec().iter().map(|x| x.to_bits()).collect(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -118,15 +141,29 @@ fn only_selected_change(example: &str, selected: impl Fn(&str) -> bool) {
     let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
     let src = std::fs::read_to_string(&path).unwrap();
     // Shrink for speed; the spec's `trainable` globs are what is under test.
-    let src = src.replace("dim = 128", "dim = 32").replace("ctx = 256", "ctx = 32").replace("ctx = 128", "ctx = 32");
-    let src = src.replace("len: 256", "len: 32").replace("len: 50", "len: 12").replace("pairs: 16", "pairs: 4");
+    let src = src
+        .replace("dim = 128", "dim = 32")
+        .replace("ctx = 256", "ctx = 32")
+        .replace("ctx = 128", "ctx = 32");
+    let src = src
+        .replace("len: 256", "len: 32")
+        .replace("len: 50", "len: 12")
+        .replace("pairs: 16", "pairs: 4");
     let spec = weft_dsl::check_source(&src).unwrap_or_else(|e| panic!("{e:?}"));
     let g = lower(&spec, &LowerOptions::new(1, 8)).unwrap();
     let init = weft_runtime::init_params(&g, 3);
     let out = tmpdir(example);
     let mut on_log = |_: &StepMetrics, _: u64| {};
     let dir = PathBuf::from(path).parent().unwrap().to_path_buf();
-    let opts = TrainOptions { out, spec_dir: dir, steps: Some(3), seed: Some(3), resume: false, stop: None, on_log: &mut on_log };
+    let opts = TrainOptions {
+        out,
+        spec_dir: dir,
+        steps: Some(3),
+        seed: Some(3),
+        resume: false,
+        stop: None,
+        on_log: &mut on_log,
+    };
     let report = train(&spec, &src, &CpuBackend::new(), opts).unwrap();
     let (a, b) = (bits(&init), bits(&report.params));
     let mut changed = 0;
@@ -148,4 +185,42 @@ fn gain_only_training_changes_only_gains() {
 #[test]
 fn router_only_training_changes_only_routers() {
     only_selected_change("moice.weft", |n| n.contains(".router."));
+}
+
+#[test]
+fn dropout_is_masks_drawn_per_step_and_runs_stay_deterministic() {
+    let src = COPY
+        .replace(
+            "x = x + attention(rms_norm(x))",
+            "x = x + dropout(attention(rms_norm(x), dropout: 0.5), p: 0.25)",
+        )
+        .replace("steps = 150", "steps = 4");
+    let spec = weft_dsl::check_source(&src).unwrap();
+    let mut o = LowerOptions::new(2, 8);
+    o.dropout = true;
+    let g = lower(&spec, &o).unwrap();
+    let masks = weft_compiler::lower::dropout_inputs(&g);
+    // Two layers × (attention weights + residual dropout).
+    assert_eq!(masks.len(), 4, "{masks:?}");
+    assert!(masks
+        .iter()
+        .any(|(n, p)| n.ends_with(".attn.weights") && *p == 0.5));
+    assert!(masks
+        .iter()
+        .any(|(n, p)| n.contains(".dropout") && *p == 0.25));
+    // Without training mode there is nothing to feed.
+    assert!(
+        weft_compiler::lower::dropout_inputs(&lower(&spec, &LowerOptions::new(2, 8)).unwrap())
+            .is_empty()
+    );
+    let a = run(&src, &tmpdir("drop-a"), None, false);
+    let b = run(&src, &tmpdir("drop-b"), None, false);
+    assert_eq!(bits(&a.params), bits(&b.params));
+    let plain = run(
+        &COPY.replace("steps = 150", "steps = 4"),
+        &tmpdir("drop-c"),
+        None,
+        false,
+    );
+    assert_ne!(bits(&a.params), bits(&plain.params));
 }

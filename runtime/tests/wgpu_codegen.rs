@@ -135,6 +135,10 @@ fn matmul_epilogues_take_the_residual_add() {
         .iter()
         .filter(|n| matches!(n.op, weft_compiler::ir::Op::MatMul { .. }))
         .count();
-    let matmul_kernels = p.kernels.iter().filter(|k| k.name.starts_with("matmul_")).count();
+    let matmul_kernels = p
+        .kernels
+        .iter()
+        .filter(|k| k.name.starts_with("matmul_"))
+        .count();
     assert_eq!(matmul_kernels, matmuls);
 }

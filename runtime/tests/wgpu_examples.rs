@@ -48,7 +48,14 @@ fn every_example_forward_matches_cpu_on_wgpu() {
     let Some(gpu) = gpu_or_skip() else { return };
     for name in examples::names() {
         let c = examples::forward(&name, 1, T, 3);
-        check_against_cpu(gpu, &c.name, &c.graph, &c.inputs, &c.params, &HookSelection::None);
+        check_against_cpu(
+            gpu,
+            &c.name,
+            &c.graph,
+            &c.inputs,
+            &c.params,
+            &HookSelection::None,
+        );
     }
 }
 
@@ -57,6 +64,13 @@ fn every_example_gradient_matches_cpu_on_wgpu() {
     let Some(gpu) = gpu_or_skip() else { return };
     for name in examples::names() {
         let c = examples::gradient(&name, 1, T, 3);
-        check_against_cpu(gpu, &c.name, &c.graph, &c.inputs, &c.params, &HookSelection::None);
+        check_against_cpu(
+            gpu,
+            &c.name,
+            &c.graph,
+            &c.inputs,
+            &c.params,
+            &HookSelection::None,
+        );
     }
 }

@@ -70,9 +70,10 @@ fn workloads(a: &BenchArgs) -> Result<Vec<Workload>, String> {
     }
     match std::fs::read_to_string(&a.spec) {
         Ok(src) => {
-            let name = a.spec.file_name().map_or("spec".into(), |n| {
-                n.to_string_lossy().to_string()
-            });
+            let name = a
+                .spec
+                .file_name()
+                .map_or("spec".into(), |n| n.to_string_lossy().to_string());
             let spec = weft_dsl::check_source(&src)
                 .map_err(|_| format!("{} has errors (run `weft check`)", a.spec.display()))?;
             let ctx = spec.model.int("ctx").max(1) as usize;
@@ -83,10 +84,7 @@ fn workloads(a: &BenchArgs) -> Result<Vec<Workload>, String> {
             };
             out.push(bench::train_step(&name, &spec, b, t.min(ctx))?);
         }
-        Err(e) => eprintln!(
-            "note: no training step timed ({}: {e})",
-            a.spec.display()
-        ),
+        Err(e) => eprintln!("note: no training step timed ({}: {e})", a.spec.display()),
     }
     Ok(out)
 }

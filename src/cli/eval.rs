@@ -9,9 +9,7 @@ use std::process::ExitCode;
 use weft_compiler::lower::glob::glob_match;
 use weft_compiler::lower::{lower, LowerOptions};
 use weft_dsl::check::value::Value;
-use weft_runtime::{
-    init_params, tensor_file, HookSelection, Intervention, ParamStore, Tensor,
-};
+use weft_runtime::{init_params, tensor_file, HookSelection, Intervention, ParamStore, Tensor};
 
 /// Arguments of `weft eval`.
 pub struct EvalArgs {

@@ -6,6 +6,7 @@ mod eval;
 mod run;
 mod spec;
 mod train;
+mod view;
 
 pub use bench::{bench, BenchArgs};
 pub use compile::{compile, params, Emit};
@@ -13,3 +14,4 @@ pub use eval::{eval, EvalArgs};
 pub use run::{run, RunArgs};
 pub use spec::{check, fmt};
 pub use train::{train, TrainArgs};
+pub use view::view;

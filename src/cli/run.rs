@@ -33,18 +33,22 @@ pub fn run(a: &RunArgs) -> ExitCode {
 fn run_inner(a: &RunArgs) -> Result<(), String> {
     let spec_name = a.spec.display().to_string();
     let (spec, _) = load_checked(&a.spec).ok_or_else(|| format!("{spec_name} has errors"))?;
-    let program = spec.programs.iter().find(|p| p.name == a.program).ok_or_else(|| {
-        let names: Vec<&str> = spec.programs.iter().map(|p| p.name.as_str()).collect();
-        if names.is_empty() {
-            format!("{spec_name} defines no programs")
-        } else {
-            format!(
-                "{spec_name} has no program `{}` (it has: {})",
-                a.program,
-                names.join(", ")
-            )
-        }
-    })?;
+    let program = spec
+        .programs
+        .iter()
+        .find(|p| p.name == a.program)
+        .ok_or_else(|| {
+            let names: Vec<&str> = spec.programs.iter().map(|p| p.name.as_str()).collect();
+            if names.is_empty() {
+                format!("{spec_name} defines no programs")
+            } else {
+                format!(
+                    "{spec_name} has no program `{}` (it has: {})",
+                    a.program,
+                    names.join(", ")
+                )
+            }
+        })?;
     // Weights are named by the graph; a one-token graph lists every parameter cheaply.
     let graph = lower(&spec, &LowerOptions::new(1, 1)).map_err(|e| format!("{spec_name}: {e}"))?;
     let params = match &a.weights {

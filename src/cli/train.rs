@@ -19,9 +19,15 @@ pub struct TrainArgs {
 }
 
 pub fn train(a: &TrainArgs) -> ExitCode {
-    let Some((spec, src)) = load_checked(&a.spec) else { return ExitCode::FAILURE };
+    let Some((spec, src)) = load_checked(&a.spec) else {
+        return ExitCode::FAILURE;
+    };
     let out = a.out.clone().unwrap_or_else(|| {
-        let stem = a.spec.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "run".into());
+        let stem = a
+            .spec
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "run".into());
         PathBuf::from("runs").join(stem)
     });
     let (backend, which) = match weft_runtime::select_backend(&a.backend) {
@@ -41,31 +47,57 @@ pub fn train(a: &TrainArgs) -> ExitCode {
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut on_log = |m: &weft_runtime::rundir::StepMetrics, total: u64| {
         bar.set_length(total);
         bar.set_position(m.step);
-        bar.set_message(format!("loss {:.4}  lr {:.2e}  {:.0} tok/s", m.loss, m.lr, m.tokens_per_s));
+        bar.set_message(format!(
+            "loss {:.4}  lr {:.2e}  {:.0} tok/s",
+            m.loss, m.lr, m.tokens_per_s
+        ));
     };
     let spec_dir = a.spec.parent().map(PathBuf::from).unwrap_or_default();
     let result = run_training(
         &spec,
         &src,
         backend.as_ref(),
-        TrainOptions { out: out.clone(), spec_dir, steps: a.steps, seed: a.seed, resume: a.resume, stop: Some(&stop), on_log: &mut on_log },
+        TrainOptions {
+            out: out.clone(),
+            spec_dir,
+            steps: a.steps,
+            seed: a.seed,
+            resume: a.resume,
+            stop: Some(&stop),
+            on_log: &mut on_log,
+        },
     );
     bar.finish_and_clear();
     match result {
         Ok(r) => {
-            let ck = r.last_checkpoint.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
+            let ck = r
+                .last_checkpoint
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none".into());
             if r.interrupted {
                 eprintln!("interrupted at step {}; saved {ck}", r.steps_done);
-                eprintln!("continue with: weft train {} --out {} --resume", a.spec.display(), out.display());
+                eprintln!(
+                    "continue with: weft train {} --out {} --resume",
+                    a.spec.display(),
+                    out.display()
+                );
             } else {
-                println!("trained {} steps, final loss {:.4}; checkpoint {ck}", r.steps_done, r.final_loss);
+                println!(
+                    "trained {} steps, final loss {:.4}; checkpoint {ck}",
+                    r.steps_done, r.final_loss
+                );
             }
-            println!("run directory: {}   (open it with: weft view {})", out.display(), out.display());
+            println!(
+                "run directory: {}   (open it with: weft view {})",
+                out.display(),
+                out.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -14,7 +14,11 @@ pub struct Scale {
 
 impl Scale {
     pub fn new(max: f32, gamma: f32) -> Self {
-        let max = if max.is_finite() && max > 0.0 { max } else { 1.0 };
+        let max = if max.is_finite() && max > 0.0 {
+            max
+        } else {
+            1.0
+        };
         Scale { max, gamma }
     }
 

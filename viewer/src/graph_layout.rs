@@ -81,9 +81,15 @@ pub fn layout(m: &ModelSummary, text_w: &dyn Fn(&str) -> f32) -> GraphLayout {
     let max_hook_w = 460.0;
     let mut nodes = Vec::new();
     let mut y = 0.0;
-    let mut add = |kind, title: String, subtitle: String, comps: &[Component], hooks: &[String], y: &mut f32| {
+    let add = |kind,
+               title: String,
+               subtitle: String,
+               comps: &[Component],
+               hooks: &[String],
+               y: &mut f32| {
         let chip_ws: Vec<f32> = comps.iter().map(|c| text_w(&chip_text(c)) + 16.0).collect();
-        let chips_w: f32 = chip_ws.iter().sum::<f32>() + 6.0 * chip_ws.len().saturating_sub(1) as f32;
+        let chips_w: f32 =
+            chip_ws.iter().sum::<f32>() + 6.0 * chip_ws.len().saturating_sub(1) as f32;
         let hook_lines = wrap(hooks, max_hook_w, text_w);
         let w = [
             text_w(&title) + 20.0,
@@ -143,7 +149,14 @@ pub fn layout(m: &ModelSummary, text_w: &dyn Fn(&str) -> f32) -> GraphLayout {
             subtitle.push_str(&format!(" · repeat ×{}", l.iterations));
         }
         let hooks: Vec<String> = l.hooks.iter().map(|h| h.to_string()).collect();
-        nodes.push(add(NodeKind::Layer, title, subtitle, &l.components, &hooks, &mut y));
+        nodes.push(add(
+            NodeKind::Layer,
+            title,
+            subtitle,
+            &l.components,
+            &hooks,
+            &mut y,
+        ));
     }
     let output_params: usize = m.outputs.iter().map(|c| c.params).sum();
     nodes.push(add(
@@ -181,7 +194,11 @@ pub fn layout(m: &ModelSummary, text_w: &dyn Fn(&str) -> f32) -> GraphLayout {
             .map_or(next_free, |n| n.rect.top());
         let top = target_y.max(next_free);
         let title = format!("pool {}[{}]", p.name, p.size);
-        let subtitle = format!("{} parameters ({} each)", fmt_count(p.params), fmt_count(p.params / p.size.max(1)));
+        let subtitle = format!(
+            "{} parameters ({} each)",
+            fmt_count(p.params),
+            fmt_count(p.params / p.size.max(1))
+        );
         let module = vec![p.module.clone()];
         let lines = wrap(&module, 360.0, text_w);
         let w = [text_w(&title) + 20.0, text_w(&subtitle)]
@@ -246,7 +263,11 @@ fn wrap(items: &[String], max_w: f32, text_w: &dyn Fn(&str) -> f32) -> Vec<Strin
     let mut lines: Vec<String> = Vec::new();
     let mut cur = String::new();
     for it in items {
-        let candidate = if cur.is_empty() { it.clone() } else { format!("{cur}, {it}") };
+        let candidate = if cur.is_empty() {
+            it.clone()
+        } else {
+            format!("{cur}, {it}")
+        };
         if !cur.is_empty() && text_w(&candidate) > max_w {
             lines.push(std::mem::take(&mut cur) + ",");
             cur = it.clone();

@@ -230,7 +230,10 @@ impl Synthetic {
                 "pattern".to_string(),
                 ["batch", "head", "query", "key"].map(String::from).to_vec(),
             )]),
-            attrs: serde_json::json!({"layer": l}).as_object().cloned().unwrap_or_default(),
+            attrs: serde_json::json!({"layer": l})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -263,7 +266,10 @@ impl Synthetic {
                 "scores".to_string(),
                 vec!["layer".to_string(), "head".to_string()],
             )]),
-            attrs: serde_json::json!({"score": score}).as_object().cloned().unwrap_or_default(),
+            attrs: serde_json::json!({"score": score})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -287,7 +293,9 @@ impl Synthetic {
                 if rng.uniform() < p_skip {
                     choice.push(-1);
                 } else {
-                    let m = (tok as usize * 7 + it * 3 + route * 5 + (rng.uniform() * 1.6) as usize) % modules;
+                    let m =
+                        (tok as usize * 7 + it * 3 + route * 5 + (rng.uniform() * 1.6) as usize)
+                            % modules;
                     choice.push(m as i32);
                 }
                 weight.push((0.45 + 0.5 * rng.uniform()) as f32);
@@ -300,11 +308,16 @@ impl Synthetic {
             tensors: BTreeMap::from([
                 ("choice".to_string(), Tensor::i32(&[iters, 1, t, 1], choice)),
                 ("weight".to_string(), Tensor::f32(&[iters, 1, t, 1], weight)),
-                ("tokens".to_string(), Tensor::i32(&[1, t], tokens[..t].to_vec())),
+                (
+                    "tokens".to_string(),
+                    Tensor::i32(&[1, t], tokens[..t].to_vec()),
+                ),
             ]),
             axes: BTreeMap::from([(
                 "choice".to_string(),
-                ["iteration", "batch", "token", "slot"].map(String::from).to_vec(),
+                ["iteration", "batch", "token", "slot"]
+                    .map(String::from)
+                    .to_vec(),
             )]),
             attrs: serde_json::json!({"layer": 1, "pool": pool, "modules": modules})
                 .as_object()

@@ -82,7 +82,9 @@ pub(super) fn kernel(
         Some(h) => {
             s.private_f32(super::shader::ACCUMULATOR);
             let body = super::expr::inline_body(&mut s, h);
-            s.function(format!("// epilogue: {h}\nfn epilogue(i: u32) -> f32 {{\n{body}\n}}"));
+            s.function(format!(
+                "// epilogue: {h}\nfn epilogue(i: u32) -> f32 {{\n{body}\n}}"
+            ));
             format!(
                 "{} = rows[r][c];\n                {c}[idx] = epilogue(idx);",
                 super::shader::ACCUMULATOR

@@ -89,7 +89,10 @@ pub enum AttentionMask {
 impl AttentionMask {
     /// Whether the op takes the extra i32 `[B,T]` segment-id input.
     pub fn needs_segments(self) -> bool {
-        matches!(self, AttentionMask::Document | AttentionMask::Turns | AttentionMask::TurnsKeepFirst)
+        matches!(
+            self,
+            AttentionMask::Document | AttentionMask::Turns | AttentionMask::TurnsKeepFirst
+        )
     }
 
     /// Whether key `j` is visible from query `t` with segment ids `seg_t`, `seg_j`

@@ -138,7 +138,9 @@ fn segment_input(l: &mut Lowerer, mask: AttentionMask) -> Option<ValueId> {
     let (b, t) = (l.opts.batch, l.opts.seq);
     match mask {
         AttentionMask::Document => Some(l.g.input("segments", &[b, t], DType::I32)),
-        AttentionMask::Turns | AttentionMask::TurnsKeepFirst => Some(l.g.input("turns", &[b, t], DType::I32)),
+        AttentionMask::Turns | AttentionMask::TurnsKeepFirst => {
+            Some(l.g.input("turns", &[b, t], DType::I32))
+        }
         _ => None,
     }
 }
@@ -173,8 +175,13 @@ pub(crate) fn core(
         Some("interleaved") => RopeLayout::Interleaved,
         _ => RopeLayout::Half,
     };
+    let drop = if l.opts.dropout {
+        call.float("dropout").unwrap_or(0.0)
+    } else {
+        0.0
+    };
     let Some(tables) = tables else {
-        return weights(l, &hp, r, q, k, v, seg);
+        return weights(l, &hp, r, q, k, v, seg, drop);
     };
     let t = l.opts.seq;
     let positions = l.g.iota(&[t], 0, DType::I32)?;
@@ -188,7 +195,7 @@ pub(crate) fn core(
     }
     if tables.len() == 1 && pos.as_ref().is_none_or(|p| p.get("router").is_none()) {
         let (qr, kr) = rotated[0];
-        return weights(l, &hp, r, qr, kr, v, seg);
+        return weights(l, &hp, r, qr, kr, v, seg, drop);
     }
     mixture(
         l,
@@ -200,10 +207,13 @@ pub(crate) fn core(
         &rotated,
         v,
         seg,
+        drop,
     )
 }
 
-/// Attention weights and their application; the pattern is materialised only if captured.
+/// Attention weights and their application; the pattern is materialised only if captured or
+/// when attention dropout (`drop` > 0, training only) must act on the weights.
+#[allow(clippy::too_many_arguments)]
 fn weights(
     l: &mut Lowerer,
     hp: &str,
@@ -212,6 +222,7 @@ fn weights(
     k: ValueId,
     v: ValueId,
     seg: Option<ValueId>,
+    drop: f64,
 ) -> Result<ValueId> {
     if l.wants(&format!("{hp}.scores")) {
         let s = l.g.matmul_t(q, k, false, true)?;
@@ -219,9 +230,10 @@ fn weights(
         let s = l.g.mul(s, scale)?;
         l.hook(&format!("{hp}.scores"), s);
     }
-    if l.wants(&format!("{hp}.pattern")) {
+    if l.wants(&format!("{hp}.pattern")) || drop > 0.0 {
         let w = l.g.attention_pattern(r, q, k, v, seg)?;
         l.hook(&format!("{hp}.pattern"), w);
+        let w = l.dropout(&format!("{hp}.weights"), drop, w)?;
         return l.g.matmul(w, v);
     }
     l.g.attention(r, q, k, v, seg)
@@ -240,6 +252,7 @@ fn mixture(
     rotated: &[(ValueId, ValueId)],
     v: ValueId,
     seg: Option<ValueId>,
+    drop: f64,
 ) -> Result<ValueId> {
     let n = rotated.len();
     let d = h.head_dim;
@@ -266,7 +279,7 @@ fn mixture(
     let mix = l.g.div(kept, norm)?; // [B,H,T,N]
     let mut y: Option<ValueId> = None;
     for (e, &(qr, kr)) in rotated.iter().enumerate() {
-        let ye = weights(l, &format!("{hp}.base{e}"), r, qr, kr, v, seg)?;
+        let ye = weights(l, &format!("{hp}.base{e}"), r, qr, kr, v, seg, drop)?;
         let we = l.g.slice(mix, 3, e, e + 1)?; // [B,H,T,1]
         let term = l.g.mul(ye, we)?;
         y = Some(match y {

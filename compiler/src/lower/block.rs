@@ -211,8 +211,10 @@ pub(crate) fn apply(
             let site = f.site("norm");
             ffn::norm(l, &call.name, &site, input, call.float("eps"))
         }
-        // Dropout is the identity in the deterministic graph; training inserts it.
-        "dropout" => Ok(input),
+        "dropout" => {
+            let site = f.site("dropout");
+            l.dropout(&site, call.float("p").unwrap_or(0.1), input)
+        }
         other => Err(IrError::Builder(format!("no lowering for `{other}`"))),
     }
 }

@@ -37,6 +37,9 @@ pub struct LowerOptions {
     pub capture: Vec<String>,
     /// Globs over parameter names that train; the rest are frozen.
     pub trainable: Vec<String>,
+    /// Training mode: `dropout(...)` and `attention(dropout: p)` become multiplications by
+    /// mask inputs (see [`dropout_inputs`]); otherwise dropout is the identity.
+    pub dropout: bool,
 }
 
 impl LowerOptions {
@@ -47,8 +50,24 @@ impl LowerOptions {
             with_loss: false,
             capture: Vec::new(),
             trainable: vec!["*".into()],
+            dropout: false,
         }
     }
+}
+
+/// The dropout mask inputs of a graph lowered with `dropout: true`, with their drop
+/// probability. Each is named `dropout[p].SITE`; the trainer fills it with `0` (dropped) or
+/// `1/(1−p)` (kept), drawn from the run's seeded stream, so runs stay deterministic and every
+/// backend runs dropout without an RNG op.
+pub fn dropout_inputs(g: &Graph) -> Vec<(String, f32)> {
+    g.inputs
+        .iter()
+        .filter_map(|i| {
+            let rest = i.name.strip_prefix("dropout[")?;
+            let p = rest.split(']').next()?.parse().ok()?;
+            Some((i.name.clone(), p))
+        })
+        .collect()
 }
 
 /// Errors of lowering: IR errors carry the spec span of the node that failed.
@@ -128,6 +147,18 @@ impl<'a> Lowerer<'a> {
     pub fn wants(&self, name: &str) -> bool {
         let full = format!("{}{name}", self.view_prefix);
         self.opts.capture.iter().any(|p| glob::glob_match(p, &full))
+    }
+
+    /// `x · mask` for a dropout site in training mode; `x` otherwise.
+    pub fn dropout(&mut self, site: &str, p: f64, x: ValueId) -> Result<ValueId> {
+        if !self.opts.dropout || p <= 0.0 {
+            return Ok(x);
+        }
+        let shape = self.g.shape(x).to_vec();
+        let mask = self
+            .g
+            .input(&format!("dropout[{p}].{site}"), &shape, DType::F32);
+        self.g.mul(x, mask)
     }
 
     pub fn at(&mut self, span: Span) {

@@ -7,8 +7,8 @@
 //! tokens across modules and always run dense.
 
 use super::attention::{self, Heads};
-use super::route_sparse;
 use super::block::{self, Frame};
+use super::route_sparse;
 use super::{Lowerer, Result};
 use crate::ir::{Init, ValueId};
 use crate::IrError;

@@ -46,7 +46,7 @@ pub(crate) fn ffn_pool(
     let hit = l.g.compare(CmpOp::Eq, c, rank)?;
     let sel = l.g.mul(hit, ch)?;
     let sel = l.g.slice(sel, 3, 0, m)?; // modules only: a SKIP slot selects nothing
-    // Module index and routing weight of each slot [B,T,top_k].
+                                        // Module index and routing weight of each slot [B,T,top_k].
     let idx = l.g.iota(&[1, 1, 1, m], 3, DType::F32)?;
     let e = l.g.mul(sel, idx)?;
     let e = l.g.sum(e, 3, false)?;
@@ -141,7 +141,14 @@ impl Slots<'_> {
     }
 
     /// `x[s] @ W_{module(s)}` for `x` `[R,1,i]` → `[R,1,o]`.
-    fn linear(&mut self, l: &mut Lowerer, name: &str, x: ValueId, i: usize, o: usize) -> Result<ValueId> {
+    fn linear(
+        &mut self,
+        l: &mut Lowerer,
+        name: &str,
+        x: ValueId,
+        i: usize,
+        o: usize,
+    ) -> Result<ValueId> {
         let w = self.stacked(l, name, &[i, o], false)?;
         let w = l.g.gather(w, self.module_of)?; // [R, i, o]
         l.g.matmul(x, w)

@@ -118,7 +118,10 @@ fn patches<T: CpuReal>(
         if g.dtype(v) != DType::F32 {
             return Err(RunError::Replacement {
                 name: r.name().into(),
-                msg: format!("the hook point holds {}, only f32 values can be replaced", g.dtype(v)),
+                msg: format!(
+                    "the hook point holds {}, only f32 values can be replaced",
+                    g.dtype(v)
+                ),
             });
         }
         let region = r.resolve(g.shape(v))?;

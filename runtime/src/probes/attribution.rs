@@ -4,9 +4,9 @@
 //! answer at a second-copy position is the next token.
 
 use super::data::repeated_tokens;
+use super::linalg::dot;
 use super::readout::{logit_diff, Readout};
 use super::{hook, logits, Model, ProbeError};
-use super::linalg::dot;
 use crate::init::Rng;
 use serde::Serialize;
 
@@ -36,13 +36,24 @@ pub struct HeadAttribution {
 }
 
 /// Runs direct logit attribution.
-pub fn head_attribution(model: &Model, cfg: &AttributionConfig) -> Result<HeadAttribution, ProbeError> {
+pub fn head_attribution(
+    model: &Model,
+    cfg: &AttributionConfig,
+) -> Result<HeadAttribution, ProbeError> {
     let n = cfg.len / 2;
     if n < 2 || cfg.samples == 0 {
-        return Err(ProbeError::Config(format!("head_attribution needs len ≥ 4 and samples ≥ 1 (got len {}, samples {})", cfg.len, cfg.samples)));
+        return Err(ProbeError::Config(format!(
+            "head_attribution needs len ≥ 4 and samples ≥ 1 (got len {}, samples {})",
+            cfg.len, cfg.samples
+        )));
     }
     let t = 2 * n;
-    let tokens = repeated_tokens(&mut Rng::for_name(cfg.seed, "probe.attribution"), cfg.samples, n, model.vocab());
+    let tokens = repeated_tokens(
+        &mut Rng::for_name(cfg.seed, "probe.attribution"),
+        cfg.samples,
+        n,
+        model.vocab(),
+    );
     let ro = Readout::of(model)?;
     let (dm, v, layers) = (ro.dim, ro.vocab, model.layers());
     let last = format!("layers.{}.resid_post", layers - 1);
@@ -50,14 +61,23 @@ pub fn head_attribution(model: &Model, cfg: &AttributionConfig) -> Result<HeadAt
     let mut mlp = vec![0.0; layers];
     let (mut embed, mut total) = (0.0, 0.0);
     let mut count = 0usize;
-    let capture = ["embed", "layers.*.attn.result", "layers.*.mlp_out", "layers.*.resid_post"];
+    let capture = [
+        "embed",
+        "layers.*.attn.result",
+        "layers.*.mlp_out",
+        "layers.*.resid_post",
+    ];
     model.run_in_batches(&tokens, t, 8, &capture, |first, out| {
         let fin = hook(out, &last)?.to_f64_vec();
         let emb = hook(out, "embed")?.to_f64_vec();
         let lg = logits(out)?.to_f64_vec();
-        let res: Vec<_> = (0..layers).map(|l| hook(out, &format!("layers.{l}.attn.result"))).collect::<Result<_, _>>()?;
+        let res: Vec<_> = (0..layers)
+            .map(|l| hook(out, &format!("layers.{l}.attn.result")))
+            .collect::<Result<_, _>>()?;
         let res_v: Vec<Vec<f64>> = res.iter().map(|r| r.to_f64_vec()).collect();
-        let mlps: Vec<Vec<f64>> = (0..layers).map(|l| hook(out, &format!("layers.{l}.mlp_out")).map(|x| x.to_f64_vec())).collect::<Result<_, _>>()?;
+        let mlps: Vec<Vec<f64>> = (0..layers)
+            .map(|l| hook(out, &format!("layers.{l}.mlp_out")).map(|x| x.to_f64_vec()))
+            .collect::<Result<_, _>>()?;
         let rows = fin.len() / (t * dm);
         for b in 0..rows {
             let toks = &tokens[(first + b) * t..(first + b + 1) * t];
@@ -87,7 +107,10 @@ pub fn head_attribution(model: &Model, cfg: &AttributionConfig) -> Result<HeadAt
     })?;
     let c = count as f64;
     Ok(HeadAttribution {
-        heads: heads.into_iter().map(|r| r.into_iter().map(|x| x / c).collect()).collect(),
+        heads: heads
+            .into_iter()
+            .map(|r| r.into_iter().map(|x| x / c).collect())
+            .collect(),
         mlp: mlp.into_iter().map(|x| x / c).collect(),
         embed: embed / c,
         logit_diff: total / c,

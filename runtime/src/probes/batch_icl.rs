@@ -87,14 +87,24 @@ fn mean_last(x: &Tensor, p: usize) -> Tensor {
     let mut m = vec![0.0f64; p * d];
     for bi in 0..b {
         let at = (bi * t + t - p) * d;
-        m.iter_mut().zip(&v[at..at + p * d]).for_each(|(a, y)| *a += y);
+        m.iter_mut()
+            .zip(&v[at..at + p * d])
+            .for_each(|(a, y)| *a += y);
     }
-    Tensor::f32(&[1, p, d], m.into_iter().map(|y| (y / b as f64) as f32).collect())
+    Tensor::f32(
+        &[1, p, d],
+        m.into_iter().map(|y| (y / b as f64) as f32).collect(),
+    )
 }
 
 /// `A^{ℓ,(E)}` for every layer ℓ: `[1, P, D]` means of the one-shot batch's `resid_mid` at
 /// its last P positions, after `epochs` rounds.
-pub fn aggregate(model: &Model, one_shot: &[Vec<i32>], positions: usize, epochs: usize) -> Result<Vec<Tensor>, ProbeError> {
+pub fn aggregate(
+    model: &Model,
+    one_shot: &[Vec<i32>],
+    positions: usize,
+    epochs: usize,
+) -> Result<Vec<Tensor>, ProbeError> {
     let (tokens, t) = left_pad(one_shot);
     if one_shot.is_empty() || positions == 0 || positions > t || epochs == 0 {
         return Err(ProbeError::Config(format!(
@@ -109,16 +119,29 @@ pub fn aggregate(model: &Model, one_shot: &[Vec<i32>], positions: usize, epochs:
     let pos = last_positions(positions);
     let mut agg: Vec<Tensor> = Vec::new();
     for _ in 0..epochs {
-        let replace: Vec<Intervention> = agg.iter().enumerate().map(|(l, a)| Intervention::at_positions(resid_mid(l), &pos, a.clone())).collect();
+        let replace: Vec<Intervention> = agg
+            .iter()
+            .enumerate()
+            .map(|(l, a)| Intervention::at_positions(resid_mid(l), &pos, a.clone()))
+            .collect();
         let out = model.run(&g, &tokens, &capture, &replace)?;
-        agg = names.iter().map(|n| hook(&out, n).map(|x| mean_last(x, positions))).collect::<Result<_, _>>()?;
+        agg = names
+            .iter()
+            .map(|n| hook(&out, n).map(|x| mean_last(x, positions)))
+            .collect::<Result<_, _>>()?;
     }
     Ok(agg)
 }
 
 /// Logits at the last position of the zero-shot pass with `agg[k]` injected at layer k
 /// (`k == L`: no injection), extrapolated by `alpha`.
-pub fn inject(model: &Model, zero_shot: &[i32], agg: &[Tensor], k: usize, alpha: f64) -> Result<Vec<f64>, ProbeError> {
+pub fn inject(
+    model: &Model,
+    zero_shot: &[i32],
+    agg: &[Tensor],
+    k: usize,
+    alpha: f64,
+) -> Result<Vec<f64>, ProbeError> {
     let t = zero_shot.len();
     let g = model.lower(1, t, &[])?;
     let mut replace = Vec::new();
@@ -126,17 +149,28 @@ pub fn inject(model: &Model, zero_shot: &[i32], agg: &[Tensor], k: usize, alpha:
         let a = &agg[k];
         let p = a.shape[1];
         if p > t {
-            return Err(ProbeError::Config(format!("batch_icl: {p} positions but the zero-shot prompt has {t} tokens")));
+            return Err(ProbeError::Config(format!(
+                "batch_icl: {p} positions but the zero-shot prompt has {t} tokens"
+            )));
         }
         let with = if alpha == 0.0 {
             a.clone()
         } else {
             let clean = model.run(&g, zero_shot, &[resid_mid(k).as_str()], &[])?;
             let own = mean_last(hook(&clean, &resid_mid(k))?, p).to_f64_vec();
-            let v: Vec<f32> = a.to_f64_vec().iter().zip(&own).map(|(x, z)| ((1.0 + alpha) * x - alpha * z) as f32).collect();
+            let v: Vec<f32> = a
+                .to_f64_vec()
+                .iter()
+                .zip(&own)
+                .map(|(x, z)| ((1.0 + alpha) * x - alpha * z) as f32)
+                .collect();
             Tensor::f32(&a.shape, v)
         };
-        replace.push(Intervention::at_positions(resid_mid(k), &last_positions(p), with));
+        replace.push(Intervention::at_positions(
+            resid_mid(k),
+            &last_positions(p),
+            with,
+        ));
     }
     let out = model.run(&g, zero_shot, &[], &replace)?;
     let lg = logits(&out)?;
@@ -145,7 +179,11 @@ pub fn inject(model: &Model, zero_shot: &[i32], agg: &[Tensor], k: usize, alpha:
 }
 
 /// Batch-ICL over `queries`, at one k or sweeping every k.
-pub fn batch_icl(model: &Model, queries: &[IclQuery], cfg: &BatchIclConfig) -> Result<BatchIcl, ProbeError> {
+pub fn batch_icl(
+    model: &Model,
+    queries: &[IclQuery],
+    cfg: &BatchIclConfig,
+) -> Result<BatchIcl, ProbeError> {
     let big_l = model.layers();
     let ks: Vec<usize> = match cfg.layer {
         Some(k) if k > big_l => return Err(ProbeError::Config(format!("batch_icl: layer {k}, but the model has {big_l} layers (k = {big_l} means no injection)"))),
@@ -167,7 +205,9 @@ pub fn batch_icl(model: &Model, queries: &[IclQuery], cfg: &BatchIclConfig) -> R
     }
     let n = queries.len().max(1) as f64;
     let accuracy: Vec<f64> = hits.iter().map(|&h| h as f64 / n).collect();
-    let best = (0..ks.len()).max_by(|&a, &b| accuracy[a].total_cmp(&accuracy[b]).then(b.cmp(&a))).unwrap_or(0);
+    let best = (0..ks.len())
+        .max_by(|&a, &b| accuracy[a].total_cmp(&accuracy[b]).then(b.cmp(&a)))
+        .unwrap_or(0);
     Ok(BatchIcl {
         best_layer: ks[best],
         best_accuracy: accuracy[best],

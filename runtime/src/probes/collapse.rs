@@ -31,14 +31,19 @@ pub struct Collapse {
 /// `mean_c ‖(a − b)[chunk c]‖_∞` over chunks of `chunk` dims.
 pub fn chunked_inf_distance(a: &[f64], b: &[f64], chunk: usize) -> f64 {
     let diffs: Vec<f64> = a.iter().zip(b).map(|(x, y)| (x - y).abs()).collect();
-    let maxes: Vec<f64> = diffs.chunks(chunk).map(|c| c.iter().cloned().fold(0.0, f64::max)).collect();
+    let maxes: Vec<f64> = diffs
+        .chunks(chunk)
+        .map(|c| c.iter().cloned().fold(0.0, f64::max))
+        .collect();
     super::mean(&maxes)
 }
 
 /// Runs the collapse probe.
 pub fn collapse_probe(model: &Model, cfg: &CollapseConfig) -> Result<Collapse, ProbeError> {
     if cfg.lengths.is_empty() {
-        return Err(ProbeError::Config("collapse_probe needs at least one length".into()));
+        return Err(ProbeError::Config(
+            "collapse_probe needs at least one length".into(),
+        ));
     }
     let dm = model.dim();
     let chunk = dm.min(64);
@@ -55,6 +60,15 @@ pub fn collapse_probe(model: &Model, cfg: &CollapseConfig) -> Result<Collapse, P
         delta.push(chunked_inf_distance(last_a, last_b, chunk));
     }
     let base = delta[0];
-    let normalised = delta.iter().map(|d| if base == 0.0 { f64::NAN } else { d / base }).collect();
-    Ok(Collapse { task: cfg.task, lengths: cfg.lengths.clone(), delta, normalised, chunk })
+    let normalised = delta
+        .iter()
+        .map(|d| if base == 0.0 { f64::NAN } else { d / base })
+        .collect();
+    Ok(Collapse {
+        task: cfg.task,
+        lengths: cfg.lengths.clone(),
+        delta,
+        normalised,
+        chunk,
+    })
 }

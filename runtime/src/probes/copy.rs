@@ -34,11 +34,19 @@ pub struct CopyAccuracy {
 pub fn copy_accuracy(model: &Model, cfg: &CopyConfig) -> Result<CopyAccuracy, ProbeError> {
     let n = cfg.len;
     if n < 2 || cfg.samples == 0 {
-        return Err(ProbeError::Config(format!("copy_accuracy needs len ≥ 2 and samples ≥ 1 (got len {n}, samples {})", cfg.samples)));
+        return Err(ProbeError::Config(format!(
+            "copy_accuracy needs len ≥ 2 and samples ≥ 1 (got len {n}, samples {})",
+            cfg.samples
+        )));
     }
     let t = 2 * n;
     let v = model.vocab();
-    let tokens = repeated_tokens(&mut Rng::for_name(cfg.seed, "probe.copy"), cfg.samples, n, v);
+    let tokens = repeated_tokens(
+        &mut Rng::for_name(cfg.seed, "probe.copy"),
+        cfg.samples,
+        n,
+        v,
+    );
     let mut hits = vec![0usize; n - 1];
     let mut exact = 0usize;
     model.run_in_batches(&tokens, t, 16, &[], |first, out| {

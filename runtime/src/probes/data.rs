@@ -21,7 +21,9 @@ pub fn repeated_tokens(rng: &mut Rng, samples: usize, n: usize, vocab: usize) ->
 
 /// `samples × len` uniform ids from `[2, vocab)`.
 pub fn random_tokens(rng: &mut Rng, samples: usize, len: usize, vocab: usize) -> Vec<i32> {
-    (0..samples).flat_map(|_| random_row(rng, len, vocab)).collect()
+    (0..samples)
+        .flat_map(|_| random_row(rng, len, vocab))
+        .collect()
 }
 
 fn random_row(rng: &mut Rng, n: usize, vocab: usize) -> Vec<i32> {

@@ -47,12 +47,23 @@ pub fn by_distance(pattern: &[f64], shape: &[usize]) -> (Vec<Vec<f64>>, Vec<Vec<
 }
 
 /// Measures attention against distance for every head.
-pub fn attention_distance(model: &Model, cfg: &DistanceConfig) -> Result<AttentionDistance, ProbeError> {
+pub fn attention_distance(
+    model: &Model,
+    cfg: &DistanceConfig,
+) -> Result<AttentionDistance, ProbeError> {
     let t = cfg.len;
     if t < 2 || cfg.samples == 0 {
-        return Err(ProbeError::Config(format!("attention_distance needs len ≥ 2 and samples ≥ 1 (got len {t}, samples {})", cfg.samples)));
+        return Err(ProbeError::Config(format!(
+            "attention_distance needs len ≥ 2 and samples ≥ 1 (got len {t}, samples {})",
+            cfg.samples
+        )));
     }
-    let tokens = random_tokens(&mut Rng::for_name(cfg.seed, "probe.distance"), cfg.samples, t, model.vocab());
+    let tokens = random_tokens(
+        &mut Rng::for_name(cfg.seed, "probe.distance"),
+        cfg.samples,
+        t,
+        model.vocab(),
+    );
     let layers = model.layers();
     let mut sums: Vec<(Vec<Vec<f64>>, Vec<Vec<f64>>)> = vec![(Vec::new(), Vec::new()); layers];
     model.run_in_batches(&tokens, t, 4, &["layers.*.attn.pattern"], |_, out| {
@@ -70,14 +81,25 @@ pub fn attention_distance(model: &Model, cfg: &DistanceConfig) -> Result<Attenti
     })?;
     // Δ is seen by the T − Δ queries at or after it, in every sequence.
     let norm = |m: Vec<Vec<f64>>| -> Vec<Vec<f64>> {
-        m.into_iter().map(|r| r.into_iter().enumerate().map(|(d, x)| x / ((t - d) * cfg.samples) as f64).collect()).collect()
+        m.into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .enumerate()
+                    .map(|(d, x)| x / ((t - d) * cfg.samples) as f64)
+                    .collect()
+            })
+            .collect()
     };
     let (mut mean, mut mean_abs) = (Vec::new(), Vec::new());
     for (s, a) in sums {
         mean.push(norm(s));
         mean_abs.push(norm(a));
     }
-    Ok(AttentionDistance { len: t, mean, mean_abs })
+    Ok(AttentionDistance {
+        len: t,
+        mean,
+        mean_abs,
+    })
 }
 
 fn add(acc: &mut [Vec<f64>], x: &[Vec<f64>]) {

@@ -20,7 +20,12 @@ impl Complex {
 /// The eigenvalues of the `n×n` row-major matrix `m`, in no particular order; `None` if QR
 /// did not converge (30 iterations without a deflation) or the input is not finite.
 pub fn eigenvalues(m: &[f64], n: usize) -> Option<Vec<Complex>> {
-    assert_eq!(m.len(), n * n, "eigenvalues: {n}×{n} matrix needs {} entries", n * n);
+    assert_eq!(
+        m.len(),
+        n * n,
+        "eigenvalues: {n}×{n} matrix needs {} entries",
+        n * n
+    );
     if m.iter().any(|x| !x.is_finite()) {
         return None;
     }
@@ -100,7 +105,16 @@ fn hqr(a: &mut [Vec<f64>], n: usize) -> Option<Vec<Complex>> {
     }
     let mut nn = n;
     let mut t = 0.0f64;
-    let (mut p, mut q, mut r, mut x, mut y, mut z, mut w, mut s): (f64, f64, f64, f64, f64, f64, f64, f64);
+    let (mut p, mut q, mut r, mut x, mut y, mut z, mut w, mut s): (
+        f64,
+        f64,
+        f64,
+        f64,
+        f64,
+        f64,
+        f64,
+        f64,
+    );
     while nn >= 1 {
         let mut its = 0;
         loop {
@@ -249,7 +263,14 @@ fn hqr(a: &mut [Vec<f64>], n: usize) -> Option<Vec<Complex>> {
             }
         }
     }
-    Some((1..=n).map(|i| Complex { re: wr[i], im: wi[i] }).collect())
+    Some(
+        (1..=n)
+            .map(|i| Complex {
+                re: wr[i],
+                im: wi[i],
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -274,7 +295,10 @@ mod tests {
         let (co, si) = (2.0 * 0.3f64.cos(), 2.0 * 0.3f64.sin());
         let ev = eigenvalues(&[co, -si, si, co], 2).unwrap();
         for e in &ev {
-            assert!((e.re - co).abs() < 1e-12 && (e.im.abs() - si).abs() < 1e-12, "{ev:?}");
+            assert!(
+                (e.re - co).abs() < 1e-12 && (e.im.abs() - si).abs() < 1e-12,
+                "{ev:?}"
+            );
         }
     }
 
@@ -298,6 +322,9 @@ mod tests {
         assert!((s1 - trace).abs() < 1e-8, "{s1} vs {trace}");
         assert!((s2 - tr2).abs() < 1e-7, "{s2} vs {tr2}");
         assert!(si.abs() < 1e-9);
-        assert!(ev.iter().any(|e| e.im != 0.0), "a random 12×12 matrix has complex pairs");
+        assert!(
+            ev.iter().any(|e| e.im != 0.0),
+            "a random 12×12 matrix has complex pairs"
+        );
     }
 }

@@ -35,8 +35,13 @@ pub fn permutations(n: usize) -> Vec<Vec<usize>> {
     let mut p: Vec<usize> = (0..n).collect();
     let mut out = vec![p.clone()];
     loop {
-        let Some(i) = (1..n).rev().find(|&i| p[i - 1] < p[i]) else { return out };
-        let j = (i..n).rev().find(|&j| p[j] > p[i - 1]).expect("a larger element exists");
+        let Some(i) = (1..n).rev().find(|&i| p[i - 1] < p[i]) else {
+            return out;
+        };
+        let j = (i..n)
+            .rev()
+            .find(|&j| p[j] > p[i - 1])
+            .expect("a larger element exists");
         p.swap(i - 1, j);
         p[i..].reverse();
         out.push(p.clone());
@@ -47,23 +52,36 @@ pub fn permutations(n: usize) -> Vec<Vec<usize>> {
 pub fn icl_orders(model: &Model, queries: &[OrderQuery]) -> Result<IclOrders, ProbeError> {
     let n = queries.first().map_or(0, |q| q.demos.len());
     if n == 0 || n > 6 {
-        return Err(ProbeError::Config(format!("icl_orders runs every order of 1 to 6 demonstrations, got {n}")));
+        return Err(ProbeError::Config(format!(
+            "icl_orders runs every order of 1 to 6 demonstrations, got {n}"
+        )));
     }
     let perms = permutations(n);
     let mut by_order = vec![0.0; perms.len()];
     let (mut best, mut worst, mut total) = (0.0, 0.0, 0.0);
     for q in queries {
-        let prompts: Vec<Vec<i32>> = perms.iter().map(|p| (q.prompt)(&p.iter().map(|&i| q.demos[i]).collect::<Vec<_>>())).collect();
+        let prompts: Vec<Vec<i32>> = perms
+            .iter()
+            .map(|p| (q.prompt)(&p.iter().map(|&i| q.demos[i]).collect::<Vec<_>>()))
+            .collect();
         let t = prompts[0].len();
         if prompts.iter().any(|p| p.len() != t) {
-            return Err(ProbeError::Config("icl_orders: orders of one query must have equal lengths".into()));
+            return Err(ProbeError::Config(
+                "icl_orders: orders of one query must have equal lengths".into(),
+            ));
         }
         let g = model.lower(prompts.len(), t, &[])?;
         let out = model.run(&g, &prompts.concat(), &[], &[])?;
         let lg = logits(&out)?;
         let v = lg.shape[2];
         let x = lg.to_f64_vec();
-        let hits: Vec<f64> = (0..perms.len()).map(|b| f64::from(u8::from(argmax(&x[(b * t + t - 1) * v..(b * t + t) * v]) as i32 == q.answer))).collect();
+        let hits: Vec<f64> = (0..perms.len())
+            .map(|b| {
+                f64::from(u8::from(
+                    argmax(&x[(b * t + t - 1) * v..(b * t + t) * v]) as i32 == q.answer,
+                ))
+            })
+            .collect();
         by_order.iter_mut().zip(&hits).for_each(|(a, h)| *a += h);
         total += super::mean(&hits);
         best += hits.iter().cloned().fold(0.0, f64::max);

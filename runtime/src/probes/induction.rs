@@ -28,7 +28,10 @@ pub struct InductionScore {
 /// attention pattern `[B, H, T, T]` (T ≥ 2n) of sequences repeated with period n.
 pub fn induction_from_pattern(pattern: &[f64], shape: &[usize], n: usize) -> Vec<f64> {
     let (b, h, t) = (shape[0], shape[1], shape[2]);
-    assert!(n >= 2 && 2 * n <= t && shape[3] == t, "pattern {shape:?} does not hold two copies of length {n}");
+    assert!(
+        n >= 2 && 2 * n <= t && shape[3] == t,
+        "pattern {shape:?} does not hold two copies of length {n}"
+    );
     (0..h)
         .map(|hi| {
             let mut s = 0.0;
@@ -47,17 +50,28 @@ pub fn induction_from_pattern(pattern: &[f64], shape: &[usize], n: usize) -> Vec
 pub fn induction_score(model: &Model, cfg: &InductionConfig) -> Result<InductionScore, ProbeError> {
     let n = cfg.len;
     if n < 2 || cfg.samples == 0 {
-        return Err(ProbeError::Config(format!("induction_score needs len ≥ 2 and samples ≥ 1 (got len {n}, samples {})", cfg.samples)));
+        return Err(ProbeError::Config(format!(
+            "induction_score needs len ≥ 2 and samples ≥ 1 (got len {n}, samples {})",
+            cfg.samples
+        )));
     }
     let t = 2 * n;
-    let tokens = repeated_tokens(&mut Rng::for_name(cfg.seed, "probe.induction"), cfg.samples, n, model.vocab());
+    let tokens = repeated_tokens(
+        &mut Rng::for_name(cfg.seed, "probe.induction"),
+        cfg.samples,
+        n,
+        model.vocab(),
+    );
     let (layers, heads) = (model.layers(), model.heads());
     let mut sums = vec![vec![0.0; heads]; layers];
     model.run_in_batches(&tokens, t, 8, &["layers.*.attn.pattern"], |_, out| {
         for (l, row) in sums.iter_mut().enumerate() {
             let p = hook(out, &format!("layers.{l}.attn.pattern"))?;
             let b = p.shape[0] as f64;
-            for (s, x) in row.iter_mut().zip(induction_from_pattern(&p.to_f64_vec(), &p.shape, n)) {
+            for (s, x) in row
+                .iter_mut()
+                .zip(induction_from_pattern(&p.to_f64_vec(), &p.shape, n))
+            {
                 *s += x * b;
             }
         }
@@ -67,6 +81,9 @@ pub fn induction_score(model: &Model, cfg: &InductionConfig) -> Result<Induction
     Ok(InductionScore {
         len: n,
         samples: cfg.samples,
-        scores: sums.into_iter().map(|r| r.into_iter().map(|s| s / k).collect()).collect(),
+        scores: sums
+            .into_iter()
+            .map(|r| r.into_iter().map(|s| s / k).collect())
+            .collect(),
     })
 }

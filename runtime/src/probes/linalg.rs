@@ -6,7 +6,10 @@
 pub fn solve(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
     let mut m = a.to_vec();
     let mut x = b.to_vec();
-    let scale = a.iter().fold(0.0f64, |s, v| s.max(v.abs())).max(f64::MIN_POSITIVE);
+    let scale = a
+        .iter()
+        .fold(0.0f64, |s, v| s.max(v.abs()))
+        .max(f64::MIN_POSITIVE);
     for c in 0..n {
         let p = (c..n).max_by(|&i, &j| m[i * n + c].abs().total_cmp(&m[j * n + c].abs()))?;
         if m[p * n + c].abs() <= scale * 1e-13 {

@@ -39,10 +39,18 @@ pub struct LogitLens {
 pub fn logit_lens(model: &Model, cfg: &LensConfig) -> Result<LogitLens, ProbeError> {
     let n = cfg.len / 2;
     if n < 2 || cfg.samples == 0 {
-        return Err(ProbeError::Config(format!("logit_lens needs len ≥ 4 and samples ≥ 1 (got len {}, samples {})", cfg.len, cfg.samples)));
+        return Err(ProbeError::Config(format!(
+            "logit_lens needs len ≥ 4 and samples ≥ 1 (got len {}, samples {})",
+            cfg.len, cfg.samples
+        )));
     }
     let t = 2 * n;
-    let tokens = repeated_tokens(&mut Rng::for_name(cfg.seed, "probe.logit_lens"), cfg.samples, n, model.vocab());
+    let tokens = repeated_tokens(
+        &mut Rng::for_name(cfg.seed, "probe.logit_lens"),
+        cfg.samples,
+        n,
+        model.vocab(),
+    );
     let ro = Readout::of(model)?;
     let dm = ro.dim;
     let mut points = vec!["embed".to_string()];
@@ -50,30 +58,50 @@ pub fn logit_lens(model: &Model, cfg: &LensConfig) -> Result<LogitLens, ProbeErr
     let k = points.len();
     let (mut p, mut p2, mut acc, mut ld) = (vec![0.0; k], vec![0.0; k], vec![0.0; k], vec![0.0; k]);
     let mut count = 0usize;
-    model.run_in_batches(&tokens, t, 8, &["embed", "layers.*.resid_post"], |first, out| {
-        let vals: Vec<Vec<f64>> = points.iter().map(|name| hook(out, name).map(|x| x.to_f64_vec())).collect::<Result<_, _>>()?;
-        let rows = vals[0].len() / (t * dm);
-        for b in 0..rows {
-            let toks = &tokens[(first + b) * t..(first + b + 1) * t];
-            for pos in n..t - 1 {
-                let target = toks[pos + 1] as usize;
-                for (i, x) in vals.iter().enumerate() {
-                    let at = (b * t + pos) * dm;
-                    let lg = ro.logits(&x[at..at + dm]);
-                    let pr = prob(&lg, target);
-                    p[i] += pr;
-                    p2[i] += pr * pr;
-                    acc[i] += f64::from(u8::from(argmax(&lg) == target));
-                    ld[i] += logit_diff(&lg, target);
+    model.run_in_batches(
+        &tokens,
+        t,
+        8,
+        &["embed", "layers.*.resid_post"],
+        |first, out| {
+            let vals: Vec<Vec<f64>> = points
+                .iter()
+                .map(|name| hook(out, name).map(|x| x.to_f64_vec()))
+                .collect::<Result<_, _>>()?;
+            let rows = vals[0].len() / (t * dm);
+            for b in 0..rows {
+                let toks = &tokens[(first + b) * t..(first + b + 1) * t];
+                for pos in n..t - 1 {
+                    let target = toks[pos + 1] as usize;
+                    for (i, x) in vals.iter().enumerate() {
+                        let at = (b * t + pos) * dm;
+                        let lg = ro.logits(&x[at..at + dm]);
+                        let pr = prob(&lg, target);
+                        p[i] += pr;
+                        p2[i] += pr * pr;
+                        acc[i] += f64::from(u8::from(argmax(&lg) == target));
+                        ld[i] += logit_diff(&lg, target);
+                    }
+                    count += 1;
                 }
-                count += 1;
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     let c = count as f64;
     let mean = |v: Vec<f64>| v.into_iter().map(|x| x / c).collect::<Vec<_>>();
     let p_mean = mean(p);
-    let p_std = p2.iter().zip(&p_mean).map(|(s, m)| (s / c - m * m).max(0.0).sqrt()).collect();
-    Ok(LogitLens { points, p_answer: p_mean, p_answer_std: p_std, accuracy: mean(acc), logit_diff: mean(ld), count })
+    let p_std = p2
+        .iter()
+        .zip(&p_mean)
+        .map(|(s, m)| (s / c - m * m).max(0.0).sqrt())
+        .collect();
+    Ok(LogitLens {
+        points,
+        p_answer: p_mean,
+        p_answer_std: p_std,
+        accuracy: mean(acc),
+        logit_diff: mean(ld),
+        count,
+    })
 }

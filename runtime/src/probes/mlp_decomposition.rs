@@ -23,22 +23,40 @@ pub struct LinearFit {
 }
 
 /// Fits `y_n ≈ Σ_i w_i c_{n,i} + b`: `y` is `[N, D]`, `comps` `[N, K, D]` (row-major).
-pub fn fit_shared_weights(y: &[f64], comps: &[f64], n: usize, k: usize, d: usize) -> Result<LinearFit, ProbeError> {
+pub fn fit_shared_weights(
+    y: &[f64],
+    comps: &[f64],
+    n: usize,
+    k: usize,
+    d: usize,
+) -> Result<LinearFit, ProbeError> {
     if n < 2 || y.len() != n * d || comps.len() != n * k * d {
-        return Err(ProbeError::Config(format!("fit: need ≥ 2 samples with matching shapes (N {n}, K {k}, D {d})")));
+        return Err(ProbeError::Config(format!(
+            "fit: need ≥ 2 samples with matching shapes (N {n}, K {k}, D {d})"
+        )));
     }
     // Means over samples: the intercept absorbs them, b = ȳ − Σ w_i c̄_i.
     let mut ym = vec![0.0; d];
     let mut cm = vec![0.0; k * d];
     for s in 0..n {
-        ym.iter_mut().zip(&y[s * d..(s + 1) * d]).for_each(|(m, v)| *m += v / n as f64);
-        cm.iter_mut().zip(&comps[s * k * d..(s + 1) * k * d]).for_each(|(m, v)| *m += v / n as f64);
+        ym.iter_mut()
+            .zip(&y[s * d..(s + 1) * d])
+            .for_each(|(m, v)| *m += v / n as f64);
+        cm.iter_mut()
+            .zip(&comps[s * k * d..(s + 1) * k * d])
+            .for_each(|(m, v)| *m += v / n as f64);
     }
     let mut gram = vec![0.0; k * k];
     let mut rhs = vec![0.0; k];
     for s in 0..n {
         let yc: Vec<f64> = (0..d).map(|j| y[s * d + j] - ym[j]).collect();
-        let cc: Vec<Vec<f64>> = (0..k).map(|i| (0..d).map(|j| comps[(s * k + i) * d + j] - cm[i * d + j]).collect()).collect();
+        let cc: Vec<Vec<f64>> = (0..k)
+            .map(|i| {
+                (0..d)
+                    .map(|j| comps[(s * k + i) * d + j] - cm[i * d + j])
+                    .collect()
+            })
+            .collect();
         for i in 0..k {
             rhs[i] += dot(&cc[i], &yc);
             for jj in 0..k {
@@ -47,18 +65,27 @@ pub fn fit_shared_weights(y: &[f64], comps: &[f64], n: usize, k: usize, d: usize
         }
     }
     let weights = solve(&gram, &rhs, k).ok_or_else(|| ProbeError::Numerical("fit: the components are linearly dependent over the prompts (singular normal equations)".into()))?;
-    let intercept: Vec<f64> = (0..d).map(|j| ym[j] - (0..k).map(|i| weights[i] * cm[i * d + j]).sum::<f64>()).collect();
+    let intercept: Vec<f64> = (0..d)
+        .map(|j| ym[j] - (0..k).map(|i| weights[i] * cm[i * d + j]).sum::<f64>())
+        .collect();
     let (mut sse, mut ynorm) = (0.0, 0.0);
     for s in 0..n {
         let ys = &y[s * d..(s + 1) * d];
         ynorm += dot(ys, ys).sqrt() / n as f64;
         for j in 0..d {
-            let pred = intercept[j] + (0..k).map(|i| weights[i] * comps[(s * k + i) * d + j]).sum::<f64>();
+            let pred = intercept[j]
+                + (0..k)
+                    .map(|i| weights[i] * comps[(s * k + i) * d + j])
+                    .sum::<f64>();
             sse += (ys[j] - pred).powi(2);
         }
     }
     let rmse = (sse / (n * d) as f64).sqrt();
-    Ok(LinearFit { weights, intercept, relative_error: if ynorm == 0.0 { f64::NAN } else { rmse / ynorm } })
+    Ok(LinearFit {
+        weights,
+        intercept,
+        relative_error: if ynorm == 0.0 { f64::NAN } else { rmse / ynorm },
+    })
 }
 
 /// Prompts for the decomposition: `rows × seq` ids, the query position (negative: from the
@@ -94,19 +121,43 @@ pub struct MlpDecomposition {
 }
 
 /// Decomposes layer `layer`'s MLP output over `data`.
-pub fn mlp_decomposition(model: &Model, layer: usize, data: &DecompositionData) -> Result<MlpDecomposition, ProbeError> {
+pub fn mlp_decomposition(
+    model: &Model,
+    layer: usize,
+    data: &DecompositionData,
+) -> Result<MlpDecomposition, ProbeError> {
     let (t, n) = (data.seq, data.answers.len());
     if layer >= model.layers() {
-        return Err(ProbeError::Config(format!("mlp_decomposition: layer {layer}, but the model has {} layers", model.layers())));
+        return Err(ProbeError::Config(format!(
+            "mlp_decomposition: layer {layer}, but the model has {} layers",
+            model.layers()
+        )));
     }
-    let e = if data.query < 0 { t as i64 + data.query } else { data.query };
+    let e = if data.query < 0 {
+        t as i64 + data.query
+    } else {
+        data.query
+    };
     if !(0..t as i64).contains(&e) || data.tokens.len() != n * t {
-        return Err(ProbeError::Config(format!("mlp_decomposition: query {} and {} ids for {n} prompts of {t}", data.query, data.tokens.len())));
+        return Err(ProbeError::Config(format!(
+            "mlp_decomposition: query {} and {} ids for {n} prompts of {t}",
+            data.query,
+            data.tokens.len()
+        )));
     }
     let e = e as usize;
-    let (rn, pn, mn) = (format!("layers.{layer}.attn.result"), format!("layers.{layer}.resid_pre"), format!("layers.{layer}.mlp_out"));
+    let (rn, pn, mn) = (
+        format!("layers.{layer}.attn.result"),
+        format!("layers.{layer}.resid_pre"),
+        format!("layers.{layer}.mlp_out"),
+    );
     let g = model.lower(n, t, &[rn.as_str()])?;
-    let out = model.run(&g, &data.tokens, &[rn.as_str(), pn.as_str(), mn.as_str()], &[])?;
+    let out = model.run(
+        &g,
+        &data.tokens,
+        &[rn.as_str(), pn.as_str(), mn.as_str()],
+        &[],
+    )?;
     let (res, pre, mlp) = (hook(&out, &rn)?, hook(&out, &pn)?, hook(&out, &mn)?);
     let (h, dm) = (res.shape[2], res.shape[3]);
     let (rv, pv, mv) = (res.to_f64_vec(), pre.to_f64_vec(), mlp.to_f64_vec());
@@ -123,7 +174,9 @@ pub fn mlp_decomposition(model: &Model, layer: usize, data: &DecompositionData) 
     let fit = fit_shared_weights(&y, &comps, n, k, dm)?;
     let ro = Readout::of(model)?;
     let b = &fit.intercept;
-    let mean_row: Vec<f64> = (0..dm).map(|j| (0..ro.vocab).map(|v| ro.row(v)[j]).sum::<f64>() / ro.vocab as f64).collect();
+    let mean_row: Vec<f64> = (0..dm)
+        .map(|j| (0..ro.vocab).map(|v| ro.row(v)[j]).sum::<f64>() / ro.vocab as f64)
+        .collect();
     let (mut toward, mut generic) = (Vec::new(), Vec::new());
     for (&a, &s) in data.answers.iter().zip(&data.subjects) {
         let (ua, us) = (ro.row(a as usize), ro.row(s as usize));

@@ -30,7 +30,11 @@ pub struct Lowered {
 impl<'a> Model<'a> {
     /// A model over `spec` with `params`, run on `backend`.
     pub fn new(spec: &'a Checked, params: &'a ParamStore, backend: &'a dyn Backend) -> Self {
-        Model { spec, params, backend }
+        Model {
+            spec,
+            params,
+            backend,
+        }
     }
 
     /// An integer model setting (`vocab`, `dim`, `heads`, `head_dim`, `ctx`...).
@@ -65,7 +69,9 @@ impl<'a> Model<'a> {
 
     /// The weight called `name`, or an error naming it.
     pub fn param(&self, name: &str) -> Result<&Tensor, ProbeError> {
-        self.params.get(name).ok_or_else(|| ProbeError::Model(format!("the weights have no tensor `{name}`")))
+        self.params
+            .get(name)
+            .ok_or_else(|| ProbeError::Model(format!("the weights have no tensor `{name}`")))
     }
 
     /// A `model { }` setting given as a name (`final_norm = layer_norm`), if any.
@@ -77,24 +83,44 @@ impl<'a> Model<'a> {
     /// matching `capture` (globs such as `layers.*.attn.pattern`).
     pub fn lower(&self, batch: usize, seq: usize, capture: &[&str]) -> Result<Lowered, ProbeError> {
         if seq > self.ctx() {
-            return Err(ProbeError::Config(format!("sequences of {seq} tokens do not fit the model's ctx = {}", self.ctx())));
+            return Err(ProbeError::Config(format!(
+                "sequences of {seq} tokens do not fit the model's ctx = {}",
+                self.ctx()
+            )));
         }
         let mut opts = LowerOptions::new(batch, seq);
         opts.capture = capture.iter().map(|s| s.to_string()).collect();
-        let graph = lower(self.spec, &opts).map_err(|e| ProbeError::Model(format!("lowering: {e}")))?;
+        let graph =
+            lower(self.spec, &opts).map_err(|e| ProbeError::Model(format!("lowering: {e}")))?;
         Ok(Lowered { graph, batch, seq })
     }
 
     /// Runs `tokens` (`batch` rows of `seq` ids, row-major) through `g`, capturing the hook
     /// points matching `capture` (globs) and applying `replace`. Mask id streams default to
     /// one document / one turn per row.
-    pub fn run(&self, g: &Lowered, tokens: &[i32], capture: &[&str], replace: &[Intervention]) -> Result<Outputs, ProbeError> {
+    pub fn run(
+        &self,
+        g: &Lowered,
+        tokens: &[i32],
+        capture: &[&str],
+        replace: &[Intervention],
+    ) -> Result<Outputs, ProbeError> {
         if tokens.len() != g.batch * g.seq {
-            return Err(ProbeError::Config(format!("{} token ids for a {}×{} batch", tokens.len(), g.batch, g.seq)));
+            return Err(ProbeError::Config(format!(
+                "{} token ids for a {}×{} batch",
+                tokens.len(),
+                g.batch,
+                g.seq
+            )));
         }
-        let mut inputs = HashMap::from([("tokens".to_string(), Tensor::i32(&[g.batch, g.seq], tokens.to_vec()))]);
+        let mut inputs = HashMap::from([(
+            "tokens".to_string(),
+            Tensor::i32(&[g.batch, g.seq], tokens.to_vec()),
+        )]);
         for info in &g.graph.inputs {
-            inputs.entry(info.name.clone()).or_insert_with(|| Tensor::i32(&info.shape, vec![0; info.shape.iter().product()]));
+            inputs
+                .entry(info.name.clone())
+                .or_insert_with(|| Tensor::i32(&info.shape, vec![0; info.shape.iter().product()]));
         }
         let names: Vec<String> = g
             .graph
@@ -103,8 +129,14 @@ impl<'a> Model<'a> {
             .map(|(n, _)| n.clone())
             .filter(|n| capture.iter().any(|p| glob_match(p, n)))
             .collect();
-        let hooks = if names.is_empty() { HookSelection::None } else { HookSelection::Names(names) };
-        Ok(self.backend.run_replacing(&g.graph, &inputs, self.params, &hooks, replace)?)
+        let hooks = if names.is_empty() {
+            HookSelection::None
+        } else {
+            HookSelection::Names(names)
+        };
+        Ok(self
+            .backend
+            .run_replacing(&g.graph, &inputs, self.params, &hooks, replace)?)
     }
 }
 
@@ -139,10 +171,15 @@ impl Model<'_> {
 
 /// A captured hook, or an error naming it (a probe asked for a point the model lacks).
 pub fn hook<'o>(out: &'o Outputs, name: &str) -> Result<&'o Tensor, ProbeError> {
-    out.hook(name).ok_or_else(|| ProbeError::Model(format!("the model has no hook point `{name}` (docs/parameters.md)")))
+    out.hook(name).ok_or_else(|| {
+        ProbeError::Model(format!(
+            "the model has no hook point `{name}` (docs/parameters.md)"
+        ))
+    })
 }
 
 /// The run's `logits` output.
 pub fn logits(out: &Outputs) -> Result<&Tensor, ProbeError> {
-    out.get("logits").ok_or_else(|| ProbeError::Model("the graph has no `logits` output".into()))
+    out.get("logits")
+        .ok_or_else(|| ProbeError::Model("the graph has no `logits` output".into()))
 }

@@ -33,7 +33,8 @@ pub fn negative_share(pattern: &[f64], shape: &[usize]) -> (Vec<f64>, Vec<f64>) 
     for bi in 0..b {
         for hi in 0..h {
             for q in 0..t {
-                let row = &pattern[((bi * h + hi) * t + q) * t..((bi * h + hi) * t + q) * t + q + 1];
+                let row =
+                    &pattern[((bi * h + hi) * t + q) * t..((bi * h + hi) * t + q) * t + q + 1];
                 let tot: f64 = row.iter().map(|w| w.abs()).sum();
                 let neg: f64 = row.iter().filter(|w| **w < 0.0).map(|w| -w).sum();
                 if tot > 0.0 {
@@ -50,11 +51,20 @@ pub fn negative_share(pattern: &[f64], shape: &[usize]) -> (Vec<f64>, Vec<f64>) 
 pub fn negative_mass(model: &Model, cfg: &NegativeMassConfig) -> Result<NegativeMass, ProbeError> {
     let t = cfg.len;
     if t < 1 || cfg.samples == 0 {
-        return Err(ProbeError::Config(format!("negative_mass needs len ≥ 1 and samples ≥ 1 (got len {t}, samples {})", cfg.samples)));
+        return Err(ProbeError::Config(format!(
+            "negative_mass needs len ≥ 1 and samples ≥ 1 (got len {t}, samples {})",
+            cfg.samples
+        )));
     }
-    let tokens = random_tokens(&mut Rng::for_name(cfg.seed, "probe.negative_mass"), cfg.samples, t, model.vocab());
+    let tokens = random_tokens(
+        &mut Rng::for_name(cfg.seed, "probe.negative_mass"),
+        cfg.samples,
+        t,
+        model.vocab(),
+    );
     let layers = model.layers();
-    let (mut mass, mut frac): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (vec![Vec::new(); layers], vec![Vec::new(); layers]);
+    let (mut mass, mut frac): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
+        (vec![Vec::new(); layers], vec![Vec::new(); layers]);
     model.run_in_batches(&tokens, t, 4, &["layers.*.attn.pattern"], |_, out| {
         for l in 0..layers {
             let p = hook(out, &format!("layers.{l}.attn.pattern"))?;
@@ -72,7 +82,13 @@ pub fn negative_mass(model: &Model, cfg: &NegativeMassConfig) -> Result<Negative
     let visible = (cfg.samples * t * (t + 1) / 2) as f64;
     Ok(NegativeMass {
         len: t,
-        mass: mass.into_iter().map(|r| r.into_iter().map(|x| x / queries).collect()).collect(),
-        fraction: frac.into_iter().map(|r| r.into_iter().map(|x| x / visible).collect()).collect(),
+        mass: mass
+            .into_iter()
+            .map(|r| r.into_iter().map(|x| x / queries).collect())
+            .collect(),
+        fraction: frac
+            .into_iter()
+            .map(|r| r.into_iter().map(|x| x / visible).collect())
+            .collect(),
     })
 }

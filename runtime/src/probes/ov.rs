@@ -83,7 +83,10 @@ impl OvWeights {
         let kv = wv.shape[1] / d.max(1);
         Ok(OvWeights {
             wv: wv.to_f64_vec(),
-            bv: model.params.get(&format!("layers.{l}.attn.bv")).map(|t| t.to_f64_vec()),
+            bv: model
+                .params
+                .get(&format!("layers.{l}.attn.bv"))
+                .map(|t| t.to_f64_vec()),
             wo: wo.to_f64_vec(),
             kv_cols: wv.shape[1],
             d,
@@ -131,7 +134,10 @@ fn eigen_form(model: &Model) -> Result<OvCopyScore, ProbeError> {
         let e = &emb[t * dm..(t + 1) * dm];
         for i in 0..dm {
             let ui = u[i];
-            ue[i * dm..(i + 1) * dm].iter_mut().zip(e).for_each(|(o, ej)| *o += ui * ej);
+            ue[i * dm..(i + 1) * dm]
+                .iter_mut()
+                .zip(e)
+                .for_each(|(o, ej)| *o += ui * ej);
         }
     }
     let mut scores = Vec::new();
@@ -163,28 +169,51 @@ fn eigen_form(model: &Model) -> Result<OvCopyScore, ProbeError> {
                     }
                 }
             }
-            let ev = eigenvalues(&k, d).ok_or_else(|| ProbeError::Numerical(format!("eigenvalues of layer {l} head {h}'s OV matrix did not converge")))?;
+            let ev = eigenvalues(&k, d).ok_or_else(|| {
+                ProbeError::Numerical(format!(
+                    "eigenvalues of layer {l} head {h}'s OV matrix did not converge"
+                ))
+            })?;
             row_s.push(eigen_positivity(&ev));
             row_e.push(ev);
         }
         scores.push(row_s);
         all_ev.push(row_e);
     }
-    Ok(OvCopyScore { form: OvForm::Eigen, scores, negative: None, eigenvalues: Some(all_ev), k: None, tokens: None })
+    Ok(OvCopyScore {
+        form: OvForm::Eigen,
+        scores,
+        negative: None,
+        eigenvalues: Some(all_ev),
+        k: None,
+        tokens: None,
+    })
 }
 
 /// The pre-attention norm of layer l applied to one vector (RMSNorm, or LayerNorm when the
 /// norm has a bias), or the vector itself when the block has no `norm1`.
 fn norm1(model: &Model, l: usize, x: &[f64]) -> Vec<f64> {
-    let Some(g) = model.params.get(&format!("layers.{l}.norm1.weight")) else { return x.to_vec() };
+    let Some(g) = model.params.get(&format!("layers.{l}.norm1.weight")) else {
+        return x.to_vec();
+    };
     let g = g.to_f64_vec();
-    let bias = model.params.get(&format!("layers.{l}.norm1.bias")).map(|b| b.to_f64_vec());
+    let bias = model
+        .params
+        .get(&format!("layers.{l}.norm1.bias"))
+        .map(|b| b.to_f64_vec());
     let n = x.len() as f64;
-    let mu = if bias.is_some() { x.iter().sum::<f64>() / n } else { 0.0 };
+    let mu = if bias.is_some() {
+        x.iter().sum::<f64>() / n
+    } else {
+        0.0
+    };
     let eps = if bias.is_some() { 1e-5 } else { 1e-6 };
     let var = x.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / n;
     let r = 1.0 / (var + eps).sqrt();
-    x.iter().enumerate().map(|(i, v)| (v - mu) * r * g[i] + bias.as_ref().map_or(0.0, |b| b[i])).collect()
+    x.iter()
+        .enumerate()
+        .map(|(i, v)| (v - mu) * r * g[i] + bias.as_ref().map_or(0.0, |b| b[i]))
+        .collect()
 }
 
 fn topk_form(model: &Model, cfg: &OvConfig) -> Result<OvCopyScore, ProbeError> {
@@ -201,7 +230,8 @@ fn topk_form(model: &Model, cfg: &OvConfig) -> Result<OvCopyScore, ProbeError> {
         }
         tokens.truncate(cfg.max_tokens);
     }
-    let in_topk = |logits: &[f64], t: usize| logits.iter().filter(|&&x| x > logits[t]).count() < cfg.k;
+    let in_topk =
+        |logits: &[f64], t: usize| logits.iter().filter(|&&x| x > logits[t]).count() < cfg.k;
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
     for l in 0..model.layers() {
         let w = OvWeights::of(model, l)?;
@@ -221,5 +251,12 @@ fn topk_form(model: &Model, cfg: &OvConfig) -> Result<OvCopyScore, ProbeError> {
         pos.push(rp.into_iter().map(|x| x / k).collect());
         neg.push(rn.into_iter().map(|x| x / k).collect());
     }
-    Ok(OvCopyScore { form: OvForm::Topk, scores: pos, negative: Some(neg), eigenvalues: None, k: Some(cfg.k), tokens: Some(tokens.len()) })
+    Ok(OvCopyScore {
+        form: OvForm::Topk,
+        scores: pos,
+        negative: Some(neg),
+        eigenvalues: None,
+        k: Some(cfg.k),
+        tokens: Some(tokens.len()),
+    })
 }

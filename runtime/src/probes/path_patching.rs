@@ -31,9 +31,20 @@ impl PatchingData {
     /// PEAR's proxy: `samples` rows `x ⊕ x` of n random ids, query at 2n − 2, answer
     /// `x_{n−1}` (the token after the earlier occurrence of `x_{n−2}`).
     pub fn copy(samples: usize, n: usize, vocab: usize, seed: u64) -> PatchingData {
-        let clean = repeated_tokens(&mut Rng::for_name(seed, "probe.path_patching"), samples, n, vocab);
+        let clean = repeated_tokens(
+            &mut Rng::for_name(seed, "probe.path_patching"),
+            samples,
+            n,
+            vocab,
+        );
         let answers = clean.chunks(2 * n).map(|r| r[n - 1]).collect();
-        PatchingData { clean, corrupted: None, seq: 2 * n, query: 2 * n as i64 - 2, answers }
+        PatchingData {
+            clean,
+            corrupted: None,
+            seq: 2 * n,
+            query: 2 * n as i64 - 2,
+            answers,
+        }
     }
 }
 
@@ -75,7 +86,9 @@ fn batch_mean_at(x: &Tensor, e: usize) -> Tensor {
     let mut m = vec![0.0f64; inner];
     for bi in 0..b {
         let at = (bi * t + e) * inner;
-        m.iter_mut().zip(&v[at..at + inner]).for_each(|(a, y)| *a += y / b as f64);
+        m.iter_mut()
+            .zip(&v[at..at + inner])
+            .for_each(|(a, y)| *a += y / b as f64);
     }
     let mut shape = vec![1, 1];
     shape.extend_from_slice(&x.shape[2..]);
@@ -88,7 +101,10 @@ pub fn freeze_qkv(model: &Model, clean: &Outputs) -> Result<Vec<Intervention>, P
     for l in 0..model.layers() {
         for p in ["q", "k", "v"] {
             let name = format!("layers.{l}.attn.{p}");
-            out.push(Intervention::replace(name.clone(), hook(clean, &name)?.clone()));
+            out.push(Intervention::replace(
+                name.clone(),
+                hook(clean, &name)?.clone(),
+            ));
         }
     }
     Ok(out)
@@ -99,15 +115,31 @@ pub fn path_patching(model: &Model, data: &PatchingData) -> Result<PathPatching,
     let (t, layers) = (data.seq, model.layers());
     let rows = data.answers.len();
     if rows == 0 || data.clean.len() != rows * t {
-        return Err(ProbeError::Config(format!("path_patching: {} ids for {rows} prompts of {t}", data.clean.len())));
+        return Err(ProbeError::Config(format!(
+            "path_patching: {} ids for {rows} prompts of {t}",
+            data.clean.len()
+        )));
     }
-    let e = if data.query < 0 { t as i64 + data.query } else { data.query };
+    let e = if data.query < 0 {
+        t as i64 + data.query
+    } else {
+        data.query
+    };
     if !(0..t as i64).contains(&e) {
-        return Err(ProbeError::Config(format!("path_patching: query position {} outside 0..{t}", data.query)));
+        return Err(ProbeError::Config(format!(
+            "path_patching: query position {} outside 0..{t}",
+            data.query
+        )));
     }
     let e = e as usize;
     let g = model.lower(rows, t, &["layers.*.attn.result"])?;
-    let capture = ["layers.*.attn.q", "layers.*.attn.k", "layers.*.attn.v", "layers.*.attn.result", "layers.*.mlp_out"];
+    let capture = [
+        "layers.*.attn.q",
+        "layers.*.attn.k",
+        "layers.*.attn.v",
+        "layers.*.attn.result",
+        "layers.*.mlp_out",
+    ];
     let clean = model.run(&g, &data.clean, &capture, &[])?;
     let pi_clean = metric(&clean, e, &data.answers)?;
     let source = match &data.corrupted {
@@ -130,7 +162,10 @@ pub fn path_patching(model: &Model, data: &PatchingData) -> Result<PathPatching,
         let (mut row, mut row_rel) = (Vec::new(), Vec::new());
         for h in 0..h_count {
             let dm = mean.shape[3];
-            let slice = Tensor::f32(&[1, 1, 1, dm], mean.to_f32_vec()[h * dm..(h + 1) * dm].to_vec());
+            let slice = Tensor::f32(
+                &[1, 1, 1, dm],
+                mean.to_f32_vec()[h * dm..(h + 1) * dm].to_vec(),
+            );
             let iv = Intervention::head_at_positions(name.clone(), h, Some(&[e as i64]), slice)?;
             let pi = run_with(iv)?;
             row.push(pi - pi_clean);
@@ -142,7 +177,19 @@ pub fn path_patching(model: &Model, data: &PatchingData) -> Result<PathPatching,
         let mmean = batch_mean_at(hook(&source, &mname)?, e);
         mlp.push(run_with(Intervention::at_positions(mname, &[e as i64], mmean))? - pi_clean);
     }
-    let mut ranking: Vec<(usize, usize)> = heads.iter().enumerate().flat_map(|(l, r)| (0..r.len()).map(move |h| (l, h))).collect();
+    let mut ranking: Vec<(usize, usize)> = heads
+        .iter()
+        .enumerate()
+        .flat_map(|(l, r)| (0..r.len()).map(move |h| (l, h)))
+        .collect();
     ranking.sort_by(|a, b| heads[b.0][b.1].total_cmp(&heads[a.0][a.1]));
-    Ok(PathPatching { clean_metric: pi_clean, heads, heads_relative: rel, mlp, ranking, prompts: rows, seq: t })
+    Ok(PathPatching {
+        clean_metric: pi_clean,
+        heads,
+        heads_relative: rel,
+        mlp,
+        ranking,
+        prompts: rows,
+        seq: t,
+    })
 }

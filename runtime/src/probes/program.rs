@@ -43,7 +43,8 @@ pub const IMPLEMENTED: &[&str] = &[
 const ICL_QUERIES: usize = 32;
 
 fn json<T: Serialize>(r: T) -> Result<Json, ProbeError> {
-    serde_json::to_value(r).map_err(|e| ProbeError::Numerical(format!("serialising the result: {e}")))
+    serde_json::to_value(r)
+        .map_err(|e| ProbeError::Numerical(format!("serialising the result: {e}")))
 }
 
 /// Runs the probe `call` on `model`; data generators are seeded from `seed`.
@@ -52,24 +53,92 @@ pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, P
     let ctx = model.ctx();
     match call.name.as_str() {
         // Lengths are capped to what the context holds (two copies must fit).
-        "copy_accuracy" => json(copy_accuracy(model, &CopyConfig { len: int("len", 32).min(ctx / 2), samples: int("samples", 64), seed })?),
-        "induction_score" => json(induction_score(model, &InductionConfig { len: int("len", 32).min(ctx / 2), samples: int("samples", 16), seed })?),
+        "copy_accuracy" => json(copy_accuracy(
+            model,
+            &CopyConfig {
+                len: int("len", 32).min(ctx / 2),
+                samples: int("samples", 64),
+                seed,
+            },
+        )?),
+        "induction_score" => json(induction_score(
+            model,
+            &InductionConfig {
+                len: int("len", 32).min(ctx / 2),
+                samples: int("samples", 16),
+                seed,
+            },
+        )?),
         "ov_copy_score" => {
-            let form = if call.name_arg("form") == Some("topk") { OvForm::Topk } else { OvForm::Eigen };
-            json(ov_copy_score(model, &OvConfig { form, k: int("k", 10), max_tokens: 512, seed })?)
+            let form = if call.name_arg("form") == Some("topk") {
+                OvForm::Topk
+            } else {
+                OvForm::Eigen
+            };
+            json(ov_copy_score(
+                model,
+                &OvConfig {
+                    form,
+                    k: int("k", 10),
+                    max_tokens: 512,
+                    seed,
+                },
+            )?)
         }
-        "logit_lens" => json(logit_lens(model, &LensConfig { len: int("len", 32).min(ctx), samples: 16, seed })?),
-        "head_attribution" => json(head_attribution(model, &AttributionConfig { len: int("len", 32).min(ctx), samples: 16, seed })?),
-        "attention_distance" => json(attention_distance(model, &DistanceConfig { len: int("len", ctx).min(ctx), samples: 4, seed })?),
-        "negative_mass" => json(negative_mass(model, &NegativeMassConfig { len: int("len", ctx).min(ctx), samples: 4, seed })?),
+        "logit_lens" => json(logit_lens(
+            model,
+            &LensConfig {
+                len: int("len", 32).min(ctx),
+                samples: 16,
+                seed,
+            },
+        )?),
+        "head_attribution" => json(head_attribution(
+            model,
+            &AttributionConfig {
+                len: int("len", 32).min(ctx),
+                samples: 16,
+                seed,
+            },
+        )?),
+        "attention_distance" => json(attention_distance(
+            model,
+            &DistanceConfig {
+                len: int("len", ctx).min(ctx),
+                samples: 4,
+                seed,
+            },
+        )?),
+        "negative_mass" => json(negative_mass(
+            model,
+            &NegativeMassConfig {
+                len: int("len", ctx).min(ctx),
+                samples: 4,
+                seed,
+            },
+        )?),
         "rope_components" => json(rope_components(
             model,
-            &RopeComponentsConfig { layer: int("layer", 0), head: int("head", 0), len: ctx.min(128), samples: 4, seed },
+            &RopeComponentsConfig {
+                layer: int("layer", 0),
+                head: int("head", 0),
+                len: ctx.min(128),
+                samples: 4,
+                seed,
+            },
         )?),
         "collapse_probe" => {
-            let task = if call.name_arg("task") == Some("find_zero") { CollapseTask::FindZero } else { CollapseTask::CountOnes };
+            let task = if call.name_arg("task") == Some("find_zero") {
+                CollapseTask::FindZero
+            } else {
+                CollapseTask::CountOnes
+            };
             let lengths = match call.get("lengths").and_then(|v| v.as_list()) {
-                Some(l) => l.iter().filter_map(|v| v.as_int()).map(|v| v.max(1) as usize).collect(),
+                Some(l) => l
+                    .iter()
+                    .filter_map(|v| v.as_int())
+                    .map(|v| v.max(1) as usize)
+                    .collect(),
                 None => vec![16, 32, 64],
             };
             // Lengths past the context cannot run; keep those that fit and say so if none do.
@@ -77,7 +146,10 @@ pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, P
             if fit.is_empty() {
                 return Err(ProbeError::Config(format!("collapse_probe: no length in {lengths:?} fits ctx = {ctx} (prompts are n + 1 tokens)")));
             }
-            json(collapse_probe(model, &CollapseConfig { task, lengths: fit })?)
+            json(collapse_probe(
+                model,
+                &CollapseConfig { task, lengths: fit },
+            )?)
         }
         "path_patching" => {
             let samples = int("samples", 32);
@@ -97,7 +169,10 @@ pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, P
         }
         "batch_icl" => {
             let lm = label_mapping_of(model.spec, "batch_icl", seed)?;
-            let queries: Vec<_> = icl_queries(&lm, int("demos", 4), ICL_QUERIES, seed).into_iter().map(|q| q.0).collect();
+            let queries: Vec<_> = icl_queries(&lm, int("demos", 4), ICL_QUERIES, seed)
+                .into_iter()
+                .map(|q| q.0)
+                .collect();
             let cfg = BatchIclConfig {
                 positions: int("positions", 2),
                 layer: call.int("layer").map(|k| k.max(0) as usize),
@@ -133,7 +208,12 @@ fn decomposition_data(model: &Model, seed: u64) -> Result<DecompositionData, Pro
     }
     let n = (model.ctx() / 2).min(25);
     let samples = (2 * model.heads() + 8).max(64);
-    let tokens = super::data::repeated_tokens(&mut Rng::for_name(seed, "probe.mlp_decomposition"), samples, n, model.vocab());
+    let tokens = super::data::repeated_tokens(
+        &mut Rng::for_name(seed, "probe.mlp_decomposition"),
+        samples,
+        n,
+        model.vocab(),
+    );
     let rows: Vec<&[i32]> = tokens.chunks(2 * n).collect();
     Ok(DecompositionData {
         answers: rows.iter().map(|r| r[n - 1]).collect(),

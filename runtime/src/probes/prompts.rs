@@ -15,7 +15,11 @@ use weft_dsl::Checked;
 
 /// The spec's `train { data = NAME(...) }` call, if it is `name`.
 pub fn train_data<'a>(spec: &'a Checked, name: &str) -> Option<&'a CallValue> {
-    spec.train.as_ref()?.get("data").and_then(Value::as_call).filter(|c| c.name == name)
+    spec.train
+        .as_ref()?
+        .get("data")
+        .and_then(Value::as_call)
+        .filter(|c| c.name == name)
 }
 
 /// The `facts` source of the spec (its arguments, or the defaults 50 pairs, 10 templates).
@@ -23,7 +27,8 @@ pub fn facts_of(spec: &Checked, seed: u64) -> Result<Facts, ProbeError> {
     let call = train_data(spec, "facts");
     let arg = |k: &str, d: i64| call.and_then(|c| c.int(k)).unwrap_or(d).max(0) as usize;
     let vocab = spec.model.int("vocab").max(0) as usize;
-    Facts::new(arg("pairs", 50), arg("templates", 10), vocab, seed).map_err(|e| ProbeError::Config(format!("facts prompts: {e}")))
+    Facts::new(arg("pairs", 50), arg("templates", 10), vocab, seed)
+        .map_err(|e| ProbeError::Config(format!("facts prompts: {e}")))
 }
 
 /// `samples` clean/corrupted fact prompts, left-padded to a common length, query at the last
@@ -32,30 +37,66 @@ pub fn fact_prompts(facts: &Facts, samples: usize, seed: u64) -> (PatchingData, 
     let mut rng = Rng::for_name(seed, "probe.facts");
     let pairs: Vec<_> = (0..samples).map(|_| facts.prompt_pair(&mut rng)).collect();
     let t = pairs.iter().map(|p| p.clean.len()).max().unwrap_or(0);
-    let pad = |p: &[i32]| std::iter::repeat_n(PAD, t - p.len()).chain(p.iter().copied()).collect::<Vec<_>>();
+    let pad = |p: &[i32]| {
+        std::iter::repeat_n(PAD, t - p.len())
+            .chain(p.iter().copied())
+            .collect::<Vec<_>>()
+    };
     let clean: Vec<i32> = pairs.iter().flat_map(|p| pad(&p.clean)).collect();
     let corrupted: Vec<i32> = pairs.iter().flat_map(|p| pad(&p.corrupted)).collect();
     let answers: Vec<i32> = pairs.iter().map(|p| p.answer).collect();
-    let subjects: Vec<i32> = pairs.iter().map(|p| facts.subject_token(p.subject)).collect();
+    let subjects: Vec<i32> = pairs
+        .iter()
+        .map(|p| facts.subject_token(p.subject))
+        .collect();
     (
-        PatchingData { clean: clean.clone(), corrupted: Some(corrupted), seq: t, query: -1, answers: answers.clone() },
-        DecompositionData { tokens: clean, seq: t, query: -1, answers, subjects },
+        PatchingData {
+            clean: clean.clone(),
+            corrupted: Some(corrupted),
+            seq: t,
+            query: -1,
+            answers: answers.clone(),
+        },
+        DecompositionData {
+            tokens: clean,
+            seq: t,
+            query: -1,
+            answers,
+            subjects,
+        },
     )
 }
 
 /// The `label_mapping` source of the spec; Batch-ICL needs one.
-pub fn label_mapping_of(spec: &Checked, probe: &str, seed: u64) -> Result<LabelMapping, ProbeError> {
+pub fn label_mapping_of(
+    spec: &Checked,
+    probe: &str,
+    seed: u64,
+) -> Result<LabelMapping, ProbeError> {
     let call = train_data(spec, "label_mapping")
         .ok_or_else(|| ProbeError::Config(format!("{probe} builds its prompts from `train {{ data = label_mapping(...) }}`, which this spec does not have")))?;
     let arg = |k: &str, d: i64| call.int(k).unwrap_or(d).max(0) as usize;
     let vocab = spec.model.int("vocab").max(0) as usize;
-    LabelMapping::new(arg("tasks", 16), arg("inputs", 8), arg("labels", 4), arg("shots", 64), call.float("noise").unwrap_or(0.0), vocab, seed)
-        .map_err(|e| ProbeError::Config(format!("{probe} prompts: {e}")))
+    LabelMapping::new(
+        arg("tasks", 16),
+        arg("inputs", 8),
+        arg("labels", 4),
+        arg("shots", 64),
+        call.float("noise").unwrap_or(0.0),
+        vocab,
+        seed,
+    )
+    .map_err(|e| ProbeError::Config(format!("{probe} prompts: {e}")))
 }
 
 /// `count` Batch-ICL queries of `demos` demonstrations each (distinct inputs where possible,
 /// true labels), with the N-shot prompt in `IclQuery::one_shot` order.
-pub fn icl_queries(lm: &LabelMapping, demos: usize, count: usize, seed: u64) -> Vec<(IclQuery, usize, Vec<(usize, usize)>, usize)> {
+pub fn icl_queries(
+    lm: &LabelMapping,
+    demos: usize,
+    count: usize,
+    seed: u64,
+) -> Vec<(IclQuery, usize, Vec<(usize, usize)>, usize)> {
     let mut rng = Rng::for_name(seed, "probe.icl");
     (0..count)
         .map(|_| {
@@ -63,11 +104,16 @@ pub fn icl_queries(lm: &LabelMapping, demos: usize, count: usize, seed: u64) -> 
             let query = rng.below(lm.inputs as u64) as usize;
             // Demonstration inputs: a seeded shuffle of the other inputs (repeating when
             // there are fewer than `demos`).
-            let mut others: Vec<usize> = (0..lm.inputs).filter(|&x| x != query || lm.inputs == 1).collect();
+            let mut others: Vec<usize> = (0..lm.inputs)
+                .filter(|&x| x != query || lm.inputs == 1)
+                .collect();
             for i in (1..others.len()).rev() {
                 others.swap(i, rng.below(i as u64 + 1) as usize);
             }
-            let ds: Vec<(usize, usize)> = (0..demos).map(|j| others[j % others.len()]).map(|x| (x, lm.label_of(task, x))).collect();
+            let ds: Vec<(usize, usize)> = (0..demos)
+                .map(|j| others[j % others.len()])
+                .map(|x| (x, lm.label_of(task, x)))
+                .collect();
             let q = IclQuery {
                 zero_shot: lm.prompt(task, &[], query),
                 one_shot: ds.iter().map(|&d| lm.prompt(task, &[d], query)).collect(),

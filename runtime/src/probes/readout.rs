@@ -27,8 +27,17 @@ impl Readout {
         let (d, v) = (model.dim(), model.vocab());
         let layer_norm = model.setting_name("final_norm") == Some("layer_norm");
         let gamma = model.param("final_norm.weight")?.to_f64_vec();
-        let beta = if layer_norm { Some(model.param("final_norm.bias")?.to_f64_vec()) } else { None };
-        let tied = model.spec.model.setting("tie_embeddings").and_then(Value::as_bool) == Some(true);
+        let beta = if layer_norm {
+            Some(model.param("final_norm.bias")?.to_f64_vec())
+        } else {
+            None
+        };
+        let tied = model
+            .spec
+            .model
+            .setting("tie_embeddings")
+            .and_then(Value::as_bool)
+            == Some(true);
         let rows = if tied {
             model.param("embed.weight")?.to_f64_vec()
         } else {
@@ -43,15 +52,31 @@ impl Readout {
         };
         let mut mean_row = vec![0.0; d];
         for u in rows.chunks(d) {
-            mean_row.iter_mut().zip(u).for_each(|(m, x)| *m += x / v as f64);
+            mean_row
+                .iter_mut()
+                .zip(u)
+                .for_each(|(m, x)| *m += x / v as f64);
         }
-        Ok(Readout { layer_norm, eps: if layer_norm { 1e-5 } else { 1e-6 }, gamma, beta, rows, mean_row, dim: d, vocab: v })
+        Ok(Readout {
+            layer_norm,
+            eps: if layer_norm { 1e-5 } else { 1e-6 },
+            gamma,
+            beta,
+            rows,
+            mean_row,
+            dim: d,
+            vocab: v,
+        })
     }
 
     /// `N(x)` for one residual vector.
     pub fn norm(&self, x: &[f64]) -> Vec<f64> {
         let (scale, mu) = self.scale(x);
-        let mut y: Vec<f64> = x.iter().zip(&self.gamma).map(|(&xi, &g)| (xi - mu) * scale * g).collect();
+        let mut y: Vec<f64> = x
+            .iter()
+            .zip(&self.gamma)
+            .map(|(&xi, &g)| (xi - mu) * scale * g)
+            .collect();
         if let Some(b) = &self.beta {
             y.iter_mut().zip(b).for_each(|(yi, bi)| *yi += bi);
         }
@@ -62,7 +87,11 @@ impl Readout {
     /// makes `N` affine, which is how a component's direct contribution is read out.
     pub fn scale(&self, x: &[f64]) -> (f64, f64) {
         let n = x.len() as f64;
-        let mu = if self.layer_norm { x.iter().sum::<f64>() / n } else { 0.0 };
+        let mu = if self.layer_norm {
+            x.iter().sum::<f64>() / n
+        } else {
+            0.0
+        };
         let ms = x.iter().map(|&v| (v - mu) * (v - mu)).sum::<f64>() / n;
         (1.0 / (ms + self.eps).sqrt(), mu)
     }
@@ -71,13 +100,23 @@ impl Readout {
     /// frozen at `x`: `γ ⊙ (c − mean(c)) / σ(x)` (no bias: that belongs to no component).
     pub fn through_frozen_norm(&self, c: &[f64], x: &[f64]) -> Vec<f64> {
         let (scale, _) = self.scale(x);
-        let mc = if self.layer_norm { c.iter().sum::<f64>() / c.len() as f64 } else { 0.0 };
-        c.iter().zip(&self.gamma).map(|(&ci, &g)| (ci - mc) * scale * g).collect()
+        let mc = if self.layer_norm {
+            c.iter().sum::<f64>() / c.len() as f64
+        } else {
+            0.0
+        };
+        c.iter()
+            .zip(&self.gamma)
+            .map(|(&ci, &g)| (ci - mc) * scale * g)
+            .collect()
     }
 
     /// Logits of an already normed vector: `⟨y, u_v⟩` for every v.
     pub fn unembed(&self, y: &[f64]) -> Vec<f64> {
-        self.rows.chunks(self.dim).map(|u| u.iter().zip(y).map(|(a, b)| a * b).sum()).collect()
+        self.rows
+            .chunks(self.dim)
+            .map(|u| u.iter().zip(y).map(|(a, b)| a * b).sum())
+            .collect()
     }
 
     /// `U · N(x)`: the logit lens of one residual vector.
@@ -93,7 +132,11 @@ impl Readout {
     /// `u_v − ū`: the direction whose dot product with a normed vector is
     /// `logit(v) − mean logit` (PEAR's and factual recall's metric).
     pub fn contrast(&self, v: usize) -> Vec<f64> {
-        self.row(v).iter().zip(&self.mean_row).map(|(u, m)| u - m).collect()
+        self.row(v)
+            .iter()
+            .zip(&self.mean_row)
+            .map(|(u, m)| u - m)
+            .collect()
     }
 }
 

@@ -41,7 +41,13 @@ pub struct RopeComponents {
 
 /// The contribution `Re[q̃_i conj(k̃_i) e^{jΔθ_i}]` of every pair i for one query/key pair
 /// (unrotated head vectors) at distance Δ = m − n; unscaled.
-pub fn pair_contributions(q: &[f64], k: &[f64], freqs: &[f64], layout: RopeLayout, delta: f64) -> Vec<f64> {
+pub fn pair_contributions(
+    q: &[f64],
+    k: &[f64],
+    freqs: &[f64],
+    layout: RopeLayout,
+    delta: f64,
+) -> Vec<f64> {
     let d = q.len();
     freqs
         .iter()
@@ -58,34 +64,59 @@ pub fn pair_contributions(q: &[f64], k: &[f64], freqs: &[f64], layout: RopeLayou
 
 /// The rotary table and layout applied to the value `name` (a query hook), from the graph.
 pub fn rotary_of(g: &Graph, name: &str) -> Result<(Vec<f64>, RopeLayout), ProbeError> {
-    let q = g.hook(name).ok_or_else(|| ProbeError::Model(format!("the model has no hook point `{name}`")))?;
+    let q = g
+        .hook(name)
+        .ok_or_else(|| ProbeError::Model(format!("the model has no hook point `{name}`")))?;
     for node in &g.nodes {
-        if let Op::Rope { layout, inverse: false } = node.op {
+        if let Op::Rope {
+            layout,
+            inverse: false,
+        } = node.op
+        {
             if node.inputs[0] == q {
-                if let Op::Const { value: ConstValue::F32(f) } = &g.node(node.inputs[1]).op {
+                if let Op::Const {
+                    value: ConstValue::F32(f),
+                } = &g.node(node.inputs[1]).op
+                {
                     return Ok((f.iter().map(|&x| x as f64).collect(), layout));
                 }
             }
         }
     }
-    Err(ProbeError::Model(format!("`{name}` is not rotated by a fixed table (no rotary position encoding on this attention)")))
+    Err(ProbeError::Model(format!(
+        "`{name}` is not rotated by a fixed table (no rotary position encoding on this attention)"
+    )))
 }
 
 /// Decomposes one head's scores by rotary pair.
-pub fn rope_components(model: &Model, cfg: &RopeComponentsConfig) -> Result<RopeComponents, ProbeError> {
+pub fn rope_components(
+    model: &Model,
+    cfg: &RopeComponentsConfig,
+) -> Result<RopeComponents, ProbeError> {
     let (l, h, t) = (cfg.layer, cfg.head, cfg.len);
     if l >= model.layers() || t < 1 || cfg.samples == 0 {
-        return Err(ProbeError::Config(format!("rope_components: layer {l} of {}, len {t}, samples {}", model.layers(), cfg.samples)));
+        return Err(ProbeError::Config(format!(
+            "rope_components: layer {l} of {}, len {t}, samples {}",
+            model.layers(),
+            cfg.samples
+        )));
     }
     let (qn, kn) = (format!("layers.{l}.attn.q"), format!("layers.{l}.attn.k"));
     let g = model.lower(cfg.samples, t, &[])?;
     let (freqs, layout) = rotary_of(&g.graph, &qn)?;
-    let tokens = random_tokens(&mut Rng::for_name(cfg.seed, "probe.rope_components"), cfg.samples, t, model.vocab());
+    let tokens = random_tokens(
+        &mut Rng::for_name(cfg.seed, "probe.rope_components"),
+        cfg.samples,
+        t,
+        model.vocab(),
+    );
     let out = model.run(&g, &tokens, &[qn.as_str(), kn.as_str()], &[])?;
     let (q, k) = (hook(&out, &qn)?, hook(&out, &kn)?);
     let (heads, kv, d) = (q.shape[1], k.shape[1], q.shape[3]);
     if h >= heads {
-        return Err(ProbeError::Config(format!("rope_components: head {h}, but layer {l} has {heads} heads")));
+        return Err(ProbeError::Config(format!(
+            "rope_components: head {h}, but layer {l} has {heads} heads"
+        )));
     }
     let kh = h / (heads / kv).max(1);
     let (qv, kvv) = (q.to_f64_vec(), k.to_f64_vec());
@@ -96,7 +127,13 @@ pub fn rope_components(model: &Model, cfg: &RopeComponentsConfig) -> Result<Rope
             let qa = ((b * heads + h) * t + m) * d;
             for n in 0..=m {
                 let ka = ((b * kv + kh) * t + n) * d;
-                let c = pair_contributions(&qv[qa..qa + d], &kvv[ka..ka + d], &freqs, layout, (m - n) as f64);
+                let c = pair_contributions(
+                    &qv[qa..qa + d],
+                    &kvv[ka..ka + d],
+                    &freqs,
+                    layout,
+                    (m - n) as f64,
+                );
                 for (i, ci) in c.into_iter().enumerate() {
                     comp[i][m - n] += ci * scale;
                 }
@@ -108,10 +145,20 @@ pub fn rope_components(model: &Model, cfg: &RopeComponentsConfig) -> Result<Rope
             *x /= ((t - delta) * cfg.samples) as f64;
         }
     }
-    let total = (0..t).map(|delta| comp.iter().map(|r| r[delta]).sum()).collect();
+    let total = (0..t)
+        .map(|delta| comp.iter().map(|r| r[delta]).sum())
+        .collect();
     let layout = match layout {
         RopeLayout::Interleaved => "interleaved",
         RopeLayout::Half => "half",
     };
-    Ok(RopeComponents { layer: l, head: h, freqs, layout: layout.into(), scale, components: comp, total })
+    Ok(RopeComponents {
+        layer: l,
+        head: h,
+        freqs,
+        layout: layout.into(),
+        scale,
+        components: comp,
+        total,
+    })
 }

@@ -37,13 +37,20 @@ pub enum TrainError {
     #[error("lowering the spec: {0}")]
     Compile(#[from] weft_compiler::IrError),
     #[error("{backend} backend at step {step}: {source}")]
-    Run { backend: String, step: u64, source: crate::RunError },
+    Run {
+        backend: String,
+        step: u64,
+        source: crate::RunError,
+    },
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error(transparent)]
     Optim(#[from] crate::optim::OptimError),
     #[error("run directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     NonFinite(String),
 }
@@ -75,16 +82,27 @@ pub struct TrainReport {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io { path: path.to_path_buf(), source }
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The differentiated training graph for a batch shape.
-pub fn training_graph(spec: &Checked, batch: usize, seq: usize, trainable: &[String]) -> Result<Graph, TrainError> {
+pub fn training_graph(
+    spec: &Checked,
+    batch: usize,
+    seq: usize,
+    trainable: &[String],
+) -> Result<Graph, TrainError> {
     let mut opts = LowerOptions::new(batch, seq);
     opts.with_loss = true;
     opts.trainable = trainable.to_vec();
+    opts.dropout = true;
     let g = lower(spec, &opts)?;
-    let loss = g.output("loss").ok_or_else(|| TrainError::Config("lowering produced no loss".into()))?;
+    let loss = g
+        .output("loss")
+        .ok_or_else(|| TrainError::Config("lowering produced no loss".into()))?;
     Ok(optimize(&grad(&g, loss, &[ParamSelection::All])?)?)
 }
 
@@ -112,7 +130,33 @@ fn rows(b: &Batch, lo: usize, hi: usize) -> Batch {
 /// The inputs a graph declares, taken from a batch.
 pub fn inputs_for(g: &Graph, b: &Batch) -> HashMap<String, Tensor> {
     let all = b.to_inputs();
-    g.inputs.iter().filter_map(|i| all.get(&i.name).map(|t| (i.name.clone(), t.clone()))).collect()
+    g.inputs
+        .iter()
+        .filter_map(|i| all.get(&i.name).map(|t| (i.name.clone(), t.clone())))
+        .collect()
+}
+
+/// Fills every dropout mask input: 0 with probability p, else 1/(1−p), from a stream keyed
+/// by seed, step, micro-batch and site (so resumed runs draw the same masks).
+fn add_dropout_masks(
+    g: &Graph,
+    ins: &mut HashMap<String, Tensor>,
+    seed: u64,
+    step: u64,
+    micro: usize,
+) {
+    for (name, p) in weft_compiler::lower::dropout_inputs(g) {
+        let Some(info) = g.inputs.iter().find(|i| i.name == name) else {
+            continue;
+        };
+        let mut rng = crate::Rng::for_name(seed, &format!("dropout.{step}.{micro}.{name}"));
+        let keep = 1.0 / (1.0 - p);
+        let n: usize = info.shape.iter().product();
+        let mask = (0..n)
+            .map(|_| if rng.uniform() < p as f64 { 0.0 } else { keep })
+            .collect();
+        ins.insert(name, Tensor::f32(&info.shape, mask));
+    }
 }
 
 fn scalar(out: &BTreeMap<String, Tensor>, name: &str) -> Option<f64> {
@@ -120,14 +164,24 @@ fn scalar(out: &BTreeMap<String, Tensor>, name: &str) -> Option<f64> {
 }
 
 /// Trains `spec` (its source text `src`) on `backend`.
-pub fn train(spec: &Checked, src: &str, backend: &dyn Backend, o: TrainOptions) -> Result<TrainReport, TrainError> {
+pub fn train(
+    spec: &Checked,
+    src: &str,
+    backend: &dyn Backend,
+    o: TrainOptions,
+) -> Result<TrainReport, TrainError> {
     let p = plan(spec, o.steps, o.seed)?;
     let vocab = spec.model.int("vocab") as usize;
     let data = data_source(&p.data, &o.spec_dir, vocab, p.seed)?;
     let micro = p.batch / p.accumulate;
     let graph = training_graph(spec, micro, p.seq, &p.trainable)?;
     let hash = spec_hash(src);
-    let mut run = if o.resume { RunDir::open(&o.out) } else { RunDir::create(&o.out, src) }.map_err(io_err(&o.out))?;
+    let mut run = if o.resume {
+        RunDir::open(&o.out)
+    } else {
+        RunDir::create(&o.out, src)
+    }
+    .map_err(io_err(&o.out))?;
 
     let mut params = init_params(&graph, p.seed);
     let mut optimizer = Optimizer::new(p.optimizer.clone());
@@ -135,25 +189,42 @@ pub fn train(spec: &Checked, src: &str, backend: &dyn Backend, o: TrainOptions) 
     let mut tokens_seen = 0u64;
     let mut last_checkpoint = None;
     if o.resume {
-        let ck = run.checkpoints().load_latest(&Expect::graph(Some(hash.clone()), &graph))?;
+        let ck = run
+            .checkpoints()
+            .load_latest(&Expect::graph(Some(hash.clone()), &graph))?;
         start = ck.meta.step;
         tokens_seen = ck.meta.tokens_seen;
         params = ck.params;
         optimizer = Optimizer::with_state(p.optimizer.clone(), ck.optimizer);
-        run.metrics().truncate_after(start).map_err(io_err(&o.out))?;
+        run.metrics()
+            .truncate_after(start)
+            .map_err(io_err(&o.out))?;
         last_checkpoint = run.checkpoints().latest()?;
     }
-    let trainable: Vec<String> = graph.params.iter().filter(|q| q.trainable).map(|q| q.name.clone()).collect();
+    let trainable: Vec<String> = graph
+        .params
+        .iter()
+        .filter(|q| q.trainable)
+        .map(|q| q.name.clone())
+        .collect();
     let tracer = trace::Tracer::new(spec, &p, data.as_ref())?;
 
-    let save = |run: &RunDir, step: u64, tokens: u64, params: &ParamStore, opt: &Optimizer| -> Result<PathBuf, TrainError> {
+    let save = |run: &RunDir,
+                step: u64,
+                tokens: u64,
+                params: &ParamStore,
+                opt: &Optimizer|
+     -> Result<PathBuf, TrainError> {
         let mut meta = CheckpointMeta::new(hash.clone(), step);
         meta.tokens_seen = tokens;
         meta.optimizer = Some(opt.config().clone());
         meta.optimizer_step = opt.steps_taken();
         meta.schedule = Some(p.schedule.clone());
         meta.seed = p.seed;
-        meta.data = DataPosition { step, samples: step * p.batch as u64 };
+        meta.data = DataPosition {
+            step,
+            samples: step * p.batch as u64,
+        };
         Ok(run.checkpoints().save(&meta, params, Some(opt.state()))?)
     };
 
@@ -175,32 +246,63 @@ pub fn train(spec: &Checked, src: &str, backend: &dyn Backend, o: TrainOptions) 
         let mut loss_sum = 0.0;
         let mut parts: BTreeMap<String, f64> = BTreeMap::new();
         for m in 0..p.accumulate {
-            let b = if p.accumulate == 1 { full.clone() } else { rows(&full, m * micro, (m + 1) * micro) };
-            let ins = inputs_for(&graph, &b);
+            let b = if p.accumulate == 1 {
+                full.clone()
+            } else {
+                rows(&full, m * micro, (m + 1) * micro)
+            };
+            let mut ins = inputs_for(&graph, &b);
+            add_dropout_masks(&graph, &mut ins, p.seed, step, m);
             let out = backend
                 .run(&graph, &ins, &params, &HookSelection::None)
-                .map_err(|source| TrainError::Run { backend: backend.name().into(), step, source })?;
+                .map_err(|source| TrainError::Run {
+                    backend: backend.name().into(),
+                    step,
+                    source,
+                })?;
             let loss = scalar(&out.outputs, "loss").unwrap_or(f64::NAN);
             if !loss.is_finite() {
                 let at = nan::locate(spec, backend, &params, &b, micro, p.seq);
-                let kept = last_checkpoint.as_ref().map(|c: &PathBuf| c.display().to_string()).unwrap_or_else(|| "none yet".into());
-                return Err(TrainError::NonFinite(format!("loss is {loss} at step {}: {at}; last good checkpoint: {kept}", step + 1)));
+                let kept = last_checkpoint
+                    .as_ref()
+                    .map(|c: &PathBuf| c.display().to_string())
+                    .unwrap_or_else(|| "none yet".into());
+                return Err(TrainError::NonFinite(format!(
+                    "loss is {loss} at step {}: {at}; last good checkpoint: {kept}",
+                    step + 1
+                )));
             }
             loss_sum += loss;
             for (name, t) in &out.outputs {
                 if name.starts_with("term.") || name.starts_with("aux.") {
-                    *parts.entry(name.clone()).or_default() += t.to_f64_vec()[0] / p.accumulate as f64;
+                    *parts.entry(name.clone()).or_default() +=
+                        t.to_f64_vec()[0] / p.accumulate as f64;
                 }
             }
             acc.add(&Gradients::from_outputs(&out));
-            tokens_seen += b.targets.as_i32().map(|v| v.iter().filter(|&&x| x >= 0).count() as u64).unwrap_or(0);
-            window_tokens += b.targets.as_i32().map(|v| v.iter().filter(|&&x| x >= 0).count() as u64).unwrap_or(0);
+            tokens_seen += b
+                .targets
+                .as_i32()
+                .map(|v| v.iter().filter(|&&x| x >= 0).count() as u64)
+                .unwrap_or(0);
+            window_tokens += b
+                .targets
+                .as_i32()
+                .map(|v| v.iter().filter(|&&x| x >= 0).count() as u64)
+                .unwrap_or(0);
         }
         let mut grads = acc.finish().unwrap_or_default();
         grads.retain(|n| trainable.iter().any(|t| t == n));
-        let norm = if p.clip > 0.0 { clip_grad_norm(&mut grads, p.clip) } else { crate::optim::global_norm(&grads) };
+        let norm = if p.clip > 0.0 {
+            clip_grad_norm(&mut grads, p.clip)
+        } else {
+            crate::optim::global_norm(&grads)
+        };
         if !norm.is_finite() {
-            let kept = last_checkpoint.as_ref().map(|c| c.display().to_string()).unwrap_or_else(|| "none yet".into());
+            let kept = last_checkpoint
+                .as_ref()
+                .map(|c| c.display().to_string())
+                .unwrap_or_else(|| "none yet".into());
             return Err(TrainError::NonFinite(format!(
                 "gradient norm is {norm} at step {}: {}; last good checkpoint: {kept}",
                 step + 1,
@@ -240,5 +342,11 @@ pub fn train(spec: &Checked, src: &str, backend: &dyn Backend, o: TrainOptions) 
             break;
         }
     }
-    Ok(TrainReport { steps_done: step, final_loss, last_checkpoint, interrupted, params })
+    Ok(TrainReport {
+        steps_done: step,
+        final_loss,
+        last_checkpoint,
+        interrupted,
+        params,
+    })
 }

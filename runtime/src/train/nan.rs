@@ -9,7 +9,14 @@ use weft_dsl::Checked;
 
 /// Re-runs the forward pass with every hook point captured and names the first (in graph
 /// order) holding a NaN or infinity.
-pub fn locate(spec: &Checked, backend: &dyn Backend, params: &ParamStore, batch: &Batch, b: usize, t: usize) -> String {
+pub fn locate(
+    spec: &Checked,
+    backend: &dyn Backend,
+    params: &ParamStore,
+    batch: &Batch,
+    b: usize,
+    t: usize,
+) -> String {
     let Ok(g) = lower(spec, &LowerOptions::new(b, t)) else {
         return "could not re-lower the spec to locate it".into();
     };
@@ -17,10 +24,16 @@ pub fn locate(spec: &Checked, backend: &dyn Backend, params: &ParamStore, batch:
     let Ok(out) = backend.run(&g, &ins, params, &HookSelection::All) else {
         return "could not re-run the forward pass to locate it".into();
     };
-    let mut hooks: Vec<(usize, &str)> = g.hooks.iter().map(|(n, v)| (v.index(), n.as_str())).collect();
+    let mut hooks: Vec<(usize, &str)> = g
+        .hooks
+        .iter()
+        .map(|(n, v)| (v.index(), n.as_str()))
+        .collect();
     hooks.sort();
     for (node, name) in hooks {
-        let Some(t) = out.hooks.get(name) else { continue };
+        let Some(t) = out.hooks.get(name) else {
+            continue;
+        };
         if let Some(i) = t.to_f64_vec().iter().position(|x| !x.is_finite()) {
             let op = g.node(weft_compiler::ir::ValueId(node as u32)).op.name();
             return format!("first non-finite value at hook `{name}` (op `{op}`, flat index {i})");
@@ -40,6 +53,12 @@ pub fn locate_grad(grads: &Gradients) -> String {
     if bad.is_empty() {
         "the gradient norm overflowed".into()
     } else {
-        format!("non-finite gradient of {}", bad.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+        format!(
+            "non-finite gradient of {}",
+            bad.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }

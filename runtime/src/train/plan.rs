@@ -3,7 +3,8 @@
 
 use super::TrainError;
 use crate::data::{
-    Arithmetic, ArithmeticLevel, CopyTask, DataSource, Facts, KvRecall, LabelMapping, MaskedThought, Replacement, TextData, Tokenizer,
+    Arithmetic, ArithmeticLevel, CopyTask, DataSource, Facts, KvRecall, LabelMapping,
+    MaskedThought, Replacement, TextData, Tokenizer,
 };
 use crate::optim::{AdamW, OptimizerConfig, Schedule, Sgd};
 use std::path::Path;
@@ -41,7 +42,10 @@ fn float(call: &CallValue, k: &str, default: f64) -> f64 {
 
 /// Resolves the spec's `train` section (`steps`/`seed` may be overridden by the CLI).
 pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Plan, TrainError> {
-    let t = spec.train.as_ref().ok_or_else(|| TrainError::Config("the spec has no `train { }` section".into()))?;
+    let t = spec
+        .train
+        .as_ref()
+        .ok_or_else(|| TrainError::Config("the spec has no `train { }` section".into()))?;
     let get_int = |k: &str, d: i64| t.int(k).unwrap_or(d);
     let optimizer = match t.call("optimizer") {
         Some(c) if c.name == "sgd" => OptimizerConfig::Sgd(Sgd {
@@ -50,7 +54,11 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
             weight_decay: float(c, "weight_decay", 0.0),
         }),
         Some(c) => {
-            let betas: Vec<f64> = c.get("betas").and_then(Value::as_list).map(|b| b.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+            let betas: Vec<f64> = c
+                .get("betas")
+                .and_then(Value::as_list)
+                .map(|b| b.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
             OptimizerConfig::Adamw(AdamW {
                 lr: float(c, "lr", 1e-3),
                 beta1: betas.first().copied().unwrap_or(0.9),
@@ -65,9 +73,19 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
         Some(c) => {
             let warmup = int(c, "warmup", 0).max(0) as u64;
             match c.name.as_str() {
-                "linear" => Schedule::Linear { warmup, final_frac: float(c, "final", 0.0) },
-                "cosine" => Schedule::Cosine { warmup, floor: float(c, "floor", 0.0) },
-                "cosine_tail" => Schedule::CosineTail { warmup, floor: float(c, "floor", 0.05), at: float(c, "at", 0.6) },
+                "linear" => Schedule::Linear {
+                    warmup,
+                    final_frac: float(c, "final", 0.0),
+                },
+                "cosine" => Schedule::Cosine {
+                    warmup,
+                    floor: float(c, "floor", 0.0),
+                },
+                "cosine_tail" => Schedule::CosineTail {
+                    warmup,
+                    floor: float(c, "floor", 0.05),
+                    at: float(c, "at", 0.6),
+                },
                 _ => Schedule::Constant { warmup },
             }
         }
@@ -85,21 +103,33 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
                         // "a new [mask] token or the pad token").
                         replace: match tr.name_arg("replace") {
                             Some("mask") => Replacement::Mask(crate::data::PAD),
-                            _ => Replacement::Random { low: 2, high: spec.model.int("vocab") as i32 },
+                            _ => Replacement::Random {
+                                low: 2,
+                                high: spec.model.int("vocab") as i32,
+                            },
                         },
                     })
                 }
-                other => return Err(TrainError::Config(format!("transform `{other}` is not supported by the training loop yet"))),
+                other => {
+                    return Err(TrainError::Config(format!(
+                        "transform `{other}` is not supported by the training loop yet"
+                    )))
+                }
             }
         }
     }
     let accumulate = get_int("accumulate", 1).max(1) as usize;
     let batch = get_int("batch", 16).max(1) as usize;
     if batch % accumulate != 0 {
-        return Err(TrainError::Config(format!("batch = {batch} is not divisible by accumulate = {accumulate}")));
+        return Err(TrainError::Config(format!(
+            "batch = {batch} is not divisible by accumulate = {accumulate}"
+        )));
     }
     let trainable = match t.get("trainable") {
-        Some(Value::List(v)) => v.iter().filter_map(|g| g.as_name().map(str::to_string)).collect(),
+        Some(Value::List(v)) => v
+            .iter()
+            .filter_map(|g| g.as_name().map(str::to_string))
+            .collect(),
         _ => vec!["*".into()],
     };
     Ok(Plan {
@@ -116,30 +146,72 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
         checkpoint_every: get_int("checkpoint_every", 0).max(0) as u64,
         trainable,
         masked_thought,
-        data: t.call("data").cloned().ok_or_else(|| TrainError::Config("`data` is missing".into()))?,
+        data: t
+            .call("data")
+            .cloned()
+            .ok_or_else(|| TrainError::Config("`data` is missing".into()))?,
     })
 }
 
 /// Builds the data source a `data = ...` call names. Paths are relative to the spec's folder.
-pub fn data_source(call: &CallValue, spec_dir: &Path, vocab: usize, seed: u64) -> Result<Box<dyn DataSource>, TrainError> {
+pub fn data_source(
+    call: &CallValue,
+    spec_dir: &Path,
+    vocab: usize,
+    seed: u64,
+) -> Result<Box<dyn DataSource>, TrainError> {
     let u = |k: &str, d: i64| int(call, k, d).max(0) as usize;
     let src: Box<dyn DataSource> = match call.name.as_str() {
         "text" => {
             let path = spec_dir.join(call.name_arg("path").unwrap_or_default());
             let tok = Tokenizer::from_name(call.name_arg("tokenizer").unwrap_or("bytes"))?;
-            Box::new(TextData::load(&path, tok, call.name_arg("field"), float(call, "valid", 0.05), vocab, seed)?)
+            Box::new(TextData::load(
+                &path,
+                tok,
+                call.name_arg("field"),
+                float(call, "valid", 0.05),
+                vocab,
+                seed,
+            )?)
         }
-        "copy_task" => Box::new(CopyTask::new(u("len", 32), u("vocab", vocab as i64).min(vocab), seed)?),
+        "copy_task" => Box::new(CopyTask::new(
+            u("len", 32),
+            u("vocab", vocab as i64).min(vocab),
+            seed,
+        )?),
         "kv_recall" => Box::new(KvRecall::new(u("pairs", 8), u("len", 128), vocab, seed)?),
-        "label_mapping" => Box::new(LabelMapping::new(u("tasks", 16), u("inputs", 8), u("labels", 4), u("shots", 64), float(call, "noise", 0.0), vocab, seed)?),
+        "label_mapping" => Box::new(LabelMapping::new(
+            u("tasks", 16),
+            u("inputs", 8),
+            u("labels", 4),
+            u("shots", 64),
+            float(call, "noise", 0.0),
+            vocab,
+            seed,
+        )?),
         "arithmetic" => {
             let modulus = u("modulus", 100) as u32;
             // One token per number when the vocabulary has room, else characters.
-            let level = if vocab >= 7 + modulus as usize { ArithmeticLevel::Tokens } else { ArithmeticLevel::Chars };
-            Box::new(Arithmetic::new(u("terms", 4), modulus, u("problems", 2000), level, vocab, seed)?)
+            let level = if vocab >= 7 + modulus as usize {
+                ArithmeticLevel::Tokens
+            } else {
+                ArithmeticLevel::Chars
+            };
+            Box::new(Arithmetic::new(
+                u("terms", 4),
+                modulus,
+                u("problems", 2000),
+                level,
+                vocab,
+                seed,
+            )?)
         }
         "facts" => Box::new(Facts::new(u("pairs", 50), u("templates", 10), vocab, seed)?),
-        other => return Err(TrainError::Config(format!("data source `{other}` is not supported"))),
+        other => {
+            return Err(TrainError::Config(format!(
+                "data source `{other}` is not supported"
+            )))
+        }
     };
     Ok(src)
 }

@@ -35,40 +35,97 @@ impl<'a> Tracer<'a> {
         let mut to = LowerOptions::new(1, p.seq);
         to.capture = vec!["*.attn.pattern".into()];
         let trace_graph = lower(spec, &to)?;
-        let first = data.eval_batches(1, p.seq)?.into_iter().next().ok_or_else(|| TrainError::Config("the data source has no evaluation set".into()))?;
-        let token_text = first.tokens.as_i32().unwrap_or(&[]).iter().map(|&id| data.token_text(id)).collect();
-        Ok(Tracer { spec, eval_graph, eval, trace_graph, trace_batch: first, token_text })
+        let first = data
+            .eval_batches(1, p.seq)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| TrainError::Config("the data source has no evaluation set".into()))?;
+        let token_text = first
+            .tokens
+            .as_i32()
+            .unwrap_or(&[])
+            .iter()
+            .map(|&id| data.token_text(id))
+            .collect();
+        Ok(Tracer {
+            spec,
+            eval_graph,
+            eval,
+            trace_graph,
+            trace_batch: first,
+            token_text,
+        })
     }
 
     /// Validation loss (an `eval` metrics line) and traces.
-    pub fn evaluate(&self, run: &mut RunDir, backend: &dyn Backend, params: &ParamStore, step: u64) -> Result<(), TrainError> {
+    pub fn evaluate(
+        &self,
+        run: &mut RunDir,
+        backend: &dyn Backend,
+        params: &ParamStore,
+        step: u64,
+    ) -> Result<(), TrainError> {
         let mut total = 0.0;
         for b in &self.eval {
             let out = backend
-                .run(&self.eval_graph, &inputs_for(&self.eval_graph, b), params, &HookSelection::None)
-                .map_err(|source| TrainError::Run { backend: backend.name().into(), step, source })?;
+                .run(
+                    &self.eval_graph,
+                    &inputs_for(&self.eval_graph, b),
+                    params,
+                    &HookSelection::None,
+                )
+                .map_err(|source| TrainError::Run {
+                    backend: backend.name().into(),
+                    step,
+                    source,
+                })?;
             total += out.outputs["loss"].to_f64_vec()[0];
         }
         let val = total / self.eval.len().max(1) as f64;
         let line = serde_json::json!({"kind": "eval", "step": step, "val_loss": val});
-        run.metrics().log_value(&line).map_err(|source| TrainError::Io { path: run.root().to_path_buf(), source })?;
+        run.metrics()
+            .log_value(&line)
+            .map_err(|source| TrainError::Io {
+                path: run.root().to_path_buf(),
+                source,
+            })?;
         self.record(run, backend, params, step)
     }
 
     /// Attention patterns of every layer and routing choices of every route, on row 0 of the
     /// held-out set.
-    pub fn record(&self, run: &mut RunDir, backend: &dyn Backend, params: &ParamStore, step: u64) -> Result<(), TrainError> {
+    pub fn record(
+        &self,
+        run: &mut RunDir,
+        backend: &dyn Backend,
+        params: &ParamStore,
+        step: u64,
+    ) -> Result<(), TrainError> {
         let g = &self.trace_graph;
         let wanted: Vec<String> = g
             .hooks
             .iter()
             .map(|(n, _)| n.clone())
-            .filter(|n| n.ends_with(".attn.pattern") || n.ends_with(".choice") || n.ends_with(".probs"))
+            .filter(|n| {
+                n.ends_with(".attn.pattern") || n.ends_with(".choice") || n.ends_with(".probs")
+            })
             .collect();
         let out = backend
-            .run(g, &inputs_for(g, &self.trace_batch), params, &HookSelection::Names(wanted))
-            .map_err(|source| TrainError::Run { backend: backend.name().into(), step, source })?;
-        let io = |source| TrainError::Io { path: run.root().to_path_buf(), source };
+            .run(
+                g,
+                &inputs_for(g, &self.trace_batch),
+                params,
+                &HookSelection::Names(wanted),
+            )
+            .map_err(|source| TrainError::Run {
+                backend: backend.name().into(),
+                step,
+                source,
+            })?;
+        let io = |source| TrainError::Io {
+            path: run.root().to_path_buf(),
+            source,
+        };
         let tokens = self.trace_batch.tokens.clone();
         let text = serde_json::Value::from(self.token_text.clone());
         for (name, t) in &out.hooks {
@@ -80,8 +137,14 @@ impl<'a> Tracer<'a> {
                     name: name.clone(),
                     kind: trace_kind::ATTENTION.into(),
                     step,
-                    tensors: BTreeMap::from([("pattern".into(), t.clone()), ("tokens".into(), tokens.clone())]),
-                    axes: BTreeMap::from([("pattern".into(), axes(&["batch", "head", "query", "key"]))]),
+                    tensors: BTreeMap::from([
+                        ("pattern".into(), t.clone()),
+                        ("tokens".into(), tokens.clone()),
+                    ]),
+                    axes: BTreeMap::from([(
+                        "pattern".into(),
+                        axes(&["batch", "head", "query", "key"]),
+                    )]),
                     attrs,
                 })
                 .map_err(io)?;
@@ -89,8 +152,12 @@ impl<'a> Tracer<'a> {
         }
         for layer in 0..self.spec.model.layers.len() {
             for (r, site) in route_sites(self.spec, layer).iter().enumerate() {
-                if let Some(trace) = routing_trace(&out.hooks, layer, r, site, step, &tokens, &text) {
-                    run.write_trace(&trace).map_err(|source| TrainError::Io { path: run.root().to_path_buf(), source })?;
+                if let Some(trace) = routing_trace(&out.hooks, layer, r, site, step, &tokens, &text)
+                {
+                    run.write_trace(&trace).map_err(|source| TrainError::Io {
+                        path: run.root().to_path_buf(),
+                        source,
+                    })?;
                 }
             }
         }
@@ -104,7 +171,12 @@ fn axes(names: &[&str]) -> Vec<String> {
 
 /// `layers.3[.iter1]` → 3.
 fn layer_of(prefix: &str) -> Option<u64> {
-    prefix.strip_prefix("layers.")?.split('.').next()?.parse().ok()
+    prefix
+        .strip_prefix("layers.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A `route` call of a layer's block: its pool, pool size and whether SKIP is a choice.
@@ -117,9 +189,17 @@ pub struct RouteSite {
 /// The route calls of layer `i`'s block in source order (lowering numbers them the same way).
 fn route_sites(spec: &Checked, layer: usize) -> Vec<RouteSite> {
     let plan = &spec.model.layers[layer];
-    let Some(block) = spec.model.blocks.get(&plan.block) else { return Vec::new() };
+    let Some(block) = spec.model.blocks.get(&plan.block) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    fn walk(spec: &Checked, args: &BTreeMap<String, weft_dsl::check::value::Value>, body: &[Stmt], out: &mut Vec<RouteSite>, seen: &mut Vec<usize>) {
+    fn walk(
+        spec: &Checked,
+        args: &BTreeMap<String, weft_dsl::check::value::Value>,
+        body: &[Stmt],
+        out: &mut Vec<RouteSite>,
+        seen: &mut Vec<usize>,
+    ) {
         for s in body {
             match s {
                 Stmt::Assign(a) => find(spec, args, &a.value, out, seen),
@@ -127,7 +207,13 @@ fn route_sites(spec: &Checked, layer: usize) -> Vec<RouteSite> {
             }
         }
     }
-    fn find(spec: &Checked, args: &BTreeMap<String, weft_dsl::check::value::Value>, e: &weft_dsl::ast::Expr, out: &mut Vec<RouteSite>, seen: &mut Vec<usize>) {
+    fn find(
+        spec: &Checked,
+        args: &BTreeMap<String, weft_dsl::check::value::Value>,
+        e: &weft_dsl::ast::Expr,
+        out: &mut Vec<RouteSite>,
+        seen: &mut Vec<usize>,
+    ) {
         match &e.kind {
             ExprKind::Call { func, .. } if func.name == "route" => {
                 if seen.contains(&e.span.start) {
@@ -136,8 +222,17 @@ fn route_sites(spec: &Checked, layer: usize) -> Vec<RouteSite> {
                 seen.push(e.span.start);
                 if let Some(c) = spec.model.resolve_call(e, Kind::Tensor, args, &["x"]) {
                     let pool = c.name_arg("pool").unwrap_or_default().to_string();
-                    let modules = spec.model.pools.get(&pool).map(|p| p.size as usize).unwrap_or(0);
-                    out.push(RouteSite { pool, modules, skip: c.bool("skip").unwrap_or(true) });
+                    let modules = spec
+                        .model
+                        .pools
+                        .get(&pool)
+                        .map(|p| p.size as usize)
+                        .unwrap_or(0);
+                    out.push(RouteSite {
+                        pool,
+                        modules,
+                        skip: c.bool("skip").unwrap_or(true),
+                    });
                 }
             }
             ExprKind::Binary { lhs, rhs, .. } => {
@@ -166,7 +261,15 @@ fn routing_trace(
     let mut iters = Vec::new();
     for j in 0.. {
         let key = |s: &str| {
-            hooks.get(&format!("layers.{layer}.iter{j}.route{r}.{s}")).or_else(|| if j == 0 { hooks.get(&format!("layers.{layer}.route{r}.{s}")) } else { None })
+            hooks
+                .get(&format!("layers.{layer}.iter{j}.route{r}.{s}"))
+                .or_else(|| {
+                    if j == 0 {
+                        hooks.get(&format!("layers.{layer}.route{r}.{s}"))
+                    } else {
+                        None
+                    }
+                })
         };
         match (key("choice"), key("probs")) {
             (Some(c), Some(p)) => iters.push((c.to_f32_vec(), p.to_f32_vec(), c.shape.clone())),
@@ -175,7 +278,13 @@ fn routing_trace(
     }
     let (_, _, shape) = iters.first()?.clone();
     let (t, k) = (shape[1], shape[2]);
-    let slots = iters[0].0.chunks(k).map(|row| row.iter().filter(|&&x| x > 0.5).count()).max().unwrap_or(1).max(1);
+    let slots = iters[0]
+        .0
+        .chunks(k)
+        .map(|row| row.iter().filter(|&&x| x > 0.5).count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let (mut choice, mut weight) = (Vec::new(), Vec::new());
     for (c, p, _) in &iters {
         for pos in 0..t {
@@ -186,7 +295,11 @@ fn routing_trace(
             for s in 0..slots {
                 match chosen.get(s) {
                     Some(&m) => {
-                        choice.push(if site.skip && m == k - 1 { -1 } else { m as i32 });
+                        choice.push(if site.skip && m == k - 1 {
+                            -1
+                        } else {
+                            m as i32
+                        });
                         weight.push(probs[m]);
                     }
                     None => {

@@ -50,14 +50,13 @@ impl WgpuBackend {
     /// Like [`WgpuBackend::new`], with codegen options (e.g. `fuse: false`). The binding
     /// limits in `options` are lowered to the device's where it allows less.
     pub fn with_options(options: CodegenOptions) -> Result<Self, RunError> {
-        let instance =
-            wgpu::Instance::new({
-                // Compute needs no GL/EGL: probing them prints display-server noise on
-                // headless machines. `WGPU_BACKEND=gl` still selects GL explicitly.
-                let mut d = wgpu::InstanceDescriptor::new_without_display_handle();
-                d.backends = wgpu::Backends::PRIMARY;
-                d.with_env()
-            });
+        let instance = wgpu::Instance::new({
+            // Compute needs no GL/EGL: probing them prints display-server noise on
+            // headless machines. `WGPU_BACKEND=gl` still selects GL explicitly.
+            let mut d = wgpu::InstanceDescriptor::new_without_display_handle();
+            d.backends = wgpu::Backends::PRIMARY;
+            d.with_env()
+        });
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..Default::default()

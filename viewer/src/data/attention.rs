@@ -117,7 +117,11 @@ fn head_stats(m: &[f32]) -> HeadStats {
     }
     HeadStats {
         max_abs: min.abs().max(max.abs()),
-        negative_mass: if total > 0.0 { (neg / total) as f32 } else { 0.0 },
+        negative_mass: if total > 0.0 {
+            (neg / total) as f32
+        } else {
+            0.0
+        },
         min,
         max,
     }
@@ -139,10 +143,7 @@ impl AttentionCache {
         if let Some(m) = self.maps.get(&e.file) {
             return m.clone();
         }
-        let m = store
-            .get(e)
-            .and_then(AttentionMaps::new)
-            .map(Arc::new);
+        let m = store.get(e).and_then(AttentionMaps::new).map(Arc::new);
         if self.maps.len() > 256 {
             self.maps.clear();
         }

@@ -145,7 +145,11 @@ impl Metrics {
             _ => {
                 let i = pts.partition_point(|p| p.0 < s).clamp(1, pts.len() - 1);
                 let (a, b) = (pts[i - 1], pts[i]);
-                let f = if b.0 > a.0 { (s - a.0) / (b.0 - a.0) } else { 0.0 };
+                let f = if b.0 > a.0 {
+                    (s - a.0) / (b.0 - a.0)
+                } else {
+                    0.0
+                };
                 Some(a.1 + f * (b.1 - a.1))
             }
         }

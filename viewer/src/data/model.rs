@@ -119,8 +119,8 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
             ["layers", i, part, rest @ ..] => match i.parse::<usize>() {
                 Ok(i) if i < layer_parts.len() => {
                     layer_params[i] += n;
-                    let is_pool_module =
-                        pools.contains_key(part) && rest.first().is_some_and(|m| m.parse::<usize>().is_ok());
+                    let is_pool_module = pools.contains_key(part)
+                        && rest.first().is_some_and(|m| m.parse::<usize>().is_ok());
                     if is_pool_module {
                         *pool_params.entry(part.to_string()).or_default() += n;
                         continue;
@@ -148,7 +148,12 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
                 params: n,
                 pool: None,
                 detail: if part.starts_with("route") {
-                    if rest.contains("state") { "gru router" } else { "mlp router" }.into()
+                    if rest.contains("state") {
+                        "gru router"
+                    } else {
+                        "mlp router"
+                    }
+                    .into()
                 } else {
                     String::new()
                 },

@@ -90,7 +90,11 @@ impl Routing {
                 .and_then(Value::as_str)
                 .unwrap_or(&t.name)
                 .to_string(),
-            layer: t.attrs.get("layer").and_then(Value::as_u64).map(|l| l as usize),
+            layer: t
+                .attrs
+                .get("layer")
+                .and_then(Value::as_u64)
+                .map(|l| l as usize),
             modules,
             module_names,
             iterations,
@@ -136,10 +140,7 @@ impl Routing {
                 *x += 1;
             }
         }
-        counts
-            .iter()
-            .map(|&c| c as f32 / n.max(1) as f32)
-            .collect()
+        counts.iter().map(|&c| c as f32 / n.max(1) as f32).collect()
     }
 }
 

@@ -97,7 +97,12 @@ impl TraceIndex {
 
     /// Steps at which traces of `kind` exist, ascending.
     pub fn steps(&self, kind: &str) -> Vec<u64> {
-        let mut s: Vec<u64> = self.of_kind(kind).map(|e| e.step).collect();
+        let mut s: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.step)
+            .collect();
         s.sort_unstable();
         s.dedup();
         s
@@ -105,14 +110,23 @@ impl TraceIndex {
 
     /// Traces of `kind` at `step`, sorted by (layer, name).
     pub fn at(&self, kind: &str, step: u64) -> Vec<&TraceEntry> {
-        let mut v: Vec<&TraceEntry> = self.of_kind(kind).filter(|e| e.step == step).collect();
+        let mut v: Vec<&TraceEntry> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == kind && e.step == step)
+            .collect();
         v.sort_by(|a, b| (a.layer(), &a.name).cmp(&(b.layer(), &b.name)));
         v
     }
 
     /// Distinct trace names of `kind`, sorted.
     pub fn names(&self, kind: &str) -> Vec<String> {
-        let mut v: Vec<String> = self.of_kind(kind).map(|e| e.name.clone()).collect();
+        let mut v: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.name.clone())
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -158,15 +172,29 @@ pub fn read_header(traces_dir: &Path, file: &str) -> io::Result<TraceEntry> {
             if let Some(s) = t.get("shape").and_then(Value::as_array) {
                 shapes.insert(
                     k.clone(),
-                    s.iter().filter_map(Value::as_u64).map(|d| d as usize).collect(),
+                    s.iter()
+                        .filter_map(Value::as_u64)
+                        .map(|d| d as usize)
+                        .collect(),
                 );
             }
         }
     }
     Ok(TraceEntry {
-        step: meta.get("step").and_then(Value::as_u64).ok_or_else(|| bad("no step"))?,
-        name: meta.get("name").and_then(Value::as_str).unwrap_or(file).to_string(),
-        kind: meta.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
+        step: meta
+            .get("step")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("no step"))?,
+        name: meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(file)
+            .to_string(),
+        kind: meta
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         file: file.to_string(),
         shapes,
     })

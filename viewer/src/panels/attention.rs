@@ -129,7 +129,8 @@ fn navigate(ui: &egui::Ui, view: &mut AttentionView, entries: &[&TraceEntry]) {
 }
 
 fn heads_of(e: &TraceEntry) -> usize {
-    e.shape("pattern").map_or(0, |s| s.get(1).copied().unwrap_or(0))
+    e.shape("pattern")
+        .map_or(0, |s| s.get(1).copied().unwrap_or(0))
 }
 
 fn layer_label(e: &TraceEntry, i: usize) -> String {
@@ -148,7 +149,12 @@ fn grid(
     view: &mut AttentionView,
     width: f32,
 ) {
-    let max_heads = entries.iter().map(|e| heads_of(e)).max().unwrap_or(1).max(1);
+    let max_heads = entries
+        .iter()
+        .map(|e| heads_of(e))
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let side = ((width - 48.0) / max_heads as f32 - 4.0).clamp(22.0, 72.0);
     let b = view.batch;
     ui.horizontal(|ui| {
@@ -191,7 +197,8 @@ fn grid(
                     Ok(m) => thumbnail(ui, caches, e, m, b, h, side, view.gamma),
                     Err(err) => {
                         let (r, resp) = ui.allocate_exact_size(Vec2::splat(side), Sense::click());
-                        ui.painter().rect_filled(r, 2.0, Color32::from_rgb(90, 20, 20));
+                        ui.painter()
+                            .rect_filled(r, 2.0, Color32::from_rgb(90, 20, 20));
                         ui.painter().text(
                             r.center(),
                             Align2::CENTER_CENTER,
@@ -324,18 +331,32 @@ fn detail(
     );
     let tokens = maps.tokens(b);
     let label = |i: usize| match &tokens {
-        Some(t) => t.get(i).map_or_else(|| i.to_string(), |&id| token_label(id)),
+        Some(t) => t
+            .get(i)
+            .map_or_else(|| i.to_string(), |&id| token_label(id)),
         None => i.to_string(),
     };
     axis_labels(ui, &painter, rect, maps.queries, maps.keys, &label);
     if let Some((q, k)) = heatmap::hovered_cell(&resp, rect, maps.queries, maps.keys) {
-        let w = maps.map(b, h).get(q * maps.keys + k).copied().unwrap_or(f32::NAN);
-        let (cw, ch) = (rect.width() / maps.keys as f32, rect.height() / maps.queries as f32);
+        let w = maps
+            .map(b, h)
+            .get(q * maps.keys + k)
+            .copied()
+            .unwrap_or(f32::NAN);
+        let (cw, ch) = (
+            rect.width() / maps.keys as f32,
+            rect.height() / maps.queries as f32,
+        );
         let cell = Rect::from_min_size(
             rect.min + Vec2::new(k as f32 * cw, q as f32 * ch),
             Vec2::new(cw, ch),
         );
-        painter.rect_stroke(cell.expand(1.0), 0.0, Stroke::new(1.0, Color32::WHITE), StrokeKind::Outside);
+        painter.rect_stroke(
+            cell.expand(1.0),
+            0.0,
+            Stroke::new(1.0, Color32::WHITE),
+            StrokeKind::Outside,
+        );
         resp.on_hover_text_at_pointer(format!(
             "query {q} '{}' → key {k} '{}'\nw = {w:.6}",
             label(q),
@@ -408,7 +429,10 @@ fn negative_mass_bars(
         FontId::proportional(10.0),
         ui.visuals().weak_text_color(),
     );
-    let plot = Rect::from_min_max(rect.min + Vec2::new(0.0, 16.0), rect.max - Vec2::new(0.0, 14.0));
+    let plot = Rect::from_min_max(
+        rect.min + Vec2::new(0.0, 16.0),
+        rect.max - Vec2::new(0.0, 14.0),
+    );
     let top = (0..heads)
         .map(|h| maps.stats(view.batch, h).negative_mass)
         .fold(0.25f32, f32::max);

@@ -44,7 +44,7 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, view: &mut CurvesView) {
     let cols = if groups.len() > 1 { 2 } else { 1 };
     let rows = groups.len().div_ceil(cols);
     let h = ((ui.available_height() - 8.0) / rows as f32 - 22.0).max(100.0);
-    let link = Id::new("curves-x");
+    let link = Id::unique("curves-x");
     egui::Grid::new("curves-grid")
         .num_columns(cols)
         .spacing([12.0, 6.0])

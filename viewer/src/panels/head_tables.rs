@@ -51,12 +51,7 @@ fn score_section(
 ) {
     let history = snap.traces.history(name);
     let last = history.len() - 1;
-    let idx = view
-        .step_index
-        .get(name)
-        .copied()
-        .unwrap_or(last)
-        .min(last);
+    let idx = view.step_index.get(name).copied().unwrap_or(last).min(last);
     let entry = history[idx];
     let table = caches.traces.get(entry).and_then(|t| HeadTable::new(&t));
     let table = match table {
@@ -117,12 +112,20 @@ fn table_map(
         .min(300.0 / t.layers.max(1) as f32)
         .clamp(14.0, 44.0);
     let label_w = 30.0;
-    let size = Vec2::new(label_w + cell * t.heads as f32, 16.0 + cell * t.layers as f32);
+    let size = Vec2::new(
+        label_w + cell * t.heads as f32,
+        16.0 + cell * t.layers as f32,
+    );
     let (outer, resp) = ui.allocate_exact_size(size, Sense::click());
-    let rect = Rect::from_min_size(outer.min + Vec2::new(label_w, 16.0), size - Vec2::new(label_w, 16.0));
-    let tex = caches.textures.get(ui.ctx(), &format!("heads|{file}|{}", map.key()), || {
-        heatmap::color_image(&t.values, t.layers, t.heads, map, 4096)
-    });
+    let rect = Rect::from_min_size(
+        outer.min + Vec2::new(label_w, 16.0),
+        size - Vec2::new(label_w, 16.0),
+    );
+    let tex = caches
+        .textures
+        .get(ui.ctx(), &format!("heads|{file}|{}", map.key()), || {
+            heatmap::color_image(&t.values, t.layers, t.heads, map, 4096)
+        });
     let p = ui.painter_at(outer);
     p.image(
         tex.id(),
@@ -155,17 +158,27 @@ fn table_map(
                 let c = map.cmap().color(map.t(v));
                 let light = c.r() as u32 + c.g() as u32 + c.b() as u32 > 380;
                 p.text(
-                    Pos2::new(rect.left() + (h as f32 + 0.5) * cell, rect.top() + (l as f32 + 0.5) * cell),
+                    Pos2::new(
+                        rect.left() + (h as f32 + 0.5) * cell,
+                        rect.top() + (l as f32 + 0.5) * cell,
+                    ),
                     Align2::CENTER_CENTER,
                     fmt_value(v),
                     FontId::proportional(9.0),
-                    if light { Color32::BLACK } else { Color32::WHITE },
+                    if light {
+                        Color32::BLACK
+                    } else {
+                        Color32::WHITE
+                    },
                 );
             }
         }
     }
     if let Some((l, h)) = selected {
-        let r = Rect::from_min_size(rect.min + Vec2::new(h as f32 * cell, l as f32 * cell), Vec2::splat(cell));
+        let r = Rect::from_min_size(
+            rect.min + Vec2::new(h as f32 * cell, l as f32 * cell),
+            Vec2::splat(cell),
+        );
         p.rect_stroke(r, 0.0, Stroke::new(2.0, Color32::WHITE), StrokeKind::Inside);
     }
     let hovered = heatmap::hovered_cell(&resp, rect, t.layers, t.heads);

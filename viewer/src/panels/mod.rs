@@ -19,7 +19,13 @@ pub enum Tab {
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [Tab::Curves, Tab::Attention, Tab::Heads, Tab::Routing, Tab::Model];
+    pub const ALL: [Tab; 5] = [
+        Tab::Curves,
+        Tab::Attention,
+        Tab::Heads,
+        Tab::Routing,
+        Tab::Model,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {

@@ -9,12 +9,21 @@ use eframe::egui::{
 };
 
 /// The summary of the last spec seen (rebuilt when the text changes) and the scene view.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ModelView {
     /// Spec text the summary was made from, and the summary or the checker's message.
     pub summary: Option<(String, Result<ModelSummary, String>)>,
     /// The visible part of the graph (pan/zoom state).
     pub scene_rect: Rect,
+}
+
+impl Default for ModelView {
+    fn default() -> Self {
+        ModelView {
+            summary: None,
+            scene_rect: Rect::NOTHING,
+        }
+    }
 }
 
 const CHIP_FONT: f32 = 12.0;
@@ -57,7 +66,11 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, view: &mut ModelView) {
     let g = {
         let fonts = ui.ctx();
         let measure = |s: &str| {
-            fonts.fonts_mut(|f| f.layout_no_wrap(s.to_string(), font.clone(), Color32::WHITE).size().x)
+            fonts.fonts_mut(|f| {
+                f.layout_no_wrap(s.to_string(), font.clone(), Color32::WHITE)
+                    .size()
+                    .x
+            })
         };
         layout(m, &measure)
     };
@@ -94,12 +107,14 @@ fn paint(ui: &mut egui::Ui, g: &GraphLayout) {
         let (a, b) = (at(e.from), at(e.to));
         if e.routed {
             let c = [a, Pos2::new(a.x, b.y), Pos2::new(a.x + 40.0, b.y), b];
-            painter.add(Shape::CubicBezier(egui::epaint::CubicBezierShape::from_points_stroke(
-                c,
-                false,
-                Color32::TRANSPARENT,
-                Stroke::new(1.5, kind_color(ComponentKind::Router)),
-            )));
+            painter.add(Shape::CubicBezier(
+                egui::epaint::CubicBezierShape::from_points_stroke(
+                    c,
+                    false,
+                    Color32::TRANSPARENT,
+                    Stroke::new(1.5, kind_color(ComponentKind::Router)),
+                ),
+            ));
             painter.text(
                 Pos2::new((a.x + b.x) / 2.0 + 20.0, b.y - 3.0),
                 Align2::CENTER_BOTTOM,
@@ -114,11 +129,23 @@ fn paint(ui: &mut egui::Ui, g: &GraphLayout) {
     for n in &g.nodes {
         let r = n.rect.translate(origin.to_vec2());
         let (fill, border) = match n.kind {
-            NodeKind::Pool => (Color32::from_rgb(48, 38, 28), kind_color(ComponentKind::Router)),
-            NodeKind::Input | NodeKind::Output => (Color32::from_rgb(36, 32, 44), kind_color(ComponentKind::Embedding)),
+            NodeKind::Pool => (
+                Color32::from_rgb(48, 38, 28),
+                kind_color(ComponentKind::Router),
+            ),
+            NodeKind::Input | NodeKind::Output => (
+                Color32::from_rgb(36, 32, 44),
+                kind_color(ComponentKind::Embedding),
+            ),
             NodeKind::Layer => (Color32::from_rgb(32, 36, 44), Color32::from_gray(90)),
         };
-        painter.rect(r, CornerRadius::same(6), fill, Stroke::new(1.0, border), StrokeKind::Inside);
+        painter.rect(
+            r,
+            CornerRadius::same(6),
+            fill,
+            Stroke::new(1.0, border),
+            StrokeKind::Inside,
+        );
         painter.text(
             r.left_top() + Vec2::new(10.0, 5.0),
             Align2::LEFT_TOP,
@@ -136,17 +163,34 @@ fn paint(ui: &mut egui::Ui, g: &GraphLayout) {
         for c in &n.chips {
             let cr = c.rect.translate(origin.to_vec2());
             painter.rect_filled(cr, CornerRadius::same(4), kind_color(c.kind));
-            painter.text(cr.center(), Align2::CENTER_CENTER, &c.text, FontId::proportional(CHIP_FONT), Color32::WHITE);
+            painter.text(
+                cr.center(),
+                Align2::CENTER_CENTER,
+                &c.text,
+                FontId::proportional(CHIP_FONT),
+                Color32::WHITE,
+            );
         }
-        let hooks_top = n.chips.first().map_or(r.top() + 34.0, |c| c.rect.bottom() + origin.y + 6.0);
+        let hooks_top = n
+            .chips
+            .first()
+            .map_or(r.top() + 34.0, |c| c.rect.bottom() + origin.y + 6.0);
         for (i, line) in n.hooks.iter().enumerate() {
-            let prefix = if i == 0 && n.kind == NodeKind::Layer { "hooks: " } else { "" };
+            let prefix = if i == 0 && n.kind == NodeKind::Layer {
+                "hooks: "
+            } else {
+                ""
+            };
             painter.text(
                 Pos2::new(r.left() + 10.0, hooks_top + i as f32 * 13.0),
                 Align2::LEFT_TOP,
                 format!("{prefix}{line}"),
                 FontId::proportional(10.0),
-                if n.kind == NodeKind::Pool { text } else { Color32::from_rgb(150, 170, 200) },
+                if n.kind == NodeKind::Pool {
+                    text
+                } else {
+                    Color32::from_rgb(150, 170, 200)
+                },
             );
         }
     }

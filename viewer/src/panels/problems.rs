@@ -16,7 +16,9 @@ fn color(s: Severity) -> Color32 {
 pub fn all(snap: &Snapshot, traces: &TraceStore) -> Vec<Problem> {
     let mut v = snap.problems.clone();
     for (file, err) in traces.failures() {
-        v.push(Problem::warning(format!("trace {file} could not be loaded: {err}")));
+        v.push(Problem::warning(format!(
+            "trace {file} could not be loaded: {err}"
+        )));
     }
     v.sort_by(|a, b| b.severity.cmp(&a.severity));
     v

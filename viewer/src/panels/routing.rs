@@ -2,11 +2,11 @@
 //! weights on the edges); module utilisation per iteration; effective depth per token.
 
 use crate::cache::Caches;
+use crate::colormap::ColorMap;
 use crate::data::attention::token_label;
 use crate::data::routing::{RoutedLayer, Routing, Stage, SKIP};
 use crate::data::{Snapshot, TraceEntry};
 use crate::widgets::legend::fmt_value;
-use crate::colormap::ColorMap;
 use eframe::egui::{
     self, Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Shape, Stroke, StrokeKind, Vec2,
 };
@@ -84,7 +84,11 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
         if keys.len() > 1 {
             ui.label("block");
             egui::ComboBox::from_id_salt("route-layer")
-                .selected_text(keys[view.layer].trim_start_matches("layer ").trim_start_matches('0'))
+                .selected_text(
+                    keys[view.layer]
+                        .trim_start_matches("layer ")
+                        .trim_start_matches('0'),
+                )
                 .show_ui(ui, |ui| {
                     for (i, k) in keys.iter().enumerate() {
                         ui.selectable_value(&mut view.layer, i, k.as_str());
@@ -106,17 +110,19 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
     if routed.pools.is_empty() || tokens == 0 {
         return;
     }
-    egui::ScrollArea::vertical().id_salt("route-scroll").show(ui, |ui| {
-        token_strip(ui, &routed, view);
-        ui.add_space(6.0);
-        trellis(ui, &routed, view);
-        ui.add_space(8.0);
-        ui.horizontal_top(|ui| {
-            utilisation(ui, &routed);
-            ui.add_space(16.0);
-            depth_chart(ui, &routed, view);
+    egui::ScrollArea::vertical()
+        .id_salt("route-scroll")
+        .show(ui, |ui| {
+            token_strip(ui, &routed, view);
+            ui.add_space(6.0);
+            trellis(ui, &routed, view);
+            ui.add_space(8.0);
+            ui.horizontal_top(|ui| {
+                utilisation(ui, &routed);
+                ui.add_space(16.0);
+                depth_chart(ui, &routed, view);
+            });
         });
-    });
 }
 
 fn label_of(routed: &RoutedLayer, b: usize, t: usize) -> String {
@@ -129,35 +135,46 @@ fn label_of(routed: &RoutedLayer, b: usize, t: usize) -> String {
 /// The sequence as clickable tokens, shaded by effective depth.
 fn token_strip(ui: &mut egui::Ui, routed: &RoutedLayer, view: &mut RoutingView) {
     let max_depth = routed.stages.len().max(1) as f32;
-    egui::ScrollArea::horizontal().id_salt("route-tokens").show(ui, |ui| {
-        ui.horizontal(|ui| {
-            ui.spacing_mut().item_spacing.x = 2.0;
-            for t in 0..routed.tokens() {
-                let d = routed.effective_depth(view.batch, t) as f32 / max_depth;
-                let (r, resp) = ui.allocate_exact_size(Vec2::new(18.0, 22.0), Sense::click());
-                let fill = ColorMap::Sequential.color(d);
-                ui.painter().rect_filled(r, 3.0, fill);
-                if t == view.token {
-                    ui.painter().rect_stroke(r, 3.0, Stroke::new(2.0, Color32::WHITE), StrokeKind::Outside);
+    egui::ScrollArea::horizontal()
+        .id_salt("route-tokens")
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.spacing_mut().item_spacing.x = 2.0;
+                for t in 0..routed.tokens() {
+                    let d = routed.effective_depth(view.batch, t) as f32 / max_depth;
+                    let (r, resp) = ui.allocate_exact_size(Vec2::new(18.0, 22.0), Sense::click());
+                    let fill = ColorMap::Sequential.color(d);
+                    ui.painter().rect_filled(r, 3.0, fill);
+                    if t == view.token {
+                        ui.painter().rect_stroke(
+                            r,
+                            3.0,
+                            Stroke::new(2.0, Color32::WHITE),
+                            StrokeKind::Outside,
+                        );
+                    }
+                    let light = d > 0.6;
+                    ui.painter().text(
+                        r.center(),
+                        Align2::CENTER_CENTER,
+                        label_of(routed, view.batch, t),
+                        FontId::monospace(11.0),
+                        if light {
+                            Color32::BLACK
+                        } else {
+                            Color32::WHITE
+                        },
+                    );
+                    let resp = resp.on_hover_text(format!(
+                        "token {t}: effective depth {}",
+                        routed.effective_depth(view.batch, t)
+                    ));
+                    if resp.clicked() {
+                        view.token = t;
+                    }
                 }
-                let light = d > 0.6;
-                ui.painter().text(
-                    r.center(),
-                    Align2::CENTER_CENTER,
-                    label_of(routed, view.batch, t),
-                    FontId::monospace(11.0),
-                    if light { Color32::BLACK } else { Color32::WHITE },
-                );
-                let resp = resp.on_hover_text(format!(
-                    "token {t}: effective depth {}",
-                    routed.effective_depth(view.batch, t)
-                ));
-                if resp.clicked() {
-                    view.token = t;
-                }
-            }
+            });
         });
-    });
     ui.weak("tokens shaded by effective depth (modules run); click one to trace its path");
 }
 
@@ -182,7 +199,11 @@ fn trellis(ui: &mut egui::Ui, routed: &RoutedLayer, view: &RoutingView) {
     let skip_row = rows - 1;
     // Row labels: module indices, then SKIP.
     for r in 0..rows {
-        let label = if r == skip_row { "SKIP".to_string() } else { format!("module {r}") };
+        let label = if r == skip_row {
+            "SKIP".to_string()
+        } else {
+            format!("module {r}")
+        };
         p.text(
             Pos2::new(rect.left() + left - 8.0, y_of(r)),
             Align2::RIGHT_CENTER,
@@ -195,7 +216,11 @@ fn trellis(ui: &mut egui::Ui, routed: &RoutedLayer, view: &RoutingView) {
         Pos2::new(rect.left() + left, y_of(skip_row) - row_h / 2.0),
         Pos2::new(rect.right() - 10.0, y_of(skip_row) + row_h / 2.0),
     );
-    p.rect_filled(skip_band, 4.0, Color32::from_rgba_unmultiplied(120, 120, 128, 24));
+    p.rect_filled(
+        skip_band,
+        4.0,
+        Color32::from_rgba_unmultiplied(120, 120, 128, 24),
+    );
     // Column headers.
     p.text(
         Pos2::new(x_of(0), rect.top() + 4.0),
@@ -237,7 +262,11 @@ fn trellis(ui: &mut egui::Ui, routed: &RoutedLayer, view: &RoutingView) {
             let to = Pos2::new(x_of(c + 1), y_of(row));
             for &from in &prev {
                 let width = 1.0 + 4.0 * w.unwrap_or(0.5).clamp(0.0, 1.0);
-                let color = if row == skip_row { SKIP_COLOR } else { pool_color(s.pool) };
+                let color = if row == skip_row {
+                    SKIP_COLOR
+                } else {
+                    pool_color(s.pool)
+                };
                 let mid_x = (from.x + to.x) / 2.0;
                 let curve = egui::epaint::CubicBezierShape::from_points_stroke(
                     [from, Pos2::new(mid_x, from.y), Pos2::new(mid_x, to.y), to],
@@ -266,11 +295,25 @@ fn trellis(ui: &mut egui::Ui, routed: &RoutedLayer, view: &RoutingView) {
         let chosen: Vec<usize> = chosen_rows(s).iter().map(|x| x.0).collect();
         for row in (0..pool.modules).chain(std::iter::once(skip_row)) {
             let at = Pos2::new(x_of(c + 1), y_of(row));
-            let color = if row == skip_row { SKIP_COLOR } else { pool_color(s.pool) };
+            let color = if row == skip_row {
+                SKIP_COLOR
+            } else {
+                pool_color(s.pool)
+            };
             if chosen.contains(&row) {
                 p.circle_filled(at, 9.0, color);
-                let name = if row == skip_row { "S".to_string() } else { row.to_string() };
-                p.text(at, Align2::CENTER_CENTER, name, FontId::proportional(10.0), Color32::BLACK);
+                let name = if row == skip_row {
+                    "S".to_string()
+                } else {
+                    row.to_string()
+                };
+                p.text(
+                    at,
+                    Align2::CENTER_CENTER,
+                    name,
+                    FontId::proportional(10.0),
+                    Color32::BLACK,
+                );
             } else {
                 p.circle_stroke(at, 5.0, Stroke::new(1.0, weak));
             }
@@ -294,12 +337,19 @@ fn utilisation(ui: &mut egui::Ui, routed: &RoutedLayer) {
             ui.colored_label(pool_color(pi), format!("pool {}", pool.pool));
             let cell = Vec2::new(46.0, 20.0);
             let cols = pool.modules + 1;
-            let size = Vec2::new(52.0 + cell.x * cols as f32, 16.0 + cell.y * pool.iterations as f32);
+            let size = Vec2::new(
+                52.0 + cell.x * cols as f32,
+                16.0 + cell.y * pool.iterations as f32,
+            );
             let (rect, _) = ui.allocate_exact_size(size, Sense::hover());
             let p = ui.painter_at(rect);
             let text = ui.visuals().text_color();
             for m in 0..cols {
-                let label = if m == pool.modules { "SKIP".to_string() } else { pool.module_names[m].clone() };
+                let label = if m == pool.modules {
+                    "SKIP".to_string()
+                } else {
+                    pool.module_names[m].clone()
+                };
                 p.text(
                     Pos2::new(rect.left() + 52.0 + (m as f32 + 0.5) * cell.x, rect.top()),
                     Align2::CENTER_TOP,
@@ -330,7 +380,11 @@ fn utilisation(ui: &mut egui::Ui, routed: &RoutedLayer) {
                         Align2::CENTER_CENTER,
                         format!("{:.0}%", share * 100.0),
                         FontId::proportional(10.0),
-                        if share > 0.6 { Color32::BLACK } else { Color32::WHITE },
+                        if share > 0.6 {
+                            Color32::BLACK
+                        } else {
+                            Color32::WHITE
+                        },
                     );
                 }
             }

@@ -20,7 +20,11 @@ impl ValueMap {
         } else {
             ValueMap::Range {
                 lo: lo.min(0.0),
-                hi: if hi > lo.min(0.0) { hi } else { lo.min(0.0) + 1.0 },
+                hi: if hi > lo.min(0.0) {
+                    hi
+                } else {
+                    lo.min(0.0) + 1.0
+                },
             }
         }
     }
@@ -108,7 +112,12 @@ pub fn paint(ui: &mut egui::Ui, tex: &TextureHandle, size: Vec2, sense: Sense) -
 }
 
 /// The `(row, col)` cell under the pointer, if it is over `rect`.
-pub fn hovered_cell(resp: &Response, rect: Rect, rows: usize, cols: usize) -> Option<(usize, usize)> {
+pub fn hovered_cell(
+    resp: &Response,
+    rect: Rect,
+    rows: usize,
+    cols: usize,
+) -> Option<(usize, usize)> {
     let p = resp.hover_pos()?;
     if !rect.contains(p) || rows == 0 || cols == 0 {
         return None;

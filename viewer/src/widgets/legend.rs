@@ -26,10 +26,19 @@ pub fn legend(ui: &mut egui::Ui, map: &ValueMap, width: f32, label: &str) {
     }
     let painter = ui.painter();
     painter.add(Shape::mesh(mesh));
-    painter.rect_stroke(bar, 0.0, Stroke::new(1.0, Color32::from_gray(90)), egui::StrokeKind::Outside);
+    painter.rect_stroke(
+        bar,
+        0.0,
+        Stroke::new(1.0, Color32::from_gray(90)),
+        egui::StrokeKind::Outside,
+    );
     let font = FontId::proportional(10.0);
     let text = ui.visuals().text_color();
-    let ticks: &[f32] = if t0 < 0.0 { &[-1.0, -0.5, 0.0, 0.5, 1.0] } else { &[0.0, 0.5, 1.0] };
+    let ticks: &[f32] = if t0 < 0.0 {
+        &[-1.0, -0.5, 0.0, 0.5, 1.0]
+    } else {
+        &[0.0, 0.5, 1.0]
+    };
     for &t in ticks {
         let f = (t - t0) / (t1 - t0);
         let x = bar.left() + f * bar.width();
