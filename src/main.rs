@@ -78,8 +78,14 @@ enum Command {
         #[arg(long)]
         weights: Option<PathBuf>,
         /// JSON array of equal-length arrays of token ids (batch × seq).
+        #[arg(long, required_unless_present = "text", conflicts_with = "text")]
+        tokens: Option<PathBuf>,
+        /// Text to tokenize instead of --tokens (one sequence).
         #[arg(long)]
-        tokens: PathBuf,
+        text: Option<String>,
+        /// Tokenizer for --text: `bytes` or a HF tokenizer.json path.
+        #[arg(long, default_value = "bytes")]
+        tokenizer: String,
         /// Output safetensors: `logits` [batch, seq, vocab] and each captured hook.
         #[arg(long)]
         out: PathBuf,
@@ -142,6 +148,47 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Import a HF GPT-2 or Llama checkpoint directory as a weft spec (and weights).
+    Import {
+        /// Directory with config.json and model.safetensors (or shards with an index).
+        dir: PathBuf,
+        /// The spec to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write the weights under weft's parameter names to this safetensors file.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+    },
+    /// Export a GPT-2- or Llama-shaped spec with weights as a HF checkpoint directory.
+    Export {
+        file: PathBuf,
+        #[arg(long)]
+        weights: PathBuf,
+        /// Output directory (config.json, model.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Greedy text generation from a prompt.
+    Generate {
+        file: PathBuf,
+        #[arg(long)]
+        weights: PathBuf,
+        /// The prompt.
+        #[arg(long)]
+        text: String,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 32)]
+        max_new: usize,
+        /// `bytes` or a HF tokenizer.json path.
+        #[arg(long, default_value = "bytes")]
+        tokenizer: String,
+        /// Recompute the whole sequence every step instead of reusing one compiled graph.
+        #[arg(long)]
+        no_cache: bool,
+        /// cpu, wgpu or auto.
+        #[arg(long, default_value = "auto")]
+        backend: String,
+    },
     /// Open the viewer window on a run directory (live while it is written) or a spec.
     View {
         /// A run directory or a `.weft` spec.
@@ -187,6 +234,8 @@ fn main() -> ExitCode {
             file,
             weights,
             tokens,
+            text,
+            tokenizer,
             out,
             capture,
             backend,
@@ -197,6 +246,8 @@ fn main() -> ExitCode {
             spec: file,
             weights,
             tokens,
+            text,
+            tokenizer,
             out,
             capture,
             backend,
@@ -235,6 +286,25 @@ fn main() -> ExitCode {
             runs,
             spec,
             out,
+        }),
+        Command::Import { dir, out, weights } => weft::cli::import(&dir, &out, weights.as_deref()),
+        Command::Export { file, weights, out } => weft::cli::export(&file, &weights, &out),
+        Command::Generate {
+            file,
+            weights,
+            text,
+            max_new,
+            tokenizer,
+            no_cache,
+            backend,
+        } => weft::cli::generate(&weft::cli::GenerateArgs {
+            spec: file,
+            weights,
+            text,
+            max_new,
+            tokenizer,
+            no_cache,
+            backend,
         }),
         Command::View { path, tab, size } => {
             weft::cli::view(&path, tab.as_deref(), size.as_deref())

@@ -22,7 +22,18 @@ pub enum Decl {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Model {
     pub name: Ident,
+    /// `extends "base.weft"`: the base spec (relative to this file) whose model this one
+    /// overrides by name; resolved by [`crate::check_file`], not by [`crate::check`].
+    #[serde(default)]
+    pub extends: Option<Extends>,
     pub items: Vec<ModelItem>,
+    pub span: Span,
+}
+
+/// The `extends "PATH"` clause of a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Extends {
+    pub path: String,
     pub span: Span,
 }
 
@@ -198,101 +209,110 @@ impl File {
     /// (the formatter's round-trip property).
     pub fn without_spans(&self) -> File {
         let mut f = self.clone();
-        clear_file(&mut f);
+        f.for_each_span_mut(&mut |s| *s = Span::default());
         f
+    }
+
+    /// Calls `f` on every span in the tree (used to zero them, and to move a base file's
+    /// spans out of the way when `extends` merges two files).
+    pub fn for_each_span_mut(&mut self, f: &mut impl FnMut(&mut Span)) {
+        visit_file(self, f)
     }
 }
 
-fn clear_file(f: &mut File) {
-    for d in &mut f.decls {
+fn visit_file(file: &mut File, f: &mut impl FnMut(&mut Span)) {
+    for d in &mut file.decls {
         match d {
             Decl::Model(m) => {
-                m.span = Span::default();
-                clear_ident(&mut m.name);
+                f(&mut m.span);
+                visit_ident(f, &mut m.name);
+                if let Some(e) = &mut m.extends {
+                    f(&mut e.span);
+                }
                 for it in &mut m.items {
                     match it {
-                        ModelItem::Assign(a) => clear_assign(a),
+                        ModelItem::Assign(a) => visit_assign(f, a),
                         ModelItem::Block(b) => {
-                            b.span = Span::default();
-                            clear_ident(&mut b.name);
-                            b.params.iter_mut().for_each(clear_ident);
-                            b.body.iter_mut().for_each(clear_stmt);
+                            f(&mut b.span);
+                            visit_ident(f, &mut b.name);
+                            b.params.iter_mut().for_each(|i| visit_ident(f, i));
+                            b.body.iter_mut().for_each(|st| visit_stmt(f, st));
                         }
                         ModelItem::Pool(p) => {
-                            p.span = Span::default();
-                            clear_ident(&mut p.name);
-                            clear_expr(&mut p.size);
-                            clear_expr(&mut p.module);
+                            f(&mut p.span);
+                            visit_ident(f, &mut p.name);
+                            visit_expr(f, &mut p.size);
+                            visit_expr(f, &mut p.module);
                         }
                         ModelItem::Layers(l) => {
-                            l.span = Span::default();
+                            f(&mut l.span);
                             for r in &mut l.rules {
-                                r.span = Span::default();
-                                clear_expr(&mut r.start);
+                                f(&mut r.span);
+                                visit_expr(f, &mut r.start);
                                 if let Some(e) = &mut r.end {
-                                    clear_expr(e);
+                                    visit_expr(f, e);
                                 }
-                                clear_expr(&mut r.target);
+                                visit_expr(f, &mut r.target);
                             }
                         }
                     }
                 }
             }
             Decl::Train(t) => {
-                t.span = Span::default();
+                f(&mut t.span);
                 if let Some(m) = &mut t.model {
-                    clear_ident(m);
+                    visit_ident(f, m);
                 }
-                t.items.iter_mut().for_each(clear_assign);
+                t.items.iter_mut().for_each(|a| visit_assign(f, a));
             }
             Decl::Program(p) => {
-                p.span = Span::default();
-                clear_ident(&mut p.name);
-                clear_expr(&mut p.value);
+                f(&mut p.span);
+                visit_ident(f, &mut p.name);
+                visit_expr(f, &mut p.value);
             }
         }
     }
 }
 
-fn clear_stmt(s: &mut Stmt) {
+fn visit_stmt(f: &mut impl FnMut(&mut Span), s: &mut Stmt) {
     match s {
-        Stmt::Assign(a) => clear_assign(a),
+        Stmt::Assign(a) => visit_assign(f, a),
         Stmt::Repeat(r) => {
-            r.span = Span::default();
-            clear_expr(&mut r.count);
-            r.body.iter_mut().for_each(clear_stmt);
+            f(&mut r.span);
+            visit_expr(f, &mut r.count);
+            r.body.iter_mut().for_each(|st| visit_stmt(f, st));
         }
     }
 }
 
-fn clear_assign(a: &mut Assign) {
-    a.span = Span::default();
-    clear_ident(&mut a.name);
-    clear_expr(&mut a.value);
+fn visit_assign(f: &mut impl FnMut(&mut Span), a: &mut Assign) {
+    f(&mut a.span);
+    visit_ident(f, &mut a.name);
+    visit_expr(f, &mut a.value);
 }
 
-fn clear_ident(i: &mut Ident) {
-    i.span = Span::default();
+fn visit_ident(f: &mut impl FnMut(&mut Span), i: &mut Ident) {
+    f(&mut i.span);
 }
 
-fn clear_expr(e: &mut Expr) {
-    e.span = Span::default();
+fn visit_expr(f: &mut impl FnMut(&mut Span), e: &mut Expr) {
+    f(&mut e.span);
     match &mut e.kind {
-        ExprKind::List(items) => items.iter_mut().for_each(clear_expr),
+        ExprKind::List(items) => items.iter_mut().for_each(|e| visit_expr(f, e)),
         ExprKind::Call { func, args } => {
-            clear_ident(func);
+            visit_ident(f, func);
             for a in args {
                 if let Some(n) = &mut a.name {
-                    clear_ident(n);
+                    visit_ident(f, n);
                 }
-                clear_expr(&mut a.value);
+                visit_expr(f, &mut a.value);
             }
         }
         ExprKind::Binary { lhs, rhs, .. } => {
-            clear_expr(lhs);
-            clear_expr(rhs);
+            visit_expr(f, lhs);
+            visit_expr(f, rhs);
         }
-        ExprKind::Neg(inner) => clear_expr(inner),
+        ExprKind::Neg(inner) => visit_expr(f, inner),
         _ => {}
     }
 }

@@ -131,8 +131,16 @@ impl<'a> Printer<'a> {
     }
 
     fn model(&mut self, m: &Model) {
-        self.line(&format!("model {} {{", m.name.name));
-        self.pos = self.pos.max(m.name.span.end);
+        match &m.extends {
+            Some(e) => self.line(&format!(
+                "model {} extends \"{}\" {{",
+                m.name.name,
+                escape(&e.path)
+            )),
+            None => self.line(&format!("model {} {{", m.name.name)),
+        }
+        let head_end = m.extends.as_ref().map_or(m.name.span.end, |e| e.span.end);
+        self.pos = self.pos.max(head_end);
         self.indent += 1;
         let mut prev_assign = true;
         for (i, it) in m.items.iter().enumerate() {

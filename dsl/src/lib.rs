@@ -7,12 +7,14 @@ pub mod ast;
 pub mod builtins;
 pub mod check;
 pub mod diagnostic;
+pub mod extends;
 pub mod format;
 mod parse;
 mod span;
 
 pub use check::{check, check_source, Checked};
 pub use diagnostic::Diagnostic;
+pub use extends::{check_file, FileDiagnostic};
 pub use format::format;
 pub use parse::parse;
 pub use span::Span;

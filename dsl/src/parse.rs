@@ -314,6 +314,7 @@ fn rule_name(r: Rule) -> &'static str {
         Rule::assign | Rule::stmt | Rule::repeat => "a statement (`name = value` or `repeat`)",
         Rule::layer_rule | Rule::layer_range => "a layer rule (`0 .. 2 => block`)",
         Rule::params => "a parameter list",
+        Rule::extends => "`extends \"base.weft\"`",
         Rule::expr | Rule::primary | Rule::prefix | Rule::neg => "an expression",
         Rule::infix | Rule::add | Rule::sub | Rule::mul | Rule::div => "an operator",
         Rule::call | Rule::call_head => "a call",
@@ -389,8 +390,24 @@ fn build_ident(p: Pair<Rule>) -> Ident {
 
 fn build_model(p: Pair<Rule>) -> Model {
     let span = span_of(&p);
-    let mut inner = p.into_inner();
+    let mut inner = p.into_inner().peekable();
     let name = build_ident(inner.next().expect("model name"));
+    let extends = match inner.peek().map(|q| q.as_rule()) {
+        Some(Rule::extends) => {
+            let s = inner
+                .next()
+                .expect("peeked")
+                .into_inner()
+                .next()
+                .expect("extends string");
+            let span = span_of(&s);
+            Some(Extends {
+                path: unescape(s.into_inner().as_str()),
+                span,
+            })
+        }
+        _ => None,
+    };
     let items = inner
         .map(|it| match it.as_rule() {
             Rule::block_def => ModelItem::Block(build_block(it)),
@@ -399,7 +416,12 @@ fn build_model(p: Pair<Rule>) -> Model {
             _ => ModelItem::Assign(build_assign(it)),
         })
         .collect();
-    Model { name, items, span }
+    Model {
+        name,
+        extends,
+        items,
+        span,
+    }
 }
 
 fn build_block(p: Pair<Rule>) -> BlockDef {

@@ -153,13 +153,18 @@ fn model_item() -> impl Strategy<Value = ModelItem> {
 
 fn file() -> impl Strategy<Value = File> {
     let decl = prop_oneof![
-        (ident(), prop::collection::vec(model_item(), 0..5)).prop_map(|(name, items)| Decl::Model(
-            Model {
+        (
+            ident(),
+            proptest::option::of("[ -~]{0,12}"),
+            prop::collection::vec(model_item(), 0..5)
+        )
+            .prop_map(|(name, base, items)| Decl::Model(Model {
                 name,
+                // `model NAME extends "base.weft" { ... }`, any printable path.
+                extends: base.map(|path| Extends { path, span: sp() }),
                 items,
                 span: sp()
-            }
-        )),
+            })),
         (
             proptest::option::of(ident()),
             prop::collection::vec(assign(), 0..4)

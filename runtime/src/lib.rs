@@ -13,6 +13,7 @@ pub mod cpu;
 pub mod data;
 mod error;
 pub mod fold;
+pub mod hf;
 pub mod init;
 pub mod optim;
 pub mod probes;

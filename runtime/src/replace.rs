@@ -48,7 +48,9 @@ impl HookAxes {
     pub fn of(name: &str) -> HookAxes {
         let last = name.rsplit('.').next().unwrap_or("");
         let parent = name.rsplit('.').nth(1).unwrap_or("");
-        let in_attn = parent.starts_with("attn");
+        // `attn`, `attn2`..., and MoICE's per-base points `attn.base{e}.scores|pattern`.
+        let in_attn =
+            parent.starts_with("attn") || (parent.starts_with("base") && name.contains(".attn"));
         match last {
             "result" if in_attn => HookAxes {
                 seq: 1,
@@ -280,6 +282,8 @@ mod tests {
             HookAxes::of("layers.3.resid_mid"),
             HookAxes { seq: 1, head: None }
         );
+        let base = HookAxes::of("layers.1.attn.base2.pattern");
+        assert_eq!((base.seq, base.head), (2, Some(1)));
         assert!(Intervention::head("layers.0.resid_mid", 0, Tensor::zeros(&[1])).is_err());
         let iv = Intervention::head_at_positions(
             "layers.0.attn.result",

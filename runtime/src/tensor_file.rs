@@ -92,6 +92,16 @@ fn to_tensor(path: &str, name: &str, v: &TensorView) -> Result<Tensor, TensorFil
 
 /// Writes tensors (f64 is stored as f32) atomically: temp file, fsync, rename.
 pub fn save(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<(), TensorFileError> {
+    save_with_metadata(path, tensors, None)
+}
+
+/// Like [`save`], with the header's `__metadata__` (HF checkpoints carry `format: pt`,
+/// which transformers checks).
+pub fn save_with_metadata(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<(), TensorFileError> {
     let p = path.display().to_string();
     let mut bufs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, t) in tensors {
@@ -115,7 +125,7 @@ pub fn save(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<(), Tenso
             path: p.clone(),
             msg: e.to_string(),
         })?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| TensorFileError::Format {
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| TensorFileError::Format {
         path: p.clone(),
         msg: e.to_string(),
     })?;

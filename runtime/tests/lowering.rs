@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{analytic, compare, Case};
+use common::{analytic, compare_sampled, Case};
 use std::collections::HashMap;
 use weft_compiler::ir::{ConstValue, Graph, Op, ValueId};
 use weft_compiler::lower::{lower, LowerOptions};
@@ -166,7 +166,7 @@ fn every_example_lowers_and_its_gradients_match_finite_differences() {
         let grads = analytic(&c);
         let loss = grads["loss"].to_f64_vec()[0];
         assert!(loss.is_finite() && loss > 0.0, "{name}: loss {loss}");
-        let checked = compare(&c, &grads).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let checked = compare_sampled(&c, &grads, 6).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(checked >= trainable, "{name}: checked {checked} entries");
     }
 }
@@ -360,7 +360,9 @@ fn folded_gains_give_equal_logits_and_leave_no_gain_op() {
         .unwrap()
         .outputs["logits"]
         .to_f32_vec();
+    // Relative to the logits' scale: elementwise relative error is meaningless near zero.
+    let scale = before.iter().fold(0f32, |m, x| m.max(x.abs()));
     for (x, y) in before.iter().zip(&after) {
-        assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "{x} vs {y}");
+        assert!((x - y).abs() <= 1e-5 * scale, "{x} vs {y} (scale {scale})");
     }
 }

@@ -462,3 +462,59 @@ fn programs_run_by_name_and_unimplemented_ones_say_so() {
     let acc = json["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
 }
+
+/// An example spec narrowed (dim 16, ctx ≤ 48) so every program runs in a test.
+fn narrowed(path: &str) -> weft_dsl::Checked {
+    use weft_dsl::ast::{Decl, ExprKind, ModelItem};
+    let src = std::fs::read_to_string(format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let mut file = weft_dsl::parse(&src).unwrap();
+    for d in &mut file.decls {
+        match d {
+            Decl::Model(m) => {
+                for it in &mut m.items {
+                    if let ModelItem::Assign(a) = it {
+                        match a.name.name.as_str() {
+                            "dim" => a.value.kind = ExprKind::Int(16),
+                            "ctx" => a.value.kind = ExprKind::Int(48),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Decl::Train(t) => t.items.retain(|a| a.name.name != "seq"),
+            _ => {}
+        }
+    }
+    let text = weft_dsl::format(&file, None);
+    weft_dsl::check_source(&text).unwrap_or_else(|e| panic!("{path}: {e:?}"))
+}
+
+#[test]
+fn every_example_program_runs_or_names_itself_as_not_implemented() {
+    let dir = format!("{}/../examples", env!("CARGO_MANIFEST_DIR"));
+    let mut ran = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("weft") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let s = narrowed(&name);
+        let g = lower(&s, &LowerOptions::new(1, 1)).unwrap();
+        let p = init_params(&g, 1);
+        let cpu = CpuBackend::new();
+        let m = Model::new(&s, &p, &cpu);
+        for prog in &s.programs {
+            match run_program(&m, &prog.call, 0) {
+                Ok(json) => {
+                    assert!(json.is_object(), "{name}: {}", prog.name);
+                    ran += 1;
+                }
+                Err(ProbeError::NotImplemented(probe)) => assert_eq!(probe, prog.call.name),
+                Err(e) => panic!("{name}: program {} ({}): {e}", prog.name, prog.call.name),
+            }
+        }
+    }
+    assert!(ran >= 10, "only {ran} example programs ran");
+}

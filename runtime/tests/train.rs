@@ -35,7 +35,8 @@ train {
   optimizer = adamw(lr: 3e-3)
   schedule = cosine(warmup: 30, floor: 0.1)
   log_every = 25
-  eval_every = 50
+  eval_every = 75
+  eval = [copy_accuracy(len: 12, samples: 16), induction_score(len: 12, samples: 8)]
 }
 "#;
 
@@ -113,6 +114,60 @@ fn baseline_learns_to_copy_far_above_chance() {
     assert!(metrics.iter().any(|m| m["kind"] == "eval"));
     assert!(out.join("checkpoints/latest").exists());
     assert!(out.join("traces/layers.1.attn.pattern").is_dir());
+    // The eval probes ran during training: copy accuracy and induction scores by step.
+    let last_copy = metrics
+        .iter()
+        .filter(|m| m["probe"] == "copy_accuracy")
+        .last()
+        .expect("copy_accuracy logged");
+    assert!(last_copy["accuracy"].as_f64().unwrap() > 0.9, "{last_copy}");
+    let first = weft_runtime::rundir::read_trace(
+        &out.join("traces/induction_score/step-00000075.safetensors"),
+    )
+    .unwrap();
+    let last = weft_runtime::rundir::read_trace(
+        &out.join("traces/induction_score/step-00000150.safetensors"),
+    )
+    .unwrap();
+    let best = |t: &weft_runtime::rundir::Trace| {
+        t.tensors["scores"]
+            .to_f32_vec()
+            .into_iter()
+            .fold(0f32, f32::max)
+    };
+    let spec = weft_dsl::check_source(COPY).unwrap();
+    let g = lower(&spec, &LowerOptions::new(1, 24)).unwrap();
+    let init = weft_runtime::init_params(&g, 3);
+    let backend = CpuBackend::new();
+    let model = weft_runtime::probes::Model::new(&spec, &init, &backend);
+    let call = spec
+        .train
+        .as_ref()
+        .unwrap()
+        .get("eval")
+        .unwrap()
+        .as_list()
+        .unwrap()[1]
+        .as_call()
+        .unwrap()
+        .clone();
+    let at_init = weft_runtime::probes::program::run_program(&model, &call, 3).unwrap();
+    let init_best = at_init["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+        .fold(0f64, f64::max);
+    eprintln!(
+        "best induction score: {init_best:.3} at init, {:.3} at step 75, {:.3} at step 150",
+        best(&first),
+        best(&last)
+    );
+    assert!(
+        best(&last) > 0.5 && f64::from(best(&last)) > 3.0 * init_best,
+        "induction {} vs init {init_best}",
+        best(&last)
+    );
 }
 
 fn bits(p: &ParamStore) -> HashMap<String, Vec<u32>> {

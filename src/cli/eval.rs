@@ -15,7 +15,10 @@ use weft_runtime::{init_params, tensor_file, HookSelection, Intervention, ParamS
 pub struct EvalArgs {
     pub spec: PathBuf,
     pub weights: Option<PathBuf>,
-    pub tokens: PathBuf,
+    /// Token ids (JSON); or `text` with `tokenizer` (`bytes` or a tokenizer.json path).
+    pub tokens: Option<PathBuf>,
+    pub text: Option<String>,
+    pub tokenizer: String,
     pub out: PathBuf,
     pub capture: Vec<String>,
     pub backend: String,
@@ -49,13 +52,20 @@ pub fn eval(a: &EvalArgs) -> ExitCode {
 fn run(a: &EvalArgs) -> Result<(), String> {
     let (spec, _) =
         load_checked(&a.spec).ok_or_else(|| format!("{} has errors", a.spec.display()))?;
-    let tokens = read_tokens(&a.tokens, spec.model.int("vocab"))?;
+    let vocab = spec.model.int("vocab");
+    let (tokens, source) = match (&a.tokens, &a.text) {
+        (Some(p), None) => (read_tokens(p, vocab)?, p.display().to_string()),
+        (None, Some(text)) => (
+            super::generate::text_tokens(text, &a.tokenizer, vocab)?,
+            "--text".into(),
+        ),
+        _ => return Err("give exactly one of --tokens and --text".into()),
+    };
     let (b, t) = (tokens.shape[0], tokens.shape[1]);
     let ctx = spec.model.int("ctx") as usize;
     if t > ctx {
         return Err(format!(
-            "{}: sequences have {t} tokens, the model's ctx is {ctx}",
-            a.tokens.display()
+            "{source}: sequences have {t} tokens, the model's ctx is {ctx}"
         ));
     }
     let replace = read_replacements(&a.replace)?;

@@ -3,6 +3,8 @@
 mod bench;
 mod compile;
 mod eval;
+mod generate;
+mod import;
 mod run;
 mod spec;
 mod train;
@@ -11,6 +13,8 @@ mod view;
 pub use bench::{bench, BenchArgs};
 pub use compile::{compile, params, Emit};
 pub use eval::{eval, EvalArgs};
+pub use generate::{generate, GenerateArgs};
+pub use import::{export, import};
 pub use run::{run, RunArgs};
 pub use spec::{check, fmt};
 pub use train::{train, TrainArgs};

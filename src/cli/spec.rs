@@ -14,15 +14,15 @@ pub(crate) fn read_spec(path: &Path) -> Option<String> {
     }
 }
 
-/// Reads and checks a spec, printing diagnostics; `None` when it has errors.
+/// Reads and checks a spec (resolving `extends`), printing diagnostics; `None` when it has
+/// errors.
 pub(crate) fn load_checked(path: &Path) -> Option<(weft_dsl::Checked, String)> {
     let src = read_spec(path)?;
-    match weft_dsl::check_source(&src) {
+    match weft_dsl::check_file(path) {
         Ok(c) => Some((c, src)),
         Err(diags) => {
-            let name = path.display().to_string();
             for d in &diags {
-                eprintln!("{}", d.render(&name, &src));
+                eprintln!("{}", d.render());
             }
             None
         }
@@ -33,17 +33,17 @@ pub(crate) fn load_checked(path: &Path) -> Option<(weft_dsl::Checked, String)> {
 pub fn check(files: &[PathBuf]) -> ExitCode {
     let mut failed = 0usize;
     for path in files {
-        let Some(src) = read_spec(path) else {
+        if read_spec(path).is_none() {
             failed += 1;
             continue;
-        };
+        }
         let name = path.display().to_string();
-        match weft_dsl::check_source(&src) {
+        match weft_dsl::check_file(path) {
             Ok(_) => {}
             Err(diags) => {
                 failed += 1;
                 for d in &diags {
-                    eprintln!("{}", d.render(&name, &src));
+                    eprintln!("{}", d.render());
                 }
                 eprintln!(
                     "{name}: {} error{}",

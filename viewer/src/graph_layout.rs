@@ -42,7 +42,7 @@ pub struct Edge {
     pub from: Pos2,
     pub to: Pos2,
     pub label: String,
-    /// Router → pool edges are drawn dashed and curved.
+    /// Router -> pool edges are drawn dashed and curved.
     pub routed: bool,
 }
 
@@ -133,7 +133,7 @@ pub fn layout(m: &ModelSummary, text_w: &dyn Fn(&str) -> f32) -> GraphLayout {
     let input_params: usize = m.inputs.iter().map(|c| c.params).sum();
     nodes.push(add(
         NodeKind::Input,
-        "tokens → embedding".into(),
+        "tokens -> embedding".into(),
         format!("{} parameters", fmt_count(input_params)),
         &m.inputs,
         &[],
@@ -214,11 +214,14 @@ pub fn layout(m: &ModelSummary, text_w: &dyn Fn(&str) -> f32) -> GraphLayout {
                 continue;
             };
             let name = format!("route{route}");
-            let from = node
+            // Leave the layer's right edge level with the router's chip; several routers of
+            // one layer leave at different heights.
+            let chip_y = node
                 .chips
                 .iter()
                 .find(|c| c.text.starts_with(&name))
-                .map_or(node.rect.right_center(), |c| c.rect.center_bottom());
+                .map_or(node.rect.center().y, |c| c.rect.center().y);
+            let from = Pos2::new(node.rect.right(), chip_y + 10.0 * route as f32);
             let router = m.layers[layer]
                 .components
                 .iter()

@@ -183,10 +183,12 @@ impl Synthetic {
                         }
                         _ => v -= 0.3 * (q - k) as f32,
                     }
-                    if self.is_signed_layer(l) && kind != 1 {
-                        // Suppress copies of the current token: a negative Cog weight.
-                        if tokens[k] == tokens[q] && k != q {
-                            v = -(3.0 + 1.5 * rng.uniform() as f32);
+                    if self.is_signed_layer(l) {
+                        // Mostly positive scores (a Cog head adds most tokens) with
+                        // earlier copies of the current token suppressed: negative weights.
+                        v = v.abs() + 0.2;
+                        if kind != 1 && tokens[k] == tokens[q] && k != q {
+                            v = -(2.5 + 1.5 * rng.uniform() as f32);
                         }
                     }
                     *s = v;

@@ -163,6 +163,17 @@ pub fn check(file: &File) -> Result<Checked, Vec<Diagnostic>> {
             return Err(vec![d]);
         }
     };
+    if let Some(ext) = &model.extends {
+        ev.error(
+            Diagnostic::new(
+                "extends",
+                ext.span,
+                format!("`extends \"{}\"` needs the spec's own path", ext.path),
+            )
+            .label("base spec not loaded")
+            .help("check the file itself (`weft check FILE`, `weft_dsl::check_file`): the base path is relative to it"),
+        );
+    }
     for extra in models {
         ev.error(
             Diagnostic::new("duplicate", extra.name.span, "a spec holds one model")

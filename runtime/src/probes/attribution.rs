@@ -93,9 +93,9 @@ pub fn head_attribution(
                     if heads[l].len() != h {
                         heads[l] = vec![0.0; h];
                     }
-                    for hi in 0..h {
+                    for (hi, acc) in heads[l].iter_mut().enumerate() {
                         let o = ((b * t + pos) * h + hi) * dm;
-                        heads[l][hi] += read(&res_v[l][o..o + dm]);
+                        *acc += read(&res_v[l][o..o + dm]);
                     }
                     mlp[l] += read(&mlps[l][at..at + dm]);
                 }

@@ -27,7 +27,7 @@ pub struct AttentionDistance {
 }
 
 /// Sums of `A[q, q−Δ]` and `|A[q, q−Δ]|` per head and Δ from one `[B,H,T,T]` pattern.
-pub fn by_distance(pattern: &[f64], shape: &[usize]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+pub fn by_distance(pattern: &[f64], shape: &[usize]) -> Sums {
     let (b, h, t) = (shape[0], shape[1], shape[2]);
     let mut s = vec![vec![0.0; t]; h];
     let mut a = vec![vec![0.0; t]; h];
@@ -45,6 +45,9 @@ pub fn by_distance(pattern: &[f64], shape: &[usize]) -> (Vec<Vec<f64>>, Vec<Vec<
     }
     (s, a)
 }
+
+/// Per-head, per-distance sums of weights and of |weights| for one layer.
+type Sums = (Vec<Vec<f64>>, Vec<Vec<f64>>);
 
 /// Measures attention against distance for every head.
 pub fn attention_distance(
@@ -65,7 +68,7 @@ pub fn attention_distance(
         model.vocab(),
     );
     let layers = model.layers();
-    let mut sums: Vec<(Vec<Vec<f64>>, Vec<Vec<f64>>)> = vec![(Vec::new(), Vec::new()); layers];
+    let mut sums: Vec<Sums> = vec![(Vec::new(), Vec::new()); layers];
     model.run_in_batches(&tokens, t, 4, &["layers.*.attn.pattern"], |_, out| {
         for (l, acc) in sums.iter_mut().enumerate() {
             let p = hook(out, &format!("layers.{l}.attn.pattern"))?;

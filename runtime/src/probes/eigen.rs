@@ -2,6 +2,8 @@
 //! stabilised elementary similarity transforms, then Francis double-shift QR (the classic
 //! EISPACK `elmhes` + `hqr` pair). For the d×d OV-circuit matrices (d = head width, tens),
 //! where a dependency would be heavier than these hundred lines.
+// Index loops mirror the published algorithm line by line, which is what makes it checkable.
+#![allow(clippy::needless_range_loop)]
 
 /// One eigenvalue `re + i·im`; complex ones come in conjugate pairs.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]

@@ -6,12 +6,15 @@ use super::readout::argmax;
 use super::{logits, Model, ProbeError};
 use serde::Serialize;
 
+/// Builds a prompt from demonstrations in a given order.
+pub type PromptFn = Box<dyn Fn(&[(usize, usize)]) -> Vec<i32>>;
+
 /// One query with its demonstrations, as prompt builders.
 pub struct OrderQuery {
     /// The N demonstrations (opaque to this probe).
     pub demos: Vec<(usize, usize)>,
     /// Builds the prompt for demonstrations in a given order.
-    pub prompt: Box<dyn Fn(&[(usize, usize)]) -> Vec<i32>>,
+    pub prompt: PromptFn,
     pub answer: i32,
 }
 

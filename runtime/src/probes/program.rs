@@ -171,7 +171,7 @@ pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, P
             let lm = label_mapping_of(model.spec, "batch_icl", seed)?;
             let queries: Vec<_> = icl_queries(&lm, int("demos", 4), ICL_QUERIES, seed)
                 .into_iter()
-                .map(|q| q.0)
+                .map(|c| c.query)
                 .collect();
             let cfg = BatchIclConfig {
                 positions: int("positions", 2),
@@ -185,12 +185,13 @@ pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, P
             let lm = label_mapping_of(model.spec, "icl_orders", seed)?;
             let queries: Vec<OrderQuery> = icl_queries(&lm, int("demos", 4), ICL_QUERIES, seed)
                 .into_iter()
-                .map(|(q, task, demos, query)| {
+                .map(|c| {
                     let lm = lm.clone();
+                    let (task, input) = (c.task, c.input);
                     OrderQuery {
-                        demos,
-                        prompt: Box::new(move |d: &[(usize, usize)]| lm.prompt(task, d, query)),
-                        answer: q.answer.unwrap_or(-1),
+                        demos: c.demos,
+                        prompt: Box::new(move |d: &[(usize, usize)]| lm.prompt(task, d, input)),
+                        answer: c.query.answer.unwrap_or(-1),
                     }
                 })
                 .collect();

@@ -89,14 +89,19 @@ pub fn label_mapping_of(
     .map_err(|e| ProbeError::Config(format!("{probe} prompts: {e}")))
 }
 
+/// One generated ICL query: the Batch-ICL prompts and what built them.
+pub struct IclCase {
+    pub query: IclQuery,
+    pub task: usize,
+    /// `(input, label)` demonstrations, in the one-shot prompts' order.
+    pub demos: Vec<(usize, usize)>,
+    /// The query input.
+    pub input: usize,
+}
+
 /// `count` Batch-ICL queries of `demos` demonstrations each (distinct inputs where possible,
 /// true labels), with the N-shot prompt in `IclQuery::one_shot` order.
-pub fn icl_queries(
-    lm: &LabelMapping,
-    demos: usize,
-    count: usize,
-    seed: u64,
-) -> Vec<(IclQuery, usize, Vec<(usize, usize)>, usize)> {
+pub fn icl_queries(lm: &LabelMapping, demos: usize, count: usize, seed: u64) -> Vec<IclCase> {
     let mut rng = Rng::for_name(seed, "probe.icl");
     (0..count)
         .map(|_| {
@@ -119,7 +124,12 @@ pub fn icl_queries(
                 one_shot: ds.iter().map(|&d| lm.prompt(task, &[d], query)).collect(),
                 answer: Some(lm.label_token(lm.label_of(task, query))),
             };
-            (q, task, ds, query)
+            IclCase {
+                query: q,
+                task,
+                demos: ds,
+                input: query,
+            }
         })
         .collect()
 }

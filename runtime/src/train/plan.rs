@@ -30,6 +30,8 @@ pub struct Plan {
     pub trainable: Vec<String>,
     pub masked_thought: Option<MaskedThought>,
     pub data: CallValue,
+    /// Probes run at every evaluation (`eval = [...]`).
+    pub eval: Vec<CallValue>,
 }
 
 fn int(call: &CallValue, k: &str, default: i64) -> i64 {
@@ -150,6 +152,10 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
             .call("data")
             .cloned()
             .ok_or_else(|| TrainError::Config("`data` is missing".into()))?,
+        eval: match t.get("eval") {
+            Some(Value::List(v)) => v.iter().filter_map(Value::as_call).cloned().collect(),
+            _ => Vec::new(),
+        },
     })
 }
 

@@ -17,6 +17,8 @@ const EVAL_BATCHES: usize = 4;
 
 pub struct Tracer<'a> {
     spec: &'a Checked,
+    probes: Vec<weft_dsl::check::value::CallValue>,
+    seed: u64,
     eval_graph: Graph,
     eval: Vec<Batch>,
     trace_graph: Graph,
@@ -49,6 +51,8 @@ impl<'a> Tracer<'a> {
             .collect();
         Ok(Tracer {
             spec,
+            probes: p.eval.clone(),
+            seed: p.seed,
             eval_graph,
             eval,
             trace_graph,
@@ -89,7 +93,57 @@ impl<'a> Tracer<'a> {
                 path: run.root().to_path_buf(),
                 source,
             })?;
+        self.run_probes(run, backend, params, step)?;
         self.record(run, backend, params, step)
+    }
+
+    /// The spec's `eval = [...]` probes: scalar results go to metrics (`kind: eval`, `probe`),
+    /// L×H tables (`scores`) become `head_scores` traces. Optimizer state is untouched.
+    fn run_probes(
+        &self,
+        run: &mut RunDir,
+        backend: &dyn Backend,
+        params: &ParamStore,
+        step: u64,
+    ) -> Result<(), TrainError> {
+        let io = |source| TrainError::Io {
+            path: run.root().to_path_buf(),
+            source,
+        };
+        let model = crate::probes::Model::new(self.spec, params, backend);
+        let mut lines = Vec::new();
+        let mut traces = Vec::new();
+        for call in &self.probes {
+            let result =
+                crate::probes::program::run_program(&model, call, self.seed).map_err(|e| {
+                    TrainError::Config(format!("eval probe `{}` at step {step}: {e}", call.name))
+                })?;
+            let mut line = serde_json::Map::new();
+            line.insert("kind".into(), "eval".into());
+            line.insert("step".into(), step.into());
+            line.insert("probe".into(), call.name.clone().into());
+            if let serde_json::Value::Object(fields) = &result {
+                for (k, v) in fields.iter().filter(|(_, v)| v.is_number()) {
+                    line.insert(k.clone(), v.clone());
+                }
+                if let Some(t) = fields.get("scores").and_then(|s| head_table(call, s, step)) {
+                    traces.push(t);
+                }
+            }
+            lines.push(serde_json::Value::Object(line));
+        }
+        for t in &traces {
+            run.write_trace(t).map_err(io)?;
+        }
+        for l in &lines {
+            run.metrics()
+                .log_value(l)
+                .map_err(|source| TrainError::Io {
+                    path: run.root().to_path_buf(),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// Attention patterns of every layer and routing choices of every route, on row 0 of the
@@ -163,6 +217,41 @@ impl<'a> Tracer<'a> {
         }
         Ok(())
     }
+}
+
+/// A probe's `scores` `[[f64; H]; L]` as a `head_scores` trace.
+fn head_table(
+    call: &weft_dsl::check::value::CallValue,
+    scores: &serde_json::Value,
+    step: u64,
+) -> Option<Trace> {
+    let rows: Vec<Vec<f32>> = scores
+        .as_array()?
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .map(|r| {
+                    r.iter()
+                        .map(|x| x.as_f64().unwrap_or(f64::NAN) as f32)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let (l, h) = (rows.len(), rows.first().map_or(0, Vec::len));
+    if l == 0 || h == 0 || rows.iter().any(|r| r.len() != h) {
+        return None;
+    }
+    let mut attrs = serde_json::Map::new();
+    attrs.insert("score".into(), call.name.clone().into());
+    Some(Trace {
+        name: call.name.clone(),
+        kind: trace_kind::HEAD_SCORES.into(),
+        step,
+        tensors: BTreeMap::from([("scores".into(), Tensor::f32(&[l, h], rows.concat()))]),
+        axes: BTreeMap::from([("scores".into(), axes(&["layer", "head"]))]),
+        attrs,
+    })
 }
 
 fn axes(names: &[&str]) -> Vec<String> {

@@ -98,6 +98,15 @@ fn loss_at(c: &Case, params: &ParamStore) -> f64 {
 
 /// Compares `grads` (`grad.{name}` entries) with central differences on sampled entries.
 pub fn compare(c: &Case, grads: &BTreeMap<String, Tensor>) -> Result<usize, String> {
+    compare_sampled(c, grads, SAMPLES)
+}
+
+/// [`compare`] with at most `samples` entries per parameter.
+pub fn compare_sampled(
+    c: &Case,
+    grads: &BTreeMap<String, Tensor>,
+    samples: usize,
+) -> Result<usize, String> {
     let mut rng = Rng::new(99);
     let mut checked = 0;
     for info in c.graph.params.iter().filter(|p| p.trainable) {
@@ -107,10 +116,10 @@ pub fn compare(c: &Case, grads: &BTreeMap<String, Tensor>) -> Result<usize, Stri
         let g = g.to_f64_vec();
         let base = c.params[&info.name].to_f64_vec();
         let n = base.len();
-        let entries: Vec<usize> = if n <= SAMPLES {
+        let entries: Vec<usize> = if n <= samples {
             (0..n).collect()
         } else {
-            (0..SAMPLES).map(|_| rng.below(n as u64) as usize).collect()
+            (0..samples).map(|_| rng.below(n as u64) as usize).collect()
         };
         for e in entries {
             let mut p = c.params.clone();

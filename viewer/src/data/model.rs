@@ -178,7 +178,7 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
             match components.iter_mut().find(|c| c.name == name) {
                 Some(c) => {
                     c.pool = Some(pool.clone());
-                    c.detail = format!("{} → {pool}", c.detail);
+                    c.detail = format!("{} -> {pool}", c.detail);
                 }
                 None => components.push(Component {
                     name,
@@ -278,7 +278,7 @@ fn kind_of(part: &str) -> ComponentKind {
     }
 }
 
-/// `iter3.route0.choice` → `iter*.route0.choice`.
+/// `iter3.route0.choice` -> `iter*.route0.choice`.
 fn fold_iteration(h: &str) -> String {
     h.split('.')
         .map(|s| match s.strip_prefix("iter") {
@@ -346,8 +346,8 @@ fn show_value(v: &Value) -> String {
             "[{}]",
             l.iter().map(show_value).collect::<Vec<_>>().join(", ")
         ),
-        Value::Call(c) => format!("{}(…)", c.name),
+        Value::Call(c) => format!("{}(...)", c.name),
         #[allow(unreachable_patterns)]
-        _ => "…".into(),
+        _ => "...".into(),
     }
 }

@@ -59,7 +59,7 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
     navigate(ui, view, &entries);
 
     ui.horizontal(|ui| {
-        ui.label("step");
+        let label = ui.label("step");
         egui::ComboBox::from_id_salt("attn-step")
             .selected_text(step.to_string())
             .show_ui(ui, |ui| {
@@ -68,26 +68,32 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
                         view.step = Some(s);
                     }
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
         let batch = entries
             .first()
             .and_then(|e| e.shape("pattern"))
             .map_or(1, |s| s[0]);
         if batch > 1 {
-            ui.label("batch row");
-            ui.add(egui::DragValue::new(&mut view.batch).range(0..=batch - 1));
+            let label = ui.label("batch row");
+            ui.add(egui::DragValue::new(&mut view.batch).range(0..=batch - 1))
+                .labelled_by(label.id);
         }
         view.batch = view.batch.min(batch.saturating_sub(1));
-        ui.label("contrast γ");
-        ui.add(egui::Slider::new(&mut view.gamma, 0.2..=1.0).step_by(0.05));
-        ui.weak("← → heads   ↑ ↓ layers");
+        let label = ui.label("contrast (gamma)");
+        ui.add(egui::Slider::new(&mut view.gamma, 0.2..=1.0).step_by(0.05))
+            .labelled_by(label.id);
+        ui.weak("arrow keys: left/right = heads, up/down = layers");
     });
     ui.separator();
 
     let avail = ui.available_size();
     let grid_w = (avail.x * 0.42).clamp(220.0, 640.0);
     ui.horizontal_top(|ui| {
-        ui.allocate_ui(Vec2::new(grid_w, avail.y), |ui| {
+        let down = egui::Layout::top_down(egui::Align::Min);
+        ui.allocate_ui_with_layout(Vec2::new(grid_w, avail.y), down, |ui| {
+            ui.set_width(grid_w);
             egui::ScrollArea::both()
                 .id_salt("attn-grid")
                 .show(ui, |ui| grid(ui, &entries, caches, view, grid_w));
@@ -358,7 +364,7 @@ fn detail(
             StrokeKind::Outside,
         );
         resp.on_hover_text_at_pointer(format!(
-            "query {q} '{}' → key {k} '{}'\nw = {w:.6}",
+            "query {q} '{}' -> key {k} '{}'\nw = {w:.6}",
             label(q),
             label(k)
         ));
@@ -425,12 +431,12 @@ fn negative_mass_bars(
     p.text(
         rect.left_top(),
         Align2::LEFT_TOP,
-        "negative mass per head (Σ|w| of w < 0 / Σ|w|)",
+        "negative mass per head (sum |w| over w < 0, over sum |w|)",
         FontId::proportional(10.0),
         ui.visuals().weak_text_color(),
     );
     let plot = Rect::from_min_max(
-        rect.min + Vec2::new(0.0, 16.0),
+        rect.min + Vec2::new(0.0, 28.0),
         rect.max - Vec2::new(0.0, 14.0),
     );
     let top = (0..heads)

@@ -34,7 +34,7 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, view: &mut CurvesView) {
             "{} train lines, {} eval lines, last step {}",
             m.train.len(),
             m.eval.len(),
-            m.last_step().map_or("–".into(), |s| s.to_string())
+            m.last_step().map_or("-".into(), |s| s.to_string())
         ));
     });
     let groups: Vec<Group> = Group::ALL
@@ -45,22 +45,19 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, view: &mut CurvesView) {
     let rows = groups.len().div_ceil(cols);
     let h = ((ui.available_height() - 8.0) / rows as f32 - 22.0).max(100.0);
     let link = Id::unique("curves-x");
-    egui::Grid::new("curves-grid")
-        .num_columns(cols)
-        .spacing([12.0, 6.0])
-        .show(ui, |ui| {
-            let w = (ui.available_width() - 12.0 * (cols - 1) as f32) / cols as f32;
-            for (i, g) in groups.iter().enumerate() {
-                ui.vertical(|ui| {
-                    ui.set_width(w);
+    let w = (ui.available_width() - 12.0 * (cols - 1) as f32) / cols as f32;
+    for row in groups.chunks(cols) {
+        ui.horizontal_top(|ui| {
+            ui.spacing_mut().item_spacing.x = 12.0;
+            for g in row {
+                let down = egui::Layout::top_down(egui::Align::Min);
+                ui.allocate_ui_with_layout(egui::Vec2::new(w, h + 22.0), down, |ui| {
                     ui.strong(g.title());
                     plot(ui, snap, view, &series, *g, w, h, link);
                 });
-                if i % cols == cols - 1 {
-                    ui.end_row();
-                }
             }
         });
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

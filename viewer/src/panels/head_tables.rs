@@ -68,13 +68,14 @@ fn score_section(
     if history.len() > 1 {
         let mut i = idx;
         ui.horizontal(|ui| {
-            ui.label("step");
+            let label = ui.label("step");
             let steps: Vec<u64> = history.iter().map(|e| e.step).collect();
             ui.add(
                 egui::Slider::new(&mut i, 0..=last)
                     .custom_formatter(|v, _| steps[v as usize].to_string())
                     .show_value(true),
-            );
+            )
+            .labelled_by(label.id);
             ui.weak(format!("{} recordings", history.len()));
         });
         if i != idx {
@@ -83,7 +84,11 @@ fn score_section(
     }
     let (lo, hi) = table.range();
     let map = ValueMap::for_values(lo, hi, 1.0);
-    let sel = view.selected.get(name).copied();
+    let sel = view
+        .selected
+        .get(name)
+        .copied()
+        .or_else(|| Some(strongest(&table)));
     ui.horizontal_top(|ui| {
         ui.vertical(|ui| {
             let clicked = table_map(ui, caches, &entry.file, &table, &map, sel);
@@ -93,8 +98,8 @@ fn score_section(
             legend(ui, &map, 260.0, &table.score);
         });
         if history.len() > 1 {
-            let (l, h) = view.selected.get(name).copied().unwrap_or((0, 0));
-            over_time(ui, caches, &history, name, l, h, entry.step);
+            let (l, h) = sel.unwrap_or_default();
+            over_time(ui, caches, &history, name, (l, h), (lo, hi), entry.step);
         }
     });
 }
@@ -189,14 +194,23 @@ fn table_map(
     clicked
 }
 
+/// The head with the largest |score|: the one worth following when none is chosen.
+fn strongest(t: &HeadTable) -> (usize, usize) {
+    let i = (0..t.values.len())
+        .filter(|&i| t.values[i].is_finite())
+        .max_by(|&a, &b| t.values[a].abs().total_cmp(&t.values[b].abs()))
+        .unwrap_or(0);
+    (i / t.heads.max(1), i % t.heads.max(1))
+}
+
 /// The selected head's score at every recorded step.
 fn over_time(
     ui: &mut egui::Ui,
     caches: &mut Caches,
     history: &[&crate::data::TraceEntry],
     name: &str,
-    l: usize,
-    h: usize,
+    (l, h): (usize, usize),
+    (lo, hi): (f32, f32),
     current: u64,
 ) {
     let pts: Vec<[f64; 2]> = history
@@ -208,11 +222,15 @@ fn over_time(
         })
         .collect();
     ui.vertical(|ui| {
-        ui.weak(format!("L{l} H{h} over training (click a cell to choose)"));
+        ui.weak(format!(
+            "L{l} H{h} over training (click a cell to choose another)"
+        ));
         Plot::new(format!("heads-time-{name}"))
             .width(320.0)
             .height(170.0)
             .x_axis_label("step")
+            .include_y(lo.min(0.0))
+            .include_y(hi)
             .show(ui, |p| {
                 p.line(Line::new(format!("L{l} H{h}"), PlotPoints::from(pts)).color(palette(1)));
                 p.vline(VLine::new("shown", current as f64).color(Color32::from_gray(140)));

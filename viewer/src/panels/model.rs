@@ -106,7 +106,8 @@ fn paint(ui: &mut egui::Ui, g: &GraphLayout) {
     for e in &g.edges {
         let (a, b) = (at(e.from), at(e.to));
         if e.routed {
-            let c = [a, Pos2::new(a.x, b.y), Pos2::new(a.x + 40.0, b.y), b];
+            let bend = (b.x - a.x) * 0.5;
+            let c = [a, Pos2::new(a.x + bend, a.y), Pos2::new(b.x - bend, b.y), b];
             painter.add(Shape::CubicBezier(
                 egui::epaint::CubicBezierShape::from_points_stroke(
                     c,
@@ -116,7 +117,7 @@ fn paint(ui: &mut egui::Ui, g: &GraphLayout) {
                 ),
             ));
             painter.text(
-                Pos2::new((a.x + b.x) / 2.0 + 20.0, b.y - 3.0),
+                Pos2::new((a.x + b.x) / 2.0, (a.y + b.y) / 2.0 - 4.0),
                 Align2::CENTER_BOTTOM,
                 &e.label,
                 FontId::proportional(11.0),

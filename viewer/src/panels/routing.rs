@@ -71,7 +71,7 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
     view.token = view.token.min(tokens.saturating_sub(1));
 
     ui.horizontal(|ui| {
-        ui.label("step");
+        let label = ui.label("step");
         egui::ComboBox::from_id_salt("route-step")
             .selected_text(step.to_string())
             .show_ui(ui, |ui| {
@@ -80,9 +80,11 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
                         view.step = Some(s);
                     }
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
         if keys.len() > 1 {
-            ui.label("block");
+            let label = ui.label("block");
             egui::ComboBox::from_id_salt("route-layer")
                 .selected_text(
                     keys[view.layer]
@@ -93,15 +95,19 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
                     for (i, k) in keys.iter().enumerate() {
                         ui.selectable_value(&mut view.layer, i, k.as_str());
                     }
-                });
+                })
+                .response
+                .labelled_by(label.id);
         }
         if batch > 1 {
-            ui.label("batch row");
-            ui.add(egui::DragValue::new(&mut view.batch).range(0..=batch - 1));
+            let label = ui.label("batch row");
+            ui.add(egui::DragValue::new(&mut view.batch).range(0..=batch - 1))
+                .labelled_by(label.id);
         }
         if tokens > 0 {
-            ui.label("token");
-            ui.add(egui::Slider::new(&mut view.token, 0..=tokens - 1));
+            let label = ui.label("token");
+            ui.add(egui::Slider::new(&mut view.token, 0..=tokens - 1))
+                .labelled_by(label.id);
         }
     });
     for e in errors {

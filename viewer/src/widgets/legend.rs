@@ -5,7 +5,7 @@ use eframe::egui::{self, epaint, Align2, Color32, FontId, Pos2, Rect, Sense, Sha
 
 /// Draws a horizontal legend `width` wide for `map`, labelled `label`.
 pub fn legend(ui: &mut egui::Ui, map: &ValueMap, width: f32, label: &str) {
-    let height = 30.0;
+    let height = if label.is_empty() { 28.0 } else { 40.0 };
     let (rect, _) = ui.allocate_exact_size(Vec2::new(width, height), Sense::hover());
     let bar = Rect::from_min_size(rect.min + Vec2::new(0.0, 2.0), Vec2::new(width, 9.0));
     let cmap = map.cmap();
