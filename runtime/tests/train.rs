@@ -279,3 +279,42 @@ fn dropout_is_masks_drawn_per_step_and_runs_stay_deterministic() {
     );
     assert_ne!(bits(&a.params), bits(&plain.params));
 }
+
+#[test]
+fn pear_lowers_copy_loss_and_folds_exactly() {
+    let src = COPY
+        .replace("x = x + attention(rms_norm(x))", "x = x + attention(rms_norm(x), gain: trainable)")
+        .replace("steps = 150", "steps = 40")
+        .replace("  eval = [copy_accuracy(len: 12, samples: 16), induction_score(len: 12, samples: 8)]\n", "");
+    let trained = run(&src, &tmpdir("pear"), None, false);
+    let spec = weft_dsl::check_source(&src).unwrap();
+    let backend = CpuBackend::new();
+    let model = weft_runtime::probes::Model::new(&spec, &trained.params, &backend);
+    let cfg = weft_runtime::probes::pear::PearConfig {
+        heads: 2,
+        steps: 30,
+        lr: 5e-2,
+        len: 12,
+        seed: 5,
+    };
+    let r = weft_runtime::probes::pear::pear(&model, &cfg).unwrap();
+    eprintln!("{r:?}");
+    assert_eq!(r.detected.len(), 2);
+    assert!(
+        r.copy_loss_after < r.copy_loss_before,
+        "{} → {}",
+        r.copy_loss_before,
+        r.copy_loss_after
+    );
+    assert!(
+        r.gains.iter().any(|&(_, _, g)| (g - 1.0).abs() > 1e-3),
+        "gains did not move: {:?}",
+        r.gains
+    );
+    assert!(
+        r.fold_max_rel_err <= 1e-5,
+        "folded logits differ by {}",
+        r.fold_max_rel_err
+    );
+    assert_eq!(r.gain_ops_after_folding, 0);
+}

@@ -54,7 +54,10 @@ fn attention_panel_follows_arrow_keys() {
         return;
     }
     let dir = run_dir("attention-keys", Synthetic::cog());
-    let mut h = harness(App::open(&dir, Tab::Attention), SIZE);
+    let mut app = App::open(&dir, Tab::Attention);
+    // Start from layer 0 head 0 instead of the most negative head.
+    app.view.attention.chosen = true;
+    let mut h = harness(app, SIZE);
     h.run();
     h.key_press(weft_viewer::eframe::egui::Key::ArrowDown);
     h.run();

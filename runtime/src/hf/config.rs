@@ -99,7 +99,7 @@ fn num_or(o: &Map<String, Value>, key: &str, default: f64) -> Result<f64> {
 }
 
 fn divisible(dim: usize, heads: usize, what: &str) -> Result<usize> {
-    if dim % heads != 0 {
+    if !dim.is_multiple_of(heads) {
         return Err(HfError::new(format!(
             "{what} = {dim} is not divisible by the number of heads {heads}"
         )));
@@ -140,7 +140,7 @@ fn llama(o: &Map<String, Value>) -> Result<HfConfig> {
     let dim = int(o, "hidden_size")?;
     let heads = int(o, "num_attention_heads")?;
     let kv_heads = int_or(o, "num_key_value_heads", heads)?;
-    if heads % kv_heads != 0 {
+    if !heads.is_multiple_of(kv_heads) {
         return Err(HfError::new(format!(
             "num_key_value_heads = {kv_heads} does not divide num_attention_heads = {heads}"
         )));

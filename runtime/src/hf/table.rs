@@ -198,7 +198,7 @@ pub fn forward(hf: &str, t: &Tensor, tr: Transform) -> Result<Tensor> {
         }
         Split { parts, index } => {
             let last = *t.shape.last().unwrap_or(&0);
-            if last % parts != 0 {
+            if !last.is_multiple_of(parts) {
                 return Err(HfError::new(format!(
                     "tensor `{hf}` has shape {:?}: its last axis is not {parts} equal parts",
                     t.shape

@@ -23,6 +23,7 @@ mod model;
 pub mod negative_mass;
 pub mod ov;
 pub mod path_patching;
+pub mod pear;
 pub mod program;
 pub mod prompts;
 pub mod readout;

@@ -37,6 +37,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "mlp_decomposition",
     "batch_icl",
     "icl_orders",
+    "pear",
 ];
 
 /// Queries Batch-ICL and `icl_orders` evaluate.
@@ -163,6 +164,16 @@ pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, P
             }
             json(path_patching(model, &data)?)
         }
+        "pear" => json(super::pear::pear(
+            model,
+            &super::pear::PearConfig {
+                heads: int("heads", 4),
+                steps: int("steps", 60),
+                lr: call.float("lr").unwrap_or(5e-3),
+                len: int("len", 50),
+                seed,
+            },
+        )?),
         "mlp_decomposition" => {
             let data = decomposition_data(model, seed)?;
             json(mlp_decomposition(model, int("layer", 0), &data)?)

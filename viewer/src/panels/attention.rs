@@ -27,6 +27,9 @@ pub struct AttentionView {
     pub batch: usize,
     /// Colour-axis exponent (see [`Scale`]).
     pub gamma: f32,
+    /// Whether a head was chosen yet; the first view opens on the head with the most
+    /// negative mass (a Cog head), or layer 0 head 0.
+    pub chosen: bool,
 }
 
 impl Default for AttentionView {
@@ -37,6 +40,7 @@ impl Default for AttentionView {
             head: 0,
             batch: 0,
             gamma: 0.5,
+            chosen: false,
         }
     }
 }
@@ -56,6 +60,12 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
     };
     let step = view.step.filter(|s| steps.contains(s)).unwrap_or(latest);
     let entries = snap.traces.at(trace_kind::ATTENTION, step);
+    if !view.chosen {
+        view.chosen = true;
+        if let Some((l, h)) = most_negative_head(&entries, caches, view.batch) {
+            (view.layer, view.head) = (l, h);
+        }
+    }
     navigate(ui, view, &entries);
 
     ui.horizontal(|ui| {
@@ -105,6 +115,27 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
             }
         });
     });
+}
+
+/// The (layer index, head) with the largest negative mass, if any weight is negative.
+fn most_negative_head(
+    entries: &[&TraceEntry],
+    caches: &mut Caches,
+    b: usize,
+) -> Option<(usize, usize)> {
+    let mut best: Option<(f32, usize, usize)> = None;
+    for (li, e) in entries.iter().enumerate() {
+        let Ok(m) = caches.attention.get(&mut caches.traces, e) else {
+            continue;
+        };
+        for h in 0..m.heads {
+            let nm = m.stats(b, h).negative_mass;
+            if nm > 0.0 && best.is_none_or(|x| nm > x.0) {
+                best = Some((nm, li, h));
+            }
+        }
+    }
+    best.map(|(_, l, h)| (l, h))
 }
 
 /// Arrow keys move the selection unless a text field has focus.
