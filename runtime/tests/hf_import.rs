@@ -444,8 +444,11 @@ fn assert_matches_reference(what: &str, got: &Tensor, want: &[Vec<Vec<f64>>]) {
     eprintln!("{what}: max relative error {worst:.2e}");
 }
 
+/// A pure-Rust HF forward pass: weights and token ids to logits per position.
+type Forward = fn(&BTreeMap<String, Tensor>, &[usize]) -> Vec<Vec<f64>>;
+
 fn reference(
-    f: fn(&BTreeMap<String, Tensor>, &[usize]) -> Vec<Vec<f64>>,
+    f: Forward,
     w: &BTreeMap<String, Tensor>,
 ) -> Vec<Vec<Vec<f64>>> {
     SEQS.iter().map(|s| f(w, s)).collect()

@@ -117,8 +117,7 @@ fn baseline_learns_to_copy_far_above_chance() {
     // The eval probes ran during training: copy accuracy and induction scores by step.
     let last_copy = metrics
         .iter()
-        .filter(|m| m["probe"] == "copy_accuracy")
-        .last()
+        .rfind(|m| m["probe"] == "copy_accuracy")
         .expect("copy_accuracy logged");
     assert!(last_copy["accuracy"].as_f64().unwrap() > 0.9, "{last_copy}");
     let first = weft_runtime::rundir::read_trace(

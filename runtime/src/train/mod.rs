@@ -6,6 +6,9 @@
 //! `step_rng(seed, s)`, and the optimizer state is checkpointed, so a resumed run repeats an
 //! uninterrupted one bit for bit on the same backend.
 
+// A `TrainError` ends a run; it is built once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 mod nan;
 mod plan;
 mod trace;
@@ -313,7 +316,7 @@ pub fn train(
         optimizer.step(&mut params, &grads, lr)?;
         step += 1;
         final_loss = loss_sum / p.accumulate as f64;
-        if step % p.log_every == 0 || step == p.steps {
+        if step.is_multiple_of(p.log_every) || step == p.steps {
             let secs = window_start.elapsed().as_secs_f64().max(1e-9);
             let m = StepMetrics {
                 step,
@@ -330,11 +333,11 @@ pub fn train(
             window_tokens = 0;
             window_start = Instant::now();
         }
-        if step % p.eval_every == 0 || step == p.steps {
+        if step.is_multiple_of(p.eval_every) || step == p.steps {
             tracer.evaluate(&mut run, backend, &params, step)?;
         }
         let stop = o.stop.is_some_and(|s| s.load(Ordering::SeqCst));
-        if (p.checkpoint_every > 0 && step % p.checkpoint_every == 0) || step == p.steps || stop {
+        if (p.checkpoint_every > 0 && step.is_multiple_of(p.checkpoint_every)) || step == p.steps || stop {
             last_checkpoint = Some(save(&run, step, tokens_seen, &params, &optimizer)?);
         }
         if stop {

@@ -122,7 +122,7 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
     }
     let accumulate = get_int("accumulate", 1).max(1) as usize;
     let batch = get_int("batch", 16).max(1) as usize;
-    if batch % accumulate != 0 {
+    if !batch.is_multiple_of(accumulate) {
         return Err(TrainError::Config(format!(
             "batch = {batch} is not divisible by accumulate = {accumulate}"
         )));

@@ -20,7 +20,7 @@ pub fn all(snap: &Snapshot, traces: &TraceStore) -> Vec<Problem> {
             "trace {file} could not be loaded: {err}"
         )));
     }
-    v.sort_by(|a, b| b.severity.cmp(&a.severity));
+    v.sort_by_key(|p| std::cmp::Reverse(p.severity));
     v
 }
 
