@@ -447,10 +447,7 @@ fn assert_matches_reference(what: &str, got: &Tensor, want: &[Vec<Vec<f64>>]) {
 /// A pure-Rust HF forward pass: weights and token ids to logits per position.
 type Forward = fn(&BTreeMap<String, Tensor>, &[usize]) -> Vec<Vec<f64>>;
 
-fn reference(
-    f: Forward,
-    w: &BTreeMap<String, Tensor>,
-) -> Vec<Vec<Vec<f64>>> {
+fn reference(f: Forward, w: &BTreeMap<String, Tensor>) -> Vec<Vec<Vec<f64>>> {
     SEQS.iter().map(|s| f(w, s)).collect()
 }
 

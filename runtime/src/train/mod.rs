@@ -337,7 +337,10 @@ pub fn train(
             tracer.evaluate(&mut run, backend, &params, step)?;
         }
         let stop = o.stop.is_some_and(|s| s.load(Ordering::SeqCst));
-        if (p.checkpoint_every > 0 && step.is_multiple_of(p.checkpoint_every)) || step == p.steps || stop {
+        if (p.checkpoint_every > 0 && step.is_multiple_of(p.checkpoint_every))
+            || step == p.steps
+            || stop
+        {
             last_checkpoint = Some(save(&run, step, tokens_seen, &params, &optimizer)?);
         }
         if stop {
