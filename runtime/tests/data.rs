@@ -413,7 +413,7 @@ fn jsonl_documents_become_segments_and_bytes_must_fit_the_vocab() {
         ),
         "{e}"
     );
-    assert!(Tokenizer::from_name("gpt2.json").is_err());
+    assert!(Tokenizer::from_name("gpt2.txt", Path::new(".")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -496,4 +496,35 @@ fn vocabulary_extension_appends_mean_rows() {
         u.as_f32().unwrap(),
         &[1.0, 2.0, 3.0, 2.0, 4.0, 5.0, 9.0, 6.0]
     );
+}
+
+#[test]
+fn text_tokenized_by_a_hf_tokenizer_json() {
+    let dir = std::env::temp_dir().join(format!("weft-tokjson-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"<unk>":0,"the":1,"cat":2,"sat":3},"unk_token":"<unk>"}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("c.txt"), "the cat sat the cat sat the cat").unwrap();
+    let tok = Tokenizer::from_name("tokenizer.json", &dir).unwrap();
+    let src = TextData::load(&dir.join("c.txt"), tok, None, 0.0, 8, 0).unwrap();
+    let b = src.next_batch(1, 4, 0, &mut step_rng(0, 0)).unwrap();
+    let ids = b.tokens.as_i32().unwrap().to_vec();
+    assert!(ids.iter().all(|&i| (1..=3).contains(&i)), "{ids:?}");
+    assert_eq!(src.token_text(2), "cat");
+    // A vocabulary too small for the tokenizer's ids is refused, naming the tokenizer.
+    let e = TextData::load(
+        &dir.join("c.txt"),
+        Tokenizer::from_name("tokenizer.json", &dir).unwrap(),
+        None,
+        0.0,
+        2,
+        0,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("tokenizer.json gives id"), "{e}");
 }

@@ -317,3 +317,46 @@ fn pear_lowers_copy_loss_and_folds_exactly() {
     );
     assert_eq!(r.gain_ops_after_folding, 0);
 }
+
+#[test]
+fn divergence_stops_naming_where_and_keeps_the_last_good_checkpoint() {
+    let src = COPY
+        .replace("optimizer = adamw(lr: 3e-3)", "optimizer = sgd(lr: 1e30)\n  clip = 0\n  checkpoint_every = 1")
+        .replace("steps = 150", "steps = 5")
+        .replace("  eval = [copy_accuracy(len: 12, samples: 16), induction_score(len: 12, samples: 8)]\n", "");
+    let spec = weft_dsl::check_source(&src).unwrap();
+    let out = tmpdir("nan");
+    let mut on_log = |_: &StepMetrics, _: u64| {};
+    let opts = TrainOptions {
+        out: out.clone(),
+        spec_dir: PathBuf::from("."),
+        steps: None,
+        seed: Some(3),
+        resume: false,
+        stop: None,
+        on_log: &mut on_log,
+    };
+    let err = train(&spec, &src, &CpuBackend::new(), opts)
+        .unwrap_err()
+        .to_string();
+    eprintln!("{err}");
+    assert!(
+        err.contains("at step 2") || err.contains("at step 3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hook `") || err.contains("gradient"),
+        "names where: {err}"
+    );
+    assert!(
+        err.contains("last good checkpoint:") && err.contains("step-0000000"),
+        "{err}"
+    );
+    // `latest` still names a loadable checkpoint with finite parameters.
+    let dir = weft_runtime::checkpoint::CheckpointDir::open(out.join("checkpoints")).unwrap();
+    let ck = dir.load_latest(&Default::default()).unwrap();
+    assert!(ck
+        .params
+        .values()
+        .all(|t| t.to_f64_vec().iter().all(|x| x.is_finite())));
+}

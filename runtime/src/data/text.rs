@@ -4,20 +4,24 @@ use super::{content_rng, Batch, DataError, DataSource, Sample};
 use crate::init::Rng;
 use std::path::{Path, PathBuf};
 
-/// How text becomes ids. Only the built-in byte tokenizer exists today (ids = bytes, 0..=255).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How text becomes ids: the built-in byte tokenizer (ids = bytes, 0..=255) or a Hugging Face
+/// `tokenizer.json` (through the `tokenizers` crate, offline).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tokenizer {
     Bytes,
+    Json(PathBuf),
 }
 
 impl Tokenizer {
-    /// The tokenizer a spec's `tokenizer:` string names.
-    pub fn from_name(name: &str) -> Result<Self, DataError> {
+    /// The tokenizer a spec's `tokenizer:` string names: `"bytes"` or a `tokenizer.json` path
+    /// (relative to `dir`, the spec's folder).
+    pub fn from_name(name: &str, dir: &Path) -> Result<Self, DataError> {
         match name {
             "bytes" => Ok(Tokenizer::Bytes),
+            path if path.ends_with(".json") => Ok(Tokenizer::Json(dir.join(path))),
             other => Err(DataError::config(
                 "tokenizer",
-                format!("= {other:?}: only \"bytes\" is supported (HF tokenizer.json files are not implemented yet)"),
+                format!("= {other:?}: expected \"bytes\" or a path to a HF tokenizer.json"),
             )),
         }
     }
@@ -43,6 +47,8 @@ pub struct TextData {
     doc_starts: Vec<usize>,
     /// Training part: `ids[..split]`; held-out: `ids[split..]`.
     split: usize,
+    /// Each id's text under a `tokenizer.json` (bytes are rendered directly).
+    token_text: Option<Vec<String>>,
 }
 
 impl TextData {
@@ -101,7 +107,9 @@ impl TextData {
         vocab: usize,
         seed: u64,
     ) -> Result<Self, DataError> {
-        let Tokenizer::Bytes = tokenizer;
+        if let Tokenizer::Json(json) = &tokenizer {
+            return Self::from_json_tokenizer(origin, json, docs, valid, vocab, seed);
+        }
         if !(0.0..1.0).contains(&valid) {
             return Err(DataError::config(
                 "valid",
@@ -132,6 +140,57 @@ impl TextData {
             ids,
             doc_starts,
             split,
+            token_text: None,
+        })
+    }
+
+    /// Documents tokenized by a HF `tokenizer.json`; every id must be below `vocab`.
+    fn from_json_tokenizer(
+        origin: &Path,
+        json: &Path,
+        docs: Vec<Vec<u8>>,
+        valid: f64,
+        vocab: usize,
+        seed: u64,
+    ) -> Result<Self, DataError> {
+        let tok = crate::hf::tokenizer::Tokenizer::from_file(json)
+            .map_err(|e| DataError::config("tokenizer", e.to_string()))?;
+        if !(0.0..1.0).contains(&valid) {
+            return Err(DataError::config(
+                "valid",
+                format!("= {valid}; the held-out fraction must be in [0, 1)"),
+            ));
+        }
+        let (mut ids, mut doc_starts) = (Vec::new(), Vec::new());
+        for d in docs.iter().filter(|d| !d.is_empty()) {
+            let enc = tok
+                .encode(&String::from_utf8_lossy(d))
+                .map_err(|e| DataError::config("tokenizer", e.to_string()))?;
+            if let Some(&bad) = enc.iter().find(|&&i| i as usize >= vocab) {
+                return Err(DataError::config(
+                    "tokenizer",
+                    format!(
+                        "{} gives id {bad} for {}, but the model's vocab is {vocab}",
+                        json.display(),
+                        origin.display()
+                    ),
+                ));
+            }
+            doc_starts.push(ids.len());
+            ids.extend(enc.iter().map(|&i| i as i32));
+        }
+        let split = ids.len() - (ids.len() as f64 * valid).round() as usize;
+        let text = (0..vocab as u32)
+            .map(|i| tok.decode(&[i]).unwrap_or_default())
+            .collect();
+        Ok(TextData {
+            path: origin.to_path_buf(),
+            vocab,
+            seed,
+            ids,
+            doc_starts,
+            split,
+            token_text: Some(text),
         })
     }
 
@@ -249,6 +308,13 @@ impl DataSource for TextData {
     }
 
     fn token_text(&self, id: i32) -> String {
+        if let Some(t) = self
+            .token_text
+            .as_ref()
+            .and_then(|t| t.get(id.max(0) as usize))
+        {
+            return t.clone();
+        }
         match u8::try_from(id) {
             Ok(b'\n') => "\\n".into(),
             Ok(b) if (32..127).contains(&b) => char::from(b).to_string(),

@@ -170,7 +170,8 @@ pub fn data_source(
     let src: Box<dyn DataSource> = match call.name.as_str() {
         "text" => {
             let path = spec_dir.join(call.name_arg("path").unwrap_or_default());
-            let tok = Tokenizer::from_name(call.name_arg("tokenizer").unwrap_or("bytes"))?;
+            let tok =
+                Tokenizer::from_name(call.name_arg("tokenizer").unwrap_or("bytes"), spec_dir)?;
             Box::new(TextData::load(
                 &path,
                 tok,
