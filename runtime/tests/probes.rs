@@ -445,12 +445,17 @@ fn programs_run_by_name_and_unimplemented_ones_say_so() {
     let p = params(&s, 11);
     let cpu = CpuBackend::new();
     let m = Model::new(&s, &p, &cpu);
+    // PEAR on a model without per-head gains says what to add.
     let e = run_program(&m, &s.programs[0].call, 0).unwrap_err();
     assert!(
-        matches!(&e, ProbeError::NotImplemented(n) if n == "pear"),
+        matches!(&e, ProbeError::Model(msg) if msg.contains("gain: trainable")),
         "{e}"
     );
-    assert!(e.to_string().contains("`pear`"));
+    let mut unimplemented = s.programs[0].call.clone();
+    unimplemented.name = "final_layer".into();
+    let e = run_program(&m, &unimplemented, 0).unwrap_err();
+    assert!(matches!(&e, ProbeError::NotImplemented(n) if n == "final_layer"), "{e}");
+    assert!(e.to_string().contains("`final_layer`"));
     // Batch-ICL needs a label-mapping source: a clear error, not a panic.
     let mut call = s.programs[0].call.clone();
     call.name = "batch_icl".into();
