@@ -454,7 +454,10 @@ fn programs_run_by_name_and_unimplemented_ones_say_so() {
     let mut unimplemented = s.programs[0].call.clone();
     unimplemented.name = "final_layer".into();
     let e = run_program(&m, &unimplemented, 0).unwrap_err();
-    assert!(matches!(&e, ProbeError::NotImplemented(n) if n == "final_layer"), "{e}");
+    assert!(
+        matches!(&e, ProbeError::NotImplemented(n) if n == "final_layer"),
+        "{e}"
+    );
     assert!(e.to_string().contains("`final_layer`"));
     // Batch-ICL needs a label-mapping source: a clear error, not a panic.
     let mut call = s.programs[0].call.clone();

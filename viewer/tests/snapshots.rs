@@ -1,6 +1,6 @@
 //! Each panel rendered through egui-wgpu (lavapipe in CI) and compared with the committed
 //! image in `tests/snapshots/`, with a small tolerance for rasteriser differences.
-//! Regenerate with `UPDATE_SNAPSHOTS=1 cargo test -p weft-viewer --test snapshots`.
+//! Regenerate with `UPDATE_SNAPSHOTS=force cargo test -p weft-viewer --test snapshots`.
 
 mod common;
 
@@ -21,7 +21,9 @@ fn options() -> SnapshotOptions {
 }
 
 fn run_dir(tag: &str, s: Synthetic) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("weft-viewer-snap-{tag}-{}", std::process::id()));
+    // No process id in the name: the path is drawn in the header and in problem messages,
+    // and must be the same on every run for the images to match.
+    let d = std::env::temp_dir().join(format!("weft-viewer-snap-{tag}"));
     let _ = std::fs::remove_dir_all(&d);
     s.write(&d).unwrap();
     d
