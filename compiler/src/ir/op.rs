@@ -29,6 +29,28 @@ pub enum UnaryOp {
     Cos,
 }
 
+impl UnaryOp {
+    /// Every unary op, for tests and tables that must cover them all.
+    pub const ALL: [UnaryOp; 16] = [
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Sign,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Rsqrt,
+        UnaryOp::Recip,
+        UnaryOp::Square,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Silu,
+        UnaryOp::Gelu,
+        UnaryOp::Relu,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+    ];
+}
+
 /// Elementwise binary ops with numpy broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BinaryOp {

@@ -18,24 +18,7 @@ pub struct Case {
     pub params: ParamStore,
 }
 
-pub const UNARY: [UnaryOp; 16] = [
-    UnaryOp::Neg,
-    UnaryOp::Abs,
-    UnaryOp::Sign,
-    UnaryOp::Exp,
-    UnaryOp::Log,
-    UnaryOp::Sqrt,
-    UnaryOp::Rsqrt,
-    UnaryOp::Recip,
-    UnaryOp::Square,
-    UnaryOp::Tanh,
-    UnaryOp::Sigmoid,
-    UnaryOp::Silu,
-    UnaryOp::Gelu,
-    UnaryOp::Relu,
-    UnaryOp::Sin,
-    UnaryOp::Cos,
-];
+pub const UNARY: [UnaryOp; 16] = UnaryOp::ALL;
 pub const BINARY: [BinaryOp; 6] = [
     BinaryOp::Add,
     BinaryOp::Sub,
