@@ -2,12 +2,12 @@
 //! differences, and the method-specific constructs behave as METHODS.md says.
 
 mod common;
+mod wgpu_support;
 
 use common::{analytic, compare_sampled, Case};
 use std::collections::HashMap;
 use weft_compiler::ir::{ConstValue, Graph, Op, ValueId};
 use weft_compiler::lower::{lower, LowerOptions};
-use weft_dsl::ast::{Decl, ExprKind, ModelItem};
 use weft_runtime::{init_params, Backend, CpuBackend, HookSelection, ParamStore, Rng, Tensor};
 
 const B: usize = 2;
@@ -15,52 +15,11 @@ const T: usize = 8;
 
 /// An example spec shrunk to a tiny width so whole-model finite differences are cheap.
 fn shrunk(path: &str) -> weft_dsl::Checked {
-    let src = std::fs::read_to_string(format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR")))
-        .unwrap();
-    let mut file = weft_dsl::parse(&src).unwrap();
-    for d in &mut file.decls {
-        match d {
-            Decl::Model(m) => {
-                for it in &mut m.items {
-                    if let ModelItem::Assign(a) = it {
-                        let v = match a.name.name.as_str() {
-                            "vocab" => Some(32),
-                            "dim" => Some(16),
-                            "ctx" => Some(16),
-                            _ => None,
-                        };
-                        if let Some(v) = v {
-                            a.value.kind = ExprKind::Int(v);
-                        }
-                    }
-                }
-            }
-            Decl::Train(t) => {
-                for a in &mut t.items {
-                    if a.name.name == "seq" {
-                        a.value.kind = ExprKind::Int(T as i64);
-                    }
-                }
-            }
-            Decl::Program(_) => {}
-        }
-    }
-    let text = weft_dsl::format(&file, None);
-    weft_dsl::check_source(&text).unwrap_or_else(|e| panic!("{path}: {e:?}\n{text}"))
+    wgpu_support::examples::shrunk(path, T)
 }
 
 fn options(spec: &weft_dsl::Checked) -> LowerOptions {
-    let mut o = LowerOptions::new(B, T);
-    o.with_loss = true;
-    if let Some(weft_dsl::check::value::Value::List(globs)) =
-        spec.train.as_ref().and_then(|t| t.get("trainable"))
-    {
-        o.trainable = globs
-            .iter()
-            .filter_map(|g| g.as_name().map(str::to_string))
-            .collect();
-    }
-    o
+    wgpu_support::examples::options(spec, B, T)
 }
 
 /// Random inputs for whatever the graph declares.

@@ -1,5 +1,5 @@
-//! The example specs as test graphs: each `examples/*.weft` shrunk to a tiny width (vocab 32,
-//! dim 16, ctx 16, as in `tests/lowering.rs`), lowered with its loss, forward and gradient,
+//! The example specs as test graphs (shared by `tests/lowering.rs` and the wgpu tests): each `examples/*.weft` shrunk to a tiny width (vocab 32,
+//! dim 16, ctx 16), lowered with its loss, forward and gradient,
 //! with random feeds for whatever inputs it declares.
 
 use super::graphs::Case;
