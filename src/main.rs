@@ -68,9 +68,33 @@ enum Command {
         /// Continue the run in --out from its latest checkpoint up to --steps total.
         #[arg(long)]
         resume: bool,
+        /// Start from these weights (safetensors, e.g. an imported or trained model) instead of
+        /// a seeded initialisation; parameters the file lacks keep their seeded values.
+        #[arg(long, conflicts_with = "resume")]
+        init: Option<PathBuf>,
     },
     /// List every parameter: name, shape, count, trainable; totals.
     Params { file: PathBuf },
+    /// Reproduce a method against its baseline (examples/repro/NAME) and write a report.
+    Repro {
+        /// An experiment (`weft repro list`), `all`, or `summary` to regenerate REPRODUCTIONS.md
+        /// from the reports in --out.
+        name: String,
+        /// Reduced steps and samples: checks the pipeline in minutes, not the effect.
+        #[arg(long)]
+        quick: bool,
+        /// cpu, wgpu or auto.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Reports go to OUT/NAME/report.md (and .json), run directories below them.
+        #[arg(long, default_value = "runs/repro")]
+        out: PathBuf,
+        /// Where `summary` writes.
+        #[arg(long, default_value = "REPRODUCTIONS.md")]
+        summary: PathBuf,
+    },
     /// One forward pass: logits and captured hook values written as safetensors.
     Eval {
         file: PathBuf,
@@ -102,7 +126,7 @@ enum Command {
         #[arg(long)]
         save_init: Option<PathBuf>,
         /// Replace a hook point's value: HOOK=FILE.safetensors (the tensor named HOOK in
-        /// FILE, e.g. written by --capture); repeatable.
+        /// FILE, e.g. written by --capture); repeatable; on every backend.
         #[arg(long, value_name = "HOOK=FILE")]
         replace: Vec<String>,
     },
@@ -114,7 +138,7 @@ enum Command {
         /// Weights (safetensors); without it, weights are initialised from --seed.
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// cpu, wgpu or auto (probes that patch values need cpu).
+        /// cpu, wgpu or auto (every backend runs the probes that patch values).
         #[arg(long, default_value = "cpu")]
         backend: String,
         /// Directory the result goes under (programs/NAME.json).
@@ -193,7 +217,7 @@ enum Command {
     View {
         /// A run directory or a `.weft` spec.
         path: PathBuf,
-        /// Tab to open: curves, attention, heads, routing, model.
+        /// Tab to open: curves, attention, heads, routing, programs, model.
         #[arg(long)]
         tab: Option<String>,
         /// Window size WIDTHxHEIGHT (default 1400x900).
@@ -221,6 +245,7 @@ fn main() -> ExitCode {
             seed,
             out,
             resume,
+            init,
         } => weft::cli::train(&weft::cli::TrainArgs {
             spec: file,
             backend,
@@ -228,8 +253,24 @@ fn main() -> ExitCode {
             seed,
             out,
             resume,
+            init,
         }),
         Command::Params { file } => weft::cli::params(&file),
+        Command::Repro {
+            name,
+            quick,
+            backend,
+            seed,
+            out,
+            summary,
+        } => weft::cli::repro(&weft::cli::ReproArgs {
+            name,
+            quick,
+            backend,
+            seed,
+            out,
+            summary,
+        }),
         Command::Eval {
             file,
             weights,

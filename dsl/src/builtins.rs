@@ -168,6 +168,7 @@ pub const BUILTINS: &[Builtin] = &[
             opt("position", Ty::Of(Kind::Position), "rope()", "rotary rule applied to q and k"),
             opt("gain", Ty::Choice(GAINS), "none", "per-head output gains folded into W_O at export (PEAR)"),
             opt("bias", Ty::Bool, "false", "bias on the q/k/v/o projections"),
+            opt("qkv_bias", Ty::Bool, "false", "bias on the q/k/v projections only, not o (Qwen2); implied by `bias`"),
             opt("dropout", Ty::Float, "0.0", "attention-weight dropout while training"),
         ],
     },
@@ -281,7 +282,7 @@ pub const BUILTINS: &[Builtin] = &[
             opt("lr", Ty::Float, "1e-3", "peak learning rate"),
             opt("betas", Ty::FloatList, "[0.9, 0.999]", "β1, β2"),
             opt("eps", Ty::Float, "1e-8", "ε"),
-            opt("weight_decay", Ty::Float, "0.0", "decoupled weight decay"),
+            opt("weight_decay", Ty::Float, "0.0", "decoupled weight decay (matrices and embeddings; gains and biases are not decayed)"),
         ],
     },
     Builtin {
@@ -291,7 +292,7 @@ pub const BUILTINS: &[Builtin] = &[
         params: &[
             opt("lr", Ty::Float, "1e-2", "learning rate"),
             opt("momentum", Ty::Float, "0.0", "momentum"),
-            opt("weight_decay", Ty::Float, "0.0", "L2 weight decay"),
+            opt("weight_decay", Ty::Float, "0.0", "L2 weight decay (matrices and embeddings; gains and biases are not decayed)"),
         ],
     },
     // ---- schedules ----
@@ -342,6 +343,16 @@ pub const BUILTINS: &[Builtin] = &[
         params: &[opt("len", Ty::Int, "32", "length n of one copy"), opt("vocab", Ty::Int, "vocab", "token ids drawn from [2, vocab)")],
     },
     Builtin {
+        name: "markov",
+        kind: Kind::Data,
+        doc: "A random bigram chain over [2, vocab) with occasionally repeated spans: a language whose later drop in loss needs copying (grok-to-copy).",
+        params: &[
+            opt("branching", Ty::Int, "4", "successors per token (probabilities ∝ 1/rank)"),
+            opt("repeat_p", Ty::Float, "0.5", "probability that a sequence repeats one earlier span"),
+            opt("span", Ty::Int, "16", "length of the repeated span"),
+        ],
+    },
+    Builtin {
         name: "kv_recall",
         kind: Kind::Data,
         doc: "Key–value pairs followed by a query key; predict its value (associative recall / needle retrieval).",
@@ -386,7 +397,7 @@ pub const BUILTINS: &[Builtin] = &[
         params: &[
             opt("p", Ty::Float, "0.4", "final mask rate p_max"),
             opt("warmup", Ty::Float, "0.66", "fraction of training over which p rises linearly from 0"),
-            opt("replace", Ty::Choice(&["mask", "random"]), "random", "`mask`: a new <mask> token; `random`: a uniform random token"),
+            opt("replace", Ty::Choice(&["mask", "random"]), "random", "`mask`: the `<mask>` token of `extend_vocab` (the pad id without it); `random`: a uniform random token"),
         ],
     },
     Builtin {
@@ -569,6 +580,12 @@ pub const MODEL_SETTINGS: &[Param] = &[
         Ty::Choice(&["rms_norm", "layer_norm"]),
         "rms_norm",
         "norm before the unembedding",
+    ),
+    opt(
+        "final_norm_eps",
+        Ty::Float,
+        "",
+        "eps of the final norm (default: the norm's own, 1e-6 for rms_norm, 1e-5 for layer_norm)",
     ),
     opt(
         "init_std",

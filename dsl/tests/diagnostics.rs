@@ -1056,6 +1056,18 @@ train {
         ],
     },
     Case {
+        name: "non_positive_final_norm_eps",
+        src: r#"model m {
+  vocab = 64; dim = 64; heads = 4; layers = 2; ctx = 32; final_norm_eps = 0.0
+  block b { x = x + swiglu(rms_norm(x)) }
+  layers { 0 .. layers => b }
+}
+"#,
+        expect: &[
+            E { code: "bad-value", at: (2, 75), message: "`final_norm_eps` must be positive, not 0", help: None },
+        ],
+    },
+    Case {
         name: "missing_layers_section",
         src: r#"model m {
   vocab = 64; dim = 64; heads = 4; layers = 2; ctx = 32

@@ -2,12 +2,18 @@
 //! and every node downstream reads the replacement (activation patching, freezing, Batch-ICL
 //! injection).
 //!
-//! The types here are backend-neutral: a backend resolves each [`Intervention`] against the
-//! hook's static shape ([`Intervention::resolve`]) and writes it with [`splice`] (or its own
-//! copy kernel) right after the hooked node is computed.
+//! The types here are backend-neutral. A backend resolves every [`Intervention`] against the
+//! graph ([`resolve_all`]: the hook's node, its static shape, the box of indices) and then
+//! either writes it with [`splice`] right after the hooked node is computed (the CPU
+//! interpreter), or runs a rewritten graph in which each replaced value is split ([`split`]):
+//! its readers read `where(mask, with, value)` with `mask` and `with` new inputs that
+//! [`split`] fills on the host with the same [`splice`] (the wgpu backend, whose compiled
+//! programs cannot stop mid-run). Both give every reader the same values.
 
 use crate::error::RunError;
 use crate::tensor::Tensor;
+use std::collections::BTreeMap;
+use weft_compiler::ir::{numel, DType, Graph, InputInfo, Node, Op, ValueId};
 
 /// Which indices of one axis a region covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,6 +240,165 @@ pub fn splice<T: Copy>(
             counter[a] = 0;
         }
     }
+}
+
+/// One intervention resolved against a graph: the node it overwrites and the box it covers.
+#[derive(Clone, Debug)]
+pub struct Resolved<'a> {
+    /// The hooked node (shared by every hook name that names the same value).
+    pub value: ValueId,
+    /// Concrete indices within the node's shape.
+    pub region: Region,
+    /// The intervention itself (name and values).
+    pub intervention: &'a Intervention,
+}
+
+/// Resolves every intervention of a run against `g`, in the order given, so that errors
+/// (unknown hook, a non-f32 hook point, indices out of range, a replacement that does not fit)
+/// surface before any work is done. Every backend checks replacements through this.
+pub fn resolve_all<'a>(
+    g: &Graph,
+    replace: &'a [Intervention],
+) -> Result<Vec<Resolved<'a>>, RunError> {
+    replace
+        .iter()
+        .map(|r| {
+            let v = g.hook(r.name()).ok_or_else(|| RunError::UnknownHook {
+                name: r.name().into(),
+            })?;
+            if g.dtype(v) != DType::F32 {
+                return Err(RunError::Replacement {
+                    name: r.name().into(),
+                    msg: format!(
+                        "the hook point holds {}, only f32 values can be replaced",
+                        g.dtype(v)
+                    ),
+                });
+            }
+            Ok(Resolved {
+                value: v,
+                region: r.resolve(g.shape(v))?,
+                intervention: r,
+            })
+        })
+        .collect()
+}
+
+/// A graph in which replaced hook points read new inputs ([`split`]), and those inputs'
+/// values for one run.
+#[derive(Clone, Debug)]
+pub struct Split {
+    /// The rewritten graph: it declares every input of the original plus the new ones.
+    pub graph: Graph,
+    /// Values of the new inputs, by name.
+    pub inputs: Vec<(String, Tensor)>,
+}
+
+/// Rewrites `g` so that each value replaced by `replace` is a split point: the hooked node is
+/// still computed (every hook name still names it, so a captured replaced hook reports the
+/// value computed before the replacement), and right after it come new f32 inputs of its
+/// shape — `replace.N.with`, holding every replacement of the value spliced in order into
+/// zeros, and `replace.N.mask`, 1 wherever one was written — and `where(mask, with, value)`,
+/// which every later reader and every output reads instead. Where the last intervention on a
+/// value replaces it whole, readers read `replace.N.with` directly (no mask). `where` selects,
+/// so replacing a value by itself reproduces it bit for bit.
+///
+/// The rewritten graph depends only on which values are replaced and whether whole, not on
+/// regions or values, so a backend that compiles per graph compiles a sweep of patches once.
+pub fn split(g: &Graph, replace: &[Intervention]) -> Result<Split, RunError> {
+    let mut groups: BTreeMap<usize, Vec<Resolved>> = BTreeMap::new();
+    for r in resolve_all(g, replace)? {
+        groups.entry(r.value.index()).or_default().push(r);
+    }
+    let mut out = Graph {
+        params: g.params.clone(),
+        inputs: g.inputs.clone(),
+        ..Graph::default()
+    };
+    let mut feeds = Vec::new();
+    // `computed[i]`: node i in the new graph; `read[i]`: what its readers read there.
+    let mut computed = Vec::with_capacity(g.len());
+    let mut read = Vec::with_capacity(g.len());
+    let push = |out: &mut Graph, node: Node, i: usize, label: Option<String>| {
+        out.nodes.push(node);
+        out.spans.push(g.spans[i]);
+        out.labels.push(label);
+        ValueId(out.nodes.len() as u32 - 1)
+    };
+    for (i, n) in g.nodes.iter().enumerate() {
+        let node = Node {
+            inputs: n.inputs.iter().map(|v| read[v.index()]).collect(),
+            ..n.clone()
+        };
+        let id = push(&mut out, node, i, g.labels[i].clone());
+        computed.push(id);
+        read.push(id);
+        let Some(list) = groups.get(&i) else {
+            continue;
+        };
+        let shape = n.shape.clone();
+        let hook = list[0].intervention.name();
+        let mut with = vec![0.0f32; numel(&shape)];
+        let mut mask = vec![0.0f32; numel(&shape)];
+        for r in list {
+            let w = r.intervention.with();
+            splice(&mut with, &shape, &r.region, &w.to_f32_vec(), &w.shape);
+            splice(&mut mask, &shape, &r.region, &[1.0], &vec![1; shape.len()]);
+        }
+        let whole = matches!(
+            list.last().map(|r| r.intervention),
+            Some(Intervention::Replace { .. })
+        );
+        let mut input = |out: &mut Graph, part: &str, data: Vec<f32>| {
+            let name = format!("replace.{i}.{part}");
+            if g.inputs.iter().any(|x| x.name == name) {
+                return Err(RunError::Replacement {
+                    name: hook.into(),
+                    msg: format!("the graph already has an input `{name}`"),
+                });
+            }
+            out.inputs.push(InputInfo {
+                name: name.clone(),
+                shape: shape.clone(),
+                dtype: DType::F32,
+            });
+            feeds.push((name.clone(), Tensor::f32(&shape, data)));
+            let node = Node {
+                op: Op::Input { name },
+                inputs: Vec::new(),
+                shape: shape.clone(),
+                dtype: DType::F32,
+            };
+            Ok(push(out, node, i, Some(format!("{hook} ({part})"))))
+        };
+        let with_id = input(&mut out, "with", with)?;
+        read[i] = if whole {
+            with_id
+        } else {
+            let mask_id = input(&mut out, "mask", mask)?;
+            let node = Node {
+                op: Op::Where,
+                inputs: vec![mask_id, with_id, id],
+                shape: shape.clone(),
+                dtype: DType::F32,
+            };
+            push(&mut out, node, i, Some(format!("{hook} (replaced)")))
+        };
+    }
+    out.outputs = g
+        .outputs
+        .iter()
+        .map(|(name, v)| (name.clone(), read[v.index()]))
+        .collect();
+    out.hooks = g
+        .hooks
+        .iter()
+        .map(|(name, v)| (name.clone(), computed[v.index()]))
+        .collect();
+    Ok(Split {
+        graph: out,
+        inputs: feeds,
+    })
 }
 
 fn row_major_strides(shape: &[usize]) -> Vec<usize> {

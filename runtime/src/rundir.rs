@@ -133,6 +133,17 @@ pub mod trace_kind {
     /// `scores` f32 `[L, H]` one number per head (induction, copy, patching effect, gain).
     /// attrs: `score` (its name).
     pub const HEAD_SCORES: &str = "head_scores";
+    /// MoICE: the rotary bases each head mixes per token. `choice` i32 `[B, H, T, K]` base
+    /// index per top-k slot, by decreasing weight; `weight` f32 `[B, H, T, K]` its mixing
+    /// weight (router probabilities renormalised over the chosen bases); `probs` f32
+    /// `[B, H, T, N]` the router's softmax over all N bases; optional `tokens` i32 `[B, T]`.
+    /// attrs: `layer`, `bases` (the N base values, when known).
+    pub const BASE_ROUTING: &str = "base_routing";
+    /// Per-demonstration loss of a `segment_nll` objective (DR-ICL) on the held-out batches.
+    /// `loss` f32 `[N, K]` mean answer loss ℓ_k of demonstration k in sequence n, `weight`
+    /// f32 `[N, K]` its detached weight, `tokens` f32 `[N, K]` its answer tokens (0: the
+    /// sequence has no demonstration k; its `loss` and `weight` are 0 and mean nothing).
+    pub const SEGMENTS: &str = "segments";
 }
 
 /// A snapshot of named tensors at one step, with axis names and free-form attributes.

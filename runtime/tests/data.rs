@@ -267,6 +267,9 @@ fn arithmetic_renders_chain_of_thought_and_holds_out_problems() {
     let (p, a) = tok.render(&[17, 45, 92, 8]);
     assert_eq!(p.len(), 8);
     assert_eq!(tok.result_ids(&a), vec![7 + 62]);
+    // A generated answer that stops right after a `;` has no result (and does not panic).
+    let semi = a[a.len() - 3];
+    assert_eq!(tok.result_ids(&[a[0], semi]), Vec::<i32>::new());
     assert_eq!(tok.token_text(7 + 62), "62");
     assert!(Arithmetic::new(4, 100, 300, ArithmeticLevel::Tokens, 100, 1).is_err());
 }

@@ -5,6 +5,7 @@
 
 mod wgpu_support;
 
+use safetensors::tensor::{Dtype, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use weft_compiler::lower::{lower, LowerOptions};
@@ -367,8 +368,13 @@ fn rope_half(x: &mut [f64], pos: usize, theta: f64) {
 
 /// HF Llama forward for one sequence: logits `[T][V]`.
 fn llama_reference(w: &BTreeMap<String, Tensor>, tokens: &[usize]) -> Vec<Vec<f64>> {
+    llama_reference_eps(w, tokens, 1e-6)
+}
+
+/// [`llama_reference`] with `rms_norm_eps` = `eps` (every norm, the final one included).
+fn llama_reference_eps(w: &BTreeMap<String, Tensor>, tokens: &[usize], eps: f64) -> Vec<Vec<f64>> {
     let g = |n: &str| f64s(&w[n]);
-    let (d, hd, eps, theta) = (DIM, DIM / HEADS, 1e-6, 10000.0);
+    let (d, hd, theta) = (DIM, DIM / HEADS, 10000.0);
     let emb = g("model.embed_tokens.weight");
     let mut x: Vec<Vec<f64>> = tokens
         .iter()
@@ -376,20 +382,29 @@ fn llama_reference(w: &BTreeMap<String, Tensor>, tokens: &[usize]) -> Vec<Vec<f6
         .collect();
     for i in 0..LAYERS {
         let l = |n: &str| g(&format!("model.layers.{i}.{n}"));
+        // Projection `{p}_proj`, plus its bias where the checkpoint has one (Qwen2: q, k, v;
+        // `attention_bias`: all four).
+        let proj = |p: &str, x: &[f64], out: usize| {
+            let mut y = linear(x, &l(&format!("self_attn.{p}_proj.weight")), out);
+            if let Some(b) = w.get(&format!("model.layers.{i}.self_attn.{p}_proj.bias")) {
+                y.iter_mut().zip(f64s(b)).for_each(|(y, b)| *y += b);
+            }
+            y
+        };
         let (mut q, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new());
         for (p, xt) in x.iter().enumerate() {
             let h = rms_norm(xt, &l("input_layernorm.weight"), eps);
-            let mut qt = linear(&h, &l("self_attn.q_proj.weight"), HEADS * hd);
-            let mut kt = linear(&h, &l("self_attn.k_proj.weight"), KV_HEADS * hd);
+            let mut qt = proj("q", &h, HEADS * hd);
+            let mut kt = proj("k", &h, KV_HEADS * hd);
             qt.chunks_mut(hd).for_each(|c| rope_half(c, p, theta));
             kt.chunks_mut(hd).for_each(|c| rope_half(c, p, theta));
             q.push(qt);
             k.push(kt);
-            v.push(linear(&h, &l("self_attn.v_proj.weight"), KV_HEADS * hd));
+            v.push(proj("v", &h, KV_HEADS * hd));
         }
         let a = causal_attention(&q, &k, &v, HEADS, KV_HEADS);
         for (xt, at) in x.iter_mut().zip(&a) {
-            let o = linear(at, &l("self_attn.o_proj.weight"), d);
+            let o = proj("o", at, d);
             xt.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
             let h = rms_norm(xt, &l("post_attention_layernorm.weight"), eps);
             let gate = linear(&h, &l("mlp.gate_proj.weight"), HIDDEN);
@@ -492,6 +507,197 @@ fn llama_gqa_logits_match_the_reference_on_cpu_and_wgpu_and_shards_load() {
     assert_eq!(
         imp2.spec.lines().skip(1).collect::<Vec<_>>(),
         imp.spec.lines().skip(1).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_final_norm_uses_the_checkpoints_eps() {
+    // A large eps, so the default (1e-6) in the final norm would show in the logits.
+    let dir = temp_dir("llama-eps");
+    let hf_w = llama_tensors(13);
+    let config = llama_config().replace("\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 0.5");
+    write_checkpoint(&dir, &config, &hf_w, false);
+    let imp = hf::import_dir(&dir, "llama_eps").unwrap();
+    assert!(imp.spec.contains("final_norm_eps = 0.5"), "{}", imp.spec);
+    let want: Vec<_> = SEQS
+        .iter()
+        .map(|s| llama_reference_eps(&hf_w, s, 0.5))
+        .collect();
+    assert_matches_reference(
+        "llama eps 0.5",
+        &weft_logits(&imp, &CpuBackend::new()),
+        &want,
+    );
+}
+
+/// Adds q/k/v (and, with `o`, o) projection biases to Llama tensors.
+fn with_attention_bias(
+    mut t: BTreeMap<String, Tensor>,
+    seed: u64,
+    o: bool,
+) -> BTreeMap<String, Tensor> {
+    let mut g = Gen(seed);
+    let hd = DIM / HEADS;
+    for i in 0..LAYERS {
+        let p = format!("model.layers.{i}.self_attn.");
+        t.insert(format!("{p}q_proj.bias"), g.tensor(&[HEADS * hd], 0.0, 0.3));
+        t.insert(
+            format!("{p}k_proj.bias"),
+            g.tensor(&[KV_HEADS * hd], 0.0, 0.3),
+        );
+        t.insert(
+            format!("{p}v_proj.bias"),
+            g.tensor(&[KV_HEADS * hd], 0.0, 0.3),
+        );
+        if o {
+            t.insert(format!("{p}o_proj.bias"), g.tensor(&[DIM], 0.0, 0.2));
+        }
+    }
+    t
+}
+
+/// A Qwen2 config: the Llama keys, `model_type: qwen2` and an unused sliding window.
+fn qwen2_config() -> String {
+    llama_config()
+        .replace("\"llama\"", "\"qwen2\"")
+        .replace("LlamaForCausalLM", "Qwen2ForCausalLM")
+        .replace(
+            "\"rope_scaling\": null",
+            "\"rope_scaling\": null, \"sliding_window\": 4096, \"use_sliding_window\": false, \"max_window_layers\": 2",
+        )
+}
+
+#[test]
+fn qwen2_and_llama_attention_bias_checkpoints_import_with_their_biases() {
+    for (tag, config, o_bias, arg) in [
+        ("qwen2", qwen2_config(), false, "qkv_bias: true"),
+        (
+            "llama-bias",
+            llama_config().replace(
+                "\"rope_scaling\": null",
+                "\"rope_scaling\": null, \"attention_bias\": true",
+            ),
+            true,
+            "bias: true",
+        ),
+    ] {
+        let dir = temp_dir(tag);
+        let hf_w = with_attention_bias(llama_tensors(14), 15, o_bias);
+        write_checkpoint(&dir, &config, &hf_w, false);
+        let imp = hf::import_dir(&dir, "m").unwrap();
+        assert!(imp.spec.contains(arg), "{tag}: {}", imp.spec);
+        assert!(imp.weights.contains_key("layers.1.attn.bk"), "{tag}");
+        assert_eq!(
+            imp.weights.contains_key("layers.1.attn.bo"),
+            o_bias,
+            "{tag}"
+        );
+        let want = reference(llama_reference, &hf_w);
+        assert_matches_reference(
+            &format!("{tag} cpu"),
+            &weft_logits(&imp, &CpuBackend::new()),
+            &want,
+        );
+        if let Some(gpu) = wgpu_support::gpu_or_skip() {
+            assert_matches_reference(&format!("{tag} wgpu"), &weft_logits(&imp, gpu), &want);
+        }
+        // Export writes the family back (Qwen2 for q/k/v-only biases) and re-imports equal.
+        let spec = weft_dsl::check_source(&imp.spec).unwrap();
+        let out = temp_dir(&format!("{tag}-out"));
+        hf::export_dir(&spec, &imp.weights, &out).unwrap();
+        let cfg = std::fs::read_to_string(out.join("config.json")).unwrap();
+        let model_type = if o_bias { "\"llama\"" } else { "\"qwen2\"" };
+        assert!(cfg.contains(model_type), "{tag}: {cfg}");
+        let again = hf::import_dir(&out, "m").unwrap();
+        assert_eq!(again.weights, imp.weights, "{tag}");
+        assert_eq!(again.config, imp.config, "{tag}");
+    }
+    // Without the config key, bias tensors are tensors the table does not expect.
+    let dir = temp_dir("llama-stray-bias");
+    write_checkpoint(
+        &dir,
+        &llama_config(),
+        &with_attention_bias(llama_tensors(16), 17, false),
+        false,
+    );
+    let err = hf::import_dir(&dir, "m").unwrap_err().to_string();
+    assert!(err.contains("q_proj.bias"), "{err}");
+}
+
+/// Writes `tensors` as one safetensors file, each in the dtype `dtype_of` picks (bf16 and
+/// f16 through the `half` crate, as PyTorch saves them).
+fn save_mixed(path: &Path, tensors: &BTreeMap<String, Tensor>, dtype_of: impl Fn(&str) -> Dtype) {
+    let bufs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            let v = t.to_f32_vec();
+            let d = dtype_of(n);
+            let bytes: Vec<u8> = match d {
+                Dtype::BF16 => v
+                    .iter()
+                    .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                    .collect(),
+                Dtype::F16 => v
+                    .iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                    .collect(),
+                _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            };
+            (n.clone(), d, t.shape.clone(), bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bufs
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn bf16_and_f16_tensors_are_converted_on_import() {
+    let dir = temp_dir("llama-half");
+    let dtype_of = |n: &str| {
+        if n.contains("mlp") || n.contains("embed") {
+            Dtype::BF16
+        } else if n.contains("self_attn") {
+            Dtype::F16
+        } else {
+            Dtype::F32
+        }
+    };
+    // What the file holds, as f32: each tensor rounded to its dtype.
+    let rounded: BTreeMap<String, Tensor> = llama_tensors(18)
+        .into_iter()
+        .map(|(n, t)| {
+            let v: Vec<f32> = t
+                .to_f32_vec()
+                .into_iter()
+                .map(|x| match dtype_of(&n) {
+                    Dtype::BF16 => half::bf16::from_f32(x).to_f32(),
+                    Dtype::F16 => half::f16::from_f32(x).to_f32(),
+                    _ => x,
+                })
+                .collect();
+            (n, Tensor::f32(&t.shape, v))
+        })
+        .collect();
+    std::fs::write(dir.join("config.json"), llama_config()).unwrap();
+    save_mixed(&dir.join("model.safetensors"), &rounded, dtype_of);
+    let imp = hf::import_dir(&dir, "m").unwrap();
+    assert_eq!(
+        imp.weights["embed.weight"],
+        rounded["model.embed_tokens.weight"]
+    );
+    assert_ne!(
+        imp.weights["embed.weight"],
+        llama_tensors(18)["model.embed_tokens.weight"],
+        "bf16 rounding changed the values"
+    );
+    let want = reference(llama_reference, &rounded);
+    assert_matches_reference(
+        "llama bf16/f16",
+        &weft_logits(&imp, &CpuBackend::new()),
+        &want,
     );
 }
 
@@ -631,27 +837,71 @@ fn tokenizers_round_trip_text() {
     assert!(Tokenizer::load("/nonexistent/tokenizer.json").is_err());
 }
 
-#[test]
-fn greedy_generation_is_the_same_with_and_without_the_cache() {
-    let dir = temp_dir("generate");
-    let hf_w = llama_tensors(10);
-    write_checkpoint(&dir, &llama_config(), &hf_w, false);
-    let imp = hf::import_dir(&dir, "m").unwrap();
+/// Greedy generation on an imported model with and without the kv cache: the same tokens,
+/// each step's logits within [`RTOL`] of each other and of the reference model's, whose
+/// argmax each token is.
+fn assert_generation_agrees(
+    what: &str,
+    imp: &hf::Imported,
+    hf_w: &BTreeMap<String, Tensor>,
+    f: Forward,
+    backend: &dyn Backend,
+    max_new: usize,
+) {
     let spec = weft_dsl::check_source(&imp.spec).unwrap();
     let params: ParamStore = imp.weights.clone().into_iter().collect();
-    let cpu = CpuBackend::new();
     let prompt = [3u32, 17, 8];
-    let cached = generate::greedy(&spec, &params, &cpu, &prompt, 8, true).unwrap();
-    let uncached = generate::greedy(&spec, &params, &cpu, &prompt, 8, false).unwrap();
-    assert_eq!(cached.len(), 8);
-    assert_eq!(cached, uncached);
-    // And both follow the reference model's argmax.
+    let cached =
+        generate::greedy_with_logits(&spec, &params, backend, &prompt, max_new, true).unwrap();
+    let uncached =
+        generate::greedy_with_logits(&spec, &params, backend, &prompt, max_new, false).unwrap();
+    assert_eq!(cached.tokens.len(), max_new, "{what}");
+    assert_eq!(cached.tokens, uncached.tokens, "{what}");
     let mut seq: Vec<usize> = prompt.iter().map(|&t| t as usize).collect();
-    for &t in &cached {
-        let logits = llama_reference(&hf_w, &seq);
-        let last = logits.last().unwrap();
-        let best = (0..VOCAB).fold(0, |b, i| if last[i] > last[b] { i } else { b });
-        assert_eq!(t as usize, best);
+    for (i, &t) in cached.tokens.iter().enumerate() {
+        let want = f(hf_w, &seq).pop().unwrap();
+        for (name, got) in [
+            ("cached", &cached.logits[i]),
+            ("uncached", &uncached.logits[i]),
+        ] {
+            let got = Tensor::f32(&[1, 1, VOCAB], got.clone());
+            assert_matches_reference(
+                &format!("{what} {name} step {i}"),
+                &got,
+                &[vec![want.clone()]],
+            );
+        }
+        let best = (0..VOCAB).fold(0, |b, i| if want[i] > want[b] { i } else { b });
+        assert_eq!(t as usize, best, "{what} step {i}");
         seq.push(best);
+    }
+}
+
+#[test]
+fn greedy_generation_is_the_same_with_and_without_the_cache() {
+    for (tag, config, tensors, f) in [
+        (
+            "gpt2",
+            gpt2_config(),
+            gpt2_tensors(12),
+            gpt2_reference as Forward,
+        ),
+        (
+            "llama",
+            llama_config(),
+            llama_tensors(10),
+            llama_reference as Forward,
+        ),
+    ] {
+        let dir = temp_dir(&format!("generate-{tag}"));
+        write_checkpoint(&dir, &config, &tensors, false);
+        let imp = hf::import_dir(&dir, "m").unwrap();
+        // On the CPU up to the full context; on wgpu fewer steps, since the uncached path
+        // compiles a new graph for every length.
+        let cpu = CpuBackend::new();
+        assert_generation_agrees(&format!("{tag} cpu"), &imp, &tensors, f, &cpu, CTX - 3);
+        if let Some(gpu) = wgpu_support::gpu_or_skip() {
+            assert_generation_agrees(&format!("{tag} wgpu"), &imp, &tensors, f, gpu, 6);
+        }
     }
 }

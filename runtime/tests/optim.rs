@@ -56,13 +56,14 @@ fn adamw_matches_hand_computed_steps() {
         weight_decay: 0.01,
     };
     let mut opt = Optimizer::new(OptimizerConfig::Adamw(cfg.clone()));
-    let mut params = store(&[("w", &[2], vec![1.0, -2.0])]);
+    // A matrix: weight decay applies to matrices, not to gains and biases.
+    let mut params = store(&[("w", &[1, 2], vec![1.0, -2.0])]);
     let gseq = [[0.5, -1.0], [0.25, 2.0], [-0.5, 0.1], [1.0, 1.0]];
     let mut got = [vec![], vec![]];
     for g in &gseq {
         opt.step(
             &mut params,
-            &grads(&[("w", &[2], g.map(|x| x as f32).to_vec())]),
+            &grads(&[("w", &[1, 2], g.map(|x| x as f32).to_vec())]),
             cfg.lr,
         )
         .unwrap();
@@ -89,7 +90,7 @@ fn adamw_matches_hand_computed_steps() {
         }
     }
     assert_eq!(opt.steps_taken(), 4);
-    assert_eq!(opt.state().m["w"].shape, vec![2]);
+    assert_eq!(opt.state().m["w"].shape, vec![1, 2]);
 }
 
 #[test]
@@ -117,8 +118,8 @@ fn sgd_momentum_and_l2_decay_follow_pytorch() {
         momentum: 0.0,
         weight_decay: 0.1,
     }));
-    let mut params = store(&[("w", &[1], vec![2.0])]);
-    opt.step(&mut params, &grads(&[("w", &[1], vec![0.0])]), 0.5)
+    let mut params = store(&[("w", &[1, 1], vec![2.0])]);
+    opt.step(&mut params, &grads(&[("w", &[1, 1], vec![0.0])]), 0.5)
         .unwrap();
     assert!(close(
         params["w"].as_f32().unwrap()[0] as f64,

@@ -451,14 +451,15 @@ fn programs_run_by_name_and_unimplemented_ones_say_so() {
         matches!(&e, ProbeError::Model(msg) if msg.contains("gain: trainable")),
         "{e}"
     );
+    // Every probe of the language is implemented; a name the library does not know says so.
     let mut unimplemented = s.programs[0].call.clone();
-    unimplemented.name = "final_layer".into();
+    unimplemented.name = "no_such_probe".into();
     let e = run_program(&m, &unimplemented, 0).unwrap_err();
     assert!(
-        matches!(&e, ProbeError::NotImplemented(n) if n == "final_layer"),
+        matches!(&e, ProbeError::NotImplemented(n) if n == "no_such_probe"),
         "{e}"
     );
-    assert!(e.to_string().contains("`final_layer`"));
+    assert!(e.to_string().contains("`no_such_probe`"));
     // Batch-ICL needs a label-mapping source: a clear error, not a panic.
     let mut call = s.programs[0].call.clone();
     call.name = "batch_icl".into();
@@ -499,7 +500,7 @@ fn narrowed(path: &str) -> weft_dsl::Checked {
 }
 
 #[test]
-fn every_example_program_runs_or_names_itself_as_not_implemented() {
+fn every_example_program_runs() {
     let dir = format!("{}/../examples", env!("CARGO_MANIFEST_DIR"));
     let mut ran = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -519,7 +520,6 @@ fn every_example_program_runs_or_names_itself_as_not_implemented() {
                     assert!(json.is_object(), "{name}: {}", prog.name);
                     ran += 1;
                 }
-                Err(ProbeError::NotImplemented(probe)) => assert_eq!(probe, prog.call.name),
                 Err(e) => panic!("{name}: program {} ({}): {e}", prog.name, prog.call.name),
             }
         }

@@ -56,6 +56,7 @@ fn run(src: &str, out: &Path, steps: Option<u64>, resume: bool) -> TrainReport {
         seed: Some(3),
         resume,
         stop: None,
+        init: None,
         on_log: &mut on_log,
     };
     train(&spec, src, &CpuBackend::new(), opts).unwrap()
@@ -215,6 +216,7 @@ fn only_selected_change(example: &str, selected: impl Fn(&str) -> bool) {
         steps: Some(3),
         seed: Some(3),
         resume: false,
+        init: None,
         stop: None,
         on_log: &mut on_log,
     };
@@ -333,6 +335,7 @@ fn divergence_stops_naming_where_and_keeps_the_last_good_checkpoint() {
         steps: None,
         seed: Some(3),
         resume: false,
+        init: None,
         stop: None,
         on_log: &mut on_log,
     };
@@ -359,4 +362,87 @@ fn divergence_stops_naming_where_and_keeps_the_last_good_checkpoint() {
         .params
         .values()
         .all(|t| t.to_f64_vec().iter().all(|x| x.is_finite())));
+}
+
+/// `extend_vocab` grows the model's vocabulary: every parameter with a vocabulary axis gets
+/// the new rows, starting at the mean of the old ones, and training from a checkpoint of the
+/// unextended model (`init`) keeps the old rows. `masked_thought(replace: mask)` then feeds
+/// the new `<mask>` id.
+#[test]
+fn extend_vocab_adds_mean_rows_and_starts_from_smaller_weights() {
+    let base = COPY.replace("steps = 150", "steps = 1");
+    let grown = base
+        .replace("data = copy_task(len: 12)", "data = copy_task(len: 12)\n  transforms = [extend_vocab([\"<mask>\"]), masked_thought(p: 0.5, replace: mask)]")
+        // A vanishing lr: one step leaves every weight as it was, bit for bit.
+        .replace("adamw(lr: 3e-3)", "sgd(lr: 1e-30)");
+    let small = run(&base, &tmpdir("vocab_small"), Some(1), false);
+    let spec = weft_dsl::check_source(&grown).unwrap();
+    let mut on_log = |_: &StepMetrics, _: u64| {};
+    let r = train(
+        &spec,
+        &grown,
+        &CpuBackend::new(),
+        TrainOptions {
+            out: tmpdir("vocab_grown"),
+            spec_dir: PathBuf::from("."),
+            steps: Some(1),
+            seed: Some(3),
+            resume: false,
+            stop: None,
+            init: Some(&small.params),
+            on_log: &mut on_log,
+        },
+    )
+    .unwrap();
+    let mut grown_tensors = 0;
+    for (name, old) in &small.params {
+        let new = &r.params[name];
+        let Some(axis) = (0..old.shape.len()).find(|&a| old.shape[a] != new.shape[a]) else {
+            assert_eq!(bits_of(old), bits_of(new), "`{name}` changed with lr 1e-30");
+            continue;
+        };
+        grown_tensors += 1;
+        assert_eq!((old.shape[axis], new.shape[axis]), (32, 33), "`{name}`");
+        let (o, n) = (old.to_f64_vec(), new.to_f64_vec());
+        let inner: usize = old.shape[axis + 1..].iter().product();
+        let outer: usize = old.shape[..axis].iter().product();
+        for out in 0..outer {
+            for i in 0..inner {
+                let at = |v: &[f64], rows: usize, r: usize| v[(out * rows + r) * inner + i];
+                let mean = (0..32).map(|r| at(&o, 32, r)).sum::<f64>() / 32.0;
+                assert!(
+                    (at(&n, 33, 32) - mean).abs() < 1e-6,
+                    "`{name}` new row is not the mean"
+                );
+                assert_eq!(at(&n, 33, 5), at(&o, 32, 5), "`{name}` old row changed");
+            }
+        }
+    }
+    assert!(grown_tensors >= 1, "no parameter grew with the vocabulary");
+}
+
+/// Weight decay shrinks matrices but leaves gains (rank-1 tensors) alone.
+#[test]
+fn weight_decay_spares_gains_and_biases() {
+    let src = COPY.replace("adamw(lr: 3e-3)", "sgd(lr: 0.5, weight_decay: 0.5)");
+    // With the loss's gradient present, compare the decayed update against the undecayed one.
+    let decayed = run(&src, &tmpdir("wd_on"), Some(1), false);
+    let plain = run(
+        &src.replace("weight_decay: 0.5", "weight_decay: 0.0"),
+        &tmpdir("wd_off"),
+        Some(1),
+        false,
+    );
+    for (name, t) in &decayed.params {
+        let same = bits_of(&decayed.params[name]) == bits_of(&plain.params[name]);
+        if t.shape.len() >= 2 {
+            assert!(!same, "matrix `{name}` was not decayed");
+        } else {
+            assert!(same, "rank-1 `{name}` was decayed");
+        }
+    }
+}
+
+fn bits_of(t: &weft_runtime::Tensor) -> Vec<u32> {
+    t.to_f32_vec().iter().map(|x| x.to_bits()).collect()
 }

@@ -16,6 +16,8 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     pub out: Option<PathBuf>,
     pub resume: bool,
+    /// Initial weights (safetensors) instead of the seeded initialisation.
+    pub init: Option<PathBuf>,
 }
 
 pub fn train(a: &TrainArgs) -> ExitCode {
@@ -30,6 +32,14 @@ pub fn train(a: &TrainArgs) -> ExitCode {
             .unwrap_or_else(|| "run".into());
         PathBuf::from("runs").join(stem)
     });
+    let init = match a.init.as_deref().map(weft_runtime::tensor_file::load) {
+        None => None,
+        Some(Ok(w)) => Some(w.into_iter().collect::<weft_runtime::ParamStore>()),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (backend, which) = match weft_runtime::select_backend(&a.backend) {
         Ok(b) => b,
         Err(e) => {
@@ -69,6 +79,7 @@ pub fn train(a: &TrainArgs) -> ExitCode {
             steps: a.steps,
             seed: a.seed,
             resume: a.resume,
+            init: init.as_ref(),
             stop: Some(&stop),
             on_log: &mut on_log,
         },

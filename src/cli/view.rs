@@ -10,7 +10,9 @@ pub fn view(path: &Path, tab: Option<&str>, size: Option<&str>) -> ExitCode {
         None => None,
         Some((_, Some(t))) => Some(t),
         Some((t, None)) => {
-            eprintln!("error: unknown tab `{t}` (curves, attention, heads, routing, model)");
+            eprintln!(
+                "error: unknown tab `{t}` (curves, attention, heads, routing, programs, model)"
+            );
             return ExitCode::FAILURE;
         }
     };

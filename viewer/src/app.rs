@@ -4,7 +4,7 @@
 use crate::cache::Caches;
 use crate::data::{RunWatcher, Snapshot, Source};
 use crate::panels::{self, attention::AttentionView, curves::CurvesView, head_tables::HeadsView};
-use crate::panels::{model::ModelView, routing::RoutingView, Tab};
+use crate::panels::{model::ModelView, programs::ProgramsView, routing::RoutingView, Tab};
 use eframe::egui;
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +17,7 @@ pub struct ViewState {
     pub attention: AttentionView,
     pub heads: HeadsView,
     pub routing: RoutingView,
+    pub programs: ProgramsView,
     pub model: ModelView,
 }
 
@@ -29,8 +30,12 @@ impl ViewState {
                 Tab::Curves
             } else if !snap.traces.steps(trace_kind::ATTENTION).is_empty() {
                 Tab::Attention
-            } else if !snap.traces.steps(trace_kind::ROUTING).is_empty() {
+            } else if !snap.traces.steps(trace_kind::ROUTING).is_empty()
+                || !snap.traces.steps(trace_kind::BASE_ROUTING).is_empty()
+            {
                 Tab::Routing
+            } else if !snap.programs.is_empty() {
+                Tab::Programs
             } else {
                 Tab::Model
             }
@@ -41,6 +46,7 @@ impl ViewState {
             attention: AttentionView::default(),
             heads: HeadsView::default(),
             routing: RoutingView::default(),
+            programs: ProgramsView::default(),
             model: ModelView::default(),
         }
     }
@@ -79,10 +85,11 @@ pub fn window(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, state: &m
             });
     }
     egui::CentralPanel::default().show(ui, |ui| match state.tab {
-        Tab::Curves => panels::curves::show(ui, snap, &mut state.curves),
+        Tab::Curves => panels::curves::show(ui, snap, caches, &mut state.curves),
         Tab::Attention => panels::attention::show(ui, snap, caches, &mut state.attention),
         Tab::Heads => panels::head_tables::show(ui, snap, caches, &mut state.heads),
         Tab::Routing => panels::routing::show(ui, snap, caches, &mut state.routing),
+        Tab::Programs => panels::programs::show(ui, snap, &mut state.programs),
         Tab::Model => panels::model::show(ui, snap, &mut state.model),
     });
 }

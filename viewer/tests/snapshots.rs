@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{gpu_or_skip, harness, App};
+use common::{copy_dir, fixture, gpu_or_skip, harness, App};
 use egui_kittest::SnapshotOptions;
 use std::path::PathBuf;
 use weft_viewer::synthetic::Synthetic;
@@ -115,5 +115,107 @@ fn problems_are_shown_in_the_window() {
         .iter()
         .any(|(f, _)| f.contains("layers.1")));
     h.snapshot_options("problems", &options());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A copy of `tests/fixtures/{name}` at a fixed path (drawn in the header).
+fn fixture_dir(tag: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weft-viewer-snap-{tag}"));
+    copy_dir(&fixture(name), &d);
+    d
+}
+
+/// The Programs tab on real `weft run` results (a directory with only `programs/`, as
+/// `weft run --out DIR` leaves it), showing `file`.
+fn check_program(file: &str, name: &str) {
+    if !gpu_or_skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join("weft-viewer-snap-programs");
+    copy_dir(&fixture("programs"), &dir.join("programs"));
+    let mut app = App::open(&dir, Tab::Programs);
+    app.view.programs.selected = Some(file.into());
+    let mut h = harness(app, SIZE);
+    h.run();
+    h.snapshot_options(name, &options());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn programs_panel_attention_distance() {
+    check_program("distance.json", "programs_distance");
+}
+
+#[test]
+fn programs_panel_batch_icl() {
+    check_program("sweep.json", "programs_batch_icl");
+}
+
+#[test]
+fn programs_panel_icl_orders() {
+    check_program("orders.json", "programs_icl_orders");
+}
+
+#[test]
+fn programs_panel_length_sweep() {
+    check_program("length_sweep.synthetic.json", "programs_length_sweep");
+}
+
+#[test]
+fn programs_panel_final_layer_table() {
+    check_program("final_layer.synthetic.json", "programs_final_layer");
+}
+
+#[test]
+fn programs_panel_draws_every_file_and_malformed_ones() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("weft-viewer-programs-all-{}", std::process::id()));
+    copy_dir(&fixture("programs"), &dir.join("programs"));
+    std::fs::write(dir.join("programs/torn.json"), b"{\"program\": ").unwrap();
+    std::fs::write(
+        dir.join("programs/short.json"),
+        br#"{"program": "s", "probe": "length_sweep", "result": {"lengths": [1], "accuracy": []}}"#,
+    )
+    .unwrap();
+    let app = App::open(&dir, Tab::Programs);
+    let files: Vec<String> = app.snap.programs.iter().map(|e| e.file.clone()).collect();
+    assert_eq!(files.len(), 11);
+    let mut h = harness(app, SIZE);
+    for f in files {
+        h.state_mut().view.programs.selected = Some(f);
+        h.run();
+    }
+    // Keyboard: ↓ moves to the next layer of the distance plot.
+    h.state_mut().view.programs.selected = Some("distance.json".into());
+    h.run();
+    h.key_press(weft_viewer::eframe::egui::Key::ArrowDown);
+    h.run();
+    assert_eq!(h.state().view.programs.layer, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn routing_panel_moice_bases() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let dir = fixture_dir("moice", "moice_run");
+    let mut h = harness(App::open(&dir, Tab::Routing), SIZE);
+    h.run();
+    h.snapshot_options("routing_moice", &options());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn curves_panel_dricl_demonstrations() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let dir = fixture_dir("dricl", "dricl_run");
+    let mut h = harness(App::open(&dir, Tab::Curves), SIZE);
+    h.run();
+    h.snapshot_options("curves_dricl", &options());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,10 +3,11 @@
 //!
 //! Hook points under `{layer}.attn`: `q`, `k`, `v` `[B,H,T,d]` (before rotation; k/v with
 //! kv_heads), and, when captured, `scores` and `pattern` `[B,H,T,T]` and `result`
-//! `[B,T,H,D]` (each head's output after its slice of W_O).
+//! `[B,T,H,D]` (each head's output after its slice of W_O). In a decode step (`decode.rs`)
+//! `T` is the new tokens and scores/pattern are `[B,H,T,capacity+T]`.
 
 use super::block::Frame;
-use super::rotary;
+use super::{decode, rotary};
 use super::{Lowerer, Result};
 use crate::ir::{
     AttentionMask, AttentionRule, AttentionWeights, ConstValue, DType, Init, RopeLayout, ValueId,
@@ -46,9 +47,14 @@ pub(crate) fn attention(
 ) -> Result<ValueId> {
     let h = Heads::of(l, call);
     let bias = call.bool("bias").unwrap_or(false);
-    let (q, k, v) = project_qkv(l, site, &h, bias, x)?;
+    let (q, k, v) = project_qkv(l, site, &h, qkv_bias(call), x)?;
     let y = core(l, f, site, call, &h, q, k, v)?;
     output(l, f, site, call, &h, bias, y)
+}
+
+/// Whether q, k and v get biases: `bias` (all four projections) or `qkv_bias` (not o).
+pub(crate) fn qkv_bias(call: &CallValue) -> bool {
+    call.bool("bias").unwrap_or(false) || call.bool("qkv_bias").unwrap_or(false)
 }
 
 /// `x @ W` reshaped to heads: `[B,T,D] → [B,n,T,d]`.
@@ -165,10 +171,20 @@ pub(crate) fn core(
     l.hook(&format!("{hp}.q"), q);
     l.hook(&format!("{hp}.k"), k);
     l.hook(&format!("{hp}.v"), v);
-    let k = repeat_kv(l, k, h.heads)?;
-    let v = repeat_kv(l, v, h.heads)?;
+    let decoding = l.opts.decode.is_some();
+    // A decode step keeps kv heads unrepeated: its attention groups the query heads instead.
+    let (k, v) = if decoding {
+        decode::extend_kv(l, &hp, k, v)?
+    } else {
+        (repeat_kv(l, k, h.heads)?, repeat_kv(l, v, h.heads)?)
+    };
     let r = rule(l, call, h.head_dim);
-    let seg = segment_input(l, r.mask);
+    let seg = if decoding {
+        decode::check_mask(r.mask)?;
+        None
+    } else {
+        segment_input(l, r.mask)
+    };
     let pos = call.get("position").and_then(Value::as_call).cloned();
     let tables = pos.as_ref().and_then(|p| rotary::tables(p, h.head_dim));
     let layout = match pos.as_ref().and_then(|p| p.name_arg("layout")) {
@@ -183,14 +199,19 @@ pub(crate) fn core(
     let Some(tables) = tables else {
         return weights(l, &hp, r, q, k, v, seg, drop);
     };
-    let t = l.opts.seq;
-    let positions = l.g.iota(&[t], 0, DType::I32)?;
+    let (q_pos, k_pos) = if decoding {
+        let s = decode::state(l)?;
+        (s.q_pos, s.k_pos)
+    } else {
+        let p = l.g.iota(&[l.opts.seq], 0, DType::I32)?;
+        (p, p)
+    };
     let mut rotated = Vec::new();
     for table in &tables {
         let freqs =
             l.g.constant(ConstValue::F32(table.clone()), &[h.head_dim / 2])?;
-        let qr = l.g.rope(q, freqs, positions, layout)?;
-        let kr = l.g.rope(k, freqs, positions, layout)?;
+        let qr = l.g.rope(q, freqs, q_pos, layout)?;
+        let kr = l.g.rope(k, freqs, k_pos, layout)?;
         rotated.push((qr, kr));
     }
     if tables.len() == 1 && pos.as_ref().is_none_or(|p| p.get("router").is_none()) {
@@ -224,6 +245,9 @@ fn weights(
     seg: Option<ValueId>,
     drop: f64,
 ) -> Result<ValueId> {
+    if l.opts.decode.is_some() {
+        return decode::attention(l, hp, r, q, k, v, drop);
+    }
     if l.wants(&format!("{hp}.scores")) {
         let s = l.g.matmul_t(q, k, false, true)?;
         let scale = l.g.scalar(r.scale);

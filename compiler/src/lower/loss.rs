@@ -156,6 +156,11 @@ fn segment_nll(l: &mut Lowerer, ce: ValueId, call: &CallValue) -> Result<ValueId
         Some(rw) => advantage(l, means, present, rw)?,
         None => present,
     };
+    // Per-demonstration views for run traces (docs/parameters.md): ℓ_k, answer tokens per
+    // segment (0 = absent) and the (detached) weight, each `[B,1,K]`.
+    l.hook("loss.segment_nll", means);
+    l.hook("loss.segment_tokens", counts);
+    l.hook("loss.weights", weights);
     let wl = l.g.mul(weights, means)?;
     let num = l.g.sum(wl, 2, false)?; // [B,1]
     let nseg = l.g.sum(present, 2, false)?;

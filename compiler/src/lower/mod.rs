@@ -10,6 +10,7 @@
 
 mod attention;
 mod block;
+mod decode;
 mod ffn;
 pub mod glob;
 mod loss;
@@ -40,6 +41,9 @@ pub struct LowerOptions {
     /// Training mode: `dropout(...)` and `attention(dropout: p)` become multiplications by
     /// mask inputs (see [`dropout_inputs`]); otherwise dropout is the identity.
     pub dropout: bool,
+    /// Incremental decoding against a key/value cache: `seq` is then the number of *new*
+    /// tokens, which follow the cached ones (see [`Decode`]).
+    pub decode: Option<Decode>,
 }
 
 impl LowerOptions {
@@ -51,9 +55,44 @@ impl LowerOptions {
             capture: Vec::new(),
             trainable: vec!["*".into()],
             dropout: false,
+            decode: None,
+        }
+    }
+
+    /// A decode step: `seq` new tokens after up to `capacity` cached positions.
+    pub fn decode(batch: usize, seq: usize, capacity: usize) -> Self {
+        LowerOptions {
+            decode: Some(Decode { capacity }),
+            ..LowerOptions::new(batch, seq)
         }
     }
 }
+
+/// A decode-step graph (`LowerOptions::decode`) runs only the new tokens. Its extra inputs:
+///
+/// - [`DECODE_PAST`] (i32 `[1]`): how many positions are cached (`P`); the new tokens sit at
+///   absolute positions `P .. P+seq` (for RoPE/HoPE/MoICE rotations and learned positions).
+/// - for every attention, `{hook}.past_k` and `{hook}.past_v` (f32 `[B, kv_heads, capacity, d]`,
+///   where `{hook}` is the attention's hook prefix, e.g. `layers.0.attn`): the keys and values
+///   of positions `0 .. P` in slots `0 .. P`, as the hooks `{hook}.k` / `{hook}.v` report them
+///   (before rotation); slots from `P` on are ignored.
+///
+/// Its hooks `{hook}.k` / `{hook}.v` are the new tokens' keys and values `[B, kv_heads, seq, d]`,
+/// which the caller writes into slots `P .. P+seq`. The capacity is fixed so one compiled graph
+/// serves every step. Rules that need later or sequence-wide context (bidirectional, document
+/// and turn masks) are refused with an error saying "kv cache not supported".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decode {
+    /// Cache slots per attention: the largest number of past positions a step may see.
+    pub capacity: usize,
+}
+
+/// Input of a decode-step graph holding the number of cached positions.
+pub const DECODE_PAST: &str = "decode.past";
+
+/// Suffixes of a decode-step graph's cache inputs (`{hook}.past_k`, `{hook}.past_v`); the
+/// hooks `{hook}.k` and `{hook}.v` give the values to cache.
+pub const PAST_KV: [(&str, &str); 2] = [(".past_k", ".k"), (".past_v", ".v")];
 
 /// The dropout mask inputs of a graph lowered with `dropout: true`, with their drop
 /// probability. Each is named `dropout[p].SITE`; the trainer fills it with `0` (dropped) or
@@ -74,7 +113,8 @@ pub fn dropout_inputs(g: &Graph) -> Vec<(String, f32)> {
 pub type Result<T> = std::result::Result<T, IrError>;
 
 /// Lowers the model (and, with `with_loss`, its objective) to one graph with outputs
-/// `logits` `[B,T,V]`, and `loss` plus one `aux.NAME` per auxiliary loss.
+/// `logits` `[B,T,V]`, and `loss` plus one `aux.NAME` per auxiliary loss. With
+/// `opts.decode`, a decode step over the new tokens only (see [`Decode`]).
 pub fn lower(spec: &Checked, opts: &LowerOptions) -> Result<Graph> {
     let mut l = Lowerer::new(spec, opts);
     let logits = l.forward(None)?;
@@ -99,6 +139,10 @@ pub(crate) struct Lowerer<'a> {
     /// Hook-name prefix of the current forward pass ("" for the main view).
     pub view_prefix: String,
     hooks_seen: BTreeSet<String>,
+    /// Positions shared by a decode step's attentions, built on first use.
+    pub(crate) decode_state: Option<decode::State>,
+    /// Hook prefixes that already have cache inputs (two attentions may not share one).
+    pub(crate) cache_sites: BTreeSet<String>,
 }
 
 impl<'a> Lowerer<'a> {
@@ -111,6 +155,8 @@ impl<'a> Lowerer<'a> {
             mask_override: None,
             view_prefix: String::new(),
             hooks_seen: BTreeSet::new(),
+            decode_state: None,
+            cache_sites: BTreeSet::new(),
         }
     }
 
@@ -184,17 +230,30 @@ impl<'a> Lowerer<'a> {
             self.dim("vocab"),
         );
         let ctx = self.dim("ctx");
-        if t > ctx {
+        // A decode step's positions run up to capacity + seq − 1.
+        let past = self.opts.decode.map_or(0, |dec| dec.capacity);
+        if past + t > ctx {
             return Err(IrError::Builder(format!(
-                "sequence length {t} exceeds the model's ctx = {ctx}"
+                "sequence length {} exceeds the model's ctx = {ctx}",
+                past + t
             )));
+        }
+        if self.opts.decode.is_some() && self.opts.with_loss {
+            return Err(IrError::Builder(
+                "a decode step has no training objective (with_loss)".into(),
+            ));
         }
         let tokens = self.tokens();
         let table = self.weight("embed.weight", &[v, d]);
         let mut x = self.g.gather(table, tokens)?;
         if model.setting("position").and_then(Value::as_name) == Some("learned") {
             let pos = self.weight("pos_embed.weight", &[ctx, d]);
-            let pos = self.g.slice(pos, 0, 0, t)?;
+            let pos = if self.opts.decode.is_some() {
+                let at = decode::state(self)?.q_pos;
+                self.g.gather(pos, at)?
+            } else {
+                self.g.slice(pos, 0, 0, t)?
+            };
             x = self.g.add(x, pos)?;
         }
         self.hook("embed", x);
@@ -207,7 +266,8 @@ impl<'a> Lowerer<'a> {
             .and_then(Value::as_name)
             .unwrap_or("rms_norm")
             .to_string();
-        x = ffn::norm(self, &final_norm, "final_norm", x, None)?;
+        let eps = model.setting("final_norm_eps").and_then(Value::as_f64);
+        x = ffn::norm(self, &final_norm, "final_norm", x, eps)?;
         self.hook("final_norm", x);
         let logits = if model.setting("tie_embeddings").and_then(Value::as_bool) == Some(true) {
             let table = self.weight("embed.weight", &[v, d]);

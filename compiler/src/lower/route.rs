@@ -97,7 +97,8 @@ pub(crate) fn route(
         let (mut q, mut kk, mut v) = (None, None, None);
         for (j, &input) in inputs.iter().enumerate() {
             let msite = format!("{}.{pool_name}.{j}.attn", f.prefix);
-            let (qj, kj, vj) = attention::project_qkv(l, &msite, &h, bias, input)?;
+            let (qj, kj, vj) =
+                attention::project_qkv(l, &msite, &h, attention::qkv_bias(&module), input)?;
             let s = sel(l, chosen, j)?; // [B,T,1] → [B,1,T,1]: unweighted sum of chosen modules
             let s = l.g.reshape(s, &[b, 1, t, 1])?;
             let (qj, kj, vj) = (l.g.mul(qj, s)?, l.g.mul(kj, s)?, l.g.mul(vj, s)?);

@@ -1,7 +1,7 @@
 //! Rules beyond types: divisibility, table lengths, pool and router consistency, value
 //! ranges. Each reports at the argument that breaks it.
 
-use super::eval::{Eval, Scope};
+use super::eval::{Binding, Eval, Scope};
 use super::value::{CallValue, Value};
 use super::ModelInfo;
 use crate::ast::Arg;
@@ -45,6 +45,20 @@ pub fn model_rules(
                 .help("grouped-query attention shares each key/value head among heads / kv_heads query heads"),
         );
         ok = false;
+    }
+    if let Some(Binding::Const(v, _)) = scope.get("final_norm_eps") {
+        let eps = v.as_f64().unwrap_or(0.0);
+        if eps <= 0.0 {
+            ev.error(
+                Diagnostic::new(
+                    "bad-value",
+                    at("final_norm_eps"),
+                    format!("`final_norm_eps` must be positive, not {eps}"),
+                )
+                .label("must be > 0"),
+            );
+            ok = false;
+        }
     }
     ok
 }

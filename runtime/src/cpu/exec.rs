@@ -14,7 +14,7 @@ use super::shape_ops;
 use super::value::{map_value, Value};
 use crate::backend::{HookSelection, Outputs, ParamStore};
 use crate::error::RunError;
-use crate::replace::{splice, Intervention, Region};
+use crate::replace::{resolve_all, splice, Intervention, Region};
 use crate::tensor::{Tensor, TensorData};
 use std::collections::HashMap;
 use weft_compiler::ir::{verify, ConstValue, DType, Graph, Op, ValueId};
@@ -104,35 +104,23 @@ struct Patch<T> {
     with_shape: Vec<usize>,
 }
 
-/// Resolves every replacement against the graph, grouped by the node it overwrites (in the
-/// order given), so errors surface before any work is done.
+/// Resolves every replacement against the graph ([`resolve_all`]), grouped by the node it
+/// overwrites (in the order given), so errors surface before any work is done.
 fn patches<T: CpuReal>(
     g: &Graph,
     replace: &[Intervention],
 ) -> Result<HashMap<usize, Vec<Patch<T>>>, RunError> {
     let mut out: HashMap<usize, Vec<Patch<T>>> = HashMap::new();
-    for r in replace {
-        let v = g.hook(r.name()).ok_or_else(|| RunError::UnknownHook {
-            name: r.name().into(),
+    for r in resolve_all(g, replace)? {
+        let with = r.intervention.with();
+        let values = T::from_data(&with.data).ok_or_else(|| RunError::Replacement {
+            name: r.intervention.name().into(),
+            msg: format!("replacement is {}, expected f32", with.dtype_name()),
         })?;
-        if g.dtype(v) != DType::F32 {
-            return Err(RunError::Replacement {
-                name: r.name().into(),
-                msg: format!(
-                    "the hook point holds {}, only f32 values can be replaced",
-                    g.dtype(v)
-                ),
-            });
-        }
-        let region = r.resolve(g.shape(v))?;
-        let with = T::from_data(&r.with().data).ok_or_else(|| RunError::Replacement {
-            name: r.name().into(),
-            msg: format!("replacement is {}, expected f32", r.with().dtype_name()),
-        })?;
-        out.entry(v.index()).or_default().push(Patch {
-            region,
-            with,
-            with_shape: r.with().shape.clone(),
+        out.entry(r.value.index()).or_default().push(Patch {
+            region: r.region,
+            with: values,
+            with_shape: with.shape.clone(),
         });
     }
     Ok(out)

@@ -172,7 +172,9 @@ impl Arithmetic {
             ArithmeticLevel::Tokens => T_SEMI,
         };
         let start = answer.iter().rposition(|&t| t == semi).map_or(0, |i| i + 1);
-        answer[start..answer.len().saturating_sub(1)].to_vec()
+        // A generated answer may end in `;` (nothing after the last step): no result then.
+        let end = answer.len().saturating_sub(1).max(start);
+        answer[start..end].to_vec()
     }
 
     /// The sample of `problem`: prompt (turn 0) then answer (segment 0, turn 1).

@@ -9,8 +9,20 @@ use std::path::Path;
 pub enum Arch {
     /// `GPT2LMHeadModel`: learned positions, LayerNorm, fused `c_attn`, Conv1D `[in, out]`.
     Gpt2,
-    /// `LlamaForCausalLM`: RoPE (half layout), RMSNorm, SwiGLU, GQA, `nn.Linear` `[out, in]`.
+    /// `LlamaForCausalLM` (and Mistral, Qwen2): RoPE (half layout), RMSNorm, SwiGLU, GQA,
+    /// `nn.Linear` `[out, in]`.
     Llama,
+}
+
+/// Which attention projections carry biases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnBias {
+    /// None (Llama, Mistral).
+    None,
+    /// q, k and v but not o (Qwen2): weft's `qkv_bias: true`.
+    Qkv,
+    /// All four (GPT-2; Llama with `attention_bias: true`): weft's `bias: true`.
+    All,
 }
 
 /// The settings weft needs from `config.json`, one struct for both families.
@@ -31,6 +43,7 @@ pub struct HfConfig {
     /// `rope_theta` (Llama).
     pub rope_theta: f64,
     pub tie_embeddings: bool,
+    pub attn_bias: AttnBias,
 }
 
 impl HfConfig {
@@ -56,11 +69,14 @@ impl HfConfig {
             .unwrap_or_default();
         let arch = if model_type == "gpt2" || archs.contains("GPT2") {
             Arch::Gpt2
-        } else if matches!(model_type, "llama" | "mistral") || archs.contains("Llama") {
+        } else if matches!(model_type, "llama" | "mistral" | "qwen2")
+            || archs.contains("Llama")
+            || archs.contains("Qwen2")
+        {
             Arch::Llama
         } else {
             return Err(HfError::new(format!(
-                "model_type `{model_type}` is not supported (weft imports `gpt2` and `llama`)"
+                "model_type `{model_type}` is not supported (weft imports `gpt2`, `llama`, `mistral` and `qwen2`)"
             )));
         };
         match arch {
@@ -133,6 +149,7 @@ fn gpt2(o: &Map<String, Value>) -> Result<HfConfig> {
         eps: num_or(o, "layer_norm_epsilon", 1e-5)?,
         rope_theta: 10000.0,
         tie_embeddings: true,
+        attn_bias: AttnBias::All,
     })
 }
 
@@ -154,20 +171,38 @@ fn llama(o: &Map<String, Value>) -> Result<HfConfig> {
             "hidden_act `{act}` is not supported (Llama's SwiGLU uses silu)"
         )));
     }
-    for key in ["rope_scaling", "sliding_window"] {
-        if o.get(key).is_some_and(|v| !v.is_null()) {
-            return Err(HfError::new(format!(
-                "`{key}` is set; weft imports plain RoPE without it"
-            )));
-        }
+    // Qwen2 configs always carry a `sliding_window` size; `use_sliding_window` says whether
+    // it applies.
+    let qwen2 = o.get("model_type").and_then(Value::as_str) == Some("qwen2")
+        || o.get("architectures")
+            .is_some_and(|a| a.to_string().contains("Qwen2"));
+    let window = if qwen2 {
+        o.get("use_sliding_window").and_then(Value::as_bool) == Some(true)
+    } else {
+        o.get("sliding_window").is_some_and(|v| !v.is_null())
+    };
+    if window {
+        return Err(HfError::new(
+            "`sliding_window` is set; weft imports full causal attention without it",
+        ));
     }
-    for key in ["attention_bias", "mlp_bias"] {
-        if o.get(key).and_then(Value::as_bool) == Some(true) {
-            return Err(HfError::new(format!(
-                "`{key}` = true is not supported for Llama imports"
-            )));
-        }
+    if o.get("rope_scaling").is_some_and(|v| !v.is_null()) {
+        return Err(HfError::new(
+            "`rope_scaling` is set; weft imports plain RoPE without it",
+        ));
     }
+    if o.get("mlp_bias").and_then(Value::as_bool) == Some(true) {
+        return Err(HfError::new(
+            "`mlp_bias` = true is not supported for Llama imports",
+        ));
+    }
+    let attn_bias = if o.get("attention_bias").and_then(Value::as_bool) == Some(true) {
+        AttnBias::All
+    } else if qwen2 {
+        AttnBias::Qkv
+    } else {
+        AttnBias::None
+    };
     let head_dim = match o.get("head_dim") {
         None | Some(Value::Null) => divisible(dim, heads, "hidden_size")?,
         Some(_) => int(o, "head_dim")?,
@@ -188,6 +223,7 @@ fn llama(o: &Map<String, Value>) -> Result<HfConfig> {
             .get("tie_word_embeddings")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        attn_bias,
     })
 }
 
@@ -209,9 +245,27 @@ pub fn to_json(c: &HfConfig) -> Value {
             "tie_word_embeddings": true,
             "torch_dtype": "float32",
         }),
+        Arch::Llama if c.attn_bias == AttnBias::Qkv => serde_json::json!({
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "vocab_size": c.vocab,
+            "hidden_size": c.dim,
+            "num_attention_heads": c.heads,
+            "num_key_value_heads": c.kv_heads,
+            "num_hidden_layers": c.layers,
+            "intermediate_size": c.hidden,
+            "max_position_embeddings": c.ctx,
+            "rms_norm_eps": c.eps,
+            "rope_theta": c.rope_theta,
+            "hidden_act": "silu",
+            "use_sliding_window": false,
+            "tie_word_embeddings": c.tie_embeddings,
+            "torch_dtype": "float32",
+        }),
         Arch::Llama => serde_json::json!({
             "architectures": ["LlamaForCausalLM"],
             "model_type": "llama",
+            "attention_bias": c.attn_bias == AttnBias::All,
             "vocab_size": c.vocab,
             "hidden_size": c.dim,
             "num_attention_heads": c.heads,

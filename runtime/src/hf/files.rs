@@ -2,7 +2,7 @@
 //! `model.safetensors.index.json`, read on import and written on export.
 
 use super::table::{self, Transform};
-use super::{spec, verify, Arch, HfConfig, HfError, Result};
+use super::{spec, verify, Arch, AttnBias, HfConfig, HfError, Result};
 use crate::{tensor_file, Tensor};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -184,7 +184,15 @@ pub fn export_dir(spec: &Checked, weights: &BTreeMap<String, Tensor>, out: &Path
         Arch::Llama => "layers.0.mlp.w_gate",
     };
     let hidden = weights[hidden_key].shape[1];
-    let config = spec::config_of(spec, arch, hidden)?;
+    let attn_bias = match (
+        weights.contains_key("layers.0.attn.bq"),
+        weights.contains_key("layers.0.attn.bo"),
+    ) {
+        (true, true) => AttnBias::All,
+        (true, false) => AttnBias::Qkv,
+        _ => AttnBias::None,
+    };
+    let config = spec::config_of(spec, arch, hidden, attn_bias)?;
     let hf = table::to_hf(arch, config.layers, weights)?;
     std::fs::create_dir_all(out)
         .map_err(|e| HfError::new(format!("cannot create {}: {e}", out.display())))?;

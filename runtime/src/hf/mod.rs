@@ -17,7 +17,7 @@ pub mod table;
 pub mod tokenizer;
 pub mod verify;
 
-pub use config::{Arch, HfConfig};
+pub use config::{Arch, AttnBias, HfConfig};
 pub use files::{export_dir, import_dir, Imported};
 pub use tokenizer::Tokenizer;
 

@@ -1,7 +1,7 @@
 //! The weft spec equivalent to a HF config, and the way back (a spec's HF config, for
 //! export).
 
-use super::{Arch, HfConfig, HfError, Result};
+use super::{Arch, AttnBias, HfConfig, HfError, Result};
 use weft_dsl::ast::{Expr, ExprKind, Stmt};
 use weft_dsl::check::value::Value;
 use weft_dsl::Checked;
@@ -18,7 +18,10 @@ pub fn spec_text(c: &HfConfig, name: &str, source: &str) -> String {
     let (header, settings, block) = match c.arch {
         Arch::Gpt2 => (
             "GPT-2 (pre-norm LayerNorm, learned positions, tied embeddings)",
-            "position = learned\n  final_norm = layer_norm\n  tie_embeddings = true".to_string(),
+            format!(
+                "position = learned\n  final_norm = layer_norm\n  final_norm_eps = {eps}\n  \
+                 tie_embeddings = true"
+            ),
             format!(
                 "    x = x + attention(layer_norm(x, eps: {eps}), bias: true, position: nope)\n    \
                  x = x + mlp(layer_norm(x, eps: {eps}), hidden: {}, activation: gelu)",
@@ -30,14 +33,20 @@ pub fn spec_text(c: &HfConfig, name: &str, source: &str) -> String {
             if c.head_dim * c.heads != c.dim {
                 s.push_str(&format!("\n  head_dim = {}", c.head_dim));
             }
+            s.push_str(&format!("\n  final_norm_eps = {eps}"));
             s.push_str(&format!("\n  tie_embeddings = {}", c.tie_embeddings));
             (
                 "Llama family (RMSNorm, RoPE half layout, SwiGLU, grouped-query attention)",
                 s,
                 format!(
-                    "    x = x + attention(rms_norm(x, eps: {eps}), position: rope(base: {}, layout: half))\n    \
+                    "    x = x + attention(rms_norm(x, eps: {eps}), position: rope(base: {}, layout: half){})\n    \
                      x = x + swiglu(rms_norm(x, eps: {eps}), hidden: {})",
                     float(c.rope_theta),
+                    match c.attn_bias {
+                        AttnBias::None => "",
+                        AttnBias::Qkv => ", qkv_bias: true",
+                        AttnBias::All => ", bias: true",
+                    },
                     c.hidden
                 ),
             )
@@ -74,9 +83,14 @@ pub fn model_name(stem: &str) -> String {
     s
 }
 
-/// The HF config of a checked spec in the layout of `arch`, for export. `hidden` comes from
-/// the weights (it may be written as an expression in the spec).
-pub fn config_of(spec: &Checked, arch: Arch, hidden: usize) -> Result<HfConfig> {
+/// The HF config of a checked spec in the layout of `arch`, for export. `hidden` and the
+/// attention biases come from the weights (`hidden` may be an expression in the spec).
+pub fn config_of(
+    spec: &Checked,
+    arch: Arch,
+    hidden: usize,
+    attn_bias: AttnBias,
+) -> Result<HfConfig> {
     let m = &spec.model;
     let int = |k: &str| m.int(k).max(0) as usize;
     let first = m
@@ -105,6 +119,7 @@ pub fn config_of(spec: &Checked, arch: Arch, hidden: usize) -> Result<HfConfig> 
         eps,
         rope_theta,
         tie_embeddings: m.setting("tie_embeddings").and_then(Value::as_bool) == Some(true),
+        attn_bias,
     })
 }
 

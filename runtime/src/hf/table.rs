@@ -113,6 +113,28 @@ pub const LLAMA: &[Row] = &[
         "layers.{i}.attn.wo",
         Transpose,
     ),
+    // Present only with `attention_bias` (all four) or in Qwen2 (q, k, v): rows whose weft
+    // parameter the spec lacks are skipped, and an unmatched HF tensor is an error.
+    row(
+        "model.layers.{i}.self_attn.q_proj.bias",
+        "layers.{i}.attn.bq",
+        Same,
+    ),
+    row(
+        "model.layers.{i}.self_attn.k_proj.bias",
+        "layers.{i}.attn.bk",
+        Same,
+    ),
+    row(
+        "model.layers.{i}.self_attn.v_proj.bias",
+        "layers.{i}.attn.bv",
+        Same,
+    ),
+    row(
+        "model.layers.{i}.self_attn.o_proj.bias",
+        "layers.{i}.attn.bo",
+        Same,
+    ),
     row(
         "model.layers.{i}.post_attention_layernorm.weight",
         "layers.{i}.norm2.weight",

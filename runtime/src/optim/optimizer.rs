@@ -163,15 +163,26 @@ impl Optimizer {
             let p = params.get_mut(name).expect("checked above");
             let shape = p.shape.clone();
             let p = f32_mut(p);
+            // Weight decay shrinks matrices and embeddings only: decaying a norm's gain or a
+            // bias towards 0 fights what they are for (the nanoGPT / HF Trainer convention).
+            let decays = shape.len() >= 2;
             match &self.config {
                 OptimizerConfig::Adamw(a) => {
                     let m = buffer(&mut self.state.m, name, &shape);
                     let v = buffer(&mut self.state.v, name, &shape);
+                    let a = AdamW {
+                        weight_decay: if decays { a.weight_decay } else { 0.0 },
+                        ..a.clone()
+                    };
                     a.update(p, g, f32_mut(m), f32_mut(v), lr, t);
                 }
                 OptimizerConfig::Sgd(s) => {
                     let buf = (s.momentum != 0.0)
                         .then(|| f32_mut(buffer(&mut self.state.m, name, &shape)));
+                    let s = Sgd {
+                        weight_decay: if decays { s.weight_decay } else { 0.0 },
+                        ..s.clone()
+                    };
                     s.update(p, g, buf, lr);
                 }
             }

@@ -1,5 +1,5 @@
-//! Probes: interpretability measurements over a model (METHODS §2.5, §3.4, §4.2, §5.2,
-//! §8.3–8.5, §10.2, §11.9). Each probe is a library function taking a [`Model`] and a small
+//! Probes: interpretability measurements and evaluation sweeps over a model (METHODS §1.6,
+//! §2.5, §3.3–3.4, §4.2, §5.2, §7.4, §8.3–8.6, §10.2, §11.9). Each probe is a library function taking a [`Model`] and a small
 //! config (with a seed for its built-in data generator) and returning a plain result struct
 //! that serialises to JSON; [`program::run_program`] maps a spec's `program NAME = probe(...)`
 //! onto them.
@@ -14,12 +14,15 @@ pub mod copy;
 pub mod data;
 pub mod distance;
 pub mod eigen;
+pub mod final_layer;
 pub mod icl_orders;
 pub mod induction;
+pub mod length_sweep;
 pub mod linalg;
 pub mod logit_lens;
 pub mod mlp_decomposition;
 mod model;
+pub mod needle_sweep;
 pub mod negative_mass;
 pub mod ov;
 pub mod path_patching;
@@ -28,6 +31,8 @@ pub mod program;
 pub mod prompts;
 pub mod readout;
 pub mod rope_components;
+pub mod shots_sweep;
+mod tally;
 
 pub use model::{hook, logits, Lowered, Model};
 

@@ -4,6 +4,7 @@
 
 use super::ProbeError;
 use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
+use crate::data::Batch;
 use crate::replace::Intervention;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -141,6 +142,51 @@ impl<'a> Model<'a> {
 }
 
 impl Model<'_> {
+    /// Runs a data-source [`Batch`] through `g` as training would: every graph input the
+    /// batch provides (tokens, and the document and turn ids that mask rules read) is passed,
+    /// so a spec with `mask: turns` sees its turns; inputs the batch lacks are zero.
+    pub fn run_batch(
+        &self,
+        g: &Lowered,
+        batch: &Batch,
+        capture: &[&str],
+    ) -> Result<Outputs, ProbeError> {
+        if batch.batch_size() != g.batch || batch.seq_len() != g.seq {
+            return Err(ProbeError::Config(format!(
+                "a {}×{} batch for a graph lowered at {}×{}",
+                batch.batch_size(),
+                batch.seq_len(),
+                g.batch,
+                g.seq
+            )));
+        }
+        let all = batch.to_inputs();
+        let inputs: HashMap<String, Tensor> = g
+            .graph
+            .inputs
+            .iter()
+            .map(|info| {
+                let t = all.get(&info.name).cloned().unwrap_or_else(|| {
+                    Tensor::i32(&info.shape, vec![0; info.shape.iter().product()])
+                });
+                (info.name.clone(), t)
+            })
+            .collect();
+        let names: Vec<String> = g
+            .graph
+            .hooks
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| capture.iter().any(|p| glob_match(p, n)))
+            .collect();
+        let hooks = if names.is_empty() {
+            HookSelection::None
+        } else {
+            HookSelection::Names(names)
+        };
+        Ok(self.backend.run(&g.graph, &inputs, self.params, &hooks)?)
+    }
+
     /// Runs `rows` sequences of `seq` tokens in batches of at most `chunk` rows (lowering
     /// once per batch size), calling `f(first_row, outputs)` for each batch.
     pub fn run_in_batches(

@@ -7,19 +7,25 @@ use super::collapse::{collapse_probe, CollapseConfig};
 use super::copy::{copy_accuracy, CopyConfig};
 use super::data::CollapseTask;
 use super::distance::{attention_distance, DistanceConfig};
+use super::final_layer::{final_layer, FinalIntervention, FinalLayerConfig};
 use super::icl_orders::{icl_orders, OrderQuery};
 use super::induction::{induction_score, InductionConfig};
+use super::length_sweep::{length_sweep, LengthSweepConfig, LengthTask};
 use super::logit_lens::{logit_lens, LensConfig};
-use super::mlp_decomposition::{mlp_decomposition, DecompositionData};
+use super::mlp_decomposition::mlp_decomposition;
+use super::needle_sweep::{needle_sweep, NeedleSweepConfig};
 use super::negative_mass::{negative_mass, NegativeMassConfig};
 use super::ov::{ov_copy_score, OvConfig, OvForm};
 use super::path_patching::{path_patching, PatchingData};
-use super::prompts::{fact_prompts, facts_of, icl_queries, label_mapping_of, train_data};
+use super::prompts::{
+    fact_prompts, facts_of, icl_queries, label_mapping_of, recall_prompts, train_data,
+};
 use super::rope_components::{rope_components, RopeComponentsConfig};
+use super::shots_sweep::{shots_sweep, ShotsSweepConfig};
 use super::{Model, ProbeError};
-use crate::init::Rng;
 use serde::Serialize;
 use serde_json::Value as Json;
+use std::path::Path;
 use weft_dsl::check::value::CallValue;
 
 /// Probes that `run_program` implements.
@@ -38,6 +44,10 @@ pub const IMPLEMENTED: &[&str] = &[
     "batch_icl",
     "icl_orders",
     "pear",
+    "final_layer",
+    "shots_sweep",
+    "needle_sweep",
+    "length_sweep",
 ];
 
 /// Queries Batch-ICL and `icl_orders` evaluate.
@@ -134,14 +144,11 @@ pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, P
             } else {
                 CollapseTask::CountOnes
             };
-            let lengths = match call.get("lengths").and_then(|v| v.as_list()) {
-                Some(l) => l
-                    .iter()
-                    .filter_map(|v| v.as_int())
-                    .map(|v| v.max(1) as usize)
-                    .collect(),
-                None => vec![16, 32, 64],
-            };
+            let lengths: Vec<usize> = int_list(call, "lengths")
+                .unwrap_or_else(|| vec![16, 32, 64])
+                .into_iter()
+                .map(|n| n.max(1))
+                .collect();
             // Lengths past the context cannot run; keep those that fit and say so if none do.
             let fit: Vec<usize> = lengths.iter().copied().filter(|&n| n < ctx).collect();
             if fit.is_empty() {
@@ -175,8 +182,73 @@ pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, P
             },
         )?),
         "mlp_decomposition" => {
-            let data = decomposition_data(model, seed)?;
+            let data = recall_prompts(model, decomposition_samples(model), seed)?;
             json(mlp_decomposition(model, int("layer", 0), &data)?)
+        }
+        "final_layer" => {
+            let intervention = if call.name_arg("intervention") == Some("remove_intercept") {
+                FinalIntervention::RemoveIntercept
+            } else {
+                FinalIntervention::SelfOnly
+            };
+            let prompts = recall_prompts(model, decomposition_samples(model), seed)?;
+            json(final_layer(
+                model,
+                &FinalLayerConfig {
+                    intervention,
+                    prompts,
+                },
+            )?)
+        }
+        "length_sweep" => {
+            let lengths = int_list(call, "lengths").unwrap_or_else(|| vec![128, 256, 512, 1024]);
+            // `weft run` does not pass the spec's folder: a text source's relative path
+            // resolves against the working directory (the error names it if absent).
+            let task = LengthTask::from_spec(model.spec, Path::new("."), seed)?;
+            json(length_sweep(
+                model,
+                &LengthSweepConfig {
+                    lengths,
+                    samples: 32,
+                    batch: 16,
+                    seed,
+                    train_len: train_seq(model),
+                    task,
+                },
+            )?)
+        }
+        "needle_sweep" => {
+            // The spec's kv_recall task when it trains on one, at its length.
+            let kv = train_data(model.spec, "kv_recall");
+            let kv_int = |k: &str| kv.and_then(|c| c.int(k)).map(|v| v.max(0) as usize);
+            let len = kv_int("len")
+                .or_else(|| train_seq(model))
+                .unwrap_or(ctx)
+                .min(ctx);
+            json(needle_sweep(
+                model,
+                &NeedleSweepConfig {
+                    pairs: kv_int("pairs").unwrap_or(8),
+                    len,
+                    depths: NeedleSweepConfig::evenly_spaced(int("positions", 8)),
+                    samples: 64,
+                    batch: 16,
+                    seed,
+                },
+            )?)
+        }
+        "shots_sweep" => {
+            let task = label_mapping_of(model.spec, "shots_sweep", seed)?;
+            json(shots_sweep(
+                model,
+                &ShotsSweepConfig {
+                    task,
+                    shots: int_list(call, "shots").unwrap_or_else(|| vec![1, 4, 16, 64]),
+                    samples: 64,
+                    batch: 16,
+                    seed,
+                },
+            )?)
         }
         "batch_icl" => {
             let lm = label_mapping_of(model.spec, "batch_icl", seed)?;
@@ -212,26 +284,24 @@ pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, P
     }
 }
 
-/// Decomposition prompts: the spec's facts when it trains on them, else repeated random
-/// tokens queried at 2n − 2 (answer `x_{n−1}`, "subject" the query token `x_{n−2}`).
-fn decomposition_data(model: &Model, seed: u64) -> Result<DecompositionData, ProbeError> {
-    if train_data(model.spec, "facts").is_some() {
-        return Ok(fact_prompts(&facts_of(model.spec, seed)?, 64, seed).1);
-    }
-    let n = (model.ctx() / 2).min(25);
-    let samples = (2 * model.heads() + 8).max(64);
-    let tokens = super::data::repeated_tokens(
-        &mut Rng::for_name(seed, "probe.mlp_decomposition"),
-        samples,
-        n,
-        model.vocab(),
-    );
-    let rows: Vec<&[i32]> = tokens.chunks(2 * n).collect();
-    Ok(DecompositionData {
-        answers: rows.iter().map(|r| r[n - 1]).collect(),
-        subjects: rows.iter().map(|r| r[n - 2]).collect(),
-        tokens: tokens.clone(),
-        seq: 2 * n,
-        query: 2 * n as i64 - 2,
+/// An integer-list argument, negatives clamped to 0.
+fn int_list(call: &CallValue, key: &str) -> Option<Vec<usize>> {
+    call.get(key).and_then(|v| v.as_list()).map(|l| {
+        l.iter()
+            .filter_map(|v| v.as_int())
+            .map(|v| v.max(0) as usize)
+            .collect()
     })
+}
+
+/// The spec's training length (`train { seq }`, default ctx), if it has a train section.
+fn train_seq(model: &Model) -> Option<usize> {
+    let t = model.spec.train.as_ref()?;
+    Some(t.int("seq").map_or(model.ctx(), |s| s.max(0) as usize))
+}
+
+/// Prompts of the MLP decomposition (and so of `final_layer`): enough for the (H+1)-weight
+/// fit to be well determined.
+fn decomposition_samples(model: &Model) -> usize {
+    (2 * model.heads() + 8).max(64)
 }

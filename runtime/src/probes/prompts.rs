@@ -7,7 +7,7 @@
 use super::batch_icl::IclQuery;
 use super::mlp_decomposition::DecompositionData;
 use super::path_patching::PatchingData;
-use super::ProbeError;
+use super::{Model, ProbeError};
 use crate::data::{Facts, LabelMapping, PAD};
 use crate::init::Rng;
 use weft_dsl::check::value::{CallValue, Value};
@@ -65,6 +65,42 @@ pub fn fact_prompts(facts: &Facts, samples: usize, seed: u64) -> (PatchingData, 
             subjects,
         },
     )
+}
+
+/// Prompts for the MLP decomposition and the final-layer analysis: `samples` of the spec's
+/// `facts` (see [`fact_prompts`]) when it trains on them, else `samples` rows of repeated
+/// random tokens `x ⊕ x` (n = min(ctx/2, 25)) queried at 2n − 2, answer `x_{n−1}` and
+/// "subject" the query token `x_{n−2}`. Both probes draw the same prompts for the same seed,
+/// so `final_layer`'s diagnosis is `mlp_decomposition` of the last layer.
+pub fn recall_prompts(
+    model: &Model,
+    samples: usize,
+    seed: u64,
+) -> Result<DecompositionData, ProbeError> {
+    if train_data(model.spec, "facts").is_some() {
+        return Ok(fact_prompts(&facts_of(model.spec, seed)?, samples, seed).1);
+    }
+    let n = (model.ctx() / 2).min(25);
+    if n < 2 {
+        return Err(ProbeError::Config(format!(
+            "repeated-token prompts need ctx ≥ 4, the model has {}",
+            model.ctx()
+        )));
+    }
+    let tokens = super::data::repeated_tokens(
+        &mut Rng::for_name(seed, "probe.mlp_decomposition"),
+        samples,
+        n,
+        model.vocab(),
+    );
+    let rows: Vec<&[i32]> = tokens.chunks(2 * n).collect();
+    Ok(DecompositionData {
+        answers: rows.iter().map(|r| r[n - 1]).collect(),
+        subjects: rows.iter().map(|r| r[n - 2]).collect(),
+        tokens: tokens.clone(),
+        seq: 2 * n,
+        query: 2 * n as i64 - 2,
+    })
 }
 
 /// The `label_mapping` source of the spec; Batch-ICL needs one.

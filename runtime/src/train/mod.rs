@@ -70,6 +70,11 @@ pub struct TrainOptions<'a> {
     pub resume: bool,
     /// Set (e.g. by Ctrl-C) to save a checkpoint and stop after the current step.
     pub stop: Option<&'a AtomicBool>,
+    /// Start from these weights instead of the seeded initialisation (fine-tuning a pretrained
+    /// or imported model). Every tensor whose name the training graph has must match its
+    /// shape; parameters the weights lack (a router added to a base model) keep their seeded
+    /// initialisation, and names the graph lacks are ignored.
+    pub init: Option<&'a ParamStore>,
     /// Called after every logged step.
     pub on_log: &'a mut dyn FnMut(&StepMetrics, u64),
 }
@@ -162,6 +167,50 @@ fn add_dropout_masks(
     }
 }
 
+/// The parameters whose shape grows with the vocabulary, and the axis that grows: those whose
+/// shape differs between the graph at the spec's vocabulary and the extended one.
+fn vocab_axes(old: &Graph, new: &Graph, vocab: usize) -> Vec<(String, usize)> {
+    old.params
+        .iter()
+        .filter_map(|p| {
+            let q = new.params.iter().find(|q| q.name == p.name)?;
+            let axis = (0..p.shape.len().min(q.shape.len()))
+                .find(|&a| p.shape[a] == vocab && q.shape[a] > vocab)?;
+            Some((p.name.clone(), axis))
+        })
+        .collect()
+}
+
+/// `w` with `n` rows appended along each grown axis, each the mean of the existing rows
+/// (METHODS §9.3: a new token's embedding starts at the mean embedding).
+fn with_mean_rows(w: &ParamStore, grown: &[(String, usize)], vocab: usize, n: usize) -> ParamStore {
+    let mut out = w.clone();
+    for (name, axis) in grown {
+        // Weights that already have the added rows (an extended checkpoint) stay as they are.
+        let short = |t: &&Tensor| t.shape.get(*axis) == Some(&vocab) && t.as_f32().is_some();
+        if let Some(t) = w.get(name).filter(short) {
+            out.insert(name.clone(), crate::data::append_mean_rows(t, *axis, n));
+        }
+    }
+    out
+}
+
+/// Overwrites the seeded parameters with those `init` has (see [`TrainOptions::init`]).
+fn start_from(params: &mut ParamStore, init: &ParamStore) -> Result<(), TrainError> {
+    for (name, t) in params.iter_mut() {
+        if let Some(w) = init.get(name) {
+            if w.shape != t.shape {
+                return Err(TrainError::Config(format!(
+                    "initial weights: `{name}` has shape {:?}, the model expects {:?}",
+                    w.shape, t.shape
+                )));
+            }
+            *t = w.clone();
+        }
+    }
+    Ok(())
+}
+
 fn scalar(out: &BTreeMap<String, Tensor>, name: &str) -> Option<f64> {
     out.get(name).map(|t| t.to_f64_vec()[0])
 }
@@ -176,6 +225,20 @@ pub fn train(
     let p = plan(spec, o.steps, o.seed)?;
     let vocab = spec.model.int("vocab") as usize;
     let data = data_source(&p.data, &o.spec_dir, vocab, p.seed)?;
+    // `extend_vocab`: the model trains with the added ids; the data keeps the spec's vocab.
+    let extended;
+    let original = spec;
+    let spec = if p.extra_tokens.is_empty() {
+        spec
+    } else {
+        let mut s = spec.clone();
+        s.model.settings.insert(
+            "vocab".into(),
+            weft_dsl::check::value::Value::Int((vocab + p.extra_tokens.len()) as i64),
+        );
+        extended = s;
+        &extended
+    };
     let micro = p.batch / p.accumulate;
     let graph = training_graph(spec, micro, p.seq, &p.trainable)?;
     let hash = spec_hash(src);
@@ -187,6 +250,23 @@ pub fn train(
     .map_err(io_err(&o.out))?;
 
     let mut params = init_params(&graph, p.seed);
+    if !p.extra_tokens.is_empty() {
+        let old = lower(original, &LowerOptions::new(1, 1))?;
+        let grown = vocab_axes(&old, &graph, vocab);
+        let init = o
+            .init
+            .map(|w| with_mean_rows(w, &grown, vocab, p.extra_tokens.len()));
+        let seeded = init_params(&old, p.seed);
+        start_from(
+            &mut params,
+            &with_mean_rows(&seeded, &grown, vocab, p.extra_tokens.len()),
+        )?;
+        if let Some(init) = &init {
+            start_from(&mut params, init)?;
+        }
+    } else if let Some(init) = o.init {
+        start_from(&mut params, init)?;
+    }
     let mut optimizer = Optimizer::new(p.optimizer.clone());
     let mut start = 0u64;
     let mut tokens_seen = 0u64;

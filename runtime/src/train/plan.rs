@@ -3,7 +3,7 @@
 
 use super::TrainError;
 use crate::data::{
-    Arithmetic, ArithmeticLevel, CopyTask, DataSource, Facts, KvRecall, LabelMapping,
+    Arithmetic, ArithmeticLevel, CopyTask, DataSource, Facts, KvRecall, LabelMapping, Markov,
     MaskedThought, Replacement, TextData, Tokenizer,
 };
 use crate::optim::{AdamW, OptimizerConfig, Schedule, Sgd};
@@ -29,6 +29,8 @@ pub struct Plan {
     pub checkpoint_every: u64,
     pub trainable: Vec<String>,
     pub masked_thought: Option<MaskedThought>,
+    /// Tokens `extend_vocab` appends to the model's vocabulary (ids `vocab`, `vocab + 1`...).
+    pub extra_tokens: Vec<String>,
     pub data: CallValue,
     /// Probes run at every evaluation (`eval = [...]`).
     pub eval: Vec<CallValue>,
@@ -93,18 +95,42 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
         }
         None => Schedule::default(),
     };
+    let transforms: Vec<&CallValue> = match t.get("transforms") {
+        Some(Value::List(ts)) => ts.iter().filter_map(Value::as_call).collect(),
+        _ => Vec::new(),
+    };
+    // Added tokens first, wherever `extend_vocab` sits in the list: `masked_thought(replace:
+    // mask)` needs the `<mask>` id.
+    let extra_tokens: Vec<String> = transforms
+        .iter()
+        .filter(|tr| tr.name == "extend_vocab")
+        .flat_map(|tr| match tr.get("tokens") {
+            Some(Value::List(v)) => v
+                .iter()
+                .filter_map(|x| x.as_name().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let vocab = spec.model.int("vocab") as i32;
+    let mask_id = extra_tokens
+        .iter()
+        .position(|t| t == "<mask>")
+        .map_or(crate::data::PAD, |i| vocab + i as i32);
     let mut masked_thought = None;
-    if let Some(Value::List(ts)) = t.get("transforms") {
-        for tr in ts.iter().filter_map(Value::as_call) {
+    {
+        for tr in transforms {
             match tr.name.as_str() {
+                "extend_vocab" => {}
                 "masked_thought" => {
                     masked_thought = Some(MaskedThought {
                         p: float(tr, "p", 0.4),
                         warmup: float(tr, "warmup", 0.66),
-                        // `mask` uses the pad id as the mask token (the Masked Thought README:
-                        // "a new [mask] token or the pad token").
+                        // `mask` is the `<mask>` token `extend_vocab` added, else the pad
+                        // id (the Masked Thought README: "a new [mask] token or the pad
+                        // token").
                         replace: match tr.name_arg("replace") {
-                            Some("mask") => Replacement::Mask(crate::data::PAD),
+                            Some("mask") => Replacement::Mask(mask_id),
                             _ => Replacement::Random {
                                 low: 2,
                                 high: spec.model.int("vocab") as i32,
@@ -148,6 +174,7 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
         checkpoint_every: get_int("checkpoint_every", 0).max(0) as u64,
         trainable,
         masked_thought,
+        extra_tokens,
         data: t
             .call("data")
             .cloned()
@@ -184,6 +211,13 @@ pub fn data_source(
         "copy_task" => Box::new(CopyTask::new(
             u("len", 32),
             u("vocab", vocab as i64).min(vocab),
+            seed,
+        )?),
+        "markov" => Box::new(Markov::new(
+            vocab,
+            u("branching", 4),
+            float(call, "repeat_p", 0.5),
+            u("span", 16),
             seed,
         )?),
         "kv_recall" => Box::new(KvRecall::new(u("pairs", 8), u("len", 128), vocab, seed)?),

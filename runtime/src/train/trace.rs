@@ -1,5 +1,7 @@
-//! What a run records besides metrics: validation loss, and traces of attention patterns and
-//! routing choices on a fixed held-out sequence (the viewer's attention and MoM panels).
+//! What a run records besides metrics: validation loss (and, for a `segment_nll` objective,
+//! the loss and weight of every demonstration of the held-out batches), and traces of
+//! attention patterns, MoM routing choices and MoICE base choices on a fixed held-out
+//! sequence (the viewer's attention, routing and curves panels).
 
 use super::{inputs_for, Plan, TrainError};
 use crate::data::{Batch, DataSource};
@@ -14,6 +16,10 @@ use weft_dsl::Checked;
 
 /// Validation batches evaluated per evaluation (the rest of the held-out set is skipped).
 const EVAL_BATCHES: usize = 4;
+
+/// Hook points of a `segment_nll` loss, each `[B, 1, K]`: per-demonstration mean loss,
+/// answer tokens and detached weight (compiler/src/lower/loss.rs).
+const SEGMENT_HOOKS: [&str; 3] = ["loss.segment_nll", "loss.segment_tokens", "loss.weights"];
 
 pub struct Tracer<'a> {
     spec: &'a Checked,
@@ -69,21 +75,29 @@ impl<'a> Tracer<'a> {
         params: &ParamStore,
         step: u64,
     ) -> Result<(), TrainError> {
+        let g = &self.eval_graph;
+        let segmented = SEGMENT_HOOKS
+            .iter()
+            .all(|h| g.hooks.iter().any(|(n, _)| n == h));
+        let hooks = if segmented {
+            HookSelection::Names(SEGMENT_HOOKS.iter().map(|h| h.to_string()).collect())
+        } else {
+            HookSelection::None
+        };
         let mut total = 0.0;
+        let mut segments = SegmentRows::default();
         for b in &self.eval {
             let out = backend
-                .run(
-                    &self.eval_graph,
-                    &inputs_for(&self.eval_graph, b),
-                    params,
-                    &HookSelection::None,
-                )
+                .run(g, &inputs_for(g, b), params, &hooks)
                 .map_err(|source| TrainError::Run {
                     backend: backend.name().into(),
                     step,
                     source,
                 })?;
             total += out.outputs["loss"].to_f64_vec()[0];
+            if segmented {
+                segments.push(&out.hooks);
+            }
         }
         let val = total / self.eval.len().max(1) as f64;
         let line = serde_json::json!({"kind": "eval", "step": step, "val_loss": val});
@@ -93,6 +107,12 @@ impl<'a> Tracer<'a> {
                 path: run.root().to_path_buf(),
                 source,
             })?;
+        if let Some(t) = segments.trace(step) {
+            run.write_trace(&t).map_err(|source| TrainError::Io {
+                path: run.root().to_path_buf(),
+                source,
+            })?;
+        }
         self.run_probes(run, backend, params, step)?;
         self.record(run, backend, params, step)
     }
@@ -146,8 +166,8 @@ impl<'a> Tracer<'a> {
         Ok(())
     }
 
-    /// Attention patterns of every layer and routing choices of every route, on row 0 of the
-    /// held-out set.
+    /// Attention patterns of every layer, routing choices of every route and MoICE base
+    /// choices of every mixed attention, on row 0 of the held-out set.
     pub fn record(
         &self,
         run: &mut RunDir,
@@ -161,7 +181,10 @@ impl<'a> Tracer<'a> {
             .iter()
             .map(|(n, _)| n.clone())
             .filter(|n| {
-                n.ends_with(".attn.pattern") || n.ends_with(".choice") || n.ends_with(".probs")
+                n.ends_with(".attn.pattern")
+                    || n.ends_with(".choice")
+                    || n.ends_with(".probs")
+                    || n.ends_with(".router.logits")
             })
             .collect();
         let out = backend
@@ -215,8 +238,215 @@ impl<'a> Tracer<'a> {
                 }
             }
         }
+        for (name, choice) in &out.hooks {
+            let Some(prefix) = name.strip_suffix(".router.choice") else {
+                continue;
+            };
+            let Some(logits) = out.hooks.get(&format!("{prefix}.router.logits")) else {
+                continue;
+            };
+            let bases = moice_bases(self.spec, prefix);
+            if let Some(trace) =
+                base_routing_trace(prefix, choice, logits, bases, step, &tokens, &text)
+            {
+                run.write_trace(&trace).map_err(io)?;
+            }
+        }
         Ok(())
     }
+}
+
+/// Per-demonstration rows gathered over the held-out batches (the [`SEGMENT_HOOKS`]).
+#[derive(Default)]
+struct SegmentRows {
+    /// Per sequence, per hook of [`SEGMENT_HOOKS`]: its K slots.
+    rows: Vec<[Vec<f32>; 3]>,
+}
+
+impl SegmentRows {
+    fn push(&mut self, hooks: &BTreeMap<String, Tensor>) {
+        let [Some(loss), Some(count), Some(weight)] = SEGMENT_HOOKS.map(|h| hooks.get(h)) else {
+            return;
+        };
+        let k = loss.shape.last().copied().unwrap_or(0);
+        if k == 0 || count.shape != loss.shape || weight.shape != loss.shape {
+            return;
+        }
+        let all = [loss, count, weight].map(Tensor::to_f32_vec);
+        for i in 0..all[0].len() / k {
+            self.rows
+                .push(all.each_ref().map(|v| v[i * k..(i + 1) * k].to_vec()));
+        }
+    }
+
+    /// A [`trace_kind::SEGMENTS`] trace `[N, K]`, K cut to the last demonstration present in
+    /// any sequence; `None` when no sequence has one.
+    fn trace(&self, step: u64) -> Option<Trace> {
+        let k = self
+            .rows
+            .iter()
+            .filter_map(|r| r[1].iter().rposition(|&c| c > 0.0))
+            .max()?
+            + 1;
+        let n = self.rows.len();
+        let take = |j: usize| -> Tensor {
+            let data = self.rows.iter().flat_map(|r| r[j][..k].to_vec()).collect();
+            Tensor::f32(&[n, k], data)
+        };
+        let ax = axes(&["sequence", "demonstration"]);
+        Some(Trace {
+            name: "loss.segments".into(),
+            kind: trace_kind::SEGMENTS.into(),
+            step,
+            tensors: BTreeMap::from([
+                ("loss".into(), take(0)),
+                ("tokens".into(), take(1)),
+                ("weight".into(), take(2)),
+            ]),
+            axes: BTreeMap::from([
+                ("loss".into(), ax.clone()),
+                ("tokens".into(), ax.clone()),
+                ("weight".into(), ax),
+            ]),
+            attrs: serde_json::Map::new(),
+        })
+    }
+}
+
+/// The `bases` of the MoICE attention whose hooks start with `prefix`
+/// (`layers.{i}.attn` is the block's first attention call, `layers.{i}.attnK` its K-th);
+/// `None` when the call cannot be found (e.g. attention inside a routed pool).
+fn moice_bases(spec: &Checked, prefix: &str) -> Option<Vec<f64>> {
+    let mut parts = prefix.split('.');
+    let (Some("layers"), Some(layer), Some(site), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let layer: usize = layer.parse().ok()?;
+    let nth = match site.strip_prefix("attn")? {
+        "" => 0,
+        k => k.parse::<usize>().ok()?.checked_sub(1)?,
+    };
+    let plan = spec.model.layers.get(layer)?;
+    let block = spec.model.blocks.get(&plan.block)?;
+    let mut calls = Vec::new();
+    fn walk(body: &[Stmt], out: &mut Vec<weft_dsl::ast::Expr>) {
+        for s in body {
+            match s {
+                Stmt::Assign(a) => find(&a.value, out),
+                Stmt::Repeat(r) => walk(&r.body, out),
+            }
+        }
+    }
+    fn find(e: &weft_dsl::ast::Expr, out: &mut Vec<weft_dsl::ast::Expr>) {
+        match &e.kind {
+            ExprKind::Call { func, args } => {
+                if func.name == "attention" && !out.iter().any(|c| c.span == e.span) {
+                    out.push(e.clone());
+                }
+                for a in args {
+                    find(&a.value, out);
+                }
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                find(lhs, out);
+                find(rhs, out);
+            }
+            ExprKind::Neg(i) => find(i, out),
+            _ => {}
+        }
+    }
+    walk(&block.body, &mut calls);
+    let call = spec
+        .model
+        .resolve_call(calls.get(nth)?, Kind::Tensor, &plan.args, &["x"])?;
+    let bases = call
+        .get("position")
+        .and_then(weft_dsl::check::value::Value::as_call)?
+        .get("bases")
+        .and_then(weft_dsl::check::value::Value::as_list)?;
+    bases
+        .iter()
+        .map(weft_dsl::check::value::Value::as_f64)
+        .collect()
+}
+
+/// A [`trace_kind::BASE_ROUTING`] trace from a MoICE router's `choice` (0/1 top-k) and
+/// `logits`, both `[B, H, T, N]`: per (token, head) the chosen bases by decreasing router
+/// probability and their renormalised mixing weights.
+fn base_routing_trace(
+    prefix: &str,
+    choice: &Tensor,
+    logits: &Tensor,
+    bases: Option<Vec<f64>>,
+    step: u64,
+    tokens: &Tensor,
+    text: &serde_json::Value,
+) -> Option<Trace> {
+    let &[b, h, t, n] = choice.shape.as_slice() else {
+        return None;
+    };
+    if logits.shape != choice.shape || n == 0 {
+        return None;
+    }
+    let (c, lg) = (choice.to_f32_vec(), logits.to_f32_vec());
+    let slots = c
+        .chunks(n)
+        .map(|row| row.iter().filter(|&&x| x > 0.5).count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut probs = Vec::with_capacity(lg.len());
+    let (mut chosen_out, mut weight_out) = (Vec::new(), Vec::new());
+    for (row, cr) in lg.chunks(n).zip(c.chunks(n)) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+        let z: f32 = e.iter().sum();
+        let p: Vec<f32> = e.iter().map(|&x| x / z).collect();
+        let mut chosen: Vec<usize> = (0..n).filter(|&m| cr[m] > 0.5).collect();
+        chosen.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+        let kept: f32 = chosen.iter().map(|&m| p[m]).sum();
+        for s in 0..slots {
+            match chosen.get(s) {
+                Some(&m) => {
+                    chosen_out.push(m as i32);
+                    weight_out.push(if kept > 0.0 { p[m] / kept } else { 0.0 });
+                }
+                None => {
+                    chosen_out.push(-1);
+                    weight_out.push(0.0);
+                }
+            }
+        }
+        probs.extend(p);
+    }
+    let layer = layer_of(prefix)?;
+    let mut attrs = serde_json::Map::new();
+    attrs.insert("layer".into(), layer.into());
+    if let Some(bases) = bases.filter(|v| v.len() == n) {
+        attrs.insert("bases".into(), bases.into());
+    }
+    attrs.insert("token_text".into(), text.clone());
+    let slot_axes = axes(&["batch", "head", "token", "slot"]);
+    let shape = [b, h, t, slots];
+    Some(Trace {
+        name: format!("{prefix}.router"),
+        kind: trace_kind::BASE_ROUTING.into(),
+        step,
+        tensors: BTreeMap::from([
+            ("choice".into(), Tensor::i32(&shape, chosen_out)),
+            ("weight".into(), Tensor::f32(&shape, weight_out)),
+            ("probs".into(), Tensor::f32(&[b, h, t, n], probs)),
+            ("tokens".into(), tokens.clone()),
+        ]),
+        axes: BTreeMap::from([
+            ("choice".into(), slot_axes.clone()),
+            ("weight".into(), slot_axes),
+            ("probs".into(), axes(&["batch", "head", "token", "base"])),
+        ]),
+        attrs,
+    })
 }
 
 /// A probe's `scores` `[[f64; H]; L]` as a `head_scores` trace.
@@ -418,4 +648,102 @@ fn routing_trace(
         axes: BTreeMap::from([("choice".into(), ax.clone()), ("weight".into(), ax)]),
         attrs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(src: &str) -> Checked {
+        weft_dsl::check_source(src).expect("example checks")
+    }
+
+    #[test]
+    fn a_segment_loss_exposes_its_per_demonstration_hooks() {
+        let spec = check(include_str!("../../../examples/dr_icl.weft"));
+        let mut o = LowerOptions::new(2, 32);
+        o.with_loss = true;
+        let g = lower(&spec, &o).unwrap();
+        for h in SEGMENT_HOOKS {
+            let (_, v) = g.hooks.iter().find(|(n, _)| n == h).expect(h);
+            assert_eq!(g.shape(*v), [2, 1, 32], "{h}");
+        }
+        // A plain nll objective has none.
+        let plain = lower(&check(include_str!("../../../examples/gpt.weft")), &o).unwrap();
+        assert!(!plain.hooks.iter().any(|(n, _)| n.starts_with("loss.")));
+    }
+
+    #[test]
+    fn segment_rows_are_cut_to_the_last_demonstration_present() {
+        let t = |v: Vec<f32>| Tensor::f32(&[2, 1, 4], v);
+        let hooks = BTreeMap::from([
+            (
+                "loss.segment_nll".to_string(),
+                t(vec![1.0, 2.0, 0.0, 0.0, 3.0, 4.0, 5.0, 0.0]),
+            ),
+            (
+                "loss.segment_tokens".to_string(),
+                t(vec![2.0, 1.0, 0.0, 0.0, 1.0, 1.0, 3.0, 0.0]),
+            ),
+            (
+                "loss.weights".to_string(),
+                t(vec![1.0, 1.1, 0.0, 0.0, 1.0, 0.9, 1.2, 0.0]),
+            ),
+        ]);
+        let mut rows = SegmentRows::default();
+        assert!(rows.trace(1).is_none(), "nothing gathered yet");
+        rows.push(&hooks);
+        rows.push(&hooks);
+        let tr = rows.trace(7).unwrap();
+        assert_eq!((tr.kind.as_str(), tr.step), (trace_kind::SEGMENTS, 7));
+        assert_eq!(tr.tensors["loss"].shape, [4, 3]);
+        assert_eq!(
+            tr.tensors["loss"].to_f32_vec()[..6],
+            [1.0, 2.0, 0.0, 3.0, 4.0, 5.0]
+        );
+        assert_eq!(tr.tensors["tokens"].to_f32_vec()[3..6], [1.0, 1.0, 3.0]);
+        assert_eq!(tr.tensors["weight"].to_f32_vec()[..3], [1.0, 1.1, 0.0]);
+    }
+
+    #[test]
+    fn base_choices_are_sorted_by_weight_and_renormalised() {
+        // One row, one head, two tokens, three bases, top-2.
+        let choice = Tensor::f32(&[1, 1, 2, 3], vec![1.0, 0.0, 1.0, 0.0, 1.0, 1.0]);
+        let logits = Tensor::f32(&[1, 1, 2, 3], vec![0.0, 5.0, 1.0, 2.0, 0.0, 1.0]);
+        let tokens = Tensor::i32(&[1, 2], vec![7, 8]);
+        let text = serde_json::json!(["a", "b"]);
+        let bases = Some(vec![10.0, 20.0, 30.0]);
+        let tr = base_routing_trace("layers.3.attn", &choice, &logits, bases, 5, &tokens, &text)
+            .unwrap();
+        assert_eq!(tr.name, "layers.3.attn.router");
+        assert_eq!(tr.attrs["layer"], 3);
+        assert_eq!(tr.attrs["bases"], serde_json::json!([10.0, 20.0, 30.0]));
+        let c = tr.tensors["choice"].as_i32().unwrap();
+        // Token 0 chose bases 0 and 2 (logit 1 > 0: base 2 first); token 1 chose 1 and 2.
+        assert_eq!(c, [2, 0, 2, 1]);
+        let w = tr.tensors["weight"].to_f32_vec();
+        let e = std::f32::consts::E;
+        assert!((w[0] - e / (e + 1.0)).abs() < 1e-6);
+        assert!((w[0] + w[1] - 1.0).abs() < 1e-6 && (w[2] + w[3] - 1.0).abs() < 1e-6);
+        let p = tr.tensors["probs"].to_f32_vec();
+        assert!((p[..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        // A mismatched logits shape is not a trace.
+        let bad = Tensor::f32(&[1, 1, 2, 2], vec![0.0; 4]);
+        assert!(
+            base_routing_trace("layers.0.attn", &choice, &bad, None, 0, &tokens, &text).is_none()
+        );
+    }
+
+    #[test]
+    fn moice_bases_come_from_the_layers_attention_call() {
+        let spec = check(include_str!("../../../examples/moice.weft"));
+        let want = vec![10000.0, 12000.0, 15000.0, 20000.0, 30000.0];
+        assert_eq!(moice_bases(&spec, "layers.0.attn"), Some(want.clone()));
+        assert_eq!(moice_bases(&spec, "layers.1.attn"), Some(want));
+        assert_eq!(moice_bases(&spec, "layers.1.attn2"), None);
+        assert_eq!(moice_bases(&spec, "layers.9.attn"), None);
+        assert_eq!(moice_bases(&spec, "layers.0.pool.0.attn"), None);
+        let gpt = check(include_str!("../../../examples/gpt.weft"));
+        assert_eq!(moice_bases(&gpt, "layers.0.attn"), None);
+    }
 }

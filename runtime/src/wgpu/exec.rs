@@ -11,13 +11,27 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
 use weft_compiler::ir::{DType, Graph};
 
+/// A run's input tensors: the caller's, plus the ones a rewrite of the graph added (the
+/// replacement inputs of [`crate::replace::split`]), without copying the caller's.
+#[derive(Clone, Copy)]
+pub(super) struct Feeds<'a> {
+    pub given: &'a HashMap<String, Tensor>,
+    pub extra: &'a [(String, Tensor)],
+}
+
+impl<'a> Feeds<'a> {
+    fn get(&self, name: &str) -> Option<&'a Tensor> {
+        self.extra
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .or_else(|| self.given.get(name))
+    }
+}
+
 /// Checks every declared input and every parameter the graph uses, with the CPU backend's
 /// errors (so both backends reject the same feeds the same way).
-pub(super) fn check_feeds(
-    g: &Graph,
-    inputs: &HashMap<String, Tensor>,
-    params: &ParamStore,
-) -> Result<(), RunError> {
+pub(super) fn check_feeds(g: &Graph, inputs: Feeds, params: &ParamStore) -> Result<(), RunError> {
     for info in &g.inputs {
         let t = inputs
             .get(&info.name)
@@ -81,12 +95,15 @@ pub(super) fn run(
     be: &WgpuBackend,
     g: &Graph,
     c: &Compiled,
-    inputs: &HashMap<String, Tensor>,
+    inputs: Feeds,
     params: &ParamStore,
 ) -> Result<Outputs, RunError> {
     let _turn = c.run_lock.lock().unwrap_or_else(|p| p.into_inner());
     for (name, buf) in &c.inputs {
-        be.queue.write_buffer(buf, 0, &bytes_of(&inputs[name]));
+        let t = inputs
+            .get(name)
+            .ok_or_else(|| RunError::MissingInput { name: name.clone() })?;
+        be.queue.write_buffer(buf, 0, &bytes_of(t));
     }
     for (&i, buf) in &c.params {
         be.queue

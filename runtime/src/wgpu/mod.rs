@@ -5,14 +5,22 @@
 //! buffers ([`compiled`]); each run uploads inputs and parameters, records every dispatch
 //! and the readback copies into one command buffer, submits once and waits with a timeout
 //! ([`exec`]). Device errors, device loss and timeouts are [`RunError::Device`], never panics.
+//!
+//! Hook replacement ([`Backend::run_replacing`]) runs the graph rewritten by
+//! [`crate::replace::split`]: each replaced value's readers read a `where(mask, with, value)`
+//! of two new inputs filled on the host, so one submission still runs the whole graph, and
+//! a sweep that patches the same hook points with other values or regions reuses one
+//! compiled program.
 
 mod compiled;
 mod exec;
 
 use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
 use crate::error::RunError;
+use crate::replace::{split, Intervention};
 use crate::tensor::Tensor;
 use compiled::Compiled;
+use exec::Feeds;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -224,10 +232,40 @@ impl Backend for WgpuBackend {
         params: &ParamStore,
         hooks: &HookSelection,
     ) -> Result<Outputs, RunError> {
+        self.run_replacing(graph, inputs, params, hooks, &[])
+    }
+
+    /// Runs `graph` rewritten by [`split`] (when anything is replaced): readers of a
+    /// replaced hook point read the replacement, captured hooks report the value computed
+    /// before it, as on the CPU backend. Replacements are checked as the CPU backend checks
+    /// them ([`crate::replace::resolve_all`]) and fail with the same errors.
+    fn run_replacing(
+        &self,
+        graph: &Graph,
+        inputs: &HashMap<String, Tensor>,
+        params: &ParamStore,
+        hooks: &HookSelection,
+        replace: &[Intervention],
+    ) -> Result<Outputs, RunError> {
         weft_compiler::ir::verify(graph)?;
         let hooks = hook_names(graph, hooks)?;
-        exec::check_feeds(graph, inputs, params)?;
+        let rewritten;
+        let (graph, feeds) = if replace.is_empty() {
+            let feeds = Feeds {
+                given: inputs,
+                extra: &[],
+            };
+            (graph, feeds)
+        } else {
+            rewritten = split(graph, replace)?;
+            let feeds = Feeds {
+                given: inputs,
+                extra: &rewritten.inputs,
+            };
+            (&rewritten.graph, feeds)
+        };
+        exec::check_feeds(graph, feeds, params)?;
         let compiled = self.compiled(graph, &hooks)?;
-        exec::run(self, graph, &compiled, inputs, params)
+        exec::run(self, graph, &compiled, feeds, params)
     }
 }

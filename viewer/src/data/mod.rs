@@ -2,17 +2,21 @@
 //! draw. Reading never panics: whatever is missing or corrupt becomes a [`Problem`].
 
 pub mod attention;
+pub mod bases;
 pub mod head_scores;
 pub mod metrics;
 pub mod model;
 pub mod problems;
+pub mod programs;
 pub mod routing;
+pub mod segments;
 pub mod tail;
 pub mod traces;
 pub mod watch;
 
 pub use metrics::Metrics;
 pub use problems::{Problem, Severity};
+pub use programs::ProgramEntry;
 pub use traces::{TraceEntry, TraceIndex, TraceStore};
 pub use watch::RunWatcher;
 
@@ -56,6 +60,8 @@ pub struct Snapshot {
     pub traces: TraceIndex,
     /// Checkpoint steps found in `checkpoints/`, ascending.
     pub checkpoints: Vec<u64>,
+    /// `programs/*.json` results of `weft run`, by file name.
+    pub programs: Vec<ProgramEntry>,
     pub problems: Vec<Problem>,
     /// Increases whenever anything above changes (panels key caches on it).
     pub version: u64,
@@ -70,6 +76,7 @@ impl Snapshot {
             metrics: Metrics::default(),
             traces: TraceIndex::default(),
             checkpoints: Vec::new(),
+            programs: Vec::new(),
             problems: Vec::new(),
             version: 0,
         }

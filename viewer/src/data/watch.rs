@@ -1,5 +1,6 @@
 //! Polls a run directory and keeps a [`Snapshot`] of it up to date while a run writes it.
 
+use super::programs::{ProgramsReader, PROGRAMS_DIR};
 use super::tail::JsonlTail;
 use super::traces::{read_header, TraceEntry};
 use super::{Metrics, Problem, Snapshot, Source};
@@ -24,6 +25,7 @@ pub struct RunWatcher {
     /// Indexed files not on disk (checked again each poll: a copy may still be arriving).
     missing: BTreeSet<String>,
     spec_stamp: Option<(SystemTime, u64)>,
+    programs: ProgramsReader,
     last_poll: Option<Instant>,
     /// How often [`RunWatcher::poll`] looks at the disk.
     pub interval: Duration,
@@ -41,6 +43,7 @@ impl RunWatcher {
             scanned: HashMap::new(),
             missing: BTreeSet::new(),
             spec_stamp: None,
+            programs: ProgramsReader::default(),
             last_poll: None,
             interval: Duration::from_secs(1),
         };
@@ -80,6 +83,7 @@ impl RunWatcher {
                     changed |= self.read_index(&mut problems);
                     changed |= self.scan_traces(&root.join(TRACES_DIR), &mut problems);
                     changed |= self.read_checkpoints(&root.join(CHECKPOINTS_DIR));
+                    changed |= self.read_programs(&root.join(PROGRAMS_DIR), &mut problems);
                 }
             }
         }
@@ -240,6 +244,26 @@ impl RunWatcher {
                 self.missing.len()
             )));
         }
+        changed
+    }
+
+    /// `programs/*.json`; files that do not parse (or whose result has the wrong shape for
+    /// their probe) are warnings, and shown in the Programs panel.
+    fn read_programs(&mut self, dir: &Path, problems: &mut Vec<Problem>) -> bool {
+        let (entries, changed) = self.programs.poll(dir);
+        for e in &entries {
+            let err = match &e.program {
+                Err(err) => Some(err.as_str()),
+                Ok(p) => p.result.as_ref().err().map(String::as_str),
+            };
+            if let Some(err) = err {
+                problems.push(Problem::warning(format!(
+                    "{PROGRAMS_DIR}/{}: {err}",
+                    e.file
+                )));
+            }
+        }
+        self.snapshot.programs = entries;
         changed
     }
 

@@ -1,10 +1,14 @@
 //! Curves: loss and auxiliary terms, learning rate, gradient norm, throughput and every
-//! evaluation metric, against steps or training tokens.
+//! evaluation metric, against steps or training tokens; and, for a `segment_nll` objective
+//! (DR-ICL), the mean loss and weight per demonstration index at a chosen step.
 
+use crate::cache::Caches;
 use crate::data::metrics::{Group, Series};
+use crate::data::segments::Segments;
 use crate::data::Snapshot;
 use eframe::egui::{self, Color32, Id};
-use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points, VLine};
+use weft_runtime::rundir::trace_kind;
 
 /// What the Curves panel shows.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -13,12 +17,15 @@ pub struct CurvesView {
     pub by_tokens: bool,
     /// Loss on a log scale (log10 of the value).
     pub log_loss: bool,
+    /// Index into the steps with per-demonstration traces (`None`: the latest).
+    pub segments_step: Option<usize>,
 }
 
 /// Draws the panel.
-pub fn show(ui: &mut egui::Ui, snap: &Snapshot, view: &mut CurvesView) {
+pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut CurvesView) {
     let series = snap.metrics.series();
-    if series.is_empty() {
+    let segment_steps = snap.traces.history(SEGMENTS_TRACE);
+    if series.is_empty() && segment_steps.is_empty() {
         ui.label("No metrics yet: metrics.jsonl is missing or has no train/eval lines.");
         return;
     }
@@ -41,9 +48,11 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, view: &mut CurvesView) {
         .into_iter()
         .filter(|g| series.iter().any(|s| s.group == *g))
         .collect();
-    let cols = if groups.len() > 1 { 2 } else { 1 };
-    let rows = groups.len().div_ceil(cols);
-    let h = ((ui.available_height() - 8.0) / rows as f32 - 22.0).max(100.0);
+    let demos = !segment_steps.is_empty();
+    let cols = if groups.len() > 1 || demos { 2 } else { 1 };
+    // The per-demonstration row has a header line more and gets half a row extra.
+    let rows = groups.len().div_ceil(cols) as f32 + if demos { 1.5 } else { 0.0 };
+    let h = ((ui.available_height() - 8.0) / rows - 22.0).max(100.0);
     let link = Id::unique("curves-x");
     let w = (ui.available_width() - 12.0 * (cols - 1) as f32) / cols as f32;
     for row in groups.chunks(cols) {
@@ -57,6 +66,9 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, view: &mut CurvesView) {
                 });
             }
         });
+    }
+    if demos {
+        demonstrations(ui, caches, view, &segment_steps, w, 1.5 * h);
     }
 }
 
@@ -109,6 +121,152 @@ fn plot(
                     );
                 }
             }
+        });
+}
+
+/// The trace the training loop writes for a `segment_nll` objective (kind `segments`).
+const SEGMENTS_TRACE: &str = "loss.segments";
+
+/// DR-ICL: mean loss ℓ_k and mean (detached) weight per demonstration index k over the
+/// held-out sequences, at the chosen step (slider), with the first recording faint behind.
+fn demonstrations(
+    ui: &mut egui::Ui,
+    caches: &mut Caches,
+    view: &mut CurvesView,
+    history: &[&crate::data::TraceEntry],
+    w: f32,
+    h: f32,
+) {
+    let history: Vec<_> = history
+        .iter()
+        .filter(|e| e.kind == trace_kind::SEGMENTS)
+        .collect();
+    let Some(last) = history.len().checked_sub(1) else {
+        return;
+    };
+    let idx = view.segments_step.unwrap_or(last).min(last);
+    let load = |caches: &mut Caches, i: usize| {
+        caches
+            .traces
+            .get(history[i])
+            .and_then(|t| Segments::new(&t))
+    };
+    let now = load(caches, idx);
+    let first = if idx > 0 { load(caches, 0).ok() } else { None };
+    ui.horizontal(|ui| {
+        ui.strong("DR-ICL: loss and weight per demonstration");
+        if history.len() > 1 {
+            let mut i = idx;
+            let steps: Vec<u64> = history.iter().map(|e| e.step).collect();
+            let label = ui.label("step");
+            ui.add(
+                egui::Slider::new(&mut i, 0..=last)
+                    .custom_formatter(|v, _| steps[v as usize].to_string())
+                    .show_value(true),
+            )
+            .labelled_by(label.id);
+            if i != idx {
+                view.segments_step = Some(i);
+            }
+        } else {
+            ui.weak(format!("step {}", history[idx].step));
+        }
+        if let Ok(s) = &now {
+            ui.weak(format!(
+                "means over {} held-out sequences; weights are detached",
+                s.sequences
+            ));
+        }
+    });
+    let now = match now {
+        Ok(s) => s,
+        Err(e) => {
+            ui.colored_label(Color32::LIGHT_RED, e);
+            return;
+        }
+    };
+    let link = Id::unique("curves-demos-x");
+    ui.horizontal_top(|ui| {
+        ui.spacing_mut().item_spacing.x = 12.0;
+        let before = first.as_ref().map(|f| (f.step, &f.loss));
+        demo_plot(
+            ui,
+            "loss",
+            "mean loss ℓ_k",
+            0,
+            &now.loss,
+            before,
+            now.step,
+            [w, h],
+            link,
+        );
+        if let Some(weight) = &now.weight {
+            let before = first
+                .as_ref()
+                .and_then(|f| Some((f.step, f.weight.as_ref()?)));
+            demo_plot(
+                ui,
+                "weight",
+                "mean weight",
+                1,
+                weight,
+                before,
+                now.step,
+                [w, h],
+                link,
+            );
+        }
+    });
+}
+
+/// One per-demonstration curve at `step`, with an earlier recording faint behind it.
+#[allow(clippy::too_many_arguments)]
+fn demo_plot(
+    ui: &mut egui::Ui,
+    id: &str,
+    y_label: &str,
+    color: usize,
+    values: &[f64],
+    before: Option<(u64, &Vec<f64>)>,
+    step: u64,
+    [w, h]: [f32; 2],
+    link: Id,
+) {
+    let pts = |v: &[f64]| -> Vec<[f64; 2]> {
+        v.iter()
+            .enumerate()
+            .filter(|(_, y)| y.is_finite())
+            .map(|(k, &y)| [k as f64, y])
+            .collect()
+    };
+    Plot::new(format!("curves-demos-{id}"))
+        .legend(Legend::default())
+        .width(w)
+        .height(h)
+        .link_axis(link, [true, false])
+        // Weight 1 is no reweighting: keep it in view.
+        .include_y(if id == "weight" { 1.0 } else { 0.0 })
+        .x_axis_label("demonstration index k")
+        .y_axis_label(y_label)
+        .show(ui, |p| {
+            if let Some((s, b)) = before {
+                p.line(
+                    Line::new(format!("step {s}"), PlotPoints::from(pts(b)))
+                        .color(Color32::from_gray(110))
+                        .width(1.0),
+                );
+            }
+            let name = format!("step {step}");
+            p.line(
+                Line::new(name.clone(), PlotPoints::from(pts(values)))
+                    .color(palette(color))
+                    .width(1.8),
+            );
+            p.points(
+                Points::new(name, PlotPoints::from(pts(values)))
+                    .color(palette(color))
+                    .radius(2.0),
+            );
         });
 }
 

@@ -2,10 +2,12 @@
 //! the snapshot and its small view state (selection, step), nothing else.
 
 pub mod attention;
+pub mod bases;
 pub mod curves;
 pub mod head_tables;
 pub mod model;
 pub mod problems;
+pub mod programs;
 pub mod routing;
 
 /// The viewer's tabs.
@@ -15,15 +17,17 @@ pub enum Tab {
     Attention,
     Heads,
     Routing,
+    Programs,
     Model,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Curves,
         Tab::Attention,
         Tab::Heads,
         Tab::Routing,
+        Tab::Programs,
         Tab::Model,
     ];
 
@@ -32,19 +36,21 @@ impl Tab {
             Tab::Curves => "Curves",
             Tab::Attention => "Attention",
             Tab::Heads => "Head tables",
-            Tab::Routing => "MoM routing",
+            Tab::Routing => "Routing",
+            Tab::Programs => "Programs",
             Tab::Model => "Model",
         }
     }
 
     /// Parses a tab name as given on the command line (`curves`, `attention`, `heads`,
-    /// `routing`/`mom`, `model`).
+    /// `routing`/`mom`/`moice`, `programs`, `model`).
     pub fn parse(s: &str) -> Option<Tab> {
         match s.to_ascii_lowercase().as_str() {
             "curves" => Some(Tab::Curves),
             "attention" | "attn" => Some(Tab::Attention),
             "heads" | "head_tables" | "head-tables" => Some(Tab::Heads),
-            "routing" | "mom" => Some(Tab::Routing),
+            "routing" | "mom" | "moice" => Some(Tab::Routing),
+            "programs" | "program" => Some(Tab::Programs),
             "model" => Some(Tab::Model),
             _ => None,
         }

@@ -1,11 +1,13 @@
-//! MoM routing: for a chosen token, the iteration × module trellis (SKIP visible, routing
+//! Routing. MoM: for a chosen token, the iteration × module trellis (SKIP visible, routing
 //! weights on the edges); module utilisation per iteration; effective depth per token.
+//! MoICE: the base choices per token and head ([`crate::panels::bases`]).
 
 use crate::cache::Caches;
 use crate::colormap::ColorMap;
 use crate::data::attention::token_label;
 use crate::data::routing::{RoutedLayer, Routing, Stage, SKIP};
 use crate::data::{Snapshot, TraceEntry};
+use crate::panels::bases::{self, BasesView};
 use crate::widgets::legend::fmt_value;
 use eframe::egui::{
     self, Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Shape, Stroke, StrokeKind, Vec2,
@@ -23,6 +25,9 @@ pub struct RoutingView {
     pub layer: usize,
     pub batch: usize,
     pub token: usize,
+    /// Show MoICE base choices instead of MoM pools (when the run has both).
+    pub moice: bool,
+    pub bases: BasesView,
 }
 
 const SKIP_COLOR: Color32 = Color32::from_rgb(120, 120, 128);
@@ -38,11 +43,33 @@ fn pool_color(i: usize) -> Color32 {
     C[i % C.len()]
 }
 
-/// Draws the panel.
+/// Draws the panel: MoM pools, MoICE bases, or a choice between them when the run has both.
 pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut RoutingView) {
+    let mom = !snap.traces.steps(trace_kind::ROUTING).is_empty();
+    let moice = !snap.traces.steps(trace_kind::BASE_ROUTING).is_empty();
+    if !mom && !moice {
+        ui.label(
+            "No routing traces in this run (MoM routers write kind `routing`, MoICE \
+             attention kind `base_routing`).",
+        );
+        return;
+    }
+    if mom && moice {
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut view.moice, false, "MoM pools");
+            ui.selectable_value(&mut view.moice, true, "MoICE bases");
+        });
+    }
+    if moice && (view.moice || !mom) {
+        bases::show(ui, snap, caches, &mut view.bases);
+    } else {
+        show_mom(ui, snap, caches, view);
+    }
+}
+
+fn show_mom(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut RoutingView) {
     let steps = snap.traces.steps(trace_kind::ROUTING);
     let Some(&latest) = steps.last() else {
-        ui.label("No routing traces in this run (MoM routers write kind `routing`).");
         return;
     };
     let step = view.step.filter(|s| steps.contains(s)).unwrap_or(latest);
