@@ -44,9 +44,15 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
         .iter()
         .map(|(_, t)| t.probe_curve("copy_accuracy", "accuracy"))
         .collect();
+    let tokens = tokens_by_step(&runs[1].1);
     for (i, &(step, _)) in curves[0].iter().enumerate() {
         let at = |c: &Vec<(u64, f64)>| c.get(i).map_or(f64::NAN, |p| p.1);
-        let tok = tokens_at(&runs[1].1, step);
+        // Tokens seen by `step`: the last logged step line at or before it.
+        let tok = tokens
+            .iter()
+            .rev()
+            .find(|p| p.0 <= step)
+            .map_or(0.0, |p| p.1);
         curve.row(vec![
             json!(step),
             json!(tok),
@@ -124,16 +130,14 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     Ok(())
 }
 
-/// Tokens seen by `step` (from the run's step metrics lines).
-fn tokens_at(t: &Trained, step: u64) -> f64 {
+/// `(step, tokens seen)` of every step metrics line of a run, in step order.
+fn tokens_by_step(t: &Trained) -> Vec<(u64, f64)> {
     weft_runtime::rundir::read_metrics(&t.dir.join("metrics.jsonl"))
         .unwrap_or_default()
         .iter()
-        .rev()
         .filter(|l| l["kind"] != "eval")
-        .filter(|l| l["step"].as_u64().is_some_and(|s| s <= step))
-        .find_map(|l| l["tokens"].as_f64())
-        .unwrap_or(0.0)
+        .filter_map(|l| Some((l["step"].as_u64()?, l["tokens"].as_f64()?)))
+        .collect()
 }
 
 /// `(step, best score per layer)` of every recorded induction-score table.
