@@ -87,7 +87,13 @@ pub(super) fn forward(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenErr
     let rule = rule_of(&node.op)?;
     let ins = node.inputs.clone();
     let pattern = matches!(node.op, Op::AttentionPattern(_));
-    let q = s.read(ins[0]);
+    // The forward reads queries through a function (a prologue may rotate them), the
+    // pattern kernel from their buffer.
+    let q = if pattern {
+        s.read(ins[0])
+    } else {
+        s.value_fn(ins[0])
+    };
     let k = s.read(ins[1]);
     let v = if pattern { None } else { Some(s.read(ins[2])) };
     let seg = ins.get(3).map(|&x| s.read(x));
@@ -116,7 +122,7 @@ pub(super) fn forward(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenErr
         .set("K", k)
         .set("OUT", out)
         .render()?;
-    Ok(s.finish(main, WORKGROUP, dispatch_for(rows), root))
+    Ok(s.finish(main, WORKGROUP, dispatch_for(rows), &[root]))
 }
 
 /// The two backward kernels of `root` (`[3,B,H,T,d]` = dq, dk, dv): part 1 writes dq and the
@@ -162,7 +168,7 @@ pub(super) fn backward(
         .set("OUT", out)
         .set("STATS", st)
         .render()?;
-    let part1 = s.finish(main, WORKGROUP, dispatch_for(rows), root);
+    let part1 = s.finish(main, WORKGROUP, dispatch_for(rows), &[root]);
 
     let mut s = Shader::new(g, plan, format!("attention_bwd_kv_{}", root.0));
     let (q, k, v, dy) = (
@@ -191,6 +197,6 @@ pub(super) fn backward(
         .set("OUT", out)
         .set("STATS", st)
         .render()?;
-    let part2 = s.finish(main, WORKGROUP, dispatch_for(rows), root);
+    let part2 = s.finish(main, WORKGROUP, dispatch_for(rows), &[root]);
     Ok([part1, part2])
 }

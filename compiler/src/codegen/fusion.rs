@@ -35,7 +35,9 @@ pub enum Storage {
     Kernel,
     /// A matmul computed inside the kernel of the value given: its elementwise consumer chain
     /// (bias, residual add, activation, gating) runs as the matmul's epilogue on the
-    /// accumulator, so the product itself never gets a buffer.
+    /// accumulator, so the product itself never gets a buffer. Several matmuls with the same
+    /// output shape and inner dimension may share one host (SwiGLU's `silu(gate) · up`):
+    /// they are accumulated side by side in the host's kernel.
     Epilogue(ValueId),
 }
 
@@ -101,7 +103,8 @@ const SHARED_INLINE_COST: u32 = 3;
 const MAX_INLINE_COST: u32 = 48;
 /// A matmul's A operand is inlined (a prologue, e.g. a norm's scale-and-shift) up to this
 /// cost even when several matmuls read it: each reads every element N/4 times anyway, and
-/// a few extra ops per load cost less than a kernel launch and a buffer round trip.
+/// a few extra ops per load cost less than a kernel launch and a buffer round trip. The
+/// same holds for attention's queries (rotated and split into heads), read once per row.
 const PROLOGUE_COST: u32 = 12;
 
 /// Ops whose output element `i` reads each same-shaped input at element `i` only: a matmul
@@ -142,12 +145,14 @@ impl FusionPlan {
         )
     }
 
-    /// The matmul whose epilogue computes `host`, if any.
-    pub fn epilogue_of(&self, host: ValueId) -> Option<ValueId> {
+    /// The matmuls whose epilogue computes `host` (empty if it hosts none).
+    pub fn epilogue_of(&self, host: ValueId) -> Vec<ValueId> {
         self.storage
             .iter()
-            .position(|s| *s == Storage::Epilogue(host))
-            .map(|i| ValueId(i as u32))
+            .enumerate()
+            .filter(|(_, s)| **s == Storage::Epilogue(host))
+            .map(|(i, _)| ValueId(i as u32))
+            .collect()
     }
 
     /// Values computed by a kernel, in launch (topological) order.
@@ -157,6 +162,18 @@ impl FusionPlan {
             .enumerate()
             .filter(|(_, s)| **s == Storage::Kernel)
             .map(|(i, _)| ValueId(i as u32))
+    }
+}
+
+/// The inner (contracted) dimension of matmul `m`.
+pub(super) fn matmul_k(g: &Graph, m: ValueId) -> usize {
+    let node = g.node(m);
+    let a = g.shape(node.inputs[0]);
+    match node.op {
+        Op::MatMul {
+            transpose_a: true, ..
+        } => a[a.len() - 2],
+        _ => a[a.len() - 1],
     }
 }
 
@@ -185,8 +202,8 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
         }
     }
     // Consumers among needed nodes (the last one seen, which is the only one when there is
-    // one), whether a buffer-reading op reads a value whole, and how many matmuls read it
-    // as their A operand (through a function, so it may be a prologue).
+    // one), whether a buffer-reading op reads a value whole, and how many matmuls (as A) or
+    // attentions (as queries) read it through a function, so it may be a prologue.
     let mut consumers = vec![0u32; n];
     let mut last_consumer = vec![0usize; n];
     let mut buffer_read = vec![false; n];
@@ -201,7 +218,13 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
                 consumers[u.index()] += 1;
                 last_consumer[u.index()] = i;
             }
-            let as_a = matches!(g.nodes[i].op, Op::MatMul { .. }) && pos == 0 && ins[1] != u;
+            // Read through a function, so it may be a prologue: a matmul's A operand (unless
+            // it is B too) and attention's queries (read once per row).
+            let as_a = match g.nodes[i].op {
+                Op::MatMul { .. } => pos == 0 && ins[1] != u,
+                Op::Attention(_) => pos == 0 && !ins[1..].contains(&u),
+                _ => false,
+            };
             if as_a {
                 a_reads[u.index()] += 1;
             } else if class == OpClass::Buffer {
@@ -216,8 +239,8 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
     let mut storage = vec![Storage::Unneeded; n];
     // Ops per element of each inline value (1 for a load of a stored value).
     let mut cost = vec![1u32; n];
-    // The matmul whose accumulator an inline value's tree carries towards an epilogue.
-    let mut carries: Vec<Option<ValueId>> = vec![None; n];
+    // The matmuls whose accumulators an inline value's tree carries towards an epilogue.
+    let mut carries: Vec<Vec<ValueId>> = vec![Vec::new(); n];
     for i in (0..n).filter(|&i| needed[i]) {
         let v = ValueId(i as u32);
         let node = &g.nodes[i];
@@ -268,50 +291,59 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
                     || (consumers[i] > 1
                         && c > SHARED_INLINE_COST
                         && !(prologue && a_reads[i] == consumers[i]));
-                // A matmul accumulator flowing in from a same-shaped input.
-                let carried = if fuse && is_elementwise(&node.op) && node.dtype == DType::F32 {
-                    node.inputs
-                        .iter()
-                        .filter(|u| g.shape(**u) == node.shape.as_slice())
-                        .find_map(|&u| {
-                            let un = g.node(u);
-                            let fresh = storage[u.index()] == Storage::Kernel
-                                && matches!(un.op, Op::MatMul { .. })
-                                && !forced_set[u.index()]
-                                && consumers[u.index()] == 1
-                                && a_reads[u.index()] == 0
-                                && !buffer_read[u.index()];
-                            if fresh {
-                                Some(u)
-                            } else {
-                                carries[u.index()]
-                            }
-                        })
-                } else {
-                    None
-                };
-                match carried {
-                    Some(m) => {
-                        // Carry on while the only consumer is elementwise over the same
-                        // shape; otherwise this value hosts the matmul's epilogue.
-                        let c_node = &g.nodes[last_consumer[i]];
-                        let onward = !must
-                            && consumers[i] == 1
-                            && is_elementwise(&c_node.op)
-                            && c_node.shape == node.shape;
-                        if onward {
-                            carries[i] = Some(m);
-                            cost[i] = c;
-                            Storage::Inline
+                // Matmul accumulators flowing in from same-shaped inputs: all of them when
+                // they contract the same dimension (one loop accumulates them together).
+                let mut carried: Vec<ValueId> = Vec::new();
+                if fuse && is_elementwise(&node.op) && node.dtype == DType::F32 {
+                    for &u in &node.inputs {
+                        if g.shape(u) != node.shape.as_slice() {
+                            continue;
+                        }
+                        let fresh = storage[u.index()] == Storage::Kernel
+                            && matches!(g.node(u).op, Op::MatMul { .. })
+                            && !forced_set[u.index()]
+                            && consumers[u.index()] == 1
+                            && a_reads[u.index()] == 0
+                            && !buffer_read[u.index()];
+                        let incoming = if fresh {
+                            vec![u]
                         } else {
-                            storage[m.index()] = Storage::Epilogue(v);
-                            Storage::Kernel
+                            carries[u.index()].clone()
+                        };
+                        for m in incoming {
+                            let same_k = carried
+                                .first()
+                                .is_none_or(|&f| matmul_k(g, f) == matmul_k(g, m));
+                            if same_k && !carried.contains(&m) {
+                                carried.push(m);
+                            }
                         }
                     }
-                    None if must => Storage::Kernel,
-                    None => {
+                }
+                if carried.is_empty() {
+                    if must {
+                        Storage::Kernel
+                    } else {
                         cost[i] = c;
                         Storage::Inline
+                    }
+                } else {
+                    // Carry on while the only consumer is elementwise over the same shape;
+                    // otherwise this value hosts the matmuls' epilogue.
+                    let c_node = &g.nodes[last_consumer[i]];
+                    let onward = !must
+                        && consumers[i] == 1
+                        && is_elementwise(&c_node.op)
+                        && c_node.shape == node.shape;
+                    if onward {
+                        carries[i] = carried;
+                        cost[i] = c;
+                        Storage::Inline
+                    } else {
+                        for m in carried {
+                            storage[m.index()] = Storage::Epilogue(v);
+                        }
+                        Storage::Kernel
                     }
                 }
             }
@@ -379,10 +411,35 @@ mod tests {
         // The chain ends where a reduction reads it: that value hosts the matmul.
         assert_eq!(plan.storage[m.index()], Storage::Epilogue(y));
         assert_eq!(plan.storage[h.index()], Storage::Inline);
-        assert_eq!(plan.epilogue_of(y), Some(m));
+        assert_eq!(plan.epilogue_of(y), vec![m]);
         assert_eq!(plan.kernel_roots().collect::<Vec<_>>(), vec![y, s]);
         // A matmul that is itself requested keeps its own buffer.
         let plan = plan_fusion(&g, &[s, m], true, &[]);
         assert_eq!(plan.storage[m.index()], Storage::Kernel);
+    }
+
+    #[test]
+    fn gate_and_up_products_share_one_epilogue_host() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[6, 4], DType::F32);
+        let wg = b.input("wg", &[4, 5], DType::F32);
+        let wu = b.input("wu", &[4, 5], DType::F32);
+        let w3 = b.input("w3", &[3, 5], DType::F32);
+        let gate = b.matmul(x, wg).unwrap();
+        let up = b.matmul(x, wu).unwrap();
+        let act = b.silu(gate).unwrap();
+        let h = b.mul(act, up).unwrap();
+        let s = b.sum(h, 1, false).unwrap();
+        // A product contracting another dimension cannot share the loop.
+        let y = b.input("y", &[6, 3], DType::F32);
+        let other = b.matmul(y, w3).unwrap();
+        let h2 = b.mul(h, other).unwrap();
+        b.output("s", s);
+        b.output("h2", h2);
+        let g = b.finish().unwrap();
+        let plan = plan_fusion(&g, &[s, h2], true, &[]);
+        assert_eq!(plan.epilogue_of(h), vec![gate, up]);
+        assert_eq!(plan.storage[act.index()], Storage::Inline);
+        assert_eq!(plan.epilogue_of(h2), vec![other]);
     }
 }

@@ -143,5 +143,5 @@ pub(super) fn kernel(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenErro
             })
         }
     };
-    Ok(s.finish(main, WORKGROUP, dispatch_for(items), root))
+    Ok(s.finish(main, WORKGROUP, dispatch_for(items), &[root]))
 }

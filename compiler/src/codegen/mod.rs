@@ -14,6 +14,7 @@ mod elementwise;
 mod error;
 mod expr;
 pub mod fusion;
+mod group;
 mod lane;
 mod matmul;
 mod program;
@@ -69,22 +70,34 @@ fn readback(g: &Graph, plan: &FusionPlan, name: &str, v: ValueId) -> Readback {
     }
 }
 
-/// Generates the kernels of one graph node that the fusion plan materialises.
-fn kernels_for(g: &Graph, plan: &FusionPlan, v: ValueId) -> Result<Vec<Kernel>, CodegenError> {
-    let name = format!("{}_{}", g.node(v).op.name(), v.0);
-    if let Some(m) = plan.epilogue_of(v) {
-        let s = Shader::new(g, plan, format!("matmul_{}", m.0));
-        return Ok(vec![matmul::kernel(s, m, Some(v))?]);
+/// Generates the kernels of one group of graph nodes that the fusion plan materialises
+/// (see [`group`]: usually one node; several same-sized siblings share one kernel).
+fn kernels_for(
+    g: &Graph,
+    plan: &FusionPlan,
+    roots: &[ValueId],
+) -> Result<Vec<Kernel>, CodegenError> {
+    let v = roots[0];
+    let ids = |prefix: &str| {
+        let ids: Vec<String> = roots.iter().map(|r| r.0.to_string()).collect();
+        format!("{prefix}_{}", ids.join("_"))
+    };
+    let hosted = plan.epilogue_of(v);
+    if matches!(g.node(v).op, Op::MatMul { .. }) || !hosted.is_empty() {
+        let name = match (roots.len(), hosted.first()) {
+            (1, Some(m)) => format!("matmul_{}", m.0),
+            _ => ids("matmul"),
+        };
+        return Ok(vec![matmul::kernel(Shader::new(g, plan, name), roots)?]);
     }
-    let s = Shader::new(g, plan, name);
+    let s = Shader::new(g, plan, format!("{}_{}", g.node(v).op.name(), v.0));
     Ok(match (&g.node(v).op, op_class(g, v)) {
         (Op::AttentionBackward(_), _) => attention::backward(g, plan, v)?.to_vec(),
         (Op::Attention(_) | Op::AttentionPattern(_), _) => vec![attention::forward(s, v)?],
-        (Op::MatMul { .. }, _) => vec![matmul::kernel(s, v, None)?],
         (_, OpClass::Lane) => vec![lane::kernel(s, v)?],
         _ => {
-            let name = format!("elementwise_{}", v.0);
-            vec![elementwise::kernel(Shader::new(g, plan, name), v)?]
+            let s = Shader::new(g, plan, ids("elementwise"));
+            vec![elementwise::kernel(s, roots)?]
         }
     })
 }
@@ -114,9 +127,22 @@ pub fn compile(
         let plan = plan_fusion(graph, &root_ids, opts.fuse, &forced);
         let mut kernels = Vec::new();
         let mut split = None;
-        for v in plan.kernel_roots() {
-            for k in kernels_for(graph, &plan, v)? {
-                if k.bindings().count() as u32 > opts.max_storage_buffers_per_stage {
+        let over = |k: &Kernel| k.bindings().count() as u32 > opts.max_storage_buffers_per_stage;
+        for mut roots in group::schedule(graph, &plan, opts.fuse) {
+            let mut ks = Vec::new();
+            while !roots.is_empty() {
+                // A group binding too many buffers sheds members (they launch after it).
+                let mut take = roots.len();
+                let mut group = kernels_for(graph, &plan, &roots)?;
+                while take > 1 && group.iter().any(over) {
+                    take -= 1;
+                    group = kernels_for(graph, &plan, &roots[..take])?;
+                }
+                ks.extend(group);
+                roots.drain(..take);
+            }
+            for k in ks {
+                if over(&k) {
                     split = split.or_else(|| split_candidate(graph, &plan, &k));
                 }
                 kernels.push(k);
@@ -158,7 +184,12 @@ pub fn compile(
 /// The inlined node of an over-bound kernel to materialise: the one whose subtree reads the
 /// most distinct buffers (splitting there removes the most bindings).
 fn split_candidate(g: &Graph, plan: &FusionPlan, k: &Kernel) -> Option<ValueId> {
-    let inlined: Vec<ValueId> = k.nodes[..k.nodes.len().saturating_sub(1)].to_vec();
+    let inlined: Vec<ValueId> = k
+        .nodes
+        .iter()
+        .copied()
+        .filter(|&v| !plan.is_stored(v) && !matches!(plan.storage[v.index()], Storage::Epilogue(_)))
+        .collect();
     let reads = |v: ValueId| -> usize {
         let mut seen: Vec<ValueId> = Vec::new();
         let mut stack = vec![v];

@@ -54,7 +54,8 @@ pub struct Kernel {
     pub workgroup_size: u32,
     /// Workgroups to dispatch.
     pub dispatch: [u32; 3],
-    /// IR nodes this kernel evaluates (fused producers first, the root last).
+    /// IR nodes this kernel evaluates: fused producers first, then the roots it stores
+    /// (one, or several for a horizontally fused group).
     pub nodes: Vec<ValueId>,
 }
 

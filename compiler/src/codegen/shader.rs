@@ -15,8 +15,11 @@ pub(super) const WORKGROUP: u32 = 64;
 /// Workgroups per dispatch dimension (WebGPU's guaranteed minimum limit).
 pub(super) const MAX_GROUPS_PER_DIM: u32 = 65_535;
 
-/// The private variable holding a matmul epilogue's current accumulator element.
-pub(super) const ACCUMULATOR: &str = "epilogue_acc";
+/// The private variable holding matmul `m`'s current accumulator element while its host's
+/// epilogue runs.
+pub(super) fn accumulator(m: ValueId) -> String {
+    format!("epilogue_acc_{}", m.0)
+}
 
 /// WGSL scalar type of a dtype.
 pub(super) fn wgsl_type(dt: DType) -> &'static str {
@@ -220,7 +223,7 @@ impl<'g> Shader<'g> {
         let node = self.g.node(v);
         let ty = wgsl_type(node.dtype);
         let body = if let Storage::Epilogue(_) = self.plan.storage[v.index()] {
-            format!("    return {ACCUMULATOR};")
+            format!("    return {};", accumulator(v))
         } else if self.plan.is_stored(v) {
             let var = self.read(v);
             format!("    return {var}[i];")
@@ -250,17 +253,17 @@ impl<'g> Shader<'g> {
         v
     }
 
-    /// Assembles the module around `main` and returns the kernel.
+    /// Assembles the module around `main` and returns the kernel computing `roots`.
     pub fn finish(
         self,
         main: String,
         workgroup_size: u32,
         dispatch: [u32; 3],
-        root: ValueId,
+        roots: &[ValueId],
     ) -> Kernel {
         let mut nodes = self.inlined();
-        nodes.retain(|&v| v != root);
-        nodes.push(root);
+        nodes.retain(|v| !roots.contains(v));
+        nodes.extend_from_slice(roots);
         let mut src = format!("// weft kernel `{}`\n", self.name);
         src.push_str(PRELUDE);
         src.push('\n');

@@ -2,6 +2,7 @@
 // one pass over the visible keys with an online normaliser — no T×T scores in memory.
 // Rule: p = SCALE · q·k; a = {{MAGNITUDE}}; weights = {{SIGN}} · softmax(a) over visible keys.
 // The running max is over a (|p| for signed attention); the numerator keeps the sign.
+// Queries are read through a function, once per row: their rotation can be a prologue.
 
 fn visible(t: u32, j: u32, b: u32) -> bool {
     return {{VISIBLE}};
@@ -18,7 +19,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var q: array<f32, D>;
     var acc: array<f32, D>;
     for (var c = 0u; c < D; c = c + 1u) {
-        q[c] = {{Q}}[head + t * D + c];
+        q[c] = {{Q}}(head + t * D + c);
         acc[c] = 0.0;
     }
     var m = 0.0;
