@@ -152,3 +152,33 @@ fn sparse_route_gradient_matches_cpu_on_wgpu() {
         &HookSelection::None,
     );
 }
+
+/// The per-token weights a sparse pool selects (`[N·top_k, D, HIDDEN]` and the like) are
+/// read in place by the matmuls (a grouped matmul) and their gradients are scattered back
+/// per module without being stored either: no buffer of the compiled training step holds
+/// one weight copy per token.
+#[test]
+fn sparse_route_stores_no_per_token_weight_copies() {
+    use weft_compiler::codegen::{compile, CodegenOptions};
+    let top_k = 2;
+    let slots = B * T * top_k;
+    let g = gradient(&graph(4, top_k, "sparse", "swiglu"));
+    let opts = CodegenOptions {
+        max_storage_buffers_per_stage: 16,
+        ..CodegenOptions::default()
+    };
+    let p = compile(&g, &[], &opts).unwrap();
+    let largest = p
+        .buffers
+        .values
+        .iter()
+        .map(|(_, _, bytes)| *bytes)
+        .max()
+        .unwrap();
+    // One copy of a module's w_gate per slot would be slots · D · HIDDEN floats.
+    let per_token_copy = slots * D * HIDDEN * 4;
+    assert!(
+        largest < per_token_copy / 4,
+        "largest buffer {largest} bytes; one weight copy per slot is {per_token_copy}"
+    );
+}

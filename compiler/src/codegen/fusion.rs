@@ -177,6 +177,36 @@ pub(super) fn matmul_k(g: &Graph, m: ValueId) -> usize {
     }
 }
 
+/// Values that select weight matrices by id without arithmetic: a gather (by module id)
+/// over reshapes, concats, slices, permutes and broadcasts of inputs or parameters — the
+/// stacked, per-token weights of a sparsely routed pool (`lower::route_sparse`). A matmul
+/// reads them in place as its B operand (a grouped matmul) instead of storing them.
+fn selected_weights(g: &Graph) -> Vec<bool> {
+    let n = g.len();
+    let mut movement = vec![false; n];
+    let mut gathers = vec![false; n];
+    for i in 0..n {
+        let node = &g.nodes[i];
+        let data: &[ValueId] = match node.op {
+            Op::Gather => &node.inputs[..1],
+            _ => &node.inputs,
+        };
+        movement[i] = match node.op {
+            Op::Input { .. } | Op::Param { .. } | Op::Const { .. } => true,
+            Op::Gather
+            | Op::Reshape { .. }
+            | Op::Concat { .. }
+            | Op::Slice { .. }
+            | Op::Permute { .. }
+            | Op::BroadcastTo { .. } => data.iter().all(|u| movement[u.index()]),
+            _ => false,
+        };
+        gathers[i] = movement[i]
+            && (matches!(node.op, Op::Gather) || data.iter().any(|u| gathers[u.index()]));
+    }
+    gathers
+}
+
 /// Reads of an input per output element when inlined (rope reads its `x` twice).
 fn reads(op: &Op, input: usize) -> u32 {
     match op {
@@ -208,6 +238,7 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
     let mut last_consumer = vec![0usize; n];
     let mut buffer_read = vec![false; n];
     let mut a_reads = vec![0u32; n];
+    let selected = selected_weights(g);
     for i in (0..n).filter(|&i| needed[i]) {
         let class = op_class(g, ValueId(i as u32));
         let ins = &g.nodes[i].inputs;
@@ -219,9 +250,11 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
                 last_consumer[u.index()] = i;
             }
             // Read through a function, so it may be a prologue: a matmul's A operand (unless
-            // it is B too) and attention's queries (read once per row).
+            // it is B too), a B operand that selects weights by id, and attention's queries
+            // (read once per row).
             let as_a = match g.nodes[i].op {
-                Op::MatMul { .. } => pos == 0 && ins[1] != u,
+                Op::MatMul { .. } if ins[0] == ins[1] => false,
+                Op::MatMul { .. } => pos == 0 || selected[u.index()],
                 Op::Attention(_) => pos == 0 && !ins[1..].contains(&u),
                 _ => false,
             };
@@ -282,7 +315,13 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
                         cu * reads(&node.op, k)
                     })
                     .sum::<u32>();
-                let prologue = a_reads[i] > 0 && c <= PROLOGUE_COST;
+                // Weights selected per batch entry are read in place whatever the cost:
+                // stored, they would be one copy of a weight matrix per token.
+                let limit = match selected[i] {
+                    true => MAX_INLINE_COST,
+                    false => PROLOGUE_COST,
+                };
+                let prologue = a_reads[i] > 0 && c <= limit;
                 let must = !fuse
                     || forced_set[i]
                     || buffer_read[i]

@@ -11,8 +11,10 @@
 //! both executions share checkpoints and give the same function.
 //!
 //! The per-slot weight gather is a plain `Gather` (and its gradient a `ScatterAdd`): exact and
-//! differentiable with the existing ops; a grouped-matmul kernel that reads the stacked
-//! weights in place would avoid materialising them.
+//! differentiable with the existing ops. On the GPU it is never stored: the matmul reads the
+//! stacked weights in place through the gather (`codegen::fusion`'s selected weights, a
+//! grouped matmul), and the weight gradient, a per-slot outer product, is a broadcast
+//! multiply that fuses into the scatter-add back to each module.
 
 use super::block::Frame;
 use super::{Lowerer, Result};

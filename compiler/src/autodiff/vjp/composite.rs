@@ -86,6 +86,27 @@ fn matmul(
             } else {
                 b.matmul_t(a2, dy2, true, false)?
             }
+        } else if s0.len() >= 2 && s0[s0.len() - if ta { 1 } else { 2 }] == 1 {
+            // op(A) has one row: dB is an outer product per batch entry. As a broadcast
+            // multiply it fuses into its consumer (for routed weights, the gather's
+            // scatter-add), where a K = 1 matmul would store the whole [.., K, N] first.
+            let k = s0[s0.len() - if ta { 2 } else { 1 }];
+            let n = b.shape(dy)[b.shape(dy).len() - 1];
+            let batch = &s0[..s0.len() - 2];
+            let dy_batch = b.shape(dy)[..b.shape(dy).len() - 2].to_vec();
+            let with = |batch: &[usize], tail: [usize; 2]| {
+                let mut s = batch.to_vec();
+                s.extend(tail);
+                s
+            };
+            if tb {
+                let dy_col = b.reshape(dy, &with(&dy_batch, [n, 1]))?;
+                let a_row = b.reshape(x0, &with(batch, [1, k]))?;
+                b.mul(dy_col, a_row)?
+            } else {
+                let a_col = b.reshape(x0, &with(batch, [k, 1]))?;
+                b.mul(a_col, dy)?
+            }
         } else if tb {
             b.matmul_t(dy, x0, true, ta)?
         } else {
