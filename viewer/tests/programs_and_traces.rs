@@ -1,6 +1,6 @@
 //! Program results (`programs/*.json`), MoICE base choices and DR-ICL per-demonstration
 //! traces, read from real `weft run` / `weft train` output committed under `tests/fixtures`
-//! (see its README; the `*.synthetic.json` files are the only hand-written ones).
+//! (see its README for the commands that made each file).
 
 mod common;
 
@@ -47,12 +47,12 @@ fn every_program_fixture_is_read_into_its_view() {
         [
             "collapse.json",
             "distance.json",
-            "final_layer.synthetic.json",
+            "final_layer.json",
             "inject.json",
-            "length_sweep.synthetic.json",
-            "needle_sweep.synthetic.json",
+            "length_sweep.json",
+            "needle_sweep.json",
             "orders.json",
-            "shots_sweep.synthetic.json",
+            "shots_sweep.json",
             "sweep.json",
         ]
     );
@@ -101,17 +101,38 @@ fn every_program_fixture_is_read_into_its_view() {
     assert_eq!(o.by_order.len(), 24);
     assert!(o.worst <= o.mean && o.mean <= o.best);
 
-    let p = program(&w, "length_sweep.synthetic.json");
-    assert!(
-        matches!(&p.result, Ok(ProbeResult::LengthSweep(s)) if s.train_len == Some(128.0) && s.loss.as_ref().map(Vec::len) == Some(4))
+    // Small models trained for a few dozen steps (README): mostly near chance, so shapes and a
+    // few values read back are checked, not what the models learned.
+    let p = program(&w, "length_sweep.json");
+    let Ok(ProbeResult::LengthSweep(s)) = &p.result else {
+        panic!("{:?}", p.result)
+    };
+    assert_eq!(s.train_len, Some(128.0));
+    assert_eq!(s.lengths, [128.0, 256.0, 512.0, 1024.0]);
+    assert_eq!(s.accuracy, [0.0, 0.0, 0.09375, 0.03125]);
+    assert_eq!(s.loss.as_ref().map(Vec::len), Some(4));
+    assert_eq!(
+        p.weights.as_deref(),
+        Some("/tmp/fx/hope/checkpoints/step-00000060.safetensors")
     );
-    let p = program(&w, "needle_sweep.synthetic.json");
-    assert!(matches!(&p.result, Ok(ProbeResult::NeedleSweep(s)) if s.positions.len() == 8));
-    let p = program(&w, "shots_sweep.synthetic.json");
-    assert!(
-        matches!(&p.result, Ok(ProbeResult::ShotsSweep(s)) if s.zero_shot == Some(0.27) && s.shots == [1.0, 4.0, 16.0, 64.0])
-    );
-    let p = program(&w, "final_layer.synthetic.json");
+    let p = program(&w, "needle_sweep.json");
+    let Ok(ProbeResult::NeedleSweep(s)) = &p.result else {
+        panic!("{:?}", p.result)
+    };
+    assert_eq!(s.positions.len(), 8);
+    assert_eq!((s.positions[0], s.positions[7]), (0.0, 1.0));
+    assert_eq!(s.len, Some(256.0));
+    assert_eq!(s.loss.as_ref().map(Vec::len), Some(8));
+    let p = program(&w, "shots_sweep.json");
+    let Ok(ProbeResult::ShotsSweep(s)) = &p.result else {
+        panic!("{:?}", p.result)
+    };
+    assert_eq!(s.shots, [1.0, 4.0, 16.0, 64.0]);
+    assert_eq!(s.accuracy, [0.53125, 0.484375, 0.453125, 0.4375]);
+    assert_eq!(s.zero_shot, Some(0.578125));
+    assert!(matches!(s.zero_shot_loss, Some(l) if (l - 1.0306).abs() < 1e-4));
+    assert_eq!(s.loss.as_ref().map(Vec::len), Some(4));
+    let p = program(&w, "final_layer.json");
     let Ok(ProbeResult::FinalLayer(t)) = &p.result else {
         panic!("{:?}", p.result)
     };
@@ -129,15 +150,17 @@ fn every_program_fixture_is_read_into_its_view() {
     );
     assert_eq!(
         t.pairs[0],
-        ("p_answer".into(), "0.412".into(), "0.127".into())
+        ("p_answer".into(), "0.0154".into(), "0.0146".into())
     );
     let rows: Vec<&str> = t.rows.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(rows[..2], ["intervention", "layer"]);
-    assert!(rows.contains(&"intercept_norm") && !rows.contains(&"rank_after"));
-    let p = program(&w, "shots_sweep.synthetic.json");
-    assert!(
-        matches!(&p.result, Ok(ProbeResult::ShotsSweep(s)) if s.zero_shot_loss == Some(2.3) && s.loss.is_some())
+    assert_eq!(
+        t.rows[..2],
+        [
+            ("intervention".into(), "self_only".into()),
+            ("layer".into(), "3".into())
+        ]
     );
+    assert!(rows.contains(&"intercept_norm") && !rows.contains(&"rank_after"));
 
     // A probe without a plot is shown as its JSON.
     let p = program(&w, "collapse.json");

@@ -158,12 +158,12 @@ fn programs_panel_icl_orders() {
 
 #[test]
 fn programs_panel_length_sweep() {
-    check_program("length_sweep.synthetic.json", "programs_length_sweep");
+    check_program("length_sweep.json", "programs_length_sweep");
 }
 
 #[test]
 fn programs_panel_final_layer_table() {
-    check_program("final_layer.synthetic.json", "programs_final_layer");
+    check_program("final_layer.json", "programs_final_layer");
 }
 
 #[test]
