@@ -1,5 +1,6 @@
 //! Writes a synthetic run directory in the real format (metrics, attention maps with
-//! negative Cog weights, MoM routing, head scores), for screenshots and trying the viewer.
+//! negative Cog weights, MoM routing, head scores; `large` adds MoICE base routing), for
+//! screenshots and trying the viewer.
 //!
 //! `cargo run -p weft-viewer --example synthetic_run -- OUT [cog|mom|small|large]`
 

@@ -1,6 +1,8 @@
-//! Caches the panels share: loaded traces, derived attention statistics, textures.
+//! Caches the panels share: loaded traces, derived attention statistics, MoICE base choices,
+//! textures.
 
 use crate::data::attention::AttentionCache;
+use crate::data::bases::BasesCache;
 use crate::data::{Snapshot, TraceStore};
 use crate::textures::TextureCache;
 
@@ -9,6 +11,7 @@ use crate::textures::TextureCache;
 pub struct Caches {
     pub traces: TraceStore,
     pub attention: AttentionCache,
+    pub bases: BasesCache,
     pub textures: TextureCache,
 }
 
@@ -17,6 +20,7 @@ impl Caches {
         Caches {
             traces: TraceStore::new(snap.traces_dir()),
             attention: AttentionCache::default(),
+            bases: BasesCache::default(),
             textures: TextureCache::default(),
         }
     }

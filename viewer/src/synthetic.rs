@@ -1,6 +1,7 @@
 //! Synthetic run directories in the real format (written with `weft_runtime::rundir`), for
 //! tests, the frame-time measurement and screenshots: signed attention maps with negative
-//! weights (Cog), MoM routing traces, head scores over training, and metrics.
+//! weights (Cog), MoM routing traces, MoICE base-routing traces, head scores over training,
+//! and metrics.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -24,9 +25,17 @@ pub struct Synthetic {
     pub attention: bool,
     /// Write MoM routing traces (two pools, 4 modules each, 4 iterations, SKIP).
     pub routing: bool,
+    /// Write MoICE `base_routing` traces for every layer (each head picks the top 2 of
+    /// [`MOICE_BASES`] per token), as `weft_runtime::train::trace` writes them.
+    pub moice: bool,
     /// The spec saved as `spec.weft`.
     pub spec: &'static str,
 }
+
+/// The rotary bases of the synthetic MoICE attention (as in `examples/moice.weft`).
+pub const MOICE_BASES: [f64; 5] = [10000.0, 12000.0, 15000.0, 20000.0, 30000.0];
+/// Bases each (token, head) mixes.
+const MOICE_TOP_K: usize = 2;
 
 const TEXT: &str = "the cat sat on the mat. the cat ate the rat, then the cat sat on the hat. ";
 
@@ -43,6 +52,7 @@ impl Synthetic {
             signed: true,
             attention: true,
             routing: false,
+            moice: false,
             spec: include_str!("../../examples/cog_attention.weft"),
         }
     }
@@ -58,11 +68,13 @@ impl Synthetic {
             signed: false,
             attention: false,
             routing: true,
+            moice: false,
             spec: include_str!("../../examples/mom.weft"),
         }
     }
 
-    /// The largest case the viewer must stay responsive on: 12 layers × 12 heads, T = 512.
+    /// The largest case the viewer must stay responsive on: 12 layers × 12 heads, T = 512,
+    /// with attention maps and MoICE base choices for every layer.
     pub fn large() -> Self {
         Synthetic {
             layers: 12,
@@ -70,6 +82,7 @@ impl Synthetic {
             seq: 512,
             steps: 1000,
             trace_steps: vec![1000],
+            moice: true,
             ..Synthetic::cog()
         }
     }
@@ -85,6 +98,7 @@ impl Synthetic {
             signed: true,
             attention: true,
             routing: true,
+            moice: false,
             spec: include_str!("../../examples/cog_attention.weft"),
         }
     }
@@ -111,6 +125,11 @@ impl Synthetic {
             if self.routing {
                 for (r, pool) in ["attn", "ffn"].into_iter().enumerate() {
                     run.write_trace(&self.routing_trace(r, pool, step, &tokens, &mut rng))?;
+                }
+            }
+            if self.moice {
+                for l in 0..self.layers {
+                    run.write_trace(&self.base_routing_trace(l, step, &tokens, &mut rng))?;
                 }
             }
         }
@@ -325,6 +344,102 @@ impl Synthetic {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
+        }
+    }
+
+    /// One layer's MoICE router output in the format of the runtime's trace writer
+    /// (`base_routing_trace` in `runtime/src/train/trace.rs`): router logits `[1, H, T, N]`
+    /// with a top-2 choice, turned into `choice` (chosen bases by decreasing probability)
+    /// and `weight` (their renormalised probabilities) `[1, H, T, K]`, `probs` (softmax of
+    /// the logits) `[1, H, T, N]`, `tokens` `[1, T]`; attrs `layer`, `bases`, `token_text`.
+    /// Each head leans to its own bases; far-reaching tokens (spaces, punctuation) and later
+    /// positions lean to larger bases.
+    fn base_routing_trace(&self, l: usize, step: u64, tokens: &[i32], rng: &mut Rng) -> Trace {
+        let (h, t, n, k) = (self.heads, self.seq, MOICE_BASES.len(), MOICE_TOP_K);
+        let progress = step as f32 / self.steps.max(1) as f32;
+        let mut choice = Vec::with_capacity(h * t * k);
+        let mut weight = Vec::with_capacity(h * t * k);
+        let mut probs = Vec::with_capacity(h * t * n);
+        for head in 0..h {
+            let favourite = (head * 3 + l) % n;
+            for (q, &tok) in tokens.iter().enumerate().take(t) {
+                let plain = (tok as u8).is_ascii_alphabetic();
+                let far = q as f32 / t.max(1) as f32 + if plain { 0.0 } else { 0.6 };
+                let logits: Vec<f32> = (0..n)
+                    .map(|m| {
+                        let mut x = 0.8 * rng.normal() as f32;
+                        if m == favourite {
+                            x += 1.5 * progress;
+                        }
+                        x + far * (m as f32 / (n - 1).max(1) as f32) * 1.5
+                    })
+                    .collect();
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+                let z: f32 = e.iter().sum();
+                let p: Vec<f32> = e.iter().map(|&x| x / z).collect();
+                // The router's top-k, by decreasing probability (ties: lower index first).
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+                let chosen = &order[..k.min(n)];
+                let kept: f32 = chosen.iter().map(|&m| p[m]).sum();
+                for s in 0..k {
+                    match chosen.get(s) {
+                        Some(&m) => {
+                            choice.push(m as i32);
+                            weight.push(if kept > 0.0 { p[m] / kept } else { 0.0 });
+                        }
+                        None => {
+                            choice.push(-1);
+                            weight.push(0.0);
+                        }
+                    }
+                }
+                probs.extend(p);
+            }
+        }
+        let text: Vec<String> = tokens[..t]
+            .iter()
+            .map(|&id| match u8::try_from(id) {
+                Ok(b'\n') => "\\n".into(),
+                Ok(b) if (32..127).contains(&b) => char::from(b).to_string(),
+                _ => format!("<{id:02x}>"),
+            })
+            .collect();
+        let slot_axes = ["batch", "head", "token", "slot"]
+            .map(String::from)
+            .to_vec();
+        Trace {
+            name: format!("layers.{l}.attn.router"),
+            kind: trace_kind::BASE_ROUTING.into(),
+            step,
+            tensors: BTreeMap::from([
+                ("choice".to_string(), Tensor::i32(&[1, h, t, k], choice)),
+                ("weight".to_string(), Tensor::f32(&[1, h, t, k], weight)),
+                ("probs".to_string(), Tensor::f32(&[1, h, t, n], probs)),
+                (
+                    "tokens".to_string(),
+                    Tensor::i32(&[1, t], tokens[..t].to_vec()),
+                ),
+            ]),
+            axes: BTreeMap::from([
+                ("choice".to_string(), slot_axes.clone()),
+                ("weight".to_string(), slot_axes),
+                (
+                    "probs".to_string(),
+                    ["batch", "head", "token", "base"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+            ]),
+            attrs: serde_json::json!({
+                "layer": l,
+                "bases": MOICE_BASES.to_vec(),
+                "token_text": text,
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
         }
     }
 }

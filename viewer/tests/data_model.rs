@@ -334,3 +334,62 @@ fn a_spec_reads_as_layers_pools_routers_and_parameter_counts() {
     let err = ModelSummary::from_source("model m { dim = }", "bad.weft").unwrap_err();
     assert!(err.contains("bad.weft"), "{err}");
 }
+
+/// Synthetic MoICE traces (used by the frame-time measurement) have the layout of a real
+/// run's (`tests/fixtures/moice_run`, written by the runtime's trace writer) and read back
+/// with the same invariants: distinct bases by decreasing weight, weights summing to 1.
+#[test]
+fn synthetic_moice_traces_match_a_real_run() {
+    use weft_runtime::rundir::read_trace;
+    use weft_viewer::data::bases::BaseChoices;
+    let dir = tmp("moice-synthetic");
+    Synthetic {
+        moice: true,
+        routing: false,
+        ..Synthetic::small()
+    }
+    .write(&dir)
+    .unwrap();
+    let w = RunWatcher::open(Source::from_path(&dir));
+    let snap = w.snapshot();
+    assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+    assert_eq!(snap.traces.steps(trace_kind::BASE_ROUTING), [50, 100]);
+    let real_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/moice_run");
+    let real = RunWatcher::open(Source::from_path(&real_dir));
+    let real_e = real.snapshot().traces.at(trace_kind::BASE_ROUTING, 6)[0].clone();
+    let real_t = read_trace(&real.snapshot().traces_dir().join(&real_e.file)).unwrap();
+    let layout = |t: &weft_runtime::rundir::Trace| {
+        let tensors: Vec<(String, String, usize)> = t
+            .tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.dtype_name().to_string(), v.shape.len()))
+            .collect();
+        let attrs: Vec<String> = t.attrs.keys().cloned().collect();
+        (t.kind.clone(), tensors, t.axes.clone(), attrs)
+    };
+    let entries = snap.traces.at(trace_kind::BASE_ROUTING, 100);
+    assert_eq!(entries.len(), 3);
+    for (l, e) in entries.iter().enumerate() {
+        assert_eq!(e.name, format!("layers.{l}.attn.router"));
+        let t = read_trace(&snap.traces_dir().join(&e.file)).unwrap();
+        assert_eq!(layout(&t), layout(&real_t));
+        let c = BaseChoices::new(&t).unwrap();
+        assert_eq!(c.layer, Some(l));
+        assert_eq!(
+            (c.batch, c.heads, c.tokens, c.k, c.n_bases),
+            (1, 3, 12, 2, 5)
+        );
+        assert_eq!(c.bases, BaseChoices::new(&real_t).unwrap().bases);
+        for h in 0..3 {
+            for t in 0..12 {
+                let ch = c.choices(0, h, t);
+                assert!(ch[0] != ch[1] && ch.iter().all(|&b| (0..5).contains(&b)));
+                let w = c.weights(0, h, t).unwrap();
+                assert!(w[0] >= w[1] && ((w[0] + w[1]) - 1.0).abs() < 1e-4);
+            }
+            assert!((c.head_usage(h).iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        assert_eq!(c.token_label(0, 1), "h");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}

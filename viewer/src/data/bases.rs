@@ -1,9 +1,12 @@
 //! MoICE base-routing traces (kind `base_routing`: `choice` i32 `[B, H, T, K]` base index per
 //! top-k slot by decreasing weight, `weight` f32 of the same shape, optional `probs`
 //! `[B, H, T, N]`, `tokens`; attrs `layer`, `bases`) and the per-base usage the routing panel
-//! draws.
+//! draws, and a cache of them so a panel does not re-read a trace each frame.
 
+use super::{TraceEntry, TraceStore};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
 use weft_runtime::rundir::Trace;
 
 /// One layer's base choices.
@@ -24,6 +27,9 @@ pub struct BaseChoices {
     weight: Option<Vec<f32>>,
     token_ids: Option<Vec<i32>>,
     token_text: Option<Vec<String>>,
+    /// [`BaseChoices::usage`] and [`BaseChoices::head_usage`], counted once on reading.
+    usage: Vec<f32>,
+    head_usage: Vec<Vec<f32>>,
 }
 
 impl BaseChoices {
@@ -84,7 +90,7 @@ impl BaseChoices {
                     .collect::<Vec<_>>()
             })
             .filter(|v| v.len() == batch * tokens || v.len() == tokens);
-        Ok(BaseChoices {
+        let mut c = BaseChoices {
             name: t.name.clone(),
             layer: t
                 .attrs
@@ -101,7 +107,14 @@ impl BaseChoices {
             weight,
             token_ids,
             token_text,
-        })
+            usage: Vec::new(),
+            head_usage: Vec::new(),
+        };
+        c.usage = c.usage_where(|_| true);
+        c.head_usage = (0..heads)
+            .map(|h| c.usage_where(|i| (i / (tokens * k).max(1)) % heads.max(1) == h))
+            .collect();
+        Ok(c)
     }
 
     fn at(&self, b: usize, h: usize, t: usize) -> std::ops::Range<usize> {
@@ -148,12 +161,15 @@ impl BaseChoices {
     /// Share of all (row, head, token, slot) choices that picked each base; sums to 1 over
     /// the chosen slots (empty slots are not counted).
     pub fn usage(&self) -> Vec<f32> {
-        self.usage_where(|_| true)
+        self.usage.clone()
     }
 
     /// The same for one head.
     pub fn head_usage(&self, head: usize) -> Vec<f32> {
-        self.usage_where(|i| (i / (self.tokens * self.k)) % self.heads.max(1) == head)
+        self.head_usage
+            .get(head)
+            .cloned()
+            .unwrap_or_else(|| vec![0.0; self.n_bases])
     }
 
     fn usage_where(&self, keep: impl Fn(usize) -> bool) -> Vec<f32> {
@@ -167,5 +183,31 @@ impl BaseChoices {
         }
         let n: usize = counts.iter().sum();
         counts.iter().map(|&c| c as f32 / n.max(1) as f32).collect()
+    }
+}
+
+/// [`BaseChoices`] by trace file, read once (a panel showing 12 layers would otherwise rebuild
+/// them every frame). Only successes are kept: a trace that failed to load is retried through
+/// the [`TraceStore`], which remembers its own failures.
+#[derive(Default)]
+pub struct BasesCache {
+    choices: HashMap<String, Arc<BaseChoices>>,
+}
+
+impl BasesCache {
+    pub fn get(
+        &mut self,
+        store: &mut TraceStore,
+        e: &TraceEntry,
+    ) -> Result<Arc<BaseChoices>, String> {
+        if let Some(c) = self.choices.get(&e.file) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(BaseChoices::new(&*store.get(e)?)?);
+        if self.choices.len() > 256 {
+            self.choices.clear();
+        }
+        self.choices.insert(e.file.clone(), c.clone());
+        Ok(c)
     }
 }

@@ -1,13 +1,17 @@
 //! MoICE base choices (part of the routing tab): for one layer, a token × head grid coloured
 //! by the rotary base each head chose for each token (top-k slots stacked, each as tall as its
 //! mixing weight), a legend with the base values, base usage per head, and a base-usage
-//! histogram for every layer.
+//! histogram for every layer. The grid is a cached texture (12 heads × 512 tokens × top-2 would
+//! otherwise be 12 288 rectangles a frame).
 
 use crate::cache::Caches;
 use crate::colormap::ColorMap;
 use crate::data::bases::BaseChoices;
 use crate::data::Snapshot;
-use eframe::egui::{self, Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
+use eframe::egui::{
+    self, Align2, Color32, ColorImage, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2,
+};
+use std::ops::Range;
 use std::sync::Arc;
 use weft_runtime::rundir::trace_kind;
 
@@ -40,10 +44,14 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
     };
     let step = view.step.filter(|s| steps.contains(s)).unwrap_or(latest);
     let mut layers = Vec::new();
+    let mut files = Vec::new();
     let mut errors = Vec::new();
     for e in snap.traces.at(trace_kind::BASE_ROUTING, step) {
-        match caches.traces.get(e).and_then(|t| BaseChoices::new(&t)) {
-            Ok(c) => layers.push(Arc::new(c)),
+        match caches.bases.get(&mut caches.traces, e) {
+            Ok(c) => {
+                layers.push(c);
+                files.push(e.file.clone());
+            }
             Err(err) => errors.push(err),
         }
     }
@@ -76,6 +84,7 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
     let Some(chosen) = layers.get(view.layer).cloned() else {
         return;
     };
+    let file = files[view.layer].clone();
     if ui.input(|i| i.key_pressed(egui::Key::ArrowDown)) {
         view.layer = (view.layer + 1).min(layers.len() - 1);
     }
@@ -96,7 +105,7 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
         .show(ui, |ui| {
             legend(ui, &chosen);
             ui.add_space(4.0);
-            grid(ui, &chosen, view.batch);
+            grid(ui, caches, &file, &chosen, view.batch);
             ui.add_space(8.0);
             ui.horizontal_top(|ui| {
                 head_usage(ui, &chosen);
@@ -126,9 +135,14 @@ fn legend(ui: &mut egui::Ui, c: &BaseChoices) {
     });
 }
 
+/// Texel rows per head in the grid texture: band heights are quantised to 1/36 of a cell
+/// (a pixel at the tallest cells).
+const ROWS_PER_HEAD: usize = 36;
+
 /// Heads as rows, tokens as columns; each cell shows the chosen bases as bands whose heights
-/// are their mixing weights (largest on top). Hover for the exact choice.
-fn grid(ui: &mut egui::Ui, c: &BaseChoices, b: usize) {
+/// are their mixing weights (largest on top). Hover for the exact choice. The cells are one
+/// texture per (trace `file`, batch row `b`), made once ([`grid_image`]).
+fn grid(ui: &mut egui::Ui, caches: &mut Caches, file: &str, c: &BaseChoices, b: usize) {
     let left = 56.0;
     let label_h = 16.0;
     let avail = ui.available_width().max(200.0);
@@ -175,36 +189,34 @@ fn grid(ui: &mut egui::Ui, c: &BaseChoices, b: usize) {
                     text,
                 );
             }
-            for h in 0..c.heads {
-                for t in 0..c.tokens {
-                    let cell = Rect::from_min_size(
-                        origin + Vec2::new(t as f32 * cell_w, h as f32 * cell_h),
-                        Vec2::new(cell_w, cell_h),
-                    )
-                    .shrink(if cell_w >= 6.0 { 0.5 } else { 0.0 });
-                    let choices = c.choices(b, h, t);
-                    let weights = c.weights(b, h, t);
-                    let total: f32 = match weights {
-                        Some(w) => w.iter().filter(|x| x.is_finite()).sum(),
-                        None => choices.iter().filter(|&&x| x >= 0).count() as f32,
-                    };
-                    let mut y = cell.top();
-                    for (s, &base) in choices.iter().enumerate() {
-                        if base < 0 {
-                            continue;
-                        }
-                        let share = match weights {
-                            Some(w) => w.get(s).copied().unwrap_or(0.0).max(0.0),
-                            None => 1.0,
-                        } / total.max(1e-12);
-                        let band_h = cell.height() * share;
-                        let band = Rect::from_min_size(
-                            Pos2::new(cell.left(), y),
-                            Vec2::new(cell.width(), band_h),
-                        );
-                        p.rect_filled(band, 0.0, base_color(base as usize, c.n_bases));
-                        y += band_h;
-                    }
+            // Tokens beyond the largest texture side go to further textures.
+            let max_side = ui.ctx().input(|i| i.max_texture_side).max(1);
+            let rows = ROWS_PER_HEAD.min(max_side / c.heads.max(1)).max(1);
+            let per_texture = max_side.min(4096);
+            for t0 in (0..c.tokens).step_by(per_texture) {
+                let t1 = (t0 + per_texture).min(c.tokens);
+                let key = format!("bases/{file}/b{b}/r{rows}/t{t0}-{t1}");
+                let tex = caches
+                    .textures
+                    .get(ui.ctx(), &key, || grid_image(c, b, rows, t0..t1));
+                let r = Rect::from_min_size(
+                    origin + Vec2::new(t0 as f32 * cell_w, 0.0),
+                    Vec2::new((t1 - t0) as f32 * cell_w, c.heads as f32 * cell_h),
+                );
+                let uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
+                p.image(tex.id(), r, uv, Color32::WHITE);
+            }
+            // Wide cells are set apart by a pixel of background.
+            if cell_w >= 6.0 {
+                let gap = Stroke::new(1.0, ui.visuals().panel_fill);
+                let (w, h) = (cell_w * c.tokens as f32, cell_h * c.heads as f32);
+                for t in 0..=c.tokens {
+                    let x = origin.x + t as f32 * cell_w;
+                    p.line_segment([Pos2::new(x, origin.y), Pos2::new(x, origin.y + h)], gap);
+                }
+                for hd in 0..=c.heads {
+                    let y = origin.y + hd as f32 * cell_h;
+                    p.line_segment([Pos2::new(origin.x, y), Pos2::new(origin.x + w, y)], gap);
                 }
             }
             if let Some(pos) = resp.hover_pos() {
@@ -241,6 +253,46 @@ fn grid(ui: &mut egui::Ui, c: &BaseChoices, b: usize) {
                 }
             }
         });
+}
+
+/// Tokens `cols` of batch row `b` as an image: a texel column per token and `rows` texel rows
+/// per head, each cell's chosen bases stacked top-down as bands as tall as their mixing
+/// weights (transparent where nothing was chosen).
+fn grid_image(c: &BaseChoices, b: usize, rows: usize, cols: Range<usize>) -> ColorImage {
+    let w = cols.len();
+    let palette: Vec<Color32> = (0..c.n_bases).map(|i| base_color(i, c.n_bases)).collect();
+    let mut pixels = vec![Color32::TRANSPARENT; w * rows * c.heads];
+    for h in 0..c.heads {
+        for (x, t) in cols.clone().enumerate() {
+            let choices = c.choices(b, h, t);
+            let weights = c.weights(b, h, t);
+            let total: f32 = match weights {
+                Some(w) => w.iter().filter(|x| x.is_finite()).sum(),
+                None => choices.iter().filter(|&&x| x >= 0).count() as f32,
+            };
+            let mut y = 0.0f32;
+            for (s, &base) in choices.iter().enumerate() {
+                if base < 0 {
+                    continue;
+                }
+                let share = match weights {
+                    Some(w) => w.get(s).copied().unwrap_or(0.0).max(0.0),
+                    None => 1.0,
+                } / total.max(1e-12);
+                let r0 = ((y * rows as f32).round() as usize).min(rows);
+                y += share;
+                let r1 = ((y * rows as f32).round() as usize).min(rows);
+                let color = palette
+                    .get(base as usize)
+                    .copied()
+                    .unwrap_or_else(|| base_color(base as usize, c.n_bases));
+                for r in r0..r1 {
+                    pixels[(h * rows + r) * w + x] = color;
+                }
+            }
+        }
+    }
+    ColorImage::new([w, rows * c.heads], pixels)
 }
 
 /// Share of each head's choices per base (the chosen layer), as one stacked bar per head.
