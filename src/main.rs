@@ -171,6 +171,26 @@ enum Command {
         /// Also write the table to this markdown file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Instead: time each kernel of this spec's training step, fused and unfused.
+        #[arg(long, value_name = "SPEC")]
+        profile: Option<PathBuf>,
+    },
+    /// Autotune the matmul tilings of a spec's forward and training step on the wgpu
+    /// adapter; choices are cached per adapter (see BENCHMARKS.md, "How to tune").
+    Tune {
+        file: PathBuf,
+        /// Batch rows (default: the spec's training micro-batch).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Sequence length (default: the spec's training `seq`, else `ctx`).
+        #[arg(long)]
+        seq: Option<usize>,
+        /// Timed runs per candidate (median compared).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Time shapes again even when the cache has a choice for them.
+        #[arg(long)]
+        retune: bool,
     },
     /// Import a HF GPT-2 or Llama checkpoint directory as a weft spec (and weights).
     Import {
@@ -319,6 +339,7 @@ fn main() -> ExitCode {
             runs,
             spec,
             out,
+            profile,
         } => weft::cli::bench(&weft::cli::BenchArgs {
             backend,
             quick,
@@ -327,6 +348,20 @@ fn main() -> ExitCode {
             runs,
             spec,
             out,
+            profile,
+        }),
+        Command::Tune {
+            file,
+            batch,
+            seq,
+            repeats,
+            retune,
+        } => weft::cli::tune(&weft::cli::TuneArgs {
+            spec: file,
+            batch,
+            seq,
+            repeats,
+            retune,
         }),
         Command::Import { dir, out, weights } => weft::cli::import(&dir, &out, weights.as_deref()),
         Command::Export { file, weights, out } => weft::cli::export(&file, &weights, &out),

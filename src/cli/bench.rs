@@ -2,13 +2,20 @@
 //! forward and forward + backward for both weight rules, one training step of a spec) on
 //! each backend, and prints one table: median time, throughput, and — measured in the same
 //! run — wgpu fused/unfused and wgpu/cpu time ratios. `--out` writes it as markdown.
+//!
+//! `--profile SPEC` times instead each kernel of SPEC's training step (the `train_step`
+//! workload) on wgpu, fused and unfused (`WgpuBackend::profile`), and pairs each fused kernel
+//! with the unfused kernels of the same IR nodes.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+use weft_compiler::codegen::CodegenOptions;
 use weft_compiler::ir::AttentionWeights;
 use weft_runtime::bench::{self, BenchBackend, Work, Workload};
+use weft_runtime::wgpu::profile;
+use weft_runtime::{HookSelection, WgpuBackend};
 
 /// Arguments of `weft bench`.
 pub struct BenchArgs {
@@ -26,6 +33,8 @@ pub struct BenchArgs {
     pub spec: PathBuf,
     /// Write the table here as markdown.
     pub out: Option<PathBuf>,
+    /// Profile this spec's training step kernel by kernel instead of the table.
+    pub profile: Option<PathBuf>,
 }
 
 pub fn bench(a: &BenchArgs) -> ExitCode {
@@ -69,24 +78,27 @@ fn workloads(a: &BenchArgs) -> Result<Vec<Workload>, String> {
         }
     }
     match std::fs::read_to_string(&a.spec) {
-        Ok(src) => {
-            let name = a
-                .spec
-                .file_name()
-                .map_or("spec".into(), |n| n.to_string_lossy().to_string());
-            let spec = weft_dsl::check_source(&src)
-                .map_err(|_| format!("{} has errors (run `weft check`)", a.spec.display()))?;
-            let ctx = spec.model.int("ctx").max(1) as usize;
-            let (b, t) = match (a.quick, a.full) {
-                (true, _) => (2, 32),
-                (_, true) => (16, 128),
-                _ => (4, 64),
-            };
-            out.push(bench::train_step(&name, &spec, b, t.min(ctx))?);
-        }
+        Ok(src) => out.push(train_step(a, &a.spec, &src)?),
         Err(e) => eprintln!("note: no training step timed ({}: {e})", a.spec.display()),
     }
     Ok(out)
+}
+
+/// The `train_step` workload of the spec at `path` (source `src`), at the batch and length
+/// `--quick` / `--full` select.
+fn train_step(a: &BenchArgs, path: &Path, src: &str) -> Result<Workload, String> {
+    let name = path
+        .file_name()
+        .map_or("spec".into(), |n| n.to_string_lossy().to_string());
+    let spec = weft_dsl::check_source(src)
+        .map_err(|_| format!("{} has errors (run `weft check`)", path.display()))?;
+    let ctx = spec.model.int("ctx").max(1) as usize;
+    let (b, t) = match (a.quick, a.full) {
+        (true, _) => (2, 32),
+        (_, true) => (16, 128),
+        _ => (4, 64),
+    };
+    bench::train_step(&name, &spec, b, t.min(ctx))
 }
 
 /// `12.3 GFLOP/s`, `1.23 TFLOP/s` or `4.5 GB/s`.
@@ -144,6 +156,9 @@ fn run(a: &BenchArgs) -> Result<(), String> {
         None => "adapter: none (no GPU adapter found)".into(),
     };
     println!("{adapter}");
+    if let Some(path) = &a.profile {
+        return run_profile(a, path, &adapter);
+    }
     let backends: Vec<BenchBackend> = bench::backends(&a.backend)?;
     let runs = a.runs.unwrap_or(if a.quick { 3 } else { 5 });
     let mut rows = Vec::new();
@@ -179,6 +194,66 @@ fn run(a: &BenchArgs) -> Result<(), String> {
         );
         std::fs::write(path, doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `--profile`: each kernel of the spec's training step, fused then unfused, the slowest
+/// ten of each, and the fused kernels that cost more than the unfused kernels they replace.
+fn run_profile(a: &BenchArgs, path: &Path, adapter: &str) -> Result<(), String> {
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let w = train_step(a, path, &src)?;
+    let repeats = a.runs.unwrap_or(if a.quick { 3 } else { 5 });
+    let mut doc = format!(
+        "# weft bench --profile\n\n{adapter}; {} {}: each kernel alone, one dispatch per \
+         command buffer, median of {repeats} after a warm-up\n",
+        w.kernel, w.shape
+    );
+    let mut profiles = Vec::new();
+    for (mode, fuse) in [("fused", true), ("unfused", false)] {
+        let be = WgpuBackend::with_options(CodegenOptions {
+            fuse,
+            ..CodegenOptions::default()
+        })
+        .map_err(|e| format!("wgpu ({mode}): {e}"))?;
+        let step = bench::median_time(&be, &w, repeats)
+            .map_err(|e| format!("{} on wgpu ({mode}): {e}", w.shape))?;
+        let times = be
+            .profile(
+                &w.graph,
+                &w.inputs,
+                &w.params,
+                &HookSelection::None,
+                repeats,
+            )
+            .map_err(|e| format!("profiling {} ({mode}): {e}", w.shape))?;
+        let part = format!(
+            "\n## {mode}\n\nwhole step (one submission, with upload and readback): median \
+             {:.3} ms\n\n{}",
+            step.as_secs_f64() * 1e3,
+            profile::table(&times, 10)
+        );
+        print!("{part}");
+        doc.push_str(&part);
+        profiles.push(times);
+    }
+    let (fused, unfused) = (&profiles[0], &profiles[1]);
+    let part = format!(
+        "\n## fused kernels against the unfused kernels of the same nodes\n\nsum of kernel \
+         medians: fused {:.3} ms ({} kernels), unfused {:.3} ms ({} kernels); most costly \
+         fusions first:\n\n{}",
+        profile::total_ms(fused),
+        fused.len(),
+        profile::total_ms(unfused),
+        unfused.len(),
+        profile::compare_table(&profile::compare(fused, unfused), 20)
+    );
+    println!("{part}");
+    doc.push_str(&part);
+    if let Some(out) = &a.out {
+        std::fs::write(out, doc).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        eprintln!("wrote {}", out.display());
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod repro;
 mod run;
 mod spec;
 mod train;
+mod tune;
 mod view;
 
 pub use bench::{bench, BenchArgs};
@@ -20,4 +21,5 @@ pub use repro::{repro, ReproArgs};
 pub use run::{run, RunArgs};
 pub use spec::{check, fmt};
 pub use train::{train, TrainArgs};
+pub use tune::{tune, TuneArgs};
 pub use view::view;

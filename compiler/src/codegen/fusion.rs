@@ -18,6 +18,7 @@
 //! and not cheap, or its inlined tree is large). Reshapes of a materialised value are views:
 //! no kernel, same buffer.
 
+use super::CodegenOptions;
 use crate::ir::{numel, DType, Graph, Op, ValueId};
 
 /// How a needed value is stored.
@@ -218,7 +219,13 @@ fn reads(op: &Op, input: usize) -> u32 {
 /// Decides storage for every node needed by `roots`. With `fuse = false` every computed
 /// value gets its own kernel (the baseline fused programs are compared against); `forced`
 /// lists extra values to materialise (used to split kernels that bind too many buffers).
-pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId]) -> FusionPlan {
+pub fn plan_fusion(
+    g: &Graph,
+    roots: &[ValueId],
+    opts: &CodegenOptions,
+    forced: &[ValueId],
+) -> FusionPlan {
+    let fuse = opts.fuse;
     let n = g.len();
     let mut needed = vec![false; n];
     for &r in roots {
@@ -238,6 +245,7 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
     let mut last_consumer = vec![0usize; n];
     let mut buffer_read = vec![false; n];
     let mut a_reads = vec![0u32; n];
+    let mut scatter_source = vec![false; n];
     let selected = selected_weights(g);
     for i in (0..n).filter(|&i| needed[i]) {
         let class = op_class(g, ValueId(i as u32));
@@ -254,7 +262,7 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
             // (read once per row).
             let as_a = match g.nodes[i].op {
                 Op::MatMul { .. } if ins[0] == ins[1] => false,
-                Op::MatMul { .. } => pos == 0 || selected[u.index()],
+                Op::MatMul { .. } => (pos == 0 && opts.matmul_prologues) || selected[u.index()],
                 Op::Attention(_) => pos == 0 && !ins[1..].contains(&u),
                 _ => false,
             };
@@ -262,6 +270,11 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
                 a_reads[u.index()] += 1;
             } else if class == OpClass::Buffer {
                 buffer_read[u.index()] = true;
+            }
+            // Scatter-add evaluates its source once per (output element, matching id), and
+            // adapters may evaluate it for every id: only a cheap source is inlined.
+            if matches!(g.nodes[i].op, Op::ScatterAdd { .. }) && pos == 0 {
+                scatter_source[u.index()] = true;
             }
         }
     }
@@ -327,6 +340,7 @@ pub fn plan_fusion(g: &Graph, roots: &[ValueId], fuse: bool, forced: &[ValueId])
                     || buffer_read[i]
                     || c > MAX_INLINE_COST
                     || (a_reads[i] > 0 && !prologue)
+                    || (scatter_source[i] && c > SHARED_INLINE_COST)
                     || (consumers[i] > 1
                         && c > SHARED_INLINE_COST
                         && !(prologue && a_reads[i] == consumers[i]));
@@ -396,6 +410,13 @@ mod tests {
     use super::*;
     use crate::ir::{DType, GraphBuilder};
 
+    fn unfused() -> CodegenOptions {
+        CodegenOptions {
+            fuse: false,
+            ..CodegenOptions::default()
+        }
+    }
+
     #[test]
     fn elementwise_chain_is_one_kernel_and_feeds_the_reduction() {
         let mut b = GraphBuilder::new();
@@ -407,9 +428,9 @@ mod tests {
         let s = b.sum(y, 1, false).unwrap();
         b.output("s", s);
         let g = b.finish().unwrap();
-        let plan = plan_fusion(&g, &[s], true, &[]);
+        let plan = plan_fusion(&g, &[s], &CodegenOptions::default(), &[]);
         assert_eq!(plan.kernel_roots().collect::<Vec<_>>(), vec![s]);
-        let unfused = plan_fusion(&g, &[s], false, &[]);
+        let unfused = plan_fusion(&g, &[s], &unfused(), &[]);
         assert_eq!(unfused.kernel_roots().count(), 4);
     }
 
@@ -425,7 +446,7 @@ mod tests {
         let o = b.reshape(m, &[2, 3, 5]).unwrap();
         b.output("o", o);
         let g = b.finish().unwrap();
-        let plan = plan_fusion(&g, &[o], true, &[]);
+        let plan = plan_fusion(&g, &[o], &CodegenOptions::default(), &[]);
         assert_eq!(plan.storage[r.index()], Storage::View(x));
         assert_eq!(plan.storage[e.index()], Storage::Inline);
         assert_eq!(plan.storage[wt.index()], Storage::Kernel);
@@ -446,14 +467,14 @@ mod tests {
         let s = b.sum(y, 1, false).unwrap();
         b.output("s", s);
         let g = b.finish().unwrap();
-        let plan = plan_fusion(&g, &[s], true, &[]);
+        let plan = plan_fusion(&g, &[s], &CodegenOptions::default(), &[]);
         // The chain ends where a reduction reads it: that value hosts the matmul.
         assert_eq!(plan.storage[m.index()], Storage::Epilogue(y));
         assert_eq!(plan.storage[h.index()], Storage::Inline);
         assert_eq!(plan.epilogue_of(y), vec![m]);
         assert_eq!(plan.kernel_roots().collect::<Vec<_>>(), vec![y, s]);
         // A matmul that is itself requested keeps its own buffer.
-        let plan = plan_fusion(&g, &[s, m], true, &[]);
+        let plan = plan_fusion(&g, &[s, m], &CodegenOptions::default(), &[]);
         assert_eq!(plan.storage[m.index()], Storage::Kernel);
     }
 
@@ -476,9 +497,40 @@ mod tests {
         b.output("s", s);
         b.output("h2", h2);
         let g = b.finish().unwrap();
-        let plan = plan_fusion(&g, &[s, h2], true, &[]);
+        let plan = plan_fusion(&g, &[s, h2], &CodegenOptions::default(), &[]);
         assert_eq!(plan.epilogue_of(h), vec![gate, up]);
         assert_eq!(plan.storage[act.index()], Storage::Inline);
         assert_eq!(plan.epilogue_of(h2), vec![other]);
+    }
+
+    #[test]
+    fn scatter_sources_inline_only_when_cheap_and_prologues_can_be_turned_off() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[6, 4], DType::F32);
+        let y = b.input("y", &[6, 4], DType::F32);
+        let ids = b.input("ids", &[6], DType::I32);
+        let cheap = b.mul(x, y).unwrap();
+        let e = b.exp(cheap).unwrap();
+        let t = b.tanh(e).unwrap();
+        let costly = b.sigmoid(t).unwrap();
+        let s1 = b.scatter_add(cheap, ids, 3).unwrap();
+        let s2 = b.scatter_add(costly, ids, 3).unwrap();
+        let w = b.input("w", &[4, 5], DType::F32);
+        let a = b.exp(x).unwrap();
+        let m = b.matmul(a, w).unwrap();
+        for (n, o) in [("s1", s1), ("s2", s2), ("m", m)] {
+            b.output(n, o);
+        }
+        let g = b.finish().unwrap();
+        let plan = plan_fusion(&g, &[s1, s2, m], &CodegenOptions::default(), &[]);
+        assert_eq!(plan.storage[cheap.index()], Storage::Inline);
+        assert_eq!(plan.storage[costly.index()], Storage::Kernel);
+        assert_eq!(plan.storage[a.index()], Storage::Inline);
+        let no_prologues = CodegenOptions {
+            matmul_prologues: false,
+            ..CodegenOptions::default()
+        };
+        let plan = plan_fusion(&g, &[s1, s2, m], &no_prologues, &[]);
+        assert_eq!(plan.storage[a.index()], Storage::Kernel);
     }
 }

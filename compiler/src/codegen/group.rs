@@ -139,7 +139,12 @@ mod tests {
             b.output(n, o);
         }
         let g = b.finish().unwrap();
-        let plan = plan_fusion(&g, &[q2, kt, vt], true, &[]);
+        let plan = plan_fusion(
+            &g,
+            &[q2, kt, vt],
+            &crate::codegen::CodegenOptions::default(),
+            &[],
+        );
         let s = schedule(&g, &plan, true);
         assert_eq!(s, vec![vec![q, k, v], vec![q2], vec![kt, vt]]);
         let off = schedule(&g, &plan, false);

@@ -1,15 +1,21 @@
-//! Matmul kernels: batched, broadcast batch dims, transpose flags as strides, 4×4 register
-//! tiles per invocation (see `templates/matmul.wgsl` for why no workgroup memory), with an
+//! Matmul kernels: batched, broadcast batch dims, transpose flags as strides, with an
 //! optional prologue (an inlined A operand) and epilogue (an inlined elementwise consumer).
 //! One kernel may compute a horizontally fused group of products of the same size.
+//! Two tilings ([`TileConfig`], chosen per shape by `CodegenOptions::tiles`): register tiles
+//! per invocation (`templates/matmul.wgsl`, no workgroup memory) or workgroup blocks staged
+//! through workgroup memory (`templates/matmul_shared.wgsl`). Both share the operand
+//! functions, the hoisted row factor, the per-product accumulators and the store/epilogue
+//! code generated here; only the K loop differs.
 
 use super::fusion::Storage;
-use super::shader::{dispatch_for, u, Shader, WORKGROUP};
+use super::shader::{dispatch_groups, u, Shader};
 use super::template::Template;
-use super::{CodegenError, Kernel};
+use super::tiling::{MatmulShape, TileConfig, SLICE_PAD};
+use super::{CodegenError, CodegenOptions, Kernel};
 use crate::ir::{numel, BinaryOp, DType, Op, ValueId};
 
 const TEMPLATE: &str = include_str!("templates/matmul.wgsl");
+const TEMPLATE_SHARED: &str = include_str!("templates/matmul_shared.wgsl");
 
 /// `Σ_k coord_k(bi) · stride_k`: the element offset of the operand matrix that output batch
 /// entry `bi` uses, with broadcast (extent-1) operand axes contributing nothing.
@@ -184,7 +190,17 @@ fn load4(f: &str, base: &str, off: &str) -> String {
 /// `(batch, M, N, K)` ([`super::group`] only groups such roots). Operands are read through
 /// their value functions, so an inlined A (a prologue such as a norm's scale) is evaluated
 /// at each load.
-pub(super) fn kernel(mut s: Shader, roots: &[ValueId]) -> Result<Kernel, CodegenError> {
+///
+/// The tiling is `opts.tiles`' choice for the kernel's [`MatmulShape`]. A workgroup-tiled
+/// choice the adapter cannot hold (more invocations or workgroup memory than
+/// `opts.max_invocations_per_workgroup` / `opts.max_workgroup_storage_bytes`, e.g. three
+/// products' B slices at once) falls back to the default register kernel; the kernel
+/// records what it used ([`Kernel::tile`]).
+pub(super) fn kernel(
+    mut s: Shader,
+    roots: &[ValueId],
+    opts: &CodegenOptions,
+) -> Result<Kernel, CodegenError> {
     let g = s.g;
     let plan = s.plan;
     // (root, the products it stores: itself, or the matmuls its epilogue consumes)
@@ -219,65 +235,168 @@ pub(super) fn kernel(mut s: Shader, roots: &[ValueId]) -> Result<Kernel, Codegen
             products.push(p);
         }
     }
-    let (batch, m, n, k) = dims(g, products[0].value);
-    // Loads of A shared by several products happen once per k.
-    let mut a_loads: Vec<(String, usize, usize, String)> = Vec::new();
-    let (mut setup, mut step, mut tiles) = (Vec::new(), Vec::new(), Vec::new());
-    for (j, p) in products.iter().enumerate() {
-        let key = (p.a.clone(), p.a_rs, p.a_cs, p.a_batch.clone());
-        let ai = match a_loads.iter().position(|x| *x == key) {
-            Some(ai) => ai,
-            None => {
-                let ai = a_loads.len();
-                setup.push(format!(
-                    "    let ra{ai} = rows * {} + vec4<u32>({});",
-                    u(p.a_rs),
-                    p.a_batch
-                ));
-                step.push(format!(
-                    "        let a{ai} = {};",
-                    load4(&p.a, &format!("ra{ai}"), &format!("k * {}", u(p.a_cs)))
-                ));
-                a_loads.push(key);
-                ai
-            }
-        };
-        setup.push(format!(
-            "    let cb{j} = cols * {} + vec4<u32>({});",
-            u(p.b_cs),
-            p.b_batch
-        ));
-        for r in 0..4 {
-            setup.push(format!("    var acc{j}_{r} = vec4<f32>(0.0);"));
-        }
-        step.push(format!(
-            "        let b{j} = {};",
-            load4(&p.b, &format!("cb{j}"), &format!("k * {}", u(p.b_rs)))
-        ));
-        for (r, l) in ["x", "y", "z", "w"].iter().enumerate() {
-            step.push(format!(
-                "        acc{j}_{r} = acc{j}_{r} + a{ai}.{l} * b{j};"
+    let shape = shape_of(g, products[0].value, products.len());
+    let MatmulShape { batch, m, n, k, .. } = shape;
+    // Each distinct A (function and layout) is loaded, or staged, once per k.
+    let mut a_keys: Vec<(String, usize, usize, String)> = Vec::new();
+    let a_of: Vec<usize> = products
+        .iter()
+        .map(|p| {
+            let key = (p.a.clone(), p.a_rs, p.a_cs, p.a_batch.clone());
+            a_keys.iter().position(|x| *x == key).unwrap_or_else(|| {
+                a_keys.push(key);
+                a_keys.len() - 1
+            })
+        })
+        .collect();
+    let mut config = opts.tiles.get(&shape);
+    config.check().map_err(|message| CodegenError::Template {
+        template: "matmul".into(),
+        message: format!("kernel `{}`: {message}", s.name()),
+    })?;
+    if config.invocations() > opts.max_invocations_per_workgroup
+        || config.workgroup_bytes(a_keys.len(), products.len())
+            > u64::from(opts.max_workgroup_storage_bytes)
+    {
+        config = TileConfig::default();
+    }
+    let tm = config.rows() as usize;
+    let wg = config.invocations();
+    let lanes = ["x", "y", "z", "w"];
+    let shared = matches!(config, TileConfig::Workgroup { .. });
+    let rows: Vec<String> = (0..tm / 4)
+        .map(|h| {
+            format!(
+                "    let rows{h} = min(vec4<u32>(m0) + vec4<u32>({}u, {}u, {}u, {}u), vec4<u32>(M - 1u));",
+                4 * h,
+                4 * h + 1,
+                4 * h + 2,
+                4 * h + 3
+            )
+        })
+        .collect();
+    let (mut setup, mut stage, mut step, mut tiles) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut shared_decls = Vec::new();
+    for (ai, (a, a_rs, a_cs, a_batch)) in a_keys.iter().enumerate() {
+        for h in 0..tm / 4 {
+            setup.push(format!(
+                "    let ra{ai}_{h} = rows{h} * {} + vec4<u32>({a_batch});",
+                u(*a_rs)
             ));
         }
-        let row = |r: usize, l: &str| match &p.row_factor {
-            Some(f) => format!("acc{j}_{r} * {f}(ra{ai}.{l})"),
+        if !shared {
+            for h in 0..tm / 4 {
+                step.push(format!(
+                    "        let a{ai}_{h} = {};",
+                    load4(a, &format!("ra{ai}_{h}"), &format!("k * {}", u(*a_cs)))
+                ));
+            }
+            continue;
+        }
+        shared_decls.push(format!("var<workgroup> sa{ai}: array<f32, BK * SA>;"));
+        setup.push(format!("    let ab{ai} = {a_batch};"));
+        // Consecutive invocations walk the operand's contiguous axis (coalesced loads).
+        let (r, kk) = if *a_cs == 1 {
+            ("e / BK", "e % BK")
+        } else {
+            ("e % BM", "e / BM")
+        };
+        stage.push(format!(
+            "        for (var e = lid; e < BM * BK; e = e + {wg}u) {{
+            let r = {r};
+            let kk = {kk};
+            let k = k0 + kk;
+            let v = {a}(ab{ai} + min(bm0 + r, M - 1u) * {} + min(k, K - 1u) * {});
+            sa{ai}[kk * SA + r] = select(0.0, v, k < K);
+        }}",
+            u(*a_rs),
+            u(*a_cs)
+        ));
+        for h in 0..tm / 4 {
+            let at = |l: usize| format!("sa{ai}[kk * SA + lr + {}u]", 4 * h + l);
+            step.push(format!(
+                "            let a{ai}_{h} = vec4<f32>({}, {}, {}, {});",
+                at(0),
+                at(1),
+                at(2),
+                at(3)
+            ));
+        }
+    }
+    for (j, p) in products.iter().enumerate() {
+        let ai = a_of[j];
+        for r in 0..tm {
+            setup.push(format!("    var acc{j}_{r} = vec4<f32>(0.0);"));
+        }
+        let indent = if shared { "            " } else { "        " };
+        if shared {
+            shared_decls.push(format!("var<workgroup> sb{j}: array<f32, BK * SB>;"));
+            setup.push(format!("    let bb{j} = {};", p.b_batch));
+            let (c, kk) = if p.b_cs == 1 {
+                ("e % BN", "e / BN")
+            } else {
+                ("e / BK", "e % BK")
+            };
+            stage.push(format!(
+                "        for (var e = lid; e < BK * BN; e = e + {wg}u) {{
+            let c = {c};
+            let kk = {kk};
+            let k = k0 + kk;
+            let v = {}(bb{j} + min(k, K - 1u) * {} + min(bn0 + c, N - 1u) * {});
+            sb{j}[kk * SB + c] = select(0.0, v, k < K);
+        }}",
+                p.b,
+                u(p.b_rs),
+                u(p.b_cs)
+            ));
+            let at = |l: usize| format!("sb{j}[kk * SB + lc + {l}u]");
+            step.push(format!(
+                "{indent}let b{j} = vec4<f32>({}, {}, {}, {});",
+                at(0),
+                at(1),
+                at(2),
+                at(3)
+            ));
+        } else {
+            setup.push(format!(
+                "    let cb{j} = cols * {} + vec4<u32>({});",
+                u(p.b_cs),
+                p.b_batch
+            ));
+            step.push(format!(
+                "{indent}let b{j} = {};",
+                load4(&p.b, &format!("cb{j}"), &format!("k * {}", u(p.b_rs)))
+            ));
+        }
+        for r in 0..tm {
+            step.push(format!(
+                "{indent}acc{j}_{r} = acc{j}_{r} + a{ai}_{}.{} * b{j};",
+                r / 4,
+                lanes[r % 4]
+            ));
+        }
+        let row = |r: usize| match &p.row_factor {
+            Some(f) => format!("acc{j}_{r} * {f}(ra{ai}_{}.{})", r / 4, lanes[r % 4]),
             None => format!("acc{j}_{r}"),
         };
         tiles.push(format!(
-            "    let tile{j} = array<vec4<f32>, 4>({}, {}, {}, {});",
-            row(0, "x"),
-            row(1, "y"),
-            row(2, "z"),
-            row(3, "w")
+            "    let tile{j} = array<vec4<f32>, {tm}>({});",
+            (0..tm).map(row).collect::<Vec<_>>().join(", ")
         ));
     }
     let tile_of = |v: ValueId| products.iter().position(|p| p.value == v).unwrap_or(0);
+    let indent = if shared {
+        "                    "
+    } else {
+        "                "
+    };
     let mut store = Vec::new();
     for (root, ms) in &stores {
         let out = s.write(*root);
         if plan.epilogue_of(*root).is_empty() {
             store.push(format!(
-                "                {out}[idx] = tile{}[r][c];",
+                "{indent}{out}[idx] = tile{}[r][c];",
                 tile_of(*root)
             ));
             continue;
@@ -285,7 +404,7 @@ pub(super) fn kernel(mut s: Shader, roots: &[ValueId]) -> Result<Kernel, Codegen
         for &mm in ms {
             s.private_f32(&super::shader::accumulator(mm));
             store.push(format!(
-                "                {} = tile{}[r][c];",
+                "{indent}{} = tile{}[r][c];",
                 super::shader::accumulator(mm),
                 tile_of(mm)
             ));
@@ -295,30 +414,87 @@ pub(super) fn kernel(mut s: Shader, roots: &[ValueId]) -> Result<Kernel, Codegen
             "// epilogue: {root}\nfn epilogue_{}(i: u32) -> f32 {{\n{body}\n}}",
             root.0
         ));
-        store.push(format!(
-            "                {out}[idx] = epilogue_{}(idx);",
-            root.0
-        ));
+        store.push(format!("{indent}{out}[idx] = epilogue_{}(idx);", root.0));
     }
+    let (block_m, block_n) = match config {
+        TileConfig::Workgroup { bm, bn, .. } => (bm as usize, bn as usize),
+        TileConfig::Register { rows, .. } => (rows as usize, 4),
+    };
     for (name, v) in [
         ("M", m),
         ("N", n),
         ("K", k),
         ("BATCH", batch),
-        ("TILES_M", m.div_ceil(4)),
-        ("TILES_N", n.div_ceil(4)),
+        ("TM", tm),
+        ("TILES_M", m.div_ceil(block_m)),
+        ("TILES_N", n.div_ceil(block_n)),
     ] {
         s.const_u32(name, v);
     }
-    let main = Template::new("matmul", TEMPLATE)
-        .set("WG", WORKGROUP.to_string())
-        .set("SETUP", setup.join("\n"))
-        .set("STEP", step.join("\n"))
-        .set("TILES", tiles.join("\n"))
-        .set("STORE", store.join("\n"))
-        .render()?;
-    let items = batch * m.div_ceil(4) * n.div_ceil(4);
-    Ok(s.finish(main, WORKGROUP, dispatch_for(items), roots))
+    let blocks = batch * m.div_ceil(block_m) * n.div_ceil(block_n);
+    let (main, dispatch) = match config {
+        TileConfig::Register { .. } => (
+            Template::new("matmul", TEMPLATE)
+                .set("WG", wg.to_string())
+                .set("ROWS", rows.join("\n"))
+                .set("SETUP", setup.join("\n"))
+                .set("STEP", step.join("\n"))
+                .set("TILES", tiles.join("\n"))
+                .set("STORE", store.join("\n"))
+                .render()?,
+            dispatch_groups(blocks.div_ceil(wg as usize)),
+        ),
+        TileConfig::Workgroup { bm, bn, bk, .. } => {
+            // SA, SB: slice row strides (padded, see `tiling::SLICE_PAD`).
+            for (name, v) in [
+                ("BM", bm),
+                ("BN", bn),
+                ("BK", bk),
+                ("SA", bm + SLICE_PAD),
+                ("SB", bn + SLICE_PAD),
+            ] {
+                s.const_u32(name, v as usize);
+            }
+            (
+                Template::new("matmul_shared", TEMPLATE_SHARED)
+                    .set("WG", wg.to_string())
+                    .set("SHARED", shared_decls.join("\n"))
+                    .set("ROWS", rows.join("\n"))
+                    .set("SETUP", setup.join("\n"))
+                    .set("STAGE", stage.join("\n"))
+                    .set("STEP", step.join("\n"))
+                    .set("TILES", tiles.join("\n"))
+                    .set("STORE", store.join("\n"))
+                    .render()?,
+                dispatch_groups(blocks),
+            )
+        }
+    };
+    let mut kernel = s.finish(main, wg, dispatch, roots);
+    kernel.matmul = Some(shape);
+    kernel.tile = Some(config);
+    Ok(kernel)
+}
+
+/// The tuning key of a kernel computing `products` products like matmul `v`.
+fn shape_of(g: &crate::ir::Graph, v: ValueId, products: usize) -> MatmulShape {
+    let (batch, m, n, k) = dims(g, v);
+    let (transpose_a, transpose_b) = match g.node(v).op {
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => (transpose_a, transpose_b),
+        _ => (false, false),
+    };
+    MatmulShape {
+        batch,
+        m,
+        n,
+        k,
+        transpose_a,
+        transpose_b,
+        products,
+    }
 }
 
 #[cfg(test)]
@@ -357,8 +533,154 @@ mod tests {
         let src = &mm[0].wgsl;
         let k_loop = &src[src.find("for (var k = 0u").unwrap()..src.find("let tile0").unwrap()];
         assert!(!k_loop.contains("sqrt"), "{k_loop}");
-        assert_eq!(k_loop.matches("let a0 =").count(), 1, "{k_loop}");
-        assert!(!k_loop.contains("let a1 ="), "{k_loop}");
+        assert_eq!(k_loop.matches("let a0_0 =").count(), 1, "{k_loop}");
+        assert!(!k_loop.contains("let a1_0 ="), "{k_loop}");
         assert!(src.contains("fn a_row_"), "{src}");
+    }
+
+    /// Every matmul form codegen handles, at sizes that are not multiples of any tile:
+    /// four transposes, a broadcast batch, an RMSNorm prologue feeding three grouped
+    /// products (q, k, v), a residual epilogue and SwiGLU's shared gate/up epilogue.
+    pub(super) fn every_form() -> crate::ir::Graph {
+        use crate::ir::{GraphBuilder, UnaryOp};
+        let mut b = GraphBuilder::new();
+        let input =
+            |b: &mut GraphBuilder, name: &str, shape: &[usize]| b.input(name, shape, DType::F32);
+        let a = input(&mut b, "a", &[37, 70]);
+        let at = input(&mut b, "at", &[70, 37]);
+        let w = input(&mut b, "w", &[70, 29]);
+        let wt = input(&mut b, "wt", &[29, 70]);
+        for (name, x, y, ta, tb) in [
+            ("nn", a, w, false, false),
+            ("tn", at, w, true, false),
+            ("nt", a, wt, false, true),
+            ("tt", at, wt, true, true),
+        ] {
+            let m = b.matmul_t(x, y, ta, tb).unwrap();
+            b.output(name, m);
+        }
+        let a3 = input(&mut b, "a3", &[2, 5, 7]);
+        let bb = input(&mut b, "bb", &[3, 1, 7, 6]);
+        let m = b.matmul(a3, bb).unwrap();
+        b.output("bcast", m);
+        let x = input(&mut b, "x", &[2, 9, 20]);
+        let nw = input(&mut b, "nw", &[20]);
+        let n = b.rms_norm(x, nw, 1e-5).unwrap();
+        for name in ["q", "k", "v"] {
+            let wq = input(&mut b, &format!("w{name}"), &[20, 13]);
+            let q = b.matmul(n, wq).unwrap();
+            b.output(name, q);
+        }
+        let wo = input(&mut b, "wo", &[20, 20]);
+        let o = b.matmul(n, wo).unwrap();
+        let res = b.add(o, x).unwrap();
+        b.output("residual", res);
+        let wg = input(&mut b, "wg", &[20, 33]);
+        let wu = input(&mut b, "wu", &[20, 33]);
+        let gate = b.matmul(n, wg).unwrap();
+        let up = b.matmul(n, wu).unwrap();
+        let act = b.unary(UnaryOp::Silu, gate).unwrap();
+        let h = b.mul(act, up).unwrap();
+        b.output("swiglu", h);
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn every_tiling_generates_valid_wgsl_for_every_matmul_form() {
+        use crate::codegen::{compile, CodegenOptions, TuningTable};
+        let g = every_form();
+        for fuse in [true, false] {
+            for cfg in TileConfig::candidates() {
+                let opts = CodegenOptions {
+                    fuse,
+                    tiles: TuningTable::uniform(cfg),
+                    ..CodegenOptions::default()
+                };
+                // `compile` runs naga and the barrier check on every kernel.
+                let p = compile(&g, &[], &opts).unwrap_or_else(|e| panic!("{cfg}: {e}"));
+                let mm: Vec<&Kernel> = p.kernels.iter().filter(|k| k.matmul.is_some()).collect();
+                assert!(mm.len() >= 7, "{cfg}: {} matmul kernels", mm.len());
+                let grouped = mm.iter().any(|k| k.matmul.unwrap().products > 1);
+                assert_eq!(grouped, fuse, "{cfg}");
+                for k in mm {
+                    assert_eq!(k.tile, Some(cfg), "{cfg}: {}", k.name);
+                    let shared = matches!(cfg, TileConfig::Workgroup { .. });
+                    assert_eq!(k.wgsl.contains("workgroupBarrier()"), shared, "{}", k.name);
+                    assert_eq!(k.workgroup_size, cfg.invocations());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tilings_the_adapter_cannot_hold_fall_back_and_shape_entries_win() {
+        use crate::codegen::{compile, CodegenOptions, TuningTable};
+        let g = every_form();
+        let big = TileConfig::Workgroup {
+            bm: 64,
+            bn: 64,
+            bk: 16,
+            rows: 8,
+        };
+        // Room for one product's slices, not for two or three products'.
+        let opts = CodegenOptions {
+            tiles: TuningTable::uniform(big),
+            max_workgroup_storage_bytes: big.workgroup_bytes(1, 1) as u32,
+            ..CodegenOptions::default()
+        };
+        let p = compile(&g, &[], &opts).unwrap();
+        for k in p.kernels.iter().filter(|k| k.matmul.is_some()) {
+            let want = if k.matmul.unwrap().products == 1 {
+                big
+            } else {
+                TileConfig::default()
+            };
+            assert_eq!(k.tile, Some(want), "{}", k.name);
+        }
+        let small = CodegenOptions {
+            max_invocations_per_workgroup: 64,
+            ..opts.clone()
+        };
+        let p = compile(&g, &[], &small).unwrap();
+        assert!(p
+            .kernels
+            .iter()
+            .filter_map(|k| k.tile)
+            .all(|t| t == TileConfig::default()));
+        // A per-shape entry overrides the table's default for that shape only.
+        let first = p.kernels.iter().find_map(|k| k.matmul).unwrap();
+        let reg8 = TileConfig::Register {
+            workgroup: 128,
+            rows: 8,
+        };
+        let mut tiles = TuningTable::default();
+        tiles.shapes.insert(first, reg8);
+        let p = compile(
+            &g,
+            &[],
+            &CodegenOptions {
+                tiles,
+                ..CodegenOptions::default()
+            },
+        )
+        .unwrap();
+        for k in p.kernels.iter().filter(|k| k.matmul.is_some()) {
+            let want = if k.matmul == Some(first) {
+                reg8
+            } else {
+                TileConfig::default()
+            };
+            assert_eq!(k.tile, Some(want), "{}", k.name);
+        }
+        // A malformed entry (a hand-edited cache) is an error naming the kernel, not a panic.
+        let bad = CodegenOptions {
+            tiles: TuningTable::uniform(TileConfig::Register {
+                workgroup: 64,
+                rows: 5,
+            }),
+            ..CodegenOptions::default()
+        };
+        let e = compile(&g, &[], &bad).unwrap_err().to_string();
+        assert!(e.contains("matmul_") && e.contains("rows"), "{e}");
     }
 }

@@ -20,11 +20,13 @@ mod matmul;
 mod program;
 mod shader;
 mod template;
+pub mod tiling;
 pub mod validate;
 
 pub use error::CodegenError;
 pub use fusion::{plan_fusion, FusionPlan, OpClass, Storage};
 pub use program::{Access, Binding, BufferPlan, BufferRef, Kernel, Program, Readback};
+pub use tiling::{MatmulShape, TileConfig, TuningTable};
 
 use crate::ir::{Graph, Op, ValueId};
 use fusion::op_class;
@@ -35,18 +37,35 @@ use shader::Shader;
 pub struct CodegenOptions {
     /// Fuse elementwise chains (and prologues into reductions). Off: one kernel per op.
     pub fuse: bool,
+    /// Let a matmul evaluate a cheap A operand (a norm's scale, a head permute) at each load
+    /// instead of reading it from a buffer. It saves a kernel and a round trip per operand
+    /// but repeats the operand's ops N/4 times per element: measured slower on a CPU adapter
+    /// (lavapipe), so the wgpu backend turns it off there (BENCHMARKS.md).
+    pub matmul_prologues: bool,
     /// Storage buffers one shader stage may bind (WebGPU's default limit is 8).
     pub max_storage_buffers_per_stage: u32,
     /// Bytes one storage binding may cover (WebGPU's default is 128 MiB).
     pub max_storage_buffer_binding_size: u64,
+    /// Matmul tiling per shape (see [`tiling`]); the default table gives every matmul
+    /// today's register kernel. The wgpu backend fills it from its autotune cache.
+    pub tiles: TuningTable,
+    /// Workgroup memory one kernel may declare (WebGPU's default is 16 KiB); a tiling that
+    /// needs more falls back to the register kernel.
+    pub max_workgroup_storage_bytes: u32,
+    /// Invocations one workgroup may have (WebGPU's default is 256); likewise.
+    pub max_invocations_per_workgroup: u32,
 }
 
 impl Default for CodegenOptions {
     fn default() -> Self {
         CodegenOptions {
             fuse: true,
+            matmul_prologues: true,
             max_storage_buffers_per_stage: 8,
             max_storage_buffer_binding_size: 128 << 20,
+            tiles: TuningTable::default(),
+            max_workgroup_storage_bytes: 16 << 10,
+            max_invocations_per_workgroup: 256,
         }
     }
 }
@@ -76,6 +95,7 @@ fn kernels_for(
     g: &Graph,
     plan: &FusionPlan,
     roots: &[ValueId],
+    opts: &CodegenOptions,
 ) -> Result<Vec<Kernel>, CodegenError> {
     let v = roots[0];
     let ids = |prefix: &str| {
@@ -88,7 +108,11 @@ fn kernels_for(
             (1, Some(m)) => format!("matmul_{}", m.0),
             _ => ids("matmul"),
         };
-        return Ok(vec![matmul::kernel(Shader::new(g, plan, name), roots)?]);
+        return Ok(vec![matmul::kernel(
+            Shader::new(g, plan, name),
+            roots,
+            opts,
+        )?]);
     }
     let s = Shader::new(g, plan, format!("{}_{}", g.node(v).op.name(), v.0));
     Ok(match (&g.node(v).op, op_class(g, v)) {
@@ -124,7 +148,7 @@ pub fn compile(
     let root_ids: Vec<ValueId> = roots.iter().map(|r| r.1).collect();
     let mut forced: Vec<ValueId> = Vec::new();
     let (plan, mut kernels) = loop {
-        let plan = plan_fusion(graph, &root_ids, opts.fuse, &forced);
+        let plan = plan_fusion(graph, &root_ids, opts, &forced);
         let mut kernels = Vec::new();
         let mut split = None;
         let over = |k: &Kernel| k.bindings().count() as u32 > opts.max_storage_buffers_per_stage;
@@ -133,10 +157,10 @@ pub fn compile(
             while !roots.is_empty() {
                 // A group binding too many buffers sheds members (they launch after it).
                 let mut take = roots.len();
-                let mut group = kernels_for(graph, &plan, &roots)?;
+                let mut group = kernels_for(graph, &plan, &roots, opts)?;
                 while take > 1 && group.iter().any(over) {
                     take -= 1;
-                    group = kernels_for(graph, &plan, &roots[..take])?;
+                    group = kernels_for(graph, &plan, &roots[..take], opts)?;
                 }
                 ks.extend(group);
                 roots.drain(..take);
@@ -268,6 +292,8 @@ mod tests {
             workgroup_size: 1,
             dispatch: [1, 1, 1],
             nodes: vec![],
+            matmul: None,
+            tile: None,
         };
         let e = validate::validate_wgsl(&k).unwrap_err().to_string();
         assert!(e.contains("broken") && e.contains("fn main( {"), "{e}");

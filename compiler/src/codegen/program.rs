@@ -1,6 +1,7 @@
 //! What codegen hands the runtime: kernels (WGSL text plus a binding manifest and a launch
 //! size) and a buffer plan. Plain data; the runtime owns every device object.
 
+use super::tiling::{MatmulShape, TileConfig};
 use crate::ir::{DType, ValueId};
 
 /// Where a bound buffer comes from.
@@ -57,6 +58,11 @@ pub struct Kernel {
     /// IR nodes this kernel evaluates: fused producers first, then the roots it stores
     /// (one, or several for a horizontally fused group).
     pub nodes: Vec<ValueId>,
+    /// For a matmul kernel: its tuning key (what the runtime's autotuner times and caches).
+    pub matmul: Option<MatmulShape>,
+    /// For a matmul kernel: the tiling it was generated with (the tuning table's choice, or
+    /// the default where the adapter's limits ruled that choice out).
+    pub tile: Option<TileConfig>,
 }
 
 impl Kernel {

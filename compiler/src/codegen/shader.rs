@@ -73,7 +73,12 @@ pub(super) fn tensor_name(g: &Graph, v: ValueId) -> String {
 /// Workgroup counts for `items` invocations of [`WORKGROUP`] lanes, folded into y when x
 /// would exceed the per-dimension limit (kernels recover the flat id with `flat_id`).
 pub(super) fn dispatch_for(items: usize) -> [u32; 3] {
-    let groups = items.div_ceil(WORKGROUP as usize).max(1) as u32;
+    dispatch_groups(items.div_ceil(WORKGROUP as usize))
+}
+
+/// Workgroup counts for `groups` workgroups, folded into y like [`dispatch_for`].
+pub(super) fn dispatch_groups(groups: usize) -> [u32; 3] {
+    let groups = groups.max(1) as u32;
     if groups <= MAX_GROUPS_PER_DIM {
         [groups, 1, 1]
     } else {
@@ -105,6 +110,11 @@ impl<'g> Shader<'g> {
             functions: Vec::new(),
             emitted: Vec::new(),
         }
+    }
+
+    /// The kernel's name (for errors).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn next_binding(&self) -> u32 {
@@ -303,6 +313,8 @@ impl<'g> Shader<'g> {
             workgroup_size,
             dispatch,
             nodes,
+            matmul: None,
+            tile: None,
         }
     }
 }

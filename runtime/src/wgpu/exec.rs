@@ -91,14 +91,15 @@ fn bytes_of(t: &Tensor) -> Vec<u8> {
     }
 }
 
-pub(super) fn run(
+/// Writes the feeds (inputs and parameters) into `c`'s buffers; the writes land before the
+/// next submission. The caller holds `c.run_lock` and has checked the feeds.
+pub(super) fn upload(
     be: &WgpuBackend,
     g: &Graph,
     c: &Compiled,
     inputs: Feeds,
     params: &ParamStore,
-) -> Result<Outputs, RunError> {
-    let _turn = c.run_lock.lock().unwrap_or_else(|p| p.into_inner());
+) -> Result<(), RunError> {
     for (name, buf) in &c.inputs {
         let t = inputs
             .get(name)
@@ -109,6 +110,18 @@ pub(super) fn run(
         be.queue
             .write_buffer(buf, 0, &bytes_of(&params[&g.params[i].name]));
     }
+    Ok(())
+}
+
+pub(super) fn run(
+    be: &WgpuBackend,
+    g: &Graph,
+    c: &Compiled,
+    inputs: Feeds,
+    params: &ParamStore,
+) -> Result<Outputs, RunError> {
+    let _turn = c.run_lock.lock().unwrap_or_else(|p| p.into_inner());
+    upload(be, g, c, inputs, params)?;
     if be.poison {
         for buf in &c.planned {
             be.queue

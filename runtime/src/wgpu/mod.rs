@@ -12,8 +12,10 @@
 //! a sweep that patches the same hook points with other values or regions reuses one
 //! compiled program.
 
+pub mod autotune;
 mod compiled;
 mod exec;
+pub mod profile;
 
 use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
 use crate::error::RunError;
@@ -46,18 +48,45 @@ pub struct WgpuBackend {
     /// How long a run may wait for the device before it is an error (software drivers have
     /// been seen to hang).
     pub timeout: Duration,
+    /// Matmul tile choices (autotune cache) this backend compiles with; see [`autotune`].
+    tuning: autotune::Tuning,
 }
 
 impl WgpuBackend {
     /// Picks an adapter (wgpu's default choice; `WGPU_BACKEND=vulkan|gl|...` narrows it) and
-    /// opens a device on it with the adapter's own limits.
+    /// opens a device on it with the adapter's own limits, which codegen then targets: a
+    /// native adapter binds more than WebGPU's portable 8 storage buffers per stage, so
+    /// more kernels fuse horizontally. On a CPU adapter (lavapipe) matmuls read their A
+    /// operand from a buffer rather than through a prologue: the profile of a gpt.weft
+    /// training step measured prologues slower there (BENCHMARKS.md).
     pub fn new() -> Result<Self, RunError> {
-        Self::with_options(CodegenOptions::default())
+        let mut be = Self::with_options(Self::native_options())?;
+        be.options.matmul_prologues = be.info.device_type != wgpu::DeviceType::Cpu;
+        Ok(be)
+    }
+
+    /// Codegen options that take every limit from the device (see [`WgpuBackend::new`]),
+    /// with matmul prologues on.
+    pub fn native_options() -> CodegenOptions {
+        CodegenOptions {
+            max_storage_buffers_per_stage: u32::MAX,
+            max_storage_buffer_binding_size: u64::MAX,
+            ..CodegenOptions::default()
+        }
     }
 
     /// Like [`WgpuBackend::new`], with codegen options (e.g. `fuse: false`). The binding
-    /// limits in `options` are lowered to the device's where it allows less.
+    /// limits in `options` are lowered to the device's where it allows less. Matmul tile
+    /// choices cached for this adapter are loaded ([`autotune::TuneCache::FromEnv`]).
     pub fn with_options(options: CodegenOptions) -> Result<Self, RunError> {
+        Self::with_tuning(options, autotune::TuneCache::FromEnv)
+    }
+
+    /// Like [`WgpuBackend::with_options`], with the autotune cache to load and write.
+    pub fn with_tuning(
+        options: CodegenOptions,
+        cache: autotune::TuneCache,
+    ) -> Result<Self, RunError> {
         let instance = wgpu::Instance::new({
             // Compute needs no GL/EGL: probing them prints display-server noise on
             // headless machines. `WGPU_BACKEND=gl` still selects GL explicitly.
@@ -75,6 +104,8 @@ impl WgpuBackend {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("weft"),
             required_limits: limits.clone(),
+            // Only for `profile` (GPU-side kernel times); absent, it times by wall clock.
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             ..Default::default()
         }))
         .map_err(|e| RunError::Device(format!("cannot open {}: {e}", info.name)))?;
@@ -98,8 +129,15 @@ impl WgpuBackend {
             max_storage_buffer_binding_size: options
                 .max_storage_buffer_binding_size
                 .min(limits.max_storage_buffer_binding_size),
+            max_workgroup_storage_bytes: options
+                .max_workgroup_storage_bytes
+                .min(limits.max_compute_workgroup_storage_size),
+            max_invocations_per_workgroup: options
+                .max_invocations_per_workgroup
+                .min(limits.max_compute_invocations_per_workgroup),
             ..options
         };
+        let tuning = autotune::Tuning::load(&info, cache, &options.tiles);
         Ok(WgpuBackend {
             name: format!("wgpu ({} | {:?})", info.name, info.backend),
             device,
@@ -110,6 +148,7 @@ impl WgpuBackend {
             cache: Mutex::default(),
             poison: false,
             timeout: Duration::from_secs(60),
+            tuning,
         })
     }
 
@@ -123,7 +162,8 @@ impl WgpuBackend {
         &self.info
     }
 
-    /// The codegen options this device compiles with.
+    /// The codegen options this device was created with (its tile table before cached and
+    /// tuned choices; [`WgpuBackend::tuning`] has those).
     pub fn options(&self) -> &CodegenOptions {
         &self.options
     }
@@ -135,7 +175,11 @@ impl WgpuBackend {
         graph: &Graph,
         hooks: &HookSelection,
     ) -> Result<weft_compiler::codegen::Program, RunError> {
-        Ok(compile(graph, &hook_names(graph, hooks)?, &self.options)?)
+        Ok(compile(
+            graph,
+            &hook_names(graph, hooks)?,
+            &self.codegen_options(),
+        )?)
     }
 
     /// Errors the device reported since the last call.
@@ -159,7 +203,7 @@ impl WgpuBackend {
         {
             return Ok(c.clone());
         }
-        let program = compile(graph, hooks, &self.options)?;
+        let program = compile(graph, hooks, &self.codegen_options())?;
         debug_dump(&program);
         let compiled = Compiled::new(&self.device, graph, program)?;
         compiled.upload_consts(&self.queue, graph);

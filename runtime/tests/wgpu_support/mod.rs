@@ -18,7 +18,9 @@ pub const RTOL: f64 = 1e-4;
 pub fn gpu_or_skip() -> Option<&'static WgpuBackend> {
     static GPU: OnceLock<Result<WgpuBackend, String>> = OnceLock::new();
     let gpu = GPU.get_or_init(|| {
-        WgpuBackend::new()
+        // Every fusion on, matmul prologues included, whatever the adapter: the kernels a
+        // real GPU runs are the ones checked here.
+        WgpuBackend::with_options(WgpuBackend::native_options())
             .map(|mut b| {
                 // Unwritten elements come back as NaN and fail the comparison.
                 b.poison = true;

@@ -1,6 +1,7 @@
 // Batched matmul C[batch, M, N] = op(A) · op(B), register-tiled: each invocation keeps a
-// 4×4 block of C in registers and streams K. No workgroup memory and no barriers: software
-// adapters (lavapipe) run barriers very slowly, and register tiling wins there.
+// TM×4 block of C in registers (TM = 4 or 8, see `TileConfig::Register`) and streams K.
+// No workgroup memory and no barriers: software adapters (lavapipe) run barriers very
+// slowly, and register tiling wins there (`matmul_shared.wgsl` is the variant for GPUs).
 // One launch may accumulate several products of the same M×N×K side by side (a horizontally
 // fused group such as q, k, v from one normed input, or SwiGLU's gate and up): an A operand
 // they share is loaded once per k.
@@ -16,10 +17,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let tn = id % TILES_N;
     let tm = (id / TILES_N) % TILES_M;
     let bi = id / (TILES_N * TILES_M);
-    let m0 = tm * 4u;
+    let m0 = tm * TM;
     let n0 = tn * 4u;
     // Rows/columns past the edge read the last valid one (in bounds) and are never stored.
-    let rows = min(vec4<u32>(m0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(M - 1u));
+{{ROWS}}
     let cols = min(vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(N - 1u));
 {{SETUP}}
     for (var k = 0u; k < K; k = k + 1u) {
@@ -27,7 +28,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     }
 {{TILES}}
     let c0 = bi * M * N;
-    for (var r = 0u; r < 4u; r = r + 1u) {
+    for (var r = 0u; r < TM; r = r + 1u) {
         let m = m0 + r;
         if (m >= M) { break; }
         for (var c = 0u; c < 4u; c = c + 1u) {

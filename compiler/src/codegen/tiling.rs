@@ -1,0 +1,282 @@
+//! Matmul tile configurations and the per-shape table that picks one.
+//!
+//! A matmul kernel can be written several ways, and which is fastest depends on the adapter
+//! (a software rasteriser runs barriers slowly, a real GPU starves without workgroup memory)
+//! and on the shape (a skinny product leaves big tiles idle). Codegen therefore takes a
+//! [`TuningTable`] in [`super::CodegenOptions`]: for each [`MatmulShape`] a [`TileConfig`],
+//! and a default for every other shape. The table is filled by measuring (the runtime's
+//! autotuner); absent entries get [`TileConfig::default`], the register-tiled kernel.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What identifies a matmul kernel for tuning: the sizes of its products, their transposes
+/// (which change the memory access pattern) and how many products it computes side by side
+/// (a horizontally fused group; see `group.rs`). Computable from a compiled kernel
+/// ([`super::Kernel::matmul`]), so the runtime can look its choice up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MatmulShape {
+    /// Product of the output's batch dimensions (1 for a plain 2-D product).
+    pub batch: usize,
+    /// Rows of the output (of op(A)).
+    pub m: usize,
+    /// Columns of the output (of op(B)).
+    pub n: usize,
+    /// The contracted dimension.
+    pub k: usize,
+    /// Of the kernel's first product (grouped products share A and sizes, see `group.rs`).
+    pub transpose_a: bool,
+    pub transpose_b: bool,
+    /// Products the kernel computes (1, or up to `group::MAX_MATMULS`).
+    pub products: usize,
+}
+
+impl fmt::Display for MatmulShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}x{}x{}", self.batch, self.m, self.n, self.k)?;
+        match (self.transpose_a, self.transpose_b) {
+            (false, false) => {}
+            (true, false) => write!(f, " Aᵀ")?,
+            (false, true) => write!(f, " Bᵀ")?,
+            (true, true) => write!(f, " AᵀBᵀ")?,
+        }
+        if self.products > 1 {
+            write!(f, " ×{}", self.products)?;
+        }
+        Ok(())
+    }
+}
+
+/// How one matmul kernel is tiled. Both variants give each invocation `rows × 4` outputs in
+/// registers (columns stay 4: one `vec4` of B per step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TileConfig {
+    /// `templates/matmul.wgsl`: invocations are independent, each streams all of K from
+    /// global memory; no workgroup memory, no barriers. Best on software adapters.
+    Register {
+        /// Invocations per workgroup.
+        workgroup: u32,
+        /// Output rows per invocation: 4 or 8.
+        rows: u32,
+    },
+    /// `templates/matmul_shared.wgsl`: a workgroup computes a `bm × bn` block, staging
+    /// `bk`-deep slices of A and B in `var<workgroup>` arrays between barriers, so each
+    /// operand element is read from global memory once per block instead of once per
+    /// invocation. The standard GEMM of real GPUs. A group of products whose staged slices
+    /// would exceed the workgroup-memory limit falls back to the default register kernel.
+    Workgroup {
+        /// Output rows per workgroup.
+        bm: u32,
+        /// Output columns per workgroup.
+        bn: u32,
+        /// Depth of the K chunk staged per barrier pair.
+        bk: u32,
+        /// Output rows per invocation: 4 or 8 (so `(bm / rows) · (bn / 4)` invocations).
+        rows: u32,
+    },
+}
+
+/// Floats of padding after each `bk`-row of a staged slice in workgroup memory. Staging
+/// walks the operand's contiguous axis (coalesced global loads), which for A (and for a
+/// transposed B) is K: consecutive invocations then write one slice row apart, and without
+/// padding a row of 32 or 64 floats maps them all to the same memory bank.
+pub const SLICE_PAD: u32 = 4;
+
+impl Default for TileConfig {
+    /// The kernel every matmul used before tuning existed: 4×4 register tiles, 64
+    /// invocations per workgroup (fits the most limited adapters).
+    fn default() -> Self {
+        TileConfig::Register {
+            workgroup: 64,
+            rows: 4,
+        }
+    }
+}
+
+impl fmt::Display for TileConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TileConfig::Register { workgroup, rows } => {
+                write!(f, "register {rows}x4 wg{workgroup}")
+            }
+            TileConfig::Workgroup { bm, bn, bk, rows } => {
+                write!(
+                    f,
+                    "shared {bm}x{bn} k{bk} {rows}x4 wg{}",
+                    self.invocations()
+                )
+            }
+        }
+    }
+}
+
+impl TileConfig {
+    /// The configurations the autotuner tries for every shape: the register kernel at three
+    /// workgroup sizes and two tile heights, and three workgroup-tiled blocks (64, 256 and
+    /// 128 invocations: all within WebGPU's default limits of 256 invocations and 16 KiB of
+    /// workgroup memory for one product).
+    pub fn candidates() -> Vec<TileConfig> {
+        let mut out = Vec::new();
+        for rows in [4, 8] {
+            for workgroup in [64, 128, 256] {
+                out.push(TileConfig::Register { workgroup, rows });
+            }
+        }
+        for (bm, bn, bk, rows) in [(32, 32, 8, 4), (64, 64, 8, 4), (64, 64, 16, 8)] {
+            out.push(TileConfig::Workgroup { bm, bn, bk, rows });
+        }
+        out
+    }
+
+    /// Output rows per invocation.
+    pub fn rows(&self) -> u32 {
+        match *self {
+            TileConfig::Register { rows, .. } | TileConfig::Workgroup { rows, .. } => rows,
+        }
+    }
+
+    /// Invocations per workgroup.
+    pub fn invocations(&self) -> u32 {
+        match *self {
+            TileConfig::Register { workgroup, .. } => workgroup,
+            TileConfig::Workgroup { bm, bn, rows, .. } => (bm / rows.max(1)).saturating_mul(bn / 4),
+        }
+    }
+
+    /// Bytes of workgroup memory a kernel of this configuration declares when it stages
+    /// `a_slices` distinct A operands and `b_slices` B operands (0 for the register kernel).
+    /// Each `bk`-row of a slice is padded by [`SLICE_PAD`] floats.
+    pub fn workgroup_bytes(&self, a_slices: usize, b_slices: usize) -> u64 {
+        match *self {
+            TileConfig::Register { .. } => 0,
+            TileConfig::Workgroup { bm, bn, bk, .. } => {
+                let (bm, bn) = (u64::from(bm + SLICE_PAD), u64::from(bn + SLICE_PAD));
+                4 * u64::from(bk) * (a_slices as u64 * bm + b_slices as u64 * bn)
+            }
+        }
+    }
+
+    /// Whether the parameters describe a kernel codegen can write (a cache file edited by
+    /// hand may hold anything): rows 4 or 8, blocks a whole number of sub-tiles, and
+    /// 1 to 1024 invocations.
+    pub fn check(&self) -> Result<(), String> {
+        if !matches!(self.rows(), 4 | 8) {
+            return Err(format!("{self}: rows must be 4 or 8"));
+        }
+        if let TileConfig::Workgroup { bm, bn, bk, rows } = *self {
+            if bm == 0 || bm % rows != 0 || bn == 0 || bn % 4 != 0 {
+                return Err(format!(
+                    "{self}: the block must be a whole number of {rows}x4 sub-tiles"
+                ));
+            }
+            if !(1..=64).contains(&bk) {
+                return Err(format!("{self}: the K chunk must be 1 to 64 deep"));
+            }
+        }
+        if !(1..=1024).contains(&self.invocations()) {
+            return Err(format!("{self}: 1 to 1024 invocations per workgroup"));
+        }
+        Ok(())
+    }
+}
+
+/// Per-shape tile choices: [`TuningTable::shapes`] where measured, [`TuningTable::default`]
+/// elsewhere.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TuningTable {
+    /// The configuration of every shape the table does not name.
+    pub default: TileConfig,
+    /// Chosen configurations by shape.
+    pub shapes: BTreeMap<MatmulShape, TileConfig>,
+}
+
+impl TuningTable {
+    /// A table that gives every shape `config` (for tests and for timing one candidate).
+    pub fn uniform(config: TileConfig) -> Self {
+        TuningTable {
+            default: config,
+            shapes: BTreeMap::new(),
+        }
+    }
+
+    /// The configuration for `shape`.
+    pub fn get(&self, shape: &MatmulShape) -> TileConfig {
+        self.shapes.get(shape).copied().unwrap_or(self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_valid_distinct_and_include_the_default() {
+        let c = TileConfig::candidates();
+        assert!(c.contains(&TileConfig::default()));
+        for (i, x) in c.iter().enumerate() {
+            x.check().unwrap();
+            assert!(x.invocations() <= 256, "{x}");
+            assert!(x.workgroup_bytes(1, 1) <= 16384, "{x}");
+            assert!(!c[..i].contains(x), "{x} twice");
+        }
+        assert!(c.iter().any(|x| matches!(x, TileConfig::Workgroup { .. })));
+    }
+
+    #[test]
+    fn configs_round_trip_through_json_and_bad_ones_are_caught() {
+        let w = TileConfig::Workgroup {
+            bm: 64,
+            bn: 32,
+            bk: 8,
+            rows: 8,
+        };
+        let s = serde_json::to_string(&w).unwrap();
+        assert_eq!(s, r#"{"kind":"workgroup","bm":64,"bn":32,"bk":8,"rows":8}"#);
+        assert_eq!(serde_json::from_str::<TileConfig>(&s).unwrap(), w);
+        assert_eq!(w.invocations(), 64);
+        let bad = TileConfig::Workgroup {
+            bm: 30,
+            bn: 32,
+            bk: 8,
+            rows: 4,
+        };
+        assert!(bad.check().is_err());
+        assert!(TileConfig::Register {
+            workgroup: 64,
+            rows: 3
+        }
+        .check()
+        .is_err());
+        assert!(TileConfig::Register {
+            workgroup: 0,
+            rows: 4
+        }
+        .check()
+        .is_err());
+    }
+
+    #[test]
+    fn absent_shapes_get_the_default() {
+        let s = MatmulShape {
+            batch: 1,
+            m: 37,
+            n: 29,
+            k: 70,
+            transpose_a: false,
+            transpose_b: true,
+            products: 2,
+        };
+        assert_eq!(s.to_string(), "1x37x29x70 Bᵀ ×2");
+        let mut t = TuningTable::default();
+        assert_eq!(t.get(&s), TileConfig::default());
+        let w = TileConfig::candidates().pop().unwrap();
+        t.shapes.insert(s, w);
+        assert_eq!(t.get(&s), w);
+        assert_eq!(
+            t.get(&MatmulShape { products: 1, ..s }),
+            TileConfig::default()
+        );
+    }
+}
