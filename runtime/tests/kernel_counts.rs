@@ -29,6 +29,9 @@ const T: usize = 16;
 /// portable default of 8, v gets its own kernel.
 const KERNELS_PER_LAYER: usize = 8;
 const KERNELS_PER_LAYER_PORTABLE: usize = 9;
+/// Without matmul prologues (the wgpu backend's choice on CPU adapters, where they measured
+/// slower) the two norms' scales and W_O's merge of the heads are one kernel each.
+const KERNELS_PER_LAYER_NO_PROLOGUES: usize = 11;
 
 /// gpt.weft with `layers` overridden.
 fn gpt(layers: i64) -> weft_dsl::Checked {
@@ -79,15 +82,21 @@ fn one_fused_gpt_layer_launches_the_stated_number_of_kernels() {
         fuse: false,
         ..CodegenOptions::default()
     };
-    let (fused, portable, unfused) = (
+    let no_prologues = CodegenOptions {
+        matmul_prologues: false,
+        ..native.clone()
+    };
+    let (fused, portable, cpu_adapter, unfused) = (
         per_layer(&native),
         per_layer(&CodegenOptions::default()),
+        per_layer(&no_prologues),
         per_layer(&unfused),
     );
     eprintln!(
         "gpt.weft forward, kernels per layer: {fused} fused, {portable} fused with 8 \
-         bindings per stage, {unfused} unfused"
+         bindings per stage, {cpu_adapter} without matmul prologues, {unfused} unfused"
     );
+    assert_eq!(cpu_adapter, KERNELS_PER_LAYER_NO_PROLOGUES);
     assert_eq!(fused, KERNELS_PER_LAYER);
     assert_eq!(portable, KERNELS_PER_LAYER_PORTABLE);
     assert!(
