@@ -212,10 +212,15 @@ fn run_profile(a: &BenchArgs, path: &Path, adapter: &str) -> Result<(), String> 
     );
     let mut profiles = Vec::new();
     for (mode, fuse) in [("fused", true), ("unfused", false)] {
-        let be = WgpuBackend::with_options(CodegenOptions {
-            fuse,
-            ..CodegenOptions::default()
-        })
+        // The same two configurations as the bench table: the backend's own choice for this
+        // adapter, and one kernel per op.
+        let be = match fuse {
+            true => WgpuBackend::new(),
+            false => WgpuBackend::with_options(CodegenOptions {
+                fuse,
+                ..CodegenOptions::default()
+            }),
+        }
         .map_err(|e| format!("wgpu ({mode}): {e}"))?;
         let step = bench::median_time(&be, &w, repeats)
             .map_err(|e| format!("{} on wgpu ({mode}): {e}", w.shape))?;

@@ -272,9 +272,11 @@ pub fn plan_fusion(
                 buffer_read[u.index()] = true;
             }
             // Scatter-add evaluates its source once per (output element, matching id), and
-            // adapters may evaluate it for every id: only a cheap source is inlined.
+            // adapters may evaluate it for every id (lavapipe measured so): a source is
+            // stored unless it is many times the output (a routed pool's per-token weight
+            // gradients, which must never be stored).
             if matches!(g.nodes[i].op, Op::ScatterAdd { .. }) && pos == 0 {
-                scatter_source[u.index()] = true;
+                scatter_source[u.index()] = numel(g.shape(u)) <= 4 * numel(&g.nodes[i].shape);
             }
         }
     }
@@ -340,7 +342,7 @@ pub fn plan_fusion(
                     || buffer_read[i]
                     || c > MAX_INLINE_COST
                     || (a_reads[i] > 0 && !prologue)
-                    || (scatter_source[i] && c > SHARED_INLINE_COST)
+                    || (scatter_source[i] && c > 1)
                     || (consumers[i] > 1
                         && c > SHARED_INLINE_COST
                         && !(prologue && a_reads[i] == consumers[i]));
@@ -504,7 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn scatter_sources_inline_only_when_cheap_and_prologues_can_be_turned_off() {
+    fn scatter_sources_are_stored_unless_huge_and_prologues_can_be_turned_off() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[6, 4], DType::F32);
         let y = b.input("y", &[6, 4], DType::F32);
@@ -515,22 +517,30 @@ mod tests {
         let costly = b.sigmoid(t).unwrap();
         let s1 = b.scatter_add(cheap, ids, 3).unwrap();
         let s2 = b.scatter_add(costly, ids, 3).unwrap();
+        // Per-id outer products [6, 4, 4] scattered into 1 row: 24 times the output.
+        let xc = b.reshape(x, &[6, 4, 1]).unwrap();
+        let yr = b.reshape(y, &[6, 1, 4]).unwrap();
+        let outer = b.mul(xc, yr).unwrap();
+        let one = b.input("one", &[6], DType::I32);
+        let s3 = b.scatter_add(outer, one, 1).unwrap();
         let w = b.input("w", &[4, 5], DType::F32);
         let a = b.exp(x).unwrap();
         let m = b.matmul(a, w).unwrap();
-        for (n, o) in [("s1", s1), ("s2", s2), ("m", m)] {
+        for (n, o) in [("s1", s1), ("s2", s2), ("s3", s3), ("m", m)] {
             b.output(n, o);
         }
         let g = b.finish().unwrap();
-        let plan = plan_fusion(&g, &[s1, s2, m], &CodegenOptions::default(), &[]);
-        assert_eq!(plan.storage[cheap.index()], Storage::Inline);
+        let plan = plan_fusion(&g, &[s1, s2, s3, m], &CodegenOptions::default(), &[]);
+        // Sources the size of a few outputs are stored; one many times the output is not.
+        assert_eq!(plan.storage[cheap.index()], Storage::Kernel);
         assert_eq!(plan.storage[costly.index()], Storage::Kernel);
+        assert_eq!(plan.storage[outer.index()], Storage::Inline);
         assert_eq!(plan.storage[a.index()], Storage::Inline);
         let no_prologues = CodegenOptions {
             matmul_prologues: false,
             ..CodegenOptions::default()
         };
-        let plan = plan_fusion(&g, &[s1, s2, m], &no_prologues, &[]);
+        let plan = plan_fusion(&g, &[s1, s2, s3, m], &no_prologues, &[]);
         assert_eq!(plan.storage[a.index()], Storage::Kernel);
     }
 }
