@@ -230,9 +230,12 @@ fn autotune_caches_choices_per_adapter_and_a_second_backend_reuses_them() {
     let Some(_) = gpu_or_skip() else { return };
     let dir = std::env::temp_dir().join(format!("weft-autotune-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    // The only test of this binary that reads the environment's cache settings.
-    std::env::set_var("WEFT_CACHE_DIR", &dir);
-    std::env::remove_var("WEFT_AUTOTUNE");
+    // The cache directory is passed, not set in the environment: setting variables while
+    // other threads (and the Vulkan driver) read them is a race.
+    let cached = || {
+        WgpuBackend::with_tuning(WgpuBackend::native_options(), TuneCache::Dir(dir.clone()))
+            .unwrap()
+    };
     let (g, ins, ps) = small_model();
     let candidates = vec![
         TileConfig::default(),
@@ -252,7 +255,7 @@ fn autotune_caches_choices_per_adapter_and_a_second_backend_reuses_them() {
         retune: false,
         candidates: candidates.clone(),
     };
-    let mut first = WgpuBackend::new().unwrap();
+    let mut first = cached();
     first.poison = true;
     let file = first.autotune_cache_file().unwrap().to_path_buf();
     assert!(file.starts_with(&dir), "{}", file.display());
@@ -285,7 +288,7 @@ fn autotune_caches_choices_per_adapter_and_a_second_backend_reuses_them() {
     check_against_cpu(&first, "tuned", &g, &ins, &ps, &HookSelection::None);
 
     // A second backend of the same adapter loads the choices and times nothing.
-    let second = WgpuBackend::new().unwrap();
+    let second = cached();
     assert!(second.autotune_warnings().is_empty());
     for (s, c) in &chosen {
         assert_eq!(second.tuning().get(s), *c);
@@ -299,16 +302,14 @@ fn autotune_caches_choices_per_adapter_and_a_second_backend_reuses_them() {
     assert!(again.shapes.iter().all(|s| s.cached));
     assert_eq!((again.timed, second.autotune_timings()), (0, 0));
 
-    // WEFT_AUTOTUNE=0: the cache is not loaded.
-    std::env::set_var("WEFT_AUTOTUNE", "0");
-    let off = WgpuBackend::new().unwrap();
-    std::env::remove_var("WEFT_AUTOTUNE");
+    // Without a cache (what `WEFT_AUTOTUNE=0` selects) nothing is loaded.
+    let off = WgpuBackend::with_tuning(WgpuBackend::native_options(), TuneCache::Off).unwrap();
     assert!(off.tuning().shapes.is_empty());
 
     // A corrupt file is a warning naming it, the backend works with defaults, and tuning
     // replaces the file (atomically: no temporary file is left).
     std::fs::write(&file, "{\"version\": 1, \"choi").unwrap();
-    let mut broken = WgpuBackend::new().unwrap();
+    let mut broken = cached();
     broken.poison = true;
     let warnings = broken.autotune_warnings();
     assert!(
@@ -334,7 +335,7 @@ fn autotune_caches_choices_per_adapter_and_a_second_backend_reuses_them() {
         )
         .unwrap();
     assert_eq!(retuned.timed, 2 * candidates.len());
-    let reloaded = WgpuBackend::new().unwrap();
+    let reloaded = cached();
     assert!(reloaded.autotune_warnings().is_empty());
     assert_eq!(reloaded.tuned_choices().len(), 2);
     let files: Vec<_> = std::fs::read_dir(&dir)
@@ -342,6 +343,5 @@ fn autotune_caches_choices_per_adapter_and_a_second_backend_reuses_them() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    std::env::remove_var("WEFT_CACHE_DIR");
     let _ = std::fs::remove_dir_all(&dir);
 }
