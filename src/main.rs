@@ -34,7 +34,7 @@ enum Command {
         #[arg(long, conflicts_with = "write")]
         check: bool,
     },
-    /// Lower a spec to IR and print it.
+    /// Lower a spec to IR and print it, or write its fused kernels (WGSL or SPIR-V) to DIR.
     Compile {
         file: PathBuf,
         /// What to print.
@@ -49,6 +49,8 @@ enum Command {
         /// Include the loss and the backward graph.
         #[arg(long)]
         grad: bool,
+        /// Where `--emit wgsl|spirv` writes the kernels and `manifest.json`.
+        dir: Option<PathBuf>,
     },
     /// Train a spec; writes metrics, checkpoints and traces to a run directory.
     Train {
@@ -257,7 +259,8 @@ fn main() -> ExitCode {
             batch,
             seq,
             grad,
-        } => weft::cli::compile(&file, emit, batch, seq, grad),
+            dir,
+        } => weft::cli::compile(&file, emit, batch, seq, grad, dir.as_deref()),
         Command::Train {
             file,
             backend,

@@ -249,3 +249,56 @@ fn compile_prints_ir_and_params_lists_totals() {
     // PEAR trains only the gains: 4 layers × 4 heads.
     assert!(text.contains(" 16 trainable"), "{text}");
 }
+
+#[test]
+fn compile_writes_kernels_with_a_manifest_as_wgsl_and_spirv() {
+    for (emit, ext) in [("wgsl", "wgsl"), ("spirv", "spv")] {
+        let dir = tmp(&format!("emit-{emit}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.display().to_string();
+        let args = [
+            "compile",
+            "examples/gpt.weft",
+            "--emit",
+            emit,
+            &d,
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--grad",
+        ];
+        let out = weft(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        let kernels = manifest["kernels"].as_array().unwrap();
+        assert!(kernels.len() > 20, "{} kernels", kernels.len());
+        for k in kernels {
+            let file = k["file"].as_str().unwrap();
+            assert!(file.ends_with(ext), "{file}");
+            let bytes = std::fs::read(dir.join(file)).unwrap();
+            match emit {
+                // SPIR-V's magic number, little-endian.
+                "spirv" => assert_eq!(bytes[..4], 0x0723_0203u32.to_le_bytes(), "{file}"),
+                _ => assert!(
+                    String::from_utf8(bytes).unwrap().contains("@compute"),
+                    "{file}"
+                ),
+            }
+            assert!(k["workgroup_size"].as_u64().unwrap() > 0);
+            assert_eq!(k["dispatch"].as_array().unwrap().len(), 3);
+            assert!(!k["outputs"].as_array().unwrap().is_empty(), "{k}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // Without a directory it says what is missing.
+    let out = weft(&["compile", "examples/gpt.weft", "--emit", "wgsl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give a directory"));
+}

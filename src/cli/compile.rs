@@ -3,19 +3,34 @@
 use super::spec::load_checked;
 use std::path::Path;
 use std::process::ExitCode;
+use weft_compiler::codegen::validate::to_spirv;
+use weft_compiler::codegen::{compile as compile_program, Binding, CodegenOptions};
+use weft_compiler::ir::Graph;
 use weft_compiler::lower::{lower, LowerOptions};
 
-/// Which form `weft compile` prints.
+/// Which form `weft compile` prints or writes.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Emit {
     /// The canonical IR text (diffable, stable ids).
     Ir,
     /// The IR as JSON (serde).
     Json,
+    /// The fused kernels' WGSL, one file each, and `manifest.json`, into DIR.
+    Wgsl,
+    /// The fused kernels as SPIR-V (naga's writer), one file each, and `manifest.json`.
+    Spirv,
 }
 
-/// Lowers a spec (forward and, with `grad`, backward) and prints it.
-pub fn compile(path: &Path, emit: Emit, batch: usize, seq: Option<usize>, grad: bool) -> ExitCode {
+/// Lowers a spec (forward and, with `grad`, backward) and prints it, or writes its kernels
+/// into `dir` (`--emit wgsl|spirv`).
+pub fn compile(
+    path: &Path,
+    emit: Emit,
+    batch: usize,
+    seq: Option<usize>,
+    grad: bool,
+    dir: Option<&Path>,
+) -> ExitCode {
     let Some((spec, src)) = load_checked(path) else {
         return ExitCode::FAILURE;
     };
@@ -46,6 +61,22 @@ pub fn compile(path: &Path, emit: Emit, batch: usize, seq: Option<usize>, grad: 
         };
     }
     match emit {
+        Emit::Wgsl | Emit::Spirv => {
+            let Some(dir) = dir else {
+                eprintln!("error: --emit wgsl|spirv writes files: give a directory (weft compile FILE --emit wgsl DIR)");
+                return ExitCode::FAILURE;
+            };
+            return match write_kernels(&graph, emit, dir) {
+                Ok(n) => {
+                    println!("{n} kernels and manifest.json written to {}", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Emit::Ir => print!("{graph}"),
         Emit::Json => match serde_json::to_string_pretty(&graph) {
             Ok(s) => println!("{s}"),
@@ -117,4 +148,53 @@ pub(crate) fn render_ir_error(e: &weft_compiler::IrError, path: &Path, src: &str
             .render(&path.display().to_string(), src),
         other => format!("error: {}: {other}", path.display()),
     }
+}
+
+/// Compiles `graph` with the portable codegen options (WebGPU's default limits) and writes
+/// each kernel (`NAME.wgsl` or `NAME.spv`) plus `manifest.json`: per kernel its file,
+/// bindings (tensor, dtype, elements, access), workgroup size and dispatch, in launch order.
+fn write_kernels(graph: &Graph, emit: Emit, dir: &Path) -> Result<usize, String> {
+    let program = compile_program(graph, &[], &CodegenOptions::default())
+        .map_err(|e| format!("codegen: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let binding = |b: &Binding| {
+        serde_json::json!({
+            "binding": b.binding,
+            "tensor": b.tensor,
+            "dtype": b.dtype.to_string(),
+            "elements": b.elements,
+            "access": format!("{:?}", b.access).to_lowercase(),
+        })
+    };
+    let mut kernels = Vec::new();
+    for k in &program.kernels {
+        let (file, bytes) = match emit {
+            Emit::Spirv => {
+                let words = to_spirv(k).map_err(|e| e.to_string())?;
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                (format!("{}.spv", k.name), bytes)
+            }
+            _ => (format!("{}.wgsl", k.name), k.wgsl.clone().into_bytes()),
+        };
+        let target = dir.join(&file);
+        std::fs::write(&target, bytes)
+            .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        kernels.push(serde_json::json!({
+            "kernel": k.name,
+            "file": file,
+            "inputs": k.inputs.iter().map(binding).collect::<Vec<_>>(),
+            "outputs": k.outputs.iter().map(binding).collect::<Vec<_>>(),
+            "workgroup_size": k.workgroup_size,
+            "dispatch": k.dispatch,
+        }));
+    }
+    let manifest = serde_json::json!({
+        "kernels": kernels,
+        "planned_buffer_bytes": program.buffers.buffer_bytes,
+        "peak_bytes": program.buffers.peak_bytes,
+    });
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?;
+    let target = dir.join("manifest.json");
+    std::fs::write(&target, text).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    Ok(program.kernels.len())
 }

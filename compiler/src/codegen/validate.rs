@@ -9,20 +9,46 @@ use super::CodegenError;
 /// Parses and validates `kernel.wgsl` with naga; an error names the kernel and carries the
 /// source.
 pub fn validate_wgsl(kernel: &Kernel) -> Result<naga::Module, CodegenError> {
-    let invalid = |message: String| CodegenError::InvalidWgsl {
-        kernel: kernel.name.clone(),
-        message,
-        wgsl: kernel.wgsl.clone(),
-    };
+    Ok(parse_and_validate(kernel)?.0)
+}
+
+fn parse_and_validate(
+    kernel: &Kernel,
+) -> Result<(naga::Module, naga::valid::ModuleInfo), CodegenError> {
     let module = naga::front::wgsl::parse_str(&kernel.wgsl)
-        .map_err(|e| invalid(e.emit_to_string(&kernel.wgsl)))?;
-    naga::valid::Validator::new(
+        .map_err(|e| invalid(kernel, e.emit_to_string(&kernel.wgsl)))?;
+    let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::empty(),
     )
     .validate(&module)
-    .map_err(|e| invalid(e.emit_to_string(&kernel.wgsl)))?;
-    Ok(module)
+    .map_err(|e| invalid(kernel, e.emit_to_string(&kernel.wgsl)))?;
+    Ok((module, info))
+}
+
+fn invalid(kernel: &Kernel, message: String) -> CodegenError {
+    CodegenError::InvalidWgsl {
+        kernel: kernel.name.clone(),
+        message,
+        wgsl: kernel.wgsl.clone(),
+    }
+}
+
+/// The kernel as SPIR-V words (naga's SPIR-V writer, entry point `main`), for tools and
+/// drivers that take SPIR-V rather than WGSL.
+pub fn to_spirv(kernel: &Kernel) -> Result<Vec<u32>, CodegenError> {
+    let (module, info) = parse_and_validate(kernel)?;
+    let pipeline = naga::back::spv::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: "main".into(),
+    };
+    naga::back::spv::write_vec(
+        &module,
+        &info,
+        &naga::back::spv::Options::default(),
+        Some(&pipeline),
+    )
+    .map_err(|e| invalid(kernel, format!("SPIR-V output: {e}")))
 }
 
 /// Storage buffers per stage and bytes per binding.
