@@ -10,21 +10,23 @@
 
 mod wgpu_support;
 use std::collections::HashMap;
+use weft_compiler::codegen::tiling::every_matmul_form;
 use weft_compiler::codegen::{CodegenOptions, MatmulShape, TileConfig, TuningTable};
-use weft_compiler::ir::{DType, Graph, GraphBuilder, UnaryOp};
+use weft_compiler::ir::Graph;
 use weft_runtime::wgpu::autotune::{AutotuneOptions, TuneCache};
 use weft_runtime::{
     init_params, Backend, CpuBackend, HookSelection, ParamStore, Rng, Tensor, WgpuBackend,
 };
 use wgpu_support::{assert_close, check_against_cpu, examples, gpu_or_skip, graphs};
 
-/// A graph of every matmul form with its (nonzero, random) inputs.
+/// A graph of every matmul form (`tiling::every_matmul_form`) with its (nonzero, random)
+/// inputs.
 fn every_form() -> (Graph, HashMap<String, Tensor>, ParamStore) {
     let mut rng = Rng::new(11);
-    let mut b = GraphBuilder::new();
+    let g = every_matmul_form();
     let mut ins = HashMap::new();
-    let mut input = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        let n: usize = shape.iter().product();
+    for info in &g.inputs {
+        let n: usize = info.shape.iter().product();
         let data = (0..n)
             .map(|_| {
                 let x = rng.normal() as f32;
@@ -32,51 +34,8 @@ fn every_form() -> (Graph, HashMap<String, Tensor>, ParamStore) {
                 x + 0.05f32.copysign(x)
             })
             .collect();
-        ins.insert(name.to_string(), Tensor::f32(shape, data));
-        b.input(name, shape, DType::F32)
-    };
-    let a = input(&mut b, "a", &[37, 70]);
-    let at = input(&mut b, "at", &[70, 37]);
-    let w = input(&mut b, "w", &[70, 29]);
-    let wt = input(&mut b, "wt", &[29, 70]);
-    for (name, x, y, ta, tb) in [
-        ("nn", a, w, false, false),
-        ("tn", at, w, true, false),
-        ("nt", a, wt, false, true),
-        ("tt", at, wt, true, true),
-    ] {
-        let m = b.matmul_t(x, y, ta, tb).unwrap();
-        b.output(name, m);
+        ins.insert(info.name.clone(), Tensor::f32(&info.shape, data));
     }
-    // Several blocks of the largest tiles in both directions, B broadcast over the batch.
-    let big = input(&mut b, "big", &[2, 70, 45]);
-    let wbig = input(&mut b, "wbig", &[45, 70]);
-    let m = b.matmul(big, wbig).unwrap();
-    b.output("big_out", m);
-    let a3 = input(&mut b, "a3", &[2, 5, 7]);
-    let bb = input(&mut b, "bb", &[3, 1, 7, 6]);
-    let m = b.matmul(a3, bb).unwrap();
-    b.output("bcast", m);
-    let x = input(&mut b, "x", &[2, 9, 20]);
-    let nw = input(&mut b, "nw", &[20]);
-    let n = b.rms_norm(x, nw, 1e-5).unwrap();
-    for name in ["q", "k", "v"] {
-        let wq = input(&mut b, &format!("w{name}"), &[20, 13]);
-        let q = b.matmul(n, wq).unwrap();
-        b.output(name, q);
-    }
-    let wo = input(&mut b, "wo", &[20, 20]);
-    let o = b.matmul(n, wo).unwrap();
-    let res = b.add(o, x).unwrap();
-    b.output("residual", res);
-    let wg = input(&mut b, "wg", &[20, 33]);
-    let wu = input(&mut b, "wu", &[20, 33]);
-    let gate = b.matmul(n, wg).unwrap();
-    let up = b.matmul(n, wu).unwrap();
-    let act = b.unary(UnaryOp::Silu, gate).unwrap();
-    let h = b.mul(act, up).unwrap();
-    b.output("swiglu", h);
-    let g = b.finish().unwrap();
     let params = init_params(&g, 3);
     (g, ins, params)
 }

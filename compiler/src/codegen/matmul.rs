@@ -538,57 +538,10 @@ mod tests {
         assert!(src.contains("fn a_row_"), "{src}");
     }
 
-    /// Every matmul form codegen handles, at sizes that are not multiples of any tile:
-    /// four transposes, a broadcast batch, an RMSNorm prologue feeding three grouped
-    /// products (q, k, v), a residual epilogue and SwiGLU's shared gate/up epilogue.
-    pub(super) fn every_form() -> crate::ir::Graph {
-        use crate::ir::{GraphBuilder, UnaryOp};
-        let mut b = GraphBuilder::new();
-        let input =
-            |b: &mut GraphBuilder, name: &str, shape: &[usize]| b.input(name, shape, DType::F32);
-        let a = input(&mut b, "a", &[37, 70]);
-        let at = input(&mut b, "at", &[70, 37]);
-        let w = input(&mut b, "w", &[70, 29]);
-        let wt = input(&mut b, "wt", &[29, 70]);
-        for (name, x, y, ta, tb) in [
-            ("nn", a, w, false, false),
-            ("tn", at, w, true, false),
-            ("nt", a, wt, false, true),
-            ("tt", at, wt, true, true),
-        ] {
-            let m = b.matmul_t(x, y, ta, tb).unwrap();
-            b.output(name, m);
-        }
-        let a3 = input(&mut b, "a3", &[2, 5, 7]);
-        let bb = input(&mut b, "bb", &[3, 1, 7, 6]);
-        let m = b.matmul(a3, bb).unwrap();
-        b.output("bcast", m);
-        let x = input(&mut b, "x", &[2, 9, 20]);
-        let nw = input(&mut b, "nw", &[20]);
-        let n = b.rms_norm(x, nw, 1e-5).unwrap();
-        for name in ["q", "k", "v"] {
-            let wq = input(&mut b, &format!("w{name}"), &[20, 13]);
-            let q = b.matmul(n, wq).unwrap();
-            b.output(name, q);
-        }
-        let wo = input(&mut b, "wo", &[20, 20]);
-        let o = b.matmul(n, wo).unwrap();
-        let res = b.add(o, x).unwrap();
-        b.output("residual", res);
-        let wg = input(&mut b, "wg", &[20, 33]);
-        let wu = input(&mut b, "wu", &[20, 33]);
-        let gate = b.matmul(n, wg).unwrap();
-        let up = b.matmul(n, wu).unwrap();
-        let act = b.unary(UnaryOp::Silu, gate).unwrap();
-        let h = b.mul(act, up).unwrap();
-        b.output("swiglu", h);
-        b.finish().unwrap()
-    }
-
     #[test]
     fn every_tiling_generates_valid_wgsl_for_every_matmul_form() {
         use crate::codegen::{compile, CodegenOptions, TuningTable};
-        let g = every_form();
+        let g = super::super::tiling::every_matmul_form();
         for fuse in [true, false] {
             for cfg in TileConfig::candidates() {
                 let opts = CodegenOptions {
@@ -615,7 +568,7 @@ mod tests {
     #[test]
     fn tilings_the_adapter_cannot_hold_fall_back_and_shape_entries_win() {
         use crate::codegen::{compile, CodegenOptions, TuningTable};
-        let g = every_form();
+        let g = super::super::tiling::every_matmul_form();
         let big = TileConfig::Workgroup {
             bm: 64,
             bn: 64,

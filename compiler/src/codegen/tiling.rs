@@ -207,6 +207,59 @@ impl TuningTable {
     }
 }
 
+/// Every matmul form codegen handles, at sizes that are not multiples of any tile:
+/// four transposes, a broadcast batch, an RMSNorm prologue feeding three grouped
+/// products (q, k, v), a residual epilogue and SwiGLU's shared gate/up epilogue. The
+/// compiler's tiling tests compile it; the runtime's run it on the adapter against the CPU.
+pub fn every_matmul_form() -> crate::ir::Graph {
+    use crate::ir::{DType, GraphBuilder, UnaryOp};
+    let mut b = GraphBuilder::new();
+    let input =
+        |b: &mut GraphBuilder, name: &str, shape: &[usize]| b.input(name, shape, DType::F32);
+    let a = input(&mut b, "a", &[37, 70]);
+    let at = input(&mut b, "at", &[70, 37]);
+    let w = input(&mut b, "w", &[70, 29]);
+    let wt = input(&mut b, "wt", &[29, 70]);
+    for (name, x, y, ta, tb) in [
+        ("nn", a, w, false, false),
+        ("tn", at, w, true, false),
+        ("nt", a, wt, false, true),
+        ("tt", at, wt, true, true),
+    ] {
+        let m = b.matmul_t(x, y, ta, tb).unwrap();
+        b.output(name, m);
+    }
+    // Several blocks of the largest tiles in both directions.
+    let big = input(&mut b, "big", &[2, 70, 45]);
+    let wbig = input(&mut b, "wbig", &[45, 70]);
+    let m = b.matmul(big, wbig).unwrap();
+    b.output("big_out", m);
+    let a3 = input(&mut b, "a3", &[2, 5, 7]);
+    let bb = input(&mut b, "bb", &[3, 1, 7, 6]);
+    let m = b.matmul(a3, bb).unwrap();
+    b.output("bcast", m);
+    let x = input(&mut b, "x", &[2, 9, 20]);
+    let nw = input(&mut b, "nw", &[20]);
+    let n = b.rms_norm(x, nw, 1e-5).unwrap();
+    for name in ["q", "k", "v"] {
+        let wq = input(&mut b, &format!("w{name}"), &[20, 13]);
+        let q = b.matmul(n, wq).unwrap();
+        b.output(name, q);
+    }
+    let wo = input(&mut b, "wo", &[20, 20]);
+    let o = b.matmul(n, wo).unwrap();
+    let res = b.add(o, x).unwrap();
+    b.output("residual", res);
+    let wg = input(&mut b, "wg", &[20, 33]);
+    let wu = input(&mut b, "wu", &[20, 33]);
+    let gate = b.matmul(n, wg).unwrap();
+    let up = b.matmul(n, wu).unwrap();
+    let act = b.unary(UnaryOp::Silu, gate).unwrap();
+    let h = b.mul(act, up).unwrap();
+    b.output("swiglu", h);
+    b.finish().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
