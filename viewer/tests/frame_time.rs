@@ -12,19 +12,26 @@ use std::time::Instant;
 use weft_viewer::synthetic::Synthetic;
 use weft_viewer::Tab;
 
+/// Writes `Synthetic::large()` (12 layers × 12 heads × 512 tokens: attention patterns and
+/// MoICE base routing) into a fresh temporary run directory.
+fn large_run(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-viewer-large-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = Instant::now();
+    Synthetic::large().write(&dir).unwrap();
+    eprintln!(
+        "wrote the 12×12×512 run (attention and base routing) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    dir
+}
+
 #[test]
 fn attention_panel_frame_time_12x12_heads_512_tokens() {
     if !gpu_or_skip() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("weft-viewer-large-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let t = Instant::now();
-    Synthetic::large().write(&dir).unwrap();
-    eprintln!(
-        "wrote the 12×12×512² run in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let dir = large_run("attention");
 
     // Building the harness runs the first frames: 12 traces loaded, 144 thumbnails made.
     let t = Instant::now();
@@ -91,14 +98,7 @@ fn moice_bases_panel_frame_time_12x12_heads_512_tokens() {
     if !gpu_or_skip() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("weft-viewer-large-moice-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let t = Instant::now();
-    Synthetic::large().write(&dir).unwrap();
-    eprintln!(
-        "wrote the 12×12×512 run (attention and base routing) in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let dir = large_run("moice");
     let t = Instant::now();
     let app = App::open(&dir, Tab::Routing);
     let entries = app
