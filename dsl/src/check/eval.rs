@@ -274,9 +274,29 @@ impl Eval {
     fn number(&mut self, e: &Expr, scope: &Scope) -> Option<Num> {
         match &e.kind {
             ExprKind::Int(i) => Some(Num::Int(*i)),
+            ExprKind::Float(f) if !f.is_finite() => {
+                self.error(
+                    Diagnostic::new(
+                        "too-large",
+                        e.span,
+                        "this number does not fit in a 64-bit float",
+                    )
+                    .label("too large"),
+                );
+                None
+            }
             ExprKind::Float(f) => Some(Num::Float(*f)),
             ExprKind::Neg(inner) => match self.number(inner, scope)? {
-                Num::Int(i) => Some(Num::Int(-i)),
+                Num::Int(i) => match i.checked_neg() {
+                    Some(n) => Some(Num::Int(n)),
+                    None => {
+                        self.error(
+                            Diagnostic::new("arithmetic", e.span, "integer overflow")
+                                .label("too large"),
+                        );
+                        None
+                    }
+                },
                 Num::Float(f) => Some(Num::Float(-f)),
             },
             ExprKind::Ident(name) => match scope.get(name) {
@@ -365,6 +385,14 @@ impl Eval {
                 x / y
             }
         };
+        // An infinity or NaN would slip past every range rule (`NaN <= 0` is false).
+        if !r.is_finite() {
+            self.error(
+                Diagnostic::new("arithmetic", e.span, "the result is not a finite number")
+                    .label("overflows a 64-bit float"),
+            );
+            return None;
+        }
         Some(Num::Float(r))
     }
 
@@ -620,6 +648,7 @@ impl Eval {
             match (given.get(p.name), p.default) {
                 (Some((e, _)), _) => match self.expect(e, p.ty, p.name, scope) {
                     Some(v) => {
+                        ok &= self.bounded(b.name, p.name, &v, e.span);
                         out.insert(p.name.to_string(), v);
                     }
                     None => ok = false,
@@ -657,6 +686,17 @@ impl Eval {
             args: out,
             span,
         })
+    }
+
+    /// Checks an integer (or every integer of a list) against [`super::bounds`].
+    pub fn bounded(&mut self, owner: &str, name: &str, v: &Value, span: Span) -> bool {
+        match v {
+            Value::Int(i) => super::bounds::check(self, owner, name, *i, span),
+            Value::List(items) => items
+                .iter()
+                .fold(true, |ok, x| self.bounded(owner, name, x, span) && ok),
+            _ => true,
+        }
     }
 
     /// Evaluates a default written in the builtin table, in the current scope. A default

@@ -5,6 +5,7 @@
 //! (divisibility, schedule coverage, pool sizes, table lengths) is enforced here with a
 //! diagnostic that points at the spec.
 
+pub mod bounds;
 mod eval;
 mod model;
 mod rules;

@@ -1,6 +1,7 @@
 //! Checks of a `model` section: settings and dimension rules, pools, blocks, and the layer
 //! schedule (coverage, overlaps, ranges, block arguments).
 
+use super::bounds;
 use super::eval::{describe_expr, mismatch, Binding, Eval, Scope};
 use super::rules;
 use super::value::Value;
@@ -73,7 +74,9 @@ pub fn check_model(ev: &mut Eval, m: &Model) -> Option<ModelInfo> {
     for item in &m.items {
         let ModelItem::Assign(a) = item else { continue };
         let v = match MODEL_SETTINGS.iter().find(|p| p.name == a.name.name) {
-            Some(p) => ev.expect(&a.value, p.ty, p.name, &scope),
+            Some(p) => ev
+                .expect(&a.value, p.ty, p.name, &scope)
+                .filter(|v| ev.bounded("model", p.name, v, a.value.span)),
             None => constant(ev, &a.value, &a.name.name, &scope),
         };
         match v {
@@ -158,6 +161,10 @@ pub fn check_model(ev: &mut Eval, m: &Model) -> Option<ModelInfo> {
     for item in &m.items {
         let ModelItem::Pool(p) = item else { continue };
         let size = match ev.expect(&p.size, Ty::Int, "pool size", &scope) {
+            Some(Value::Int(n)) if n > bounds::MAX_POOL => {
+                bounds::check(ev, "pool", "pool size", n, p.size.span);
+                continue;
+            }
             Some(Value::Int(n)) if n >= 1 => n,
             Some(Value::Int(n)) => {
                 ev.error(
@@ -358,6 +365,9 @@ fn stmts(ev: &mut Eval, body: &[Stmt], scope: &mut Scope, model: &Scope, updates
             }
             Stmt::Repeat(r) => {
                 match ev.expect(&r.count, Ty::Int, "repeat count", scope) {
+                    Some(Value::Int(n)) if n > bounds::MAX_REPEAT => {
+                        bounds::check(ev, "repeat", "repeat count", n, r.count.span);
+                    }
                     Some(Value::Int(n)) if n < 1 => ev.error(
                         Diagnostic::new(
                             "bad-value",

@@ -46,6 +46,25 @@ pub fn model_rules(
         );
         ok = false;
     }
+    // Each bounded alone, the query projection `[dim, heads · head_dim]` could still hold more
+    // elements than a 64-bit size counts.
+    let width = heads.saturating_mul(scope.int("head_dim").unwrap_or(1));
+    if ok && width > super::bounds::MAX_WIDTH {
+        ev.error(
+            Diagnostic::new(
+                "too-large",
+                at("head_dim"),
+                format!(
+                    "heads × head_dim is {width}, larger than any attention width weft accepts ({})",
+                    super::bounds::MAX_WIDTH
+                ),
+            )
+            .label("too wide")
+            .related(at("heads"), "heads set here")
+            .help("lower `heads` or `head_dim`"),
+        );
+        ok = false;
+    }
     if let Some(Binding::Const(v, _)) = scope.get("final_norm_eps") {
         let eps = v.as_f64().unwrap_or(0.0);
         if eps <= 0.0 {

@@ -77,6 +77,7 @@ pub fn check_train(
         spans.insert(p.name, a.value.span);
         match ev.expect(&a.value, p.ty, p.name, &scope) {
             Some(v) => {
+                ok &= ev.bounded("train", p.name, &v, a.value.span);
                 settings.insert(p.name.to_string(), v);
             }
             None => ok = false,

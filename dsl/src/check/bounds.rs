@@ -1,0 +1,95 @@
+//! Upper bounds on every integer a spec can give. A number past these is a typo or a hostile
+//! file, never a model anyone can run; catching it here keeps later stages (the schedule's
+//! per-layer tables, lowering's shape products, parameter counts) from overflowing or trying
+//! to allocate it. Each bound leaves room far beyond today's largest models, so that a spec
+//! which is merely too big for this machine checks cleanly and is refused by the memory
+//! budget with a number instead.
+
+use super::eval::Eval;
+use crate::diagnostic::Diagnostic;
+use crate::Span;
+
+/// Widths: vocabulary, model width, head width, context (16 777 216).
+pub const MAX_WIDTH: i64 = 1 << 24;
+/// Feed-forward hidden widths (`4 * dim` at the largest `dim` fits).
+pub const MAX_HIDDEN: i64 = 1 << 28;
+/// Attention heads, key/value heads, top-k choices.
+pub const MAX_HEADS: i64 = 1 << 16;
+/// Layers in the schedule.
+pub const MAX_LAYERS: i64 = 1 << 14;
+/// Modules in a pool.
+pub const MAX_POOL: i64 = 1 << 12;
+/// Iterations of a `repeat`.
+pub const MAX_REPEAT: i64 = 1 << 10;
+/// Step counts and intervals (about 10^12).
+pub const MAX_STEPS: i64 = 1 << 40;
+/// Sequences per step.
+pub const MAX_BATCH: i64 = 1 << 20;
+
+/// The largest value `name` may take in `owner` (`model`, `train`, or a builtin's name), and
+/// what the number is, for the message. `None`: no bound (seeds take any non-negative i64).
+pub fn limit(owner: &str, name: &str) -> Option<(i64, &'static str)> {
+    Some(match (owner, name) {
+        (_, "seed") => return None,
+        ("model", "layers") => (MAX_LAYERS, "layers"),
+        ("model" | "attention", "heads" | "kv_heads") => (MAX_HEADS, "heads"),
+        ("model", _) => (MAX_WIDTH, "a width"),
+        ("mlp" | "swiglu", "hidden") => (MAX_HIDDEN, "a hidden width"),
+        ("train", "batch" | "accumulate") => (MAX_BATCH, "sequences per step"),
+        ("train", "seq") => (MAX_WIDTH, "a sequence length"),
+        ("train", _) => (MAX_STEPS, "a step count"),
+        (_, "warmup") => (MAX_STEPS, "a step count"),
+        (_, "top_k") => (MAX_HEADS, "a choice count"),
+        ("pool", _) => (MAX_POOL, "a pool size"),
+        ("repeat", _) => (MAX_REPEAT, "a repeat count"),
+        _ => (MAX_WIDTH, "a size"),
+    })
+}
+
+/// Reports `value` when it passes the bound of `name` in `owner`; returns whether it is within.
+pub fn check(ev: &mut Eval, owner: &str, name: &str, value: i64, span: Span) -> bool {
+    let lower = if name == "seed" { Some(0) } else { None };
+    if let Some(lo) = lower {
+        if value < lo {
+            ev.error(
+                Diagnostic::new(
+                    "bad-value",
+                    span,
+                    format!("`{name}` must not be negative, not {value}"),
+                )
+                .label("must be ≥ 0"),
+            );
+            return false;
+        }
+    }
+    let Some((max, what)) = limit(owner, name) else {
+        return true;
+    };
+    if value <= max {
+        return true;
+    }
+    let shown = if value == i64::MAX {
+        // The parser saturates literals that do not fit in 64 bits.
+        "a number that does not fit in 64 bits".to_string()
+    } else {
+        value.to_string()
+    };
+    let label = if name.is_empty() {
+        format!("at most {max}")
+    } else {
+        format!("`{name}` is at most {max}")
+    };
+    ev.error(
+        Diagnostic::new(
+            "too-large",
+            span,
+            format!(
+                "`{}` is {shown}, larger than any {what} weft accepts ({max})",
+                if name.is_empty() { owner } else { name }
+            ),
+        )
+        .label(label)
+        .help("this bound keeps size arithmetic from overflowing; a model within it that does not fit in memory is refused by `weft train` with what it needs"),
+    );
+    false
+}
