@@ -63,7 +63,11 @@ fn every_type_matches_the_python_oracle_bit_for_bit() {
         let want = floats(f.expected);
         // The fixtures are not degenerate: many distinct values, both signs.
         let distinct: std::collections::BTreeSet<u32> = want.iter().map(|v| v.to_bits()).collect();
-        assert!(distinct.len() > want.len() / 8, "{}: fixture too uniform", f.ty);
+        assert!(
+            distinct.len() > want.len() / 8,
+            "{}: fixture too uniform",
+            f.ty
+        );
         assert!(want.iter().any(|v| *v < 0.0) && want.iter().any(|v| *v > 0.0));
         let got = dequantize(f.ty, f.blocks, want.len()).unwrap();
         assert_bits_equal(f.ty, &got, &want);
@@ -78,7 +82,11 @@ fn every_type_reads_back_through_a_gguf_file() {
         let n = f.expected.len() as u64 / 4;
         let block = f.ty.layout().unwrap().0;
         // Two dims when the count allows: rows of whole blocks.
-        let dims = if n % (2 * block) == 0 { vec![n / 2, 2] } else { vec![n] };
+        let dims = if n % (2 * block) == 0 {
+            vec![n / 2, 2]
+        } else {
+            vec![n]
+        };
         w.tensor_raw(&format!("{}", f.ty), &dims, f.ty, f.blocks.to_vec());
     }
     let file = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
@@ -132,7 +140,11 @@ fn sizes_that_do_not_fit_the_type_are_errors() {
     assert!(matches!(e, GgufError::Size { .. }), "{e}");
     assert!(e.to_string().contains("Q4_K"), "{e}");
     let e = dequantize(f.ty, f.blocks, n - 1).unwrap_err();
-    assert!(e.to_string().contains("not a whole number of blocks of 256"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("not a whole number of blocks of 256"),
+        "{e}"
+    );
     let e = dequantize(GgmlType::F32, &[0; 7], 2).unwrap_err();
     assert!(e.to_string().contains("need 8 bytes, got 7"), "{e}");
 }

@@ -27,7 +27,11 @@ pub fn every_value() -> Vec<(&'static str, MetaValue)> {
         ("t.empty_str", String(std::string::String::new())),
         (
             "t.strs",
-            Array(vec![String("a".into()), String("Ġthe".into()), String("".into())]),
+            Array(vec![
+                String("a".into()),
+                String("Ġthe".into()),
+                String("".into()),
+            ]),
         ),
         ("t.i32s", Array(vec![I32(1), I32(-2), I32(3)])),
         ("t.f32s", Array(vec![F32(0.5), F32(-0.25)])),
@@ -60,7 +64,9 @@ pub fn sample_writer() -> GgufWriter {
 
 /// `sample_writer()`'s bytes.
 pub fn sample_bytes() -> Vec<u8> {
-    sample_writer().to_bytes().expect("the sample file is valid")
+    sample_writer()
+        .to_bytes()
+        .expect("the sample file is valid")
 }
 
 /// Offset just past the first occurrence of `needle` in `hay`.
