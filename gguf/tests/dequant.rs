@@ -82,7 +82,7 @@ fn every_type_reads_back_through_a_gguf_file() {
         let n = f.expected.len() as u64 / 4;
         let block = f.ty.layout().unwrap().0;
         // Two dims when the count allows: rows of whole blocks.
-        let dims = if n % (2 * block) == 0 {
+        let dims = if n.is_multiple_of(2 * block) {
             vec![n / 2, 2]
         } else {
             vec![n]
