@@ -109,8 +109,9 @@ enum Command {
         /// Text to tokenize instead of --tokens (one sequence).
         #[arg(long)]
         text: Option<String>,
-        /// Tokenizer for --text: `bytes` or a HF tokenizer.json path.
-        #[arg(long, default_value = "bytes")]
+        /// Tokenizer for --text: `auto` (a tokenizer.json beside the weights or the spec,
+        /// else bytes), `bytes`, or a HF tokenizer.json path.
+        #[arg(long, default_value = "auto")]
         tokenizer: String,
         /// Output safetensors: `logits` [batch, seq, vocab] and each captured hook.
         #[arg(long)]
@@ -194,9 +195,11 @@ enum Command {
         #[arg(long)]
         retune: bool,
     },
-    /// Import a HF GPT-2 or Llama checkpoint directory as a weft spec (and weights).
+    /// Import a HF GPT-2 or Llama checkpoint directory, or a GGUF file, as a weft spec (and
+    /// weights; a GGUF's tokenizer.json is written beside them).
     Import {
-        /// Directory with config.json and model.safetensors (or shards with an index).
+        /// Directory with config.json and model.safetensors (or shards with an index), or a
+        /// `.gguf` file.
         dir: PathBuf,
         /// The spec to write.
         #[arg(long)]
@@ -214,20 +217,39 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Greedy text generation from a prompt.
+    /// Text generation from a prompt or a chat message (greedy, or sampled with a seed).
     Generate {
         file: PathBuf,
         #[arg(long)]
         weights: PathBuf,
-        /// The prompt.
+        /// The prompt, continued as is.
+        #[arg(long, required_unless_present = "chat", conflicts_with = "chat")]
+        text: Option<String>,
+        /// A user message, wrapped in the model's chat template (tokenizer_config.json).
         #[arg(long)]
-        text: String,
-        /// Tokens to generate.
+        chat: Option<String>,
+        /// A system message for --chat.
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
+        /// At most this many new tokens (generation also stops at the eos token).
         #[arg(long, default_value_t = 32)]
         max_new: usize,
-        /// `bytes` or a HF tokenizer.json path.
-        #[arg(long, default_value = "bytes")]
+        /// `auto` (a tokenizer.json beside the weights or the spec, else bytes), `bytes`, or
+        /// a HF tokenizer.json path.
+        #[arg(long, default_value = "auto")]
         tokenizer: String,
+        /// Sampling temperature; 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Sample among the k most likely tokens only (0: all).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Sample among the most likely tokens whose probabilities reach p.
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Seed of the sampler.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         /// Recompute the whole sequence every step instead of reusing one compiled graph.
         #[arg(long)]
         no_cache: bool,
@@ -372,18 +394,30 @@ fn main() -> ExitCode {
             file,
             weights,
             text,
+            chat,
+            system,
             max_new,
             tokenizer,
+            temperature,
+            top_k,
+            top_p,
+            seed,
             no_cache,
             backend,
         } => weft::cli::generate(&weft::cli::GenerateArgs {
             spec: file,
             weights,
             text,
+            chat,
+            system,
             max_new,
             tokenizer,
             no_cache,
             backend,
+            temperature,
+            top_k,
+            top_p,
+            seed,
         }),
         Command::View { path, tab, size } => {
             weft::cli::view(&path, tab.as_deref(), size.as_deref())

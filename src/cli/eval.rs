@@ -56,7 +56,11 @@ fn run(a: &EvalArgs) -> Result<(), String> {
     let (tokens, source) = match (&a.tokens, &a.text) {
         (Some(p), None) => (read_tokens(p, vocab)?, p.display().to_string()),
         (None, Some(text)) => (
-            super::generate::text_tokens(text, &a.tokenizer, vocab)?,
+            {
+                let mut near: Vec<&std::path::Path> = a.weights.iter().map(|w| w.as_path()).collect();
+                near.push(&a.spec);
+                super::generate::text_tokens(text, &a.tokenizer, vocab, &near)?
+            },
             "--text".into(),
         ),
         _ => return Err("give exactly one of --tokens and --text".into()),

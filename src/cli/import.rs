@@ -1,6 +1,7 @@
-//! `weft import HF_DIR --out SPEC.weft [--weights OUT.safetensors]` and
-//! `weft export SPEC --weights W --out HF_DIR`: HF GPT-2 / Llama checkpoints in and out
-//! (the mapping is `weft_runtime::hf::table`, documented in docs/import.md).
+//! `weft import HF_DIR|MODEL.gguf --out SPEC.weft [--weights OUT.safetensors]` and
+//! `weft export SPEC --weights W --out HF_DIR`: HF GPT-2 / Llama checkpoints and GGUF files
+//! in, HF checkpoints out (the mappings are `weft_runtime::hf::table` and
+//! `weft_runtime::hf::gguf`, documented in docs/import.md).
 
 use super::spec::load_checked;
 use std::path::Path;
@@ -17,14 +18,20 @@ fn report(r: Result<(), String>) -> ExitCode {
     }
 }
 
-/// Writes the spec (and, with `weights`, the mapped weights) of the checkpoint in `dir`.
+/// Writes the spec (and, with `weights`, the mapped weights) of the checkpoint in `dir`, or
+/// of the GGUF file `dir` names.
 pub fn import(dir: &Path, out: &Path, weights: Option<&Path>) -> ExitCode {
     report((|| {
         let stem = out
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "imported".into());
-        let imp = hf::import_dir(dir, &hf::spec::model_name(&stem)).map_err(|e| e.to_string())?;
+        let name = hf::spec::model_name(&stem);
+        if dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) || hf::gguf::is_gguf(dir)
+        {
+            return import_gguf(dir, &name, out, weights);
+        }
+        let imp = hf::import_dir(dir, &name).map_err(|e| e.to_string())?;
         tensor_file::write_atomic(out, imp.spec.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         eprintln!(
@@ -45,6 +52,48 @@ pub fn import(dir: &Path, out: &Path, weights: Option<&Path>) -> ExitCode {
         }
         Ok(())
     })())
+}
+
+/// The GGUF import: spec, weights, and `tokenizer.json` + `tokenizer_config.json` beside
+/// the weights (or the spec), where `weft generate`/`eval` look for them.
+fn import_gguf(file: &Path, name: &str, out: &Path, weights: Option<&Path>) -> Result<(), String> {
+    let imp = hf::gguf::import_gguf(file, name).map_err(|e| e.to_string())?;
+    let m = &imp.model;
+    tensor_file::write_atomic(out, m.spec.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!(
+        "wrote {} (GGUF {}, {} layers, dim {}, vocab {})",
+        out.display(),
+        imp.architecture,
+        m.config.layers,
+        m.config.dim,
+        m.config.vocab
+    );
+    if let Some(w) = weights {
+        tensor_file::save(w, &m.weights).map_err(|e| e.to_string())?;
+        eprintln!("wrote {} ({} tensors, f32)", w.display(), m.weights.len());
+    }
+    let dir = weights
+        .unwrap_or(out)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match &imp.tokenizer {
+        Ok(json) => {
+            let p = dir.join("tokenizer.json");
+            tensor_file::write_atomic(&p, json.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+            if let Some(cfg) = &imp.tokenizer_config {
+                let p = dir.join("tokenizer_config.json");
+                tensor_file::write_atomic(&p, cfg.as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+                eprintln!("wrote {} (bos/eos, chat template)", p.display());
+            }
+        }
+        Err(e) => eprintln!("warning: no tokenizer.json written: {e}"),
+    }
+    Ok(())
 }
 
 /// Writes `spec` with `weights` as a HF checkpoint directory.

@@ -7,11 +7,19 @@
 //! - [`files`]: single-file and sharded `model.safetensors` in, and the HF directory out.
 //! - [`verify`]: mapped weights against the lowered spec's parameters.
 //! - [`tokenizer`]: HF `tokenizer.json` or weft's byte tokenizer.
-//! - [`generate`]: greedy decoding, with and without a cache.
+//! - [`generate`]: decoding (greedy or [`sample`]d), with and without a cache, and through
+//!   [`llama_cpu`] (the direct CPU Llama forward) where it applies.
+//! - [`gguf`]: GGUF files (llama.cpp) in, with [`gguf_tokenizer`] for their tokenizer.
+//! - [`chat`]: chat templates (`tokenizer_config.json`'s `chat_template`).
 
+pub mod chat;
 pub mod config;
 pub mod files;
 pub mod generate;
+pub mod gguf;
+pub mod gguf_tokenizer;
+pub mod llama_cpu;
+pub mod sample;
 pub mod spec;
 pub mod table;
 pub mod tokenizer;

@@ -20,6 +20,32 @@ impl Tokenizer {
         Tokenizer::from_file(Path::new(spec))
     }
 
+    /// `--tokenizer` as the CLI takes it: `auto` looks for a `tokenizer.json` beside the
+    /// weights, then beside the spec (where `weft import` writes it), and falls back to
+    /// bytes; anything else goes to [`Tokenizer::load`]. Returns the tokenizer and where it
+    /// came from.
+    pub fn resolve(spec: &str, near: &[&Path]) -> Result<(Tokenizer, String)> {
+        if spec != "auto" {
+            return Ok((Tokenizer::load(spec)?, spec.to_string()));
+        }
+        match Tokenizer::beside(near) {
+            Some(path) => Ok((
+                Tokenizer::from_file(&path)?,
+                path.display().to_string(),
+            )),
+            None => Ok((Tokenizer::Bytes, "bytes".into())),
+        }
+    }
+
+    /// The first `tokenizer.json` in the directories of `files`.
+    pub fn beside(files: &[&Path]) -> Option<std::path::PathBuf> {
+        files.iter().find_map(|f| {
+            let dir = f.parent().filter(|d| !d.as_os_str().is_empty());
+            let p = dir.unwrap_or(Path::new(".")).join("tokenizer.json");
+            p.is_file().then_some(p)
+        })
+    }
+
     /// Reads a HF `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
         tokenizers::Tokenizer::from_file(path)
@@ -53,6 +79,15 @@ impl Tokenizer {
             Tokenizer::Hf(t) => t
                 .decode(ids, false)
                 .map_err(|e| HfError::new(format!("detokenizing: {e}"))),
+        }
+    }
+
+    /// The id of `token` (a special token's text such as `<|im_end|>`), if the vocabulary
+    /// has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        match self {
+            Tokenizer::Bytes => None,
+            Tokenizer::Hf(t) => t.token_to_id(token),
         }
     }
 
