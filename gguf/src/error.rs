@@ -31,7 +31,7 @@ pub enum GgufError {
     )]
     BigEndian(u32),
     /// A field runs past the end of the file.
-    #[error("truncated file: {field} needs {need} bytes at offset {offset}, but the file is {len} bytes long")]
+    #[error("truncated file: {field}: {need} bytes needed at offset {offset}, but the file is {len} bytes long")]
     Truncated {
         /// Which field.
         field: String,

@@ -207,7 +207,7 @@ fn a_count_of_2_pow_60_strings_is_an_error_not_an_allocation() {
     b[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
     let e = err(b);
     assert!(
-        e.contains("key of metadata entry 0 needs 18446744073709551615 bytes at offset 32"),
+        e.contains("key of metadata entry 0: 18446744073709551615 bytes needed at offset 32"),
         "{e}"
     );
 }
