@@ -31,7 +31,9 @@ pub enum GgmlType {
 }
 
 /// ggml's types by id: name, elements per block, bytes per block. Ids that ggml retired
-/// (4, 5, 31-33, 36-38) are absent: a file using them is refused when it is opened.
+/// (4, 5, 31-33, 36-38) are absent: a file using them is refused when it is opened. Sizes
+/// are ggml's `sizeof(block_*)`; they equal the `gguf` Python package's except Q8_1, which
+/// that package still lists with f32 scales (40 bytes, not 36).
 const TABLE: &[(u32, &str, u64, u64)] = &[
     (0, "F32", 1, 4),
     (1, "F16", 1, 2),
