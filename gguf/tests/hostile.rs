@@ -27,17 +27,43 @@ fn exercise(bytes: Vec<u8>) {
 
 #[test]
 fn every_truncation_is_an_error_naming_a_field() {
-    let full = sample_bytes();
-    assert!(GgufFile::from_bytes(full.clone()).is_ok());
+    // Ours and one the gguf Python package wrote (64-byte alignment, K-quant tensors).
+    for full in [base(false), base(true)] {
+        every_truncation_fails(&full);
+    }
+}
+
+/// Every cut before the end of the last tensor's data is an error; the padding a writer
+/// may leave after it is not needed.
+fn every_truncation_fails(full: &[u8]) {
+    let f = GgufFile::from_bytes(full.to_vec()).unwrap();
+    let data_end = (f.tensors.iter())
+        .map(|t| f.data_offset + t.offset + t.n_bytes().unwrap())
+        .max()
+        .unwrap() as usize;
+    assert!(data_end > f.data_offset as usize && data_end <= full.len());
     for cut in 0..full.len() {
-        let e = GgufFile::from_bytes(full[..cut].to_vec()).unwrap_err();
-        let msg = e.to_string();
+        let r = GgufFile::from_bytes(full[..cut].to_vec());
+        if cut >= data_end {
+            assert!(r.is_ok(), "cut at {cut} (data ends at {data_end})");
+            continue;
+        }
+        let msg = r.unwrap_err().to_string();
         // Either the header runs out (a field is named, with its offset) or a tensor's
         // data does (the tensor is named).
         assert!(
             msg.starts_with("truncated file: ") || msg.contains("of tensor `"),
             "cut at {cut}: {msg}"
         );
+    }
+}
+
+/// The file the mutations start from: ours or the gguf Python package's.
+fn base(python: bool) -> Vec<u8> {
+    if python {
+        include_bytes!("fixtures/python_written.gguf").to_vec()
+    } else {
+        sample_bytes()
     }
 }
 
@@ -72,9 +98,10 @@ proptest! {
 
     #[test]
     fn flipped_bytes_never_panic(
-        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        python in any::<bool>(),
     ) {
-        let mut b = sample_bytes();
+        let mut b = base(python);
         for (i, v) in flips {
             let at = i.index(b.len());
             b[at] = v;
@@ -84,11 +111,12 @@ proptest! {
 
     #[test]
     fn overwritten_words_never_panic(
-        words in prop::collection::vec((any::<prop::sample::Index>(), nasty_u64(), 0usize..4), 1..4)
+        words in prop::collection::vec((any::<prop::sample::Index>(), nasty_u64(), 0usize..4), 1..4),
+        python in any::<bool>(),
     ) {
         // Aligned or not, 1 to 8 bytes wide: counts, lengths, dims, types and offsets all
         // get hit somewhere.
-        let mut b = sample_bytes();
+        let mut b = base(python);
         for (i, v, width) in words {
             let width = [1, 2, 4, 8][width];
             let at = i.index(b.len() - width + 1);
@@ -118,8 +146,9 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         at in any::<prop::sample::Index>(),
         v in nasty_u64(),
+        python in any::<bool>(),
     ) {
-        let mut b = sample_bytes();
+        let mut b = base(python);
         let len = cut.index(b.len());
         b.truncate(len.max(8));
         let at = at.index(b.len() - 7);
