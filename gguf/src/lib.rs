@@ -20,6 +20,14 @@
 //!   when dequantised.
 //! - [`write::GgufWriter`] builds small GGUF files, for tests.
 //!
+//! Tests: `tests/read.rs` (every value type round-trips through the writer, getters,
+//! alignment, each invalid header field), `tests/python_file.rs` (a file written by the
+//! `gguf` package's own writer), `tests/dequant.rs` (bit-exact against the package's
+//! dequantiser on random blocks), `tests/types.rs` (the type table against the package's),
+//! `tests/hostile.rs` (every truncation; thousands of mutated files). The `gguf_dump`
+//! example prints a file's contents, and `scripts/compare_with_gguf_py.py` compares every
+//! tensor of a real model with the package (SmolLM2-135M Q4_1: all 272 bit-identical).
+//!
 //! The crate knows nothing about models: mapping tensors to a weft spec lives in
 //! `weft-runtime` (`hf/gguf.rs`).
 
