@@ -26,7 +26,7 @@ pub mod train;
 pub mod wgpu;
 
 pub use backend::{Backend, HookSelection, Outputs, ParamStore};
-pub use cpu::{CpuBackend, Precision};
+pub use cpu::{CpuBackend, FastCpuBackend, Precision};
 pub use error::RunError;
 pub use init::{init_params, Rng};
 pub use replace::{Intervention, Sel};

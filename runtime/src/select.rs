@@ -1,11 +1,13 @@
 //! `--backend cpu|wgpu|auto`: which backend runs a graph.
 
-use crate::{Backend, CpuBackend, WgpuBackend};
+use crate::{Backend, CpuBackend, FastCpuBackend, WgpuBackend};
 
 /// The chosen backend and a line saying which (and on which adapter).
 pub fn select_backend(name: &str) -> Result<(Box<dyn Backend>, String), String> {
     match name {
-        "cpu" => Ok((Box::new(CpuBackend::new()), "backend cpu".into())),
+        "cpu" => Ok((Box::new(FastCpuBackend::new()), "backend cpu".into())),
+        // The op-by-op interpreter the fast path is tested against.
+        "cpu-ref" => Ok((Box::new(CpuBackend::new()), "backend cpu-ref (reference)".into())),
         "wgpu" => {
             let b = WgpuBackend::new().map_err(|e| format!("wgpu backend: {e}"))?;
             let line = format!(
@@ -26,19 +28,19 @@ pub fn select_backend(name: &str) -> Result<(Box<dyn Backend>, String), String> 
                 Ok((Box::new(b), line))
             }
             Ok(b) => Ok((
-                Box::new(CpuBackend::new()),
+                Box::new(FastCpuBackend::new()),
                 format!(
                     "backend cpu (auto: only a software adapter, {})",
                     b.adapter_name()
                 ),
             )),
             Err(_) => Ok((
-                Box::new(CpuBackend::new()),
+                Box::new(FastCpuBackend::new()),
                 "backend cpu (auto: no GPU adapter)".into(),
             )),
         },
         other => Err(format!(
-            "unknown backend `{other}` (expected cpu, wgpu or auto)"
+            "unknown backend `{other}` (expected cpu, cpu-ref, wgpu or auto)"
         )),
     }
 }

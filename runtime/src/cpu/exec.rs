@@ -19,7 +19,7 @@ use crate::tensor::{Tensor, TensorData};
 use std::collections::HashMap;
 use weft_compiler::ir::{verify, ConstValue, DType, Graph, Op, ValueId};
 
-fn hook_ids(g: &Graph, hooks: &HookSelection) -> Result<Vec<(String, ValueId)>, RunError> {
+pub(crate) fn hook_ids(g: &Graph, hooks: &HookSelection) -> Result<Vec<(String, ValueId)>, RunError> {
     match hooks {
         HookSelection::None => Ok(Vec::new()),
         HookSelection::All => Ok(g.hooks.clone()),
@@ -207,7 +207,7 @@ pub(crate) fn run<T: CpuReal>(
 }
 
 /// Evaluates node `i` given its input values.
-fn eval<T: CpuReal>(
+pub(crate) fn eval<T: CpuReal>(
     g: &Graph,
     i: usize,
     ins: &[&Value<T>],

@@ -5,17 +5,20 @@
 //! checked against; `Precision::F64` evaluates the same graph in double precision so that
 //! finite-difference gradient checks can use tight tolerances.
 
-mod attention;
+pub(crate) mod attention;
 mod elementwise;
 mod exec;
+mod fast;
 mod index;
-mod layout;
-mod matmul;
-mod real;
-mod reduce;
-mod rope;
-mod shape_ops;
-mod value;
+pub(crate) mod layout;
+pub(crate) mod matmul;
+pub(crate) mod real;
+pub(crate) mod reduce;
+pub(crate) mod rope;
+pub(crate) mod shape_ops;
+pub(crate) mod value;
+
+pub use fast::FastCpuBackend;
 
 use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
 use crate::error::RunError;

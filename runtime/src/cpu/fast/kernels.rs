@@ -1,0 +1,332 @@
+//! Elementwise, reduction and rotary kernels of the fast path, f32 over contiguous buffers.
+//!
+//! Each op is dispatched once per call, not once per element: the `match` on the op picks a
+//! closure in which the op is a constant, so `ir::scalar`'s per-element semantics (shared with
+//! the reference and the WGSL emitter) inline into a tight loop.
+
+use super::strided::{zip, PAR_MIN};
+use crate::cpu::attention::Dims;
+use rayon::prelude::*;
+use weft_compiler::ir::{BinaryOp, ReduceOp, RopeLayout, UnaryOp};
+
+/// Runs `body` with `$u` bound to a compile-time-known op for each variant of `$op`.
+macro_rules! each_unary {
+    ($op:expr, $u:ident => $body:expr) => {
+        match $op {
+            UnaryOp::Neg => { const $u: UnaryOp = UnaryOp::Neg; $body }
+            UnaryOp::Abs => { const $u: UnaryOp = UnaryOp::Abs; $body }
+            UnaryOp::Sign => { const $u: UnaryOp = UnaryOp::Sign; $body }
+            UnaryOp::Exp => { const $u: UnaryOp = UnaryOp::Exp; $body }
+            UnaryOp::Log => { const $u: UnaryOp = UnaryOp::Log; $body }
+            UnaryOp::Sqrt => { const $u: UnaryOp = UnaryOp::Sqrt; $body }
+            UnaryOp::Rsqrt => { const $u: UnaryOp = UnaryOp::Rsqrt; $body }
+            UnaryOp::Recip => { const $u: UnaryOp = UnaryOp::Recip; $body }
+            UnaryOp::Square => { const $u: UnaryOp = UnaryOp::Square; $body }
+            UnaryOp::Tanh => { const $u: UnaryOp = UnaryOp::Tanh; $body }
+            UnaryOp::Sigmoid => { const $u: UnaryOp = UnaryOp::Sigmoid; $body }
+            UnaryOp::Silu => { const $u: UnaryOp = UnaryOp::Silu; $body }
+            UnaryOp::Gelu => { const $u: UnaryOp = UnaryOp::Gelu; $body }
+            UnaryOp::Relu => { const $u: UnaryOp = UnaryOp::Relu; $body }
+            UnaryOp::Sin => { const $u: UnaryOp = UnaryOp::Sin; $body }
+            UnaryOp::Cos => { const $u: UnaryOp = UnaryOp::Cos; $body }
+        }
+    };
+}
+
+macro_rules! each_binary {
+    ($op:expr, $b:ident => $body:expr) => {
+        match $op {
+            BinaryOp::Add => { const $b: BinaryOp = BinaryOp::Add; $body }
+            BinaryOp::Sub => { const $b: BinaryOp = BinaryOp::Sub; $body }
+            BinaryOp::Mul => { const $b: BinaryOp = BinaryOp::Mul; $body }
+            BinaryOp::Div => { const $b: BinaryOp = BinaryOp::Div; $body }
+            BinaryOp::Max => { const $b: BinaryOp = BinaryOp::Max; $body }
+            BinaryOp::Min => { const $b: BinaryOp = BinaryOp::Min; $body }
+        }
+    };
+}
+
+/// `out[i] = f(x[i])`, split across threads when large.
+fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    let body = |(o, x): (&mut [f32], &[f32])| {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    };
+    if x.len() >= PAR_MIN {
+        let per = x.len().div_ceil(rayon::current_num_threads() * 2);
+        out.par_chunks_mut(per)
+            .zip(x.par_chunks(per))
+            .for_each(body);
+    } else {
+        body((out, x));
+    }
+}
+
+pub(crate) fn unary(op: UnaryOp, x: &[f32], out: &mut [f32]) {
+    each_unary!(op, U => map(x, out, |v| U.eval(v)))
+}
+
+/// `out = dy · f'(x)`.
+pub(crate) fn unary_grad(op: UnaryOp, x: &[f32], dy: &[f32], out: &mut [f32]) {
+    each_unary!(op, U => zip(x, &[x.len()], dy, &[dy.len()], &[x.len()], out, |v, g| g * U.derivative(v)))
+}
+
+pub(crate) fn binary(
+    op: BinaryOp,
+    a: &[f32],
+    sa: &[usize],
+    b: &[f32],
+    sb: &[usize],
+    shape: &[usize],
+    out: &mut [f32],
+) {
+    each_binary!(op, B => zip(a, sa, b, sb, shape, out, |x, y| B.eval(x, y)))
+}
+
+/// Reduction of axis `(outer, n, inner)`: unit-stride rows when `inner == 1`, otherwise a
+/// running sum of whole `inner`-long rows (vectorises along `inner`).
+pub(crate) fn reduce(op: ReduceOp, x: &[f32], (outer, n, inner): (usize, usize, usize), out: &mut [f32]) {
+    let lane = |row: &[f32]| -> f32 {
+        match op {
+            ReduceOp::Sum => row.iter().sum(),
+            ReduceOp::Mean => row.iter().sum::<f32>() / n as f32,
+            ReduceOp::Max => row.iter().fold(f32::NEG_INFINITY, |a, &b| {
+                if b > a || b.is_nan() {
+                    b
+                } else {
+                    a
+                }
+            }),
+        }
+    };
+    if inner == 1 {
+        if x.len() >= PAR_MIN {
+            out.par_iter_mut()
+                .zip(x.par_chunks(n))
+                .for_each(|(o, row)| *o = lane(row));
+        } else {
+            for (o, row) in out.iter_mut().zip(x.chunks(n)) {
+                *o = lane(row);
+            }
+        }
+        return;
+    }
+    let block = |(o, (acc, xs)): (usize, (&mut [f32], &[f32]))| {
+        let _ = o;
+        match op {
+            ReduceOp::Sum | ReduceOp::Mean => {
+                acc.fill(0.0);
+                for row in xs.chunks(inner) {
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a += v;
+                    }
+                }
+                if op == ReduceOp::Mean {
+                    let s = 1.0 / n as f32;
+                    acc.iter_mut().for_each(|a| *a *= s);
+                }
+            }
+            ReduceOp::Max => {
+                acc.fill(f32::NEG_INFINITY);
+                for row in xs.chunks(inner) {
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        if v > *a || v.is_nan() {
+                            *a = v;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let _ = outer;
+    if x.len() >= PAR_MIN && out.len() >= 2 * inner {
+        out.par_chunks_mut(inner)
+            .zip(x.par_chunks(n * inner))
+            .enumerate()
+            .for_each(block);
+    } else if x.len() >= PAR_MIN && inner >= 64 {
+        // One output row summed over a long axis (a bias or gain gradient): split the
+        // columns across threads.
+        let cols = inner.div_ceil(rayon::current_num_threads());
+        out.par_chunks_mut(cols).enumerate().for_each(|(c, acc)| {
+            let c0 = c * cols;
+            match op {
+                ReduceOp::Max => acc.fill(f32::NEG_INFINITY),
+                _ => acc.fill(0.0),
+            }
+            for j in 0..n {
+                let row = &x[j * inner + c0..j * inner + c0 + acc.len()];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    match op {
+                        ReduceOp::Max => {
+                            if v > *a || v.is_nan() {
+                                *a = v
+                            }
+                        }
+                        _ => *a += v,
+                    }
+                }
+            }
+            if op == ReduceOp::Mean {
+                let s = 1.0 / n as f32;
+                acc.iter_mut().for_each(|a| *a *= s);
+            }
+        });
+    } else {
+        out.chunks_mut(inner)
+            .zip(x.chunks(n * inner))
+            .enumerate()
+            .for_each(block);
+    }
+}
+
+/// Softmax (`lse = false`) or log-sum-exp (`lse = true`) of every contiguous row of `n`.
+pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
+    let row_max = |r: &[f32]| r.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    if lse {
+        let f = |(o, r): (&mut f32, &[f32])| {
+            let m = row_max(r);
+            *o = if m == f32::NEG_INFINITY {
+                m
+            } else {
+                m + r.iter().map(|&v| (v - m).exp()).sum::<f32>().ln()
+            };
+        };
+        if x.len() >= PAR_MIN {
+            out.par_iter_mut().zip(x.par_chunks(n)).for_each(f);
+        } else {
+            out.iter_mut().zip(x.chunks(n)).for_each(f);
+        }
+        return;
+    }
+    let f = |(o, r): (&mut [f32], &[f32])| {
+        let m = row_max(r);
+        let mut s = 0.0;
+        for (o, &v) in o.iter_mut().zip(r) {
+            *o = (v - m).exp();
+            s += *o;
+        }
+        let inv = 1.0 / s;
+        o.iter_mut().for_each(|v| *v *= inv);
+    };
+    if x.len() >= PAR_MIN {
+        out.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(f);
+    } else {
+        out.chunks_mut(n).zip(x.chunks(n)).for_each(f);
+    }
+}
+
+/// Rotary embedding with the `cos`/`sin` of each (position, pair) computed once per call
+/// rather than once per head and batch row (the reference's per-element `sin_cos`).
+pub(crate) fn rope(
+    x: &[f32],
+    freqs: &[f32],
+    pos: &[i32],
+    dm: Dims,
+    layout: RopeLayout,
+    inverse: bool,
+    out: &mut [f32],
+) {
+    let per_batch = pos.len() != dm.t;
+    let pairs = freqs.len();
+    // Tables over the distinct positions: [T] shared, or [B,T].
+    let rows = pos.len();
+    let mut cs = vec![(0.0f32, 0.0f32); rows * pairs];
+    for (r, &p) in pos.iter().enumerate() {
+        let p = p as f32;
+        for (i, &f) in freqs.iter().enumerate() {
+            let ang = if inverse { -(p * f) } else { p * f };
+            cs[r * pairs + i] = (ang.cos(), ang.sin());
+        }
+    }
+    out.copy_from_slice(x);
+    let body = |(row, o): (usize, &mut [f32])| {
+        let ti = row % dm.t;
+        let bi = row / (dm.h * dm.t);
+        let r = if per_batch { bi * dm.t + ti } else { ti };
+        for (i, &(c, s)) in cs[r * pairs..(r + 1) * pairs].iter().enumerate() {
+            let (ia, ib) = layout.pair(i, dm.d);
+            let (a, b) = (o[ia], o[ib]);
+            o[ia] = a * c - b * s;
+            o[ib] = a * s + b * c;
+        }
+    };
+    if x.len() >= PAR_MIN {
+        out.par_chunks_mut(dm.d).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(dm.d).enumerate().for_each(body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand(n: usize, seed: u64) -> Vec<f32> {
+        let mut r = crate::Rng::new(seed);
+        (0..n).map(|_| r.normal() as f32).collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn unary_and_grad_match_the_scalar_rules() {
+        let x = rand(1000, 1);
+        let dy = rand(1000, 2);
+        for op in UnaryOp::ALL {
+            let xs: Vec<f32> = if matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt) {
+                x.iter().map(|v| v.abs() + 0.1).collect()
+            } else {
+                x.clone()
+            };
+            let mut out = vec![0.0; 1000];
+            unary(op, &xs, &mut out);
+            close(&out, &xs.iter().map(|&v| op.eval(v)).collect::<Vec<_>>());
+            unary_grad(op, &xs, &dy, &mut out);
+            let want: Vec<f32> = xs.iter().zip(&dy).map(|(&v, &g)| g * op.derivative(v)).collect();
+            close(&out, &want);
+        }
+    }
+
+    #[test]
+    fn reductions_match_the_reference_on_every_axis() {
+        let shape = [3, 70, 5];
+        let x = rand(3 * 70 * 5, 3);
+        for axis in 0..3 {
+            for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+                let split = crate::cpu::layout::split_axis(&shape, axis);
+                let mut out = vec![0.0; x.len() / shape[axis]];
+                reduce(op, &x, split, &mut out);
+                let want = crate::cpu::reduce::reduce(
+                    op,
+                    &crate::cpu::value::Value::F(x.clone()),
+                    &shape,
+                    axis,
+                );
+                close(&out, want.f());
+            }
+        }
+    }
+
+    #[test]
+    fn rope_matches_the_reference() {
+        let dm = Dims { b: 2, h: 3, t: 5, d: 8 };
+        let x = rand(2 * 3 * 5 * 8, 4);
+        let freqs = [1.0, 0.1, 0.01, 0.0];
+        let pos: Vec<i32> = (0..10).map(|p| p * 3 % 7).collect();
+        for layout in [RopeLayout::Half, RopeLayout::Interleaved] {
+            for inverse in [false, true] {
+                let mut out = vec![0.0; x.len()];
+                rope(&x, &freqs, &pos, dm, layout, inverse, &mut out);
+                let want = crate::cpu::rope::rope(&x, &freqs, &pos, dm, layout, inverse);
+                close(&out, &want);
+            }
+        }
+    }
+}
