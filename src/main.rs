@@ -250,6 +250,9 @@ enum Command {
         /// Seed of the sampler.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Keep generating past the eos token (for benchmarks).
+        #[arg(long)]
+        ignore_eos: bool,
         /// Recompute the whole sequence every step instead of reusing one compiled graph.
         #[arg(long)]
         no_cache: bool,
@@ -402,6 +405,7 @@ fn main() -> ExitCode {
             top_k,
             top_p,
             seed,
+            ignore_eos,
             no_cache,
             backend,
         } => weft::cli::generate(&weft::cli::GenerateArgs {
@@ -418,6 +422,7 @@ fn main() -> ExitCode {
             top_k,
             top_p,
             seed,
+            ignore_eos,
         }),
         Command::View { path, tab, size } => {
             weft::cli::view(&path, tab.as_deref(), size.as_deref())

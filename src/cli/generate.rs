@@ -31,6 +31,8 @@ pub struct GenerateArgs {
     pub top_k: usize,
     pub top_p: f32,
     pub seed: u64,
+    /// Generate all `max_new` tokens even past the eos token (benchmarks).
+    pub ignore_eos: bool,
 }
 
 pub fn generate(a: &GenerateArgs) -> ExitCode {
@@ -56,8 +58,8 @@ fn tokenizer_config(tokenizer_path: &str) -> Result<TokenizerConfig, String> {
 fn run(a: &GenerateArgs) -> Result<(), String> {
     let (spec, _) =
         load_checked(&a.spec).ok_or_else(|| format!("{} has errors", a.spec.display()))?;
-    let (tok, tok_path) = Tokenizer::resolve(&a.tokenizer, &[&a.weights, &a.spec])
-        .map_err(|e| e.to_string())?;
+    let (tok, tok_path) =
+        Tokenizer::resolve(&a.tokenizer, &[&a.weights, &a.spec]).map_err(|e| e.to_string())?;
     let cfg = tokenizer_config(&tok_path)?;
     let prompt_text = match (&a.text, &a.chat) {
         (Some(t), None) => t.clone(),
@@ -88,6 +90,7 @@ fn run(a: &GenerateArgs) -> Result<(), String> {
         .as_deref()
         .and_then(|e| tok.token_id(e))
         .into_iter()
+        .filter(|_| !a.ignore_eos)
         .collect();
     let sampling = if a.temperature == 0.0 {
         Sampling::Greedy
@@ -119,28 +122,21 @@ fn run(a: &GenerateArgs) -> Result<(), String> {
     let mut shown = String::new();
     let mut new: Vec<u32> = Vec::new();
     let mut err = None;
-    let result = generate::generate(
-        &spec,
-        &params,
-        backend.as_ref(),
-        &prompt,
-        &opts,
-        &mut |t| {
-            if stop.contains(&t) {
-                return;
+    let result = generate::generate(&spec, &params, backend.as_ref(), &prompt, &opts, &mut |t| {
+        if stop.contains(&t) {
+            return;
+        }
+        new.push(t);
+        match tok.decode(&new) {
+            Ok(text) if !text.ends_with('\u{FFFD}') => {
+                let _ = write!(out, "{}", text.get(shown.len()..).unwrap_or(""));
+                let _ = out.flush();
+                shown = text;
             }
-            new.push(t);
-            match tok.decode(&new) {
-                Ok(text) if !text.ends_with('\u{FFFD}') => {
-                    let _ = write!(out, "{}", text.get(shown.len()..).unwrap_or(""));
-                    let _ = out.flush();
-                    shown = text;
-                }
-                Ok(_) => {}
-                Err(e) => err = Some(e.to_string()),
-            }
-        },
-    )
+            Ok(_) => {}
+            Err(e) => err = Some(e.to_string()),
+        }
+    })
     .map_err(|e| e.to_string())?;
     if let Some(e) = err {
         return Err(e);
@@ -151,7 +147,11 @@ fn run(a: &GenerateArgs) -> Result<(), String> {
         "{} prompt tokens, {} new{}; prefill {:.3} s; decode {:.1} tokens/s ({:?} path)",
         prompt.len(),
         result.tokens.len(),
-        if result.stopped { " (stopped at eos)" } else { "" },
+        if result.stopped {
+            " (stopped at eos)"
+        } else {
+            ""
+        },
         result.prefill_s,
         result.decode_tokens_per_s(),
         result.path

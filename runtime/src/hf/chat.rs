@@ -115,7 +115,13 @@ mod tests {
             role: "system".into(),
             content: "Be brief.".into(),
         };
-        let got = render(SMOL, &TokenizerConfig::default(), &[sys, user("Hi!")], false).unwrap();
+        let got = render(
+            SMOL,
+            &TokenizerConfig::default(),
+            &[sys, user("Hi!")],
+            false,
+        )
+        .unwrap();
         assert_eq!(
             got,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"

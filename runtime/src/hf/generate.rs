@@ -212,7 +212,9 @@ fn run_path(
         Path::Cached => Box::new(Cached::new(spec, params, backend, total)?),
         Path::Native => {
             let engine = llama_cpu::LlamaCpu::for_spec(spec, params).ok_or_else(|| {
-                HfError::new("the native CPU path serves only the plain Llama spec `weft import` writes")
+                HfError::new(
+                    "the native CPU path serves only the plain Llama spec `weft import` writes",
+                )
             })??;
             let cache = engine.cache(total);
             Box::new(Native { engine, cache })

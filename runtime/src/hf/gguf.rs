@@ -220,7 +220,11 @@ fn table(c: &HfConfig, arch: &str) -> Vec<(String, String, Map)> {
             "final_norm.weight".into(),
             Map::Same,
         ),
-        ("output.weight".into(), "unembed.weight".into(), Map::Transpose),
+        (
+            "output.weight".into(),
+            "unembed.weight".into(),
+            Map::Transpose,
+        ),
     ];
     for i in 0..c.layers {
         let b = |s: &str| format!("blk.{i}.{s}");

@@ -23,12 +23,8 @@ const USER_DEFINED: i64 = 4;
 
 /// The pre-tokenizer for `tokenizer.ggml.pre`.
 fn pre_tokenizer(pre: &str) -> Result<Value> {
-    let byte_level = |use_regex: bool| {
-        json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-    };
-    let split = |regex: &str| {
-        json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false})
-    };
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |regex: &str| json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false});
     Ok(match pre {
         // SmolLM/StarCoder: every digit on its own, then GPT-2's split.
         "smollm" | "starcoder" | "refact" => json!({"type": "Sequence", "pretokenizers": [

@@ -376,16 +376,39 @@ fn rope_half(x: &mut [f32], freqs: &[f32], pos: f32) {
     }
 }
 
+/// Up to this many tokens, [`linear`] runs dot products rather than a GEMM.
+const SMALL_BATCH: usize = 16;
+
 /// `out[t, n] = x[t, k] · w[n, k]ᵀ`: row-parallel dot products for one token (the weights
 /// are read once, which is what bounds a decode step), a GEMM for more.
 fn linear(x: &[f32], t: usize, w: &[f32], n: usize, k: usize, out: &mut [f32]) {
     debug_assert_eq!((x.len(), w.len(), out.len()), (t * k, n * k, t * n));
+    let dot = dot_fn();
     if t == 1 {
-        let dot = dot_fn();
         out.par_iter_mut()
             .enumerate()
             .with_min_len(64)
             .for_each(|(r, o)| *o = dot(&w[r * k..(r + 1) * k], x));
+        return;
+    }
+    if t <= SMALL_BATCH {
+        // A GEMM would pack (copy) all of w for a handful of rows; instead each weight row is
+        // read once, from cache, for every token.
+        let mut tr = vec![0.0; n * t];
+        tr.par_chunks_mut(t)
+            .enumerate()
+            .with_min_len(64)
+            .for_each(|(r, o)| {
+                let wr = &w[r * k..(r + 1) * k];
+                for (i, y) in o.iter_mut().enumerate() {
+                    *y = dot(wr, &x[i * k..(i + 1) * k]);
+                }
+            });
+        for (r, row) in tr.chunks(t).enumerate() {
+            for (i, &y) in row.iter().enumerate() {
+                out[i * n + r] = y;
+            }
+        }
         return;
     }
     // SAFETY: x is t×k with strides (k, 1); wᵀ is k×n read with strides (1, k) from the
@@ -468,7 +491,11 @@ mod x86 {
             i += 32;
         }
         while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i)),
+                _mm256_loadu_ps(pb.add(i)),
+                acc[0],
+            );
             i += 8;
         }
         let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -504,17 +531,22 @@ mod tests {
 
     #[test]
     fn linear_gemv_and_gemm_agree_with_a_plain_product() {
-        let (t, n, k) = (3, 70, 45);
+        let (t, n, k) = (SMALL_BATCH + 3, 70, 45);
         let x: Vec<f32> = (0..t * k).map(|i| (i as f32 * 0.13).sin()).collect();
         let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.29).cos()).collect();
         let mut all = vec![0.0; t * n];
         linear(&x, t, &w, n, k, &mut all);
+        let mut few = vec![0.0; 3 * n];
+        linear(&x[..3 * k], 3, &w, n, k, &mut few);
         for r in 0..t {
             let mut one = vec![0.0; n];
             linear(&x[r * k..(r + 1) * k], 1, &w, n, k, &mut one);
             for j in 0..n {
                 let want: f32 = (0..k).map(|i| x[r * k + i] * w[j * k + i]).sum();
                 assert!((one[j] - want).abs() < 1e-4 && (all[r * n + j] - want).abs() < 1e-4);
+                if r < 3 {
+                    assert!((few[r * n + j] - want).abs() < 1e-4);
+                }
             }
         }
     }

@@ -29,10 +29,7 @@ impl Tokenizer {
             return Ok((Tokenizer::load(spec)?, spec.to_string()));
         }
         match Tokenizer::beside(near) {
-            Some(path) => Ok((
-                Tokenizer::from_file(&path)?,
-                path.display().to_string(),
-            )),
+            Some(path) => Ok((Tokenizer::from_file(&path)?, path.display().to_string())),
             None => Ok((Tokenizer::Bytes, "bytes".into())),
         }
     }
