@@ -97,6 +97,13 @@ impl FastCpuBackend {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// How many float buffers the pool has had to allocate since this backend was made: it
+    /// stops growing once a graph has run once (checked by `tests/fast_cpu.rs`).
+    pub fn buffers_allocated(&self) -> usize {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.as_ref().map_or(0, |c| c.pool.allocated)
+    }
 }
 
 impl Backend for FastCpuBackend {
