@@ -70,6 +70,10 @@ enum Command {
         /// Continue the run in --out from its latest checkpoint up to --steps total.
         #[arg(long)]
         resume: bool,
+        /// Start over in a run directory that already holds a run: the old one is moved aside
+        /// to DIR.old-<UTC time> (nothing is deleted).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
         /// Start from these weights (safetensors, e.g. an imported or trained model) instead of
         /// a seeded initialisation; parameters the file lacks keep their seeded values.
         #[arg(long, conflicts_with = "resume")]
@@ -293,6 +297,7 @@ fn main() -> ExitCode {
             seed,
             out,
             resume,
+            overwrite,
             init,
         } => weft::cli::train(&weft::cli::TrainArgs {
             spec: file,
@@ -301,6 +306,7 @@ fn main() -> ExitCode {
             seed,
             out,
             resume,
+            overwrite,
             init,
         }),
         Command::Params { file } => weft::cli::params(&file),

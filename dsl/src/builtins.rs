@@ -651,7 +651,19 @@ pub const TRAIN_SETTINGS: &[Param] = &[
         "checkpoint_every",
         Ty::Int,
         "0",
-        "steps between checkpoints (0 = at the end)",
+        "steps between checkpoints (0 = every 10% of `steps`); there is always one at the end",
+    ),
+    opt(
+        "checkpoint_minutes",
+        Ty::Float,
+        "10.0",
+        "also checkpoint when this many minutes of wall time passed since the last one (0 = off)",
+    ),
+    opt(
+        "keep_checkpoints",
+        Ty::Int,
+        "3",
+        "newest checkpoints kept, besides `best` (0 = keep all)",
     ),
 ];
 

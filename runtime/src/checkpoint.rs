@@ -31,6 +31,8 @@ pub const FORMAT: &str = "weft-checkpoint/1";
 pub const META_KEY: &str = "weft";
 /// Name of the pointer file in a checkpoint directory.
 pub const LATEST: &str = "latest";
+/// Name of the pointer to the checkpoint with the lowest held-out loss.
+pub const BEST: &str = "best";
 
 /// Where the data stream stands: with per-step batch rngs ([`crate::data::step_rng`]) the
 /// next batch is a function of the seed and `step` alone; `samples` is kept for sources that
@@ -169,7 +171,7 @@ pub enum Problem {
     NameClash(String),
     #[error("no `{LATEST}` pointer: no checkpoint has been completed")]
     NoLatest,
-    #[error("`{LATEST}` pointer is not a checkpoint file name: {0:?}")]
+    #[error("pointer file is not a checkpoint file name: {0:?}")]
     BadLatest(String),
 }
 
@@ -495,16 +497,59 @@ impl CheckpointDir {
 
     /// The newest complete checkpoint, or `None` when there is none yet.
     pub fn latest(&self) -> Result<Option<PathBuf>, CheckpointError> {
-        let latest = self.dir.join(LATEST);
-        let name = match fs::read_to_string(&latest) {
-            Ok(s) => s.trim().to_string(),
+        self.pointer(LATEST)
+    }
+
+    /// The checkpoint with the lowest held-out loss so far (see [`CheckpointDir::mark_best`]),
+    /// or `None` when no evaluated checkpoint has been marked.
+    pub fn best(&self) -> Result<Option<PathBuf>, CheckpointError> {
+        self.pointer(BEST)
+    }
+
+    /// Points `best` at `path` (a checkpoint of this directory), atomically; pruning never
+    /// deletes the file it names.
+    pub fn mark_best(&self, path: &Path) -> Result<(), CheckpointError> {
+        let best = self.dir.join(BEST);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| err(path, Problem::BadLatest(path.display().to_string())))?;
+        write_atomic(&best, format!("{name}\n").as_bytes()).map_err(|e| err(&best, e))
+    }
+
+    /// Reads a pointer file (`latest`, `best`): the name of a checkpoint file in this folder.
+    fn pointer(&self, which: &str) -> Result<Option<PathBuf>, CheckpointError> {
+        let file = self.dir.join(which);
+        let name = match fs::read(&file) {
+            Ok(b) if b.len() > 4096 => {
+                return Err(err(
+                    &file,
+                    Problem::BadLatest(format!("{} bytes, not a file name", b.len())),
+                ))
+            }
+            Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(err(&latest, e)),
+            Err(e) => return Err(err(&file, e)),
         };
         if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
-            return Err(err(&latest, Problem::BadLatest(name)));
+            return Err(err(&file, Problem::BadLatest(name)));
         }
         Ok(Some(self.dir.join(name)))
+    }
+
+    /// Every `step-N.safetensors` file, by step.
+    pub fn list(&self) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+        let mut files: Vec<(u64, PathBuf)> = fs::read_dir(&self.dir)
+            .map_err(|e| err(&self.dir, e))?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?;
+                Some((step.parse().ok()?, e.path()))
+            })
+            .collect();
+        files.sort();
+        Ok(files)
     }
 
     /// Loads the newest complete checkpoint.
@@ -515,22 +560,20 @@ impl CheckpointDir {
         }
     }
 
-    /// Deletes all but the newest `keep` step files (never the one `latest` names).
+    /// Deletes all but the newest `keep` step files (by step number), never the ones `latest`
+    /// and `best` name. Each deletion is one `unlink`, after the pointers are durable, so a
+    /// crash mid-prune leaves extra files, never a dangling pointer. `keep = 0` keeps all.
     pub fn prune(&self, keep: usize) -> Result<(), CheckpointError> {
+        if keep == 0 {
+            return Ok(());
+        }
         let latest = self.latest()?;
-        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)
-            .map_err(|e| err(&self.dir, e))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                let n = p.file_name().unwrap_or_default().to_string_lossy();
-                n.starts_with("step-") && n.ends_with(".safetensors")
-            })
-            .collect();
-        files.sort();
+        // A corrupt `best` pointer must not stop training: it only protects one more file.
+        let best = self.best().ok().flatten();
+        let files = self.list()?;
         let excess = files.len().saturating_sub(keep);
-        for p in files.into_iter().take(excess) {
-            if Some(&p) != latest.as_ref() {
+        for (_, p) in files.into_iter().take(excess) {
+            if Some(&p) != latest.as_ref() && Some(&p) != best.as_ref() {
                 fs::remove_file(&p).map_err(|e| err(&p, e))?;
             }
         }

@@ -7,9 +7,14 @@
 //!   checkpoints/         step-{step:08}.safetensors + `latest` (see crate::checkpoint)
 //!   traces/index.jsonl   one line per trace written
 //!   traces/{name}/step-{step:08}.safetensors
+//!   lock                 {"pid": ...} while a trainer owns the directory (see [`lock`])
 //! ```
 //!
 //! The formats are documented for readers outside Rust in `docs/run-directory.md`.
+
+pub mod lock;
+
+pub use lock::{LockError, RunLock, LOCK_FILE};
 
 use crate::checkpoint::{write_atomic, CheckpointDir, CheckpointError};
 use crate::tensor::{Tensor, TensorData};
@@ -17,7 +22,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// File and folder names inside a run directory.
@@ -89,16 +94,16 @@ impl MetricsWriter {
     /// On resume from a checkpoint at `step`: drops lines of later steps (logged after that
     /// checkpoint by the run that died), atomically, so the curve has no duplicates.
     pub fn truncate_after(&mut self, step: u64) -> io::Result<()> {
-        let reader = BufReader::new(File::open(&self.path)?);
+        let bytes = fs::read(&self.path)?;
         let mut kept = String::new();
-        for line in reader.lines() {
-            let line = line?;
-            let s = serde_json::from_str::<serde_json::Value>(&line)
+        for line in text_lines(&bytes) {
+            let s = serde_json::from_str::<serde_json::Value>(line)
                 .ok()
                 .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
-            // A torn last line (killed mid-write) has no parsable step: drop it too.
+            // A torn last line (killed mid-write) or a damaged one has no parsable step: drop
+            // it too.
             if matches!(s, Some(s) if s <= step) {
-                kept.push_str(&line);
+                kept.push_str(line);
                 kept.push('\n');
             }
         }
@@ -112,13 +117,21 @@ impl MetricsWriter {
     }
 }
 
-/// Reads every parsable line of a `metrics.jsonl` (a torn last line is skipped).
+/// Reads every parsable line of a `metrics.jsonl` (a torn last line, or a line damaged into
+/// invalid UTF-8 or JSON, is skipped rather than failing the whole file).
 pub fn read_metrics(path: &Path) -> io::Result<Vec<serde_json::Value>> {
-    let text = fs::read_to_string(path)?;
-    Ok(text
-        .lines()
+    let bytes = fs::read(path)?;
+    Ok(text_lines(&bytes)
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect())
+}
+
+/// The lines of `bytes` that are valid UTF-8.
+fn text_lines(bytes: &[u8]) -> impl Iterator<Item = &str> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .map(|l| l.trim_end_matches('\r'))
 }
 
 /// What a trace holds; the viewer picks a panel by it.
@@ -267,6 +280,59 @@ pub fn read_trace(path: &Path) -> io::Result<Trace> {
         axes: h.axes,
         attrs: h.attrs,
     })
+}
+
+/// What `dir` already holds, in words, when it is a non-empty directory (a lock file alone
+/// does not count: it is what a killed run leaves); `None` when it is absent or empty. A
+/// fresh run refuses such a directory rather than mixing two runs in one.
+pub fn existing_run(dir: &Path) -> io::Result<Option<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            return Ok(Some("a file, not a directory".into()))
+        }
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != LOCK_FILE)
+        .collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    names.sort();
+    // Only look inside an existing `checkpoints/`: opening creates it.
+    let ck = dir.join(CHECKPOINTS_DIR);
+    let latest = ck
+        .is_dir()
+        .then(|| CheckpointDir::open(&ck).ok()?.latest().ok().flatten())
+        .flatten();
+    let steps = latest.as_ref().and_then(|p| {
+        p.file_name()?
+            .to_str()?
+            .strip_prefix("step-")?
+            .strip_suffix(".safetensors")?
+            .parse::<u64>()
+            .ok()
+    });
+    Ok(Some(match steps {
+        Some(s) => format!("a run with checkpoints up to step {s}"),
+        None if names.iter().any(|n| n == SPEC_FILE || n == METRICS_FILE) => {
+            "a run with no completed checkpoint".into()
+        }
+        None => {
+            let shown: Vec<&str> = names.iter().take(4).map(String::as_str).collect();
+            format!(
+                "{} entr{} ({}{})",
+                names.len(),
+                if names.len() == 1 { "y" } else { "ies" },
+                shown.join(", "),
+                if names.len() > 4 { ", ..." } else { "" }
+            )
+        }
+    }))
 }
 
 /// An open run directory.

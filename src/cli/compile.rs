@@ -115,9 +115,10 @@ pub fn params(path: &Path) -> ExitCode {
         "{:width$}  {:>16}  {:>10}  trainable",
         "name", "shape", "count"
     );
-    let (mut total, mut trainable) = (0usize, 0usize);
+    // Counted in u128: each spec number is bounded, their products and sums are not.
+    let (mut total, mut trainable) = (0u128, 0u128);
     for p in &graph.params {
-        let n: usize = p.shape.iter().product();
+        let n = weft_runtime::train::budget::elements(&p.shape);
         total += n;
         if p.trainable {
             trainable += n;
@@ -132,6 +133,12 @@ pub fn params(path: &Path) -> ExitCode {
     println!(
         "total {total} parameters, {trainable} trainable, {} frozen",
         total - trainable
+    );
+    // What that means in memory, so a model too large for the machine is obvious here.
+    println!(
+        "f32 weights {}; training with AdamW holds at least {} (weights, gradients, moments)",
+        weft_runtime::train::budget::bytes(4 * total),
+        weft_runtime::train::budget::bytes(4 * total + 16 * trainable)
     );
     ExitCode::SUCCESS
 }

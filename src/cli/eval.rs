@@ -79,6 +79,9 @@ fn run(a: &EvalArgs) -> Result<(), String> {
     opts.capture
         .extend(replace.iter().map(|r| r.name().to_string()));
     let graph = lower(&spec, &opts).map_err(|e| format!("{}: {e}", a.spec.display()))?;
+    // Refuse a model or input too large for this machine before allocating its weights.
+    weft_runtime::train::budget::check_inference(&graph, "evaluation")
+        .map_err(|e| format!("{}: {e}", a.spec.display()))?;
     let params = match &a.weights {
         Some(w) => load_weights(w, &graph)?,
         None => init_params(&graph, a.seed),

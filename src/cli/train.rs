@@ -1,4 +1,6 @@
-//! `weft train`: the main job. A progress bar while it runs; Ctrl-C saves and exits.
+//! `weft train`: the main job. A progress bar while it runs; Ctrl-C saves and exits. A run
+//! directory that already holds a run is refused unless `--resume` continues it or
+//! `--overwrite` moves it aside (`docs/run-directory.md`).
 
 use super::spec::load_checked;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -6,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use weft_runtime::train::{train as run_training, TrainOptions};
+use weft_runtime::train::{start_over, train as run_training, TrainOptions};
 
 /// Arguments of `weft train`.
 pub struct TrainArgs {
@@ -16,6 +18,8 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     pub out: Option<PathBuf>,
     pub resume: bool,
+    /// Move an existing run in `out` aside before starting (see [`start_over`]).
+    pub overwrite: bool,
     /// Initial weights (safetensors) instead of the seeded initialisation.
     pub init: Option<PathBuf>,
 }
@@ -32,6 +36,16 @@ pub fn train(a: &TrainArgs) -> ExitCode {
             .unwrap_or_else(|| "run".into());
         PathBuf::from("runs").join(stem)
     });
+    if a.overwrite {
+        match start_over(&out) {
+            Ok(Some(old)) => eprintln!("moved the earlier run aside to {}", old.display()),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let init = match a.init.as_deref().map(weft_runtime::tensor_file::load) {
         None => None,
         Some(Ok(w)) => Some(w.into_iter().collect::<weft_runtime::ParamStore>()),

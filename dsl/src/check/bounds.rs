@@ -11,8 +11,9 @@ use crate::Span;
 
 /// Widths: vocabulary, model width, head width, context (16 777 216).
 pub const MAX_WIDTH: i64 = 1 << 24;
-/// Feed-forward hidden widths (`4 * dim` at the largest `dim` fits).
-pub const MAX_HIDDEN: i64 = 1 << 28;
+/// Feed-forward hidden widths (`4 * dim` at the largest `dim` fits; a pool of the largest
+/// size of such modules still counts its stacked weights in 64 bits).
+pub const MAX_HIDDEN: i64 = 1 << 26;
 /// Attention heads, key/value heads, top-k choices.
 pub const MAX_HEADS: i64 = 1 << 16;
 /// Layers in the schedule.
@@ -31,18 +32,18 @@ pub const MAX_BATCH: i64 = 1 << 20;
 pub fn limit(owner: &str, name: &str) -> Option<(i64, &'static str)> {
     Some(match (owner, name) {
         (_, "seed") => return None,
-        ("model", "layers") => (MAX_LAYERS, "layers"),
-        ("model" | "attention", "heads" | "kv_heads") => (MAX_HEADS, "heads"),
-        ("model", _) => (MAX_WIDTH, "a width"),
-        ("mlp" | "swiglu", "hidden") => (MAX_HIDDEN, "a hidden width"),
-        ("train", "batch" | "accumulate") => (MAX_BATCH, "sequences per step"),
-        ("train", "seq") => (MAX_WIDTH, "a sequence length"),
-        ("train", _) => (MAX_STEPS, "a step count"),
-        (_, "warmup") => (MAX_STEPS, "a step count"),
-        (_, "top_k") => (MAX_HEADS, "a choice count"),
-        ("pool", _) => (MAX_POOL, "a pool size"),
-        ("repeat", _) => (MAX_REPEAT, "a repeat count"),
-        _ => (MAX_WIDTH, "a size"),
+        ("model", "layer counts") => (MAX_LAYERS, "layer counts"),
+        ("model" | "attention", "heads" | "kv_heads") => (MAX_HEADS, "head counts"),
+        ("model", _) => (MAX_WIDTH, "widths"),
+        ("mlp" | "swiglu", "hidden") => (MAX_HIDDEN, "hidden widths"),
+        ("train", "batch" | "accumulate") => (MAX_BATCH, "batch sizes"),
+        ("train", "seq") => (MAX_WIDTH, "sequence lengths"),
+        ("train", _) => (MAX_STEPS, "step counts"),
+        (_, "warmup") => (MAX_STEPS, "step counts"),
+        (_, "top_k") => (MAX_HEADS, "choice counts"),
+        ("pool", _) => (MAX_POOL, "pool sizes"),
+        ("repeat", _) => (MAX_REPEAT, "repeat counts"),
+        _ => (MAX_WIDTH, "sizes"),
     })
 }
 
@@ -84,7 +85,7 @@ pub fn check(ev: &mut Eval, owner: &str, name: &str, value: i64, span: Span) -> 
             "too-large",
             span,
             format!(
-                "`{}` is {shown}, larger than any {what} weft accepts ({max})",
+                "`{}` is {shown}, above weft's limit of {max} for {what}",
                 if name.is_empty() { owner } else { name }
             ),
         )

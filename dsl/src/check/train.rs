@@ -126,6 +126,33 @@ pub fn check_train(
             }
         }
     }
+    for key in ["checkpoint_every", "keep_checkpoints"] {
+        if let Some(v) = settings.get(key).and_then(Value::as_int) {
+            if v < 0 {
+                ev.error(
+                    Diagnostic::new(
+                        "bad-value",
+                        at(key),
+                        format!("`{key}` must not be negative, not {v}"),
+                    )
+                    .label("must be ≥ 0"),
+                );
+            }
+        }
+    }
+    if let Some(m) = settings.get("checkpoint_minutes").and_then(Value::as_f64) {
+        if m < 0.0 {
+            ev.error(
+                Diagnostic::new(
+                    "bad-value",
+                    at("checkpoint_minutes"),
+                    format!("`checkpoint_minutes` must not be negative, not {m}"),
+                )
+                .label("must be ≥ 0")
+                .help("0 turns the wall-time cadence off"),
+            );
+        }
+    }
     if let (Some(seq), Some(m)) = (settings.get("seq").and_then(Value::as_int), info) {
         let ctx = m.int("ctx");
         if seq < 1 || seq > ctx {

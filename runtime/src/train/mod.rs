@@ -9,6 +9,7 @@
 // A `TrainError` ends a run; it is built once, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod budget;
 mod nan;
 mod plan;
 mod trace;
@@ -18,7 +19,7 @@ pub use plan::{data_source, plan, Plan};
 use crate::checkpoint::{spec_hash, CheckpointMeta, DataPosition, Expect};
 use crate::data::{step_rng, Batch};
 use crate::optim::{clip_grad_norm, GradAccumulator, Gradients, Optimizer};
-use crate::rundir::{RunDir, StepMetrics};
+use crate::rundir::{existing_run, RunDir, RunLock, StepMetrics};
 use crate::{init_params, Backend, HookSelection, ParamStore, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -56,6 +57,18 @@ pub enum TrainError {
     },
     #[error("{0}")]
     NonFinite(String),
+    #[error("{0}")]
+    Resume(String),
+    #[error(transparent)]
+    Lock(#[from] crate::rundir::LockError),
+    #[error(
+        "run directory {} already holds {what}; continue it with `--resume`, or start over with `--overwrite` (moves it aside to {}.old-<time>, deleting nothing)",
+        dir.display(),
+        dir.display()
+    )]
+    Exists { dir: PathBuf, what: String },
+    #[error(transparent)]
+    Memory(#[from] budget::MemoryError),
 }
 
 /// How to run.
@@ -94,6 +107,48 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// A resume that cannot load `latest`: the error, plus the newest older checkpoint that does
+/// load, if any, and how to resume from it (nothing is deleted or repointed automatically).
+fn fallback_hint(
+    dir: &crate::checkpoint::CheckpointDir,
+    e: crate::checkpoint::CheckpointError,
+    expect: &Expect,
+) -> TrainError {
+    let bad = e.path.clone();
+    let older = dir
+        .list()
+        .ok()
+        .into_iter()
+        .flatten()
+        .rev()
+        .find(|(_, p)| *p != bad && crate::checkpoint::load(p, expect).is_ok());
+    match older {
+        Some((_, p)) => {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            TrainError::Resume(format!(
+                "{e}; an older checkpoint loads: {}. To resume from it, write `{name}` into {}",
+                p.display(),
+                dir.path().join(crate::checkpoint::LATEST).display()
+            ))
+        }
+        None => TrainError::Checkpoint(e),
+    }
+}
+
+/// `--overwrite`: when `dir` holds anything, moves it aside to `DIR.old-<UTC time>` (under its
+/// lock, so a live run is never moved) and returns the new name; `None` when there was
+/// nothing to move. Nothing is deleted.
+pub fn start_over(dir: &Path) -> Result<Option<PathBuf>, TrainError> {
+    if existing_run(dir).map_err(io_err(dir))?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(RunLock::acquire(dir)?.move_aside()?))
 }
 
 /// The differentiated training graph for a batch shape.
@@ -240,8 +295,35 @@ pub fn train(
         &extended
     };
     let micro = p.batch / p.accumulate;
+    // Before building anything the size of the model: refuse what cannot fit.
+    budget::check_training(spec, &p)?;
     let graph = training_graph(spec, micro, p.seq, &p.trainable)?;
+    budget::check_graph(&graph, &p)?;
     let hash = spec_hash(src);
+    // One trainer per directory, held until this function returns (a killed trainer's OS
+    // lock dies with it; its stale lock file is taken over).
+    let _lock = RunLock::acquire(&o.out)?;
+    let latest = o
+        .out
+        .join(crate::rundir::CHECKPOINTS_DIR)
+        .join(crate::checkpoint::LATEST);
+    if o.resume && !latest.exists() {
+        // Checked before anything is created, so a mistaken `--resume` leaves no debris that
+        // would make the fresh run refuse the directory.
+        return Err(crate::checkpoint::CheckpointError {
+            path: latest,
+            problem: crate::checkpoint::Problem::NoLatest,
+        }
+        .into());
+    }
+    if !o.resume {
+        if let Some(what) = existing_run(&o.out).map_err(io_err(&o.out))? {
+            return Err(TrainError::Exists {
+                dir: o.out.clone(),
+                what,
+            });
+        }
+    }
     let mut run = if o.resume {
         RunDir::open(&o.out)
     } else {
@@ -271,10 +353,14 @@ pub fn train(
     let mut start = 0u64;
     let mut tokens_seen = 0u64;
     let mut last_checkpoint = None;
+    // The lowest held-out loss of a checkpoint so far (`checkpoints/best`).
+    let mut best_val: Option<f64> = None;
     if o.resume {
-        let ck = run
-            .checkpoints()
-            .load_latest(&Expect::graph(Some(hash.clone()), &graph))?;
+        let expect = Expect::graph(Some(hash.clone()), &graph);
+        let ck = match run.checkpoints().load_latest(&expect) {
+            Ok(ck) => ck,
+            Err(e) => return Err(fallback_hint(run.checkpoints(), e, &expect)),
+        };
         start = ck.meta.step;
         tokens_seen = ck.meta.tokens_seen;
         params = ck.params;
@@ -283,6 +369,13 @@ pub fn train(
             .truncate_after(start)
             .map_err(io_err(&o.out))?;
         last_checkpoint = run.checkpoints().latest()?;
+        best_val = run
+            .checkpoints()
+            .best()
+            .ok()
+            .flatten()
+            .and_then(|b| crate::checkpoint::read_meta(&b).ok())
+            .and_then(|m| m.extra.get("val_loss")?.as_f64());
     }
     let trainable: Vec<String> = graph
         .params
@@ -296,9 +389,23 @@ pub fn train(
                 step: u64,
                 tokens: u64,
                 params: &ParamStore,
-                opt: &Optimizer|
+                opt: &Optimizer,
+                val: Option<f64>,
+                kept: &Option<PathBuf>|
      -> Result<PathBuf, TrainError> {
+        // An update can overflow with finite gradients; such weights are not a checkpoint.
+        if let Some(bad) = nan::non_finite_param(params) {
+            return Err(TrainError::NonFinite(format!(
+                "{bad} after step {step}: the update overflowed; not saved; last good checkpoint: {}",
+                kept.as_ref()
+                    .map(|c| c.display().to_string())
+                    .unwrap_or_else(|| "none yet".into())
+            )));
+        }
         let mut meta = CheckpointMeta::new(hash.clone(), step);
+        if let Some(v) = val {
+            meta.extra.insert("val_loss".into(), v.into());
+        }
         meta.tokens_seen = tokens;
         meta.optimizer = Some(opt.config().clone());
         meta.optimizer_step = opt.steps_taken();
@@ -308,10 +415,12 @@ pub fn train(
             step,
             samples: step * p.batch as u64,
         };
-        Ok(run.checkpoints().save(&meta, params, Some(opt.state()))?)
+        let path = run.checkpoints().save(&meta, params, Some(opt.state()))?;
+        Ok(path)
     };
 
     let t0 = Instant::now();
+    let mut last_save = Instant::now();
     let (mut window_tokens, mut window_start) = (0u64, Instant::now());
     let mut final_loss = f64::NAN;
     let mut interrupted = false;
@@ -413,15 +522,32 @@ pub fn train(
             window_tokens = 0;
             window_start = Instant::now();
         }
+        let mut val = None;
         if step.is_multiple_of(p.eval_every) || step == p.steps {
-            tracer.evaluate(&mut run, backend, &params, step)?;
+            val = Some(tracer.evaluate(&mut run, backend, &params, step)?);
         }
+        // A new best held-out loss is saved now, so `best` names exactly the weights it scored.
+        let improved = val.is_some_and(|v| v.is_finite() && best_val.is_none_or(|b| v < b));
         let stop = o.stop.is_some_and(|s| s.load(Ordering::SeqCst));
-        if (p.checkpoint_every > 0 && step.is_multiple_of(p.checkpoint_every))
-            || step == p.steps
-            || stop
-        {
-            last_checkpoint = Some(save(&run, step, tokens_seen, &params, &optimizer)?);
+        let timed =
+            p.checkpoint_secs > 0.0 && last_save.elapsed().as_secs_f64() >= p.checkpoint_secs;
+        if step.is_multiple_of(p.checkpoint_every) || step == p.steps || stop || timed || improved {
+            let path = save(
+                &run,
+                step,
+                tokens_seen,
+                &params,
+                &optimizer,
+                val,
+                &last_checkpoint,
+            )?;
+            if improved {
+                run.checkpoints().mark_best(&path)?;
+                best_val = val;
+            }
+            run.checkpoints().prune(p.keep_checkpoints)?;
+            last_checkpoint = Some(path);
+            last_save = Instant::now();
         }
         if stop {
             interrupted = true;

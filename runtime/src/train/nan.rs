@@ -62,3 +62,14 @@ pub fn locate_grad(grads: &Gradients) -> String {
         )
     }
 }
+
+/// The first parameter holding a NaN or infinity, in words (`None` when all are finite).
+pub fn non_finite_param(params: &ParamStore) -> Option<String> {
+    let mut names: Vec<&String> = params.keys().collect();
+    names.sort();
+    names.into_iter().find_map(|n| {
+        let t = &params[n];
+        let i = t.to_f64_vec().iter().position(|x| !x.is_finite())?;
+        Some(format!("parameter `{n}` is not finite (flat index {i})"))
+    })
+}

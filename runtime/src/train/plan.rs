@@ -25,8 +25,12 @@ pub struct Plan {
     pub accumulate: usize,
     pub log_every: u64,
     pub eval_every: u64,
-    /// 0 = only at the end.
+    /// Steps between checkpoints; the spec's 0 becomes every 10% of `steps` (at least 1).
     pub checkpoint_every: u64,
+    /// Wall-clock seconds after which a checkpoint is due regardless of steps (0 = off).
+    pub checkpoint_secs: f64,
+    /// Newest checkpoints kept besides `best` (0 = all).
+    pub keep_checkpoints: usize,
     pub trainable: Vec<String>,
     pub masked_thought: Option<MaskedThought>,
     /// Tokens `extend_vocab` appends to the model's vocabulary (ids `vocab`, `vocab + 1`...).
@@ -153,6 +157,7 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
             "batch = {batch} is not divisible by accumulate = {accumulate}"
         )));
     }
+    let total_steps = steps.unwrap_or(get_int("steps", 1).max(1) as u64);
     let trainable = match t.get("trainable") {
         Some(Value::List(v)) => v
             .iter()
@@ -163,7 +168,7 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
     Ok(Plan {
         batch,
         seq: get_int("seq", spec.model.int("ctx")).max(1) as usize,
-        steps: steps.unwrap_or(get_int("steps", 1).max(1) as u64),
+        steps: total_steps,
         seed: seed.unwrap_or(get_int("seed", 0).max(0) as u64),
         optimizer,
         schedule,
@@ -171,7 +176,12 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
         accumulate,
         log_every: get_int("log_every", 10).max(1) as u64,
         eval_every: get_int("eval_every", 100).max(1) as u64,
-        checkpoint_every: get_int("checkpoint_every", 0).max(0) as u64,
+        checkpoint_every: match get_int("checkpoint_every", 0).max(0) as u64 {
+            0 => total_steps.div_ceil(10).max(1),
+            n => n,
+        },
+        checkpoint_secs: t.float("checkpoint_minutes").unwrap_or(10.0).max(0.0) * 60.0,
+        keep_checkpoints: get_int("keep_checkpoints", 3).max(0) as usize,
         trainable,
         masked_thought,
         extra_tokens,

@@ -67,14 +67,14 @@ impl<'a> Tracer<'a> {
         })
     }
 
-    /// Validation loss (an `eval` metrics line) and traces.
+    /// Validation loss (an `eval` metrics line, also returned) and traces.
     pub fn evaluate(
         &self,
         run: &mut RunDir,
         backend: &dyn Backend,
         params: &ParamStore,
         step: u64,
-    ) -> Result<(), TrainError> {
+    ) -> Result<f64, TrainError> {
         let g = &self.eval_graph;
         let segmented = SEGMENT_HOOKS
             .iter()
@@ -114,7 +114,8 @@ impl<'a> Tracer<'a> {
             })?;
         }
         self.run_probes(run, backend, params, step)?;
-        self.record(run, backend, params, step)
+        self.record(run, backend, params, step)?;
+        Ok(val)
     }
 
     /// The spec's `eval = [...]` probes: scalar results go to metrics (`kind: eval`, `probe`),
