@@ -377,14 +377,36 @@ fn the_native_cpu_path_matches_the_graph() {
         let engine = LlamaCpu::for_spec(&spec, &p)
             .expect("the imported spec takes the native path")
             .unwrap();
-        // A prefill of 6 then 4 one-token steps covers both the GEMM and the GEMV paths
-        // and the cache.
-        let mut cache = engine.cache(tokens.len());
-        let mut got = engine.forward(&tokens[..6], &mut cache, Rows::All).unwrap();
-        for &tok in &tokens[6..] {
-            got.extend(engine.forward(&[tok], &mut cache, Rows::Last).unwrap());
+        // Prefills of 6, 20 and (on a filled cache) 18 tokens, then one-token steps: the
+        // dot-product, GEMM and single-row paths of the linears and of attention.
+        let long: Vec<u32> = (0..48).map(|i| (i * 7 + 3) % t.vocab as u32).collect();
+        for (chunks, what) in [
+            (&[6usize, 1, 1, 1, 1][..], "short"),
+            (&[20, 18, 1, 1][..], "long"),
+        ] {
+            let total: usize = chunks.iter().sum();
+            let seq = if what == "short" {
+                &tokens[..]
+            } else {
+                &long[..total]
+            };
+            let mut cache = engine.cache(total);
+            let (mut got, mut at) = (Vec::new(), 0);
+            for &n in chunks {
+                got.extend(
+                    engine
+                        .forward(&seq[at..at + n], &mut cache, Rows::All)
+                        .unwrap(),
+                );
+                at += n;
+            }
+            assert_close(
+                &format!("{tag} {what}"),
+                &got,
+                &graph_logits(&spec, &p, seq),
+                1e-4,
+            );
         }
-        assert_close(tag, &got, &graph_logits(&spec, &p, &tokens), 1e-4);
 
         let opts = Options {
             max_new: 12,

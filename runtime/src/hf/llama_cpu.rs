@@ -288,6 +288,9 @@ impl LlamaCpu {
         let group = c.heads / c.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
         let past = cache.len;
+        if t > SMALL_BATCH {
+            return self.attention_gemm(qkv, t, cache, l, out);
+        }
         let per_head: Vec<Vec<f32>> = (0..c.heads)
             .into_par_iter()
             .map(|head| {
@@ -324,6 +327,81 @@ impl LlamaCpu {
             for i in 0..t {
                 out[i * qd + head * hd..i * qd + (head + 1) * hd]
                     .copy_from_slice(&o[i * hd..(i + 1) * hd]);
+            }
+        }
+    }
+}
+
+impl LlamaCpu {
+    /// [`LlamaCpu::attention`] for a long prefill: per head, scores and the weighted sum of
+    /// values as two GEMMs (threaded inside), the causal mask and softmax in between. It
+    /// computes the masked half of the scores too, but at GEMM speed that beats a loop.
+    fn attention_gemm(&self, qkv: &[f32], t: usize, cache: &KvCache, l: usize, out: &mut [f32]) {
+        let c = &self.c;
+        let (hd, qd) = (c.head_dim, c.heads * c.head_dim);
+        let nqkv = qd + 2 * c.kv_heads * hd;
+        let group = c.heads / c.kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let past = cache.len;
+        let n = past + t;
+        let mut s = vec![0.0f32; t * n];
+        for head in 0..c.heads {
+            let g = head / group;
+            let ks = &cache.k[l][g * cache.cap * hd..(g * cache.cap + n) * hd];
+            let vs = &cache.v[l][g * cache.cap * hd..(g * cache.cap + n) * hd];
+            let q = &qkv[head * hd..];
+            // SAFETY (both calls): q is t×hd with row stride nqkv inside qkv (the last row
+            // ends at (t−1)·nqkv + (head+1)·hd ≤ t·nqkv); kᵀ is hd×n read from the n×hd
+            // rows of ks; s is t×n; v is n×hd; out's head block is t×hd with row stride qd.
+            unsafe {
+                matrixmultiply::sgemm(
+                    t,
+                    hd,
+                    n,
+                    scale,
+                    q.as_ptr(),
+                    nqkv as isize,
+                    1,
+                    ks.as_ptr(),
+                    1,
+                    hd as isize,
+                    0.0,
+                    s.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+            s.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+                let visible = past + i + 1;
+                let max = row[..visible]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let mut sum = 0.0;
+                for x in &mut row[..visible] {
+                    *x = (*x - max).exp();
+                    sum += *x;
+                }
+                let inv = 1.0 / sum;
+                row[..visible].iter_mut().for_each(|x| *x *= inv);
+                row[visible..].iter_mut().for_each(|x| *x = 0.0);
+            });
+            unsafe {
+                matrixmultiply::sgemm(
+                    t,
+                    n,
+                    hd,
+                    1.0,
+                    s.as_ptr(),
+                    n as isize,
+                    1,
+                    vs.as_ptr(),
+                    hd as isize,
+                    1,
+                    0.0,
+                    out[head * hd..].as_mut_ptr(),
+                    qd as isize,
+                    1,
+                );
             }
         }
     }
