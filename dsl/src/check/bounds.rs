@@ -32,7 +32,7 @@ pub const MAX_BATCH: i64 = 1 << 20;
 pub fn limit(owner: &str, name: &str) -> Option<(i64, &'static str)> {
     Some(match (owner, name) {
         (_, "seed") => return None,
-        ("model", "layer counts") => (MAX_LAYERS, "layer counts"),
+        ("model", "layers") => (MAX_LAYERS, "layer counts"),
         ("model" | "attention", "heads" | "kv_heads") => (MAX_HEADS, "head counts"),
         ("model", _) => (MAX_WIDTH, "widths"),
         ("mlp" | "swiglu", "hidden") => (MAX_HIDDEN, "hidden widths"),
