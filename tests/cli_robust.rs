@@ -66,7 +66,7 @@ fn a_literal_past_64_bits_is_a_diagnostic() {
         "{t}"
     );
     assert!(
-        t.contains("huge.weft:4:") && t.contains("99999999999999999999999999"),
+        t.contains("huge.weft:5:") && t.contains("99999999999999999999999999"),
         "{t}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -306,6 +306,121 @@ pub fn check_inference_with(
 mod tests {
     use super::*;
 
+    const SPEC: &str = "model tiny {
+  vocab = 64
+  dim = 32
+  heads = 4
+  layers = 2
+  ctx = 64
+  block b {
+    x = x + attention(rms_norm(x))
+    x = x + swiglu(rms_norm(x), hidden: 64)
+  }
+  layers { 0 .. layers => b }
+}
+train {
+  data = copy_task(len: 4)
+  seq = 64
+  batch = 64
+  steps = 3
+}
+";
+
+    fn limit(n: u128) -> Option<(u64, String)> {
+        Some((n as u64, "the test".into()))
+    }
+
+    fn plan_of(src: &str) -> (Checked, Plan) {
+        let spec = weft_dsl::check_source(src).unwrap();
+        let p = super::super::plan(&spec, None, None).unwrap();
+        (spec, p)
+    }
+
+    fn refusal(r: Result<(), TrainError>) -> MemoryError {
+        match r {
+            Err(TrainError::Memory(m)) => m,
+            other => panic!("expected a memory refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_with_numbers_and_the_setting_to_lower() {
+        let (spec, p) = plan_of(SPEC);
+        let g = super::super::training_graph(&spec, p.batch, p.seq, &p.trainable).unwrap();
+        let (all, trainable) = param_counts(&g);
+        assert!(all > 10_000 && trainable == all);
+        // Plenty: accepted by both checks.
+        check_training_with(&spec, &p, limit(1 << 40)).unwrap();
+        check_graph_with(&g, &p, limit(1 << 40)).unwrap();
+        // Less than the weights: the model is what to shrink.
+        let m = refusal(check_training_with(&spec, &p, limit(1000)));
+        assert!(m.needed > 16 * all, "{m}");
+        let text = m.to_string();
+        assert!(
+            text.contains("training needs about") && text.contains("is available (the test)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("parameters")
+                && text.contains("optimizer state")
+                && text.contains("`dim`"),
+            "{text}"
+        );
+        // Room for weights and optimizer state, not for this batch's activations: lower batch.
+        let state = 4 * all + 16 * trainable;
+        let m = refusal(check_graph_with(&g, &p, limit(state + 1024)));
+        let text = m.to_string();
+        assert!(
+            text.contains("activations (planned peak)") && text.contains("`batch`"),
+            "{text}"
+        );
+        let peak = m
+            .parts
+            .iter()
+            .find(|(k, _)| k.starts_with("activations"))
+            .unwrap()
+            .1;
+        assert!(
+            peak > 64 * 64 * 64 * 4,
+            "logits of one batch at least: {peak}"
+        );
+        // Accumulating over 8 micro-batches shrinks the planned peak: the advice works.
+        let (spec8, p8) = plan_of(&SPEC.replace("steps = 3", "steps = 3\n  accumulate = 8"));
+        let g8 = super::super::training_graph(&spec8, p8.batch / 8, p8.seq, &p8.trainable).unwrap();
+        let peak8 = plan_memory(&g8, true).peak_bytes as u128;
+        assert!(peak8 * 4 < peak, "{peak8} vs {peak}");
+    }
+
+    #[test]
+    fn a_model_past_any_memory_is_refused_before_its_graph_is_built() {
+        // The issue's spec: 70 trillion parameters. Sized from the one-token graph alone.
+        let (spec, p) = plan_of(&SPEC.replace("dim = 32", "dim = 1048576"));
+        let m = refusal(check_training_with(&spec, &p, limit(24 << 30)));
+        assert!(m.needed > 1 << 47, "{m}");
+        assert!(
+            m.to_string().contains("TiB") && m.advice.contains("`dim`"),
+            "{m}"
+        );
+        // Sizes whose products would pass 64 bits are refused without building anything.
+        let huge = SPEC
+            .replace("ctx = 64", "ctx = 16777216")
+            .replace("seq = 64", "seq = 16777216")
+            .replace("batch = 64", "batch = 1048576")
+            .replace("heads = 4", "heads = 16");
+        let (spec, p) = plan_of(&huge);
+        let m = refusal(check_training_with(&spec, &p, None));
+        assert!(m.needed > 1 << 64, "{m}");
+    }
+
+    #[test]
+    fn inference_is_sized_the_same_way() {
+        let spec = weft_dsl::check_source(SPEC).unwrap();
+        let g = lower(&spec, &LowerOptions::new(4, 64)).unwrap();
+        check_inference_with(&g, "evaluation", limit(1 << 40)).unwrap();
+        let m = check_inference_with(&g, "evaluation", limit(4096)).unwrap_err();
+        assert!(m.to_string().starts_with("evaluation needs about"), "{m}");
+    }
+
     #[test]
     fn sizes_parse_and_print() {
         assert_eq!(parse_size("123"), Some(123));
