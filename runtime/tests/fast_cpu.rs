@@ -5,11 +5,11 @@
 //! result again.
 
 #[allow(dead_code)]
-#[path = "wgpu_support/graphs.rs"]
-mod graphs;
-#[allow(dead_code)]
 #[path = "wgpu_support/examples.rs"]
 mod examples;
+#[allow(dead_code)]
+#[path = "wgpu_support/graphs.rs"]
+mod graphs;
 
 use graphs::Case;
 use weft_runtime::{Backend, CpuBackend, FastCpuBackend, HookSelection, Rng, Tensor, TensorData};
@@ -49,10 +49,18 @@ fn compare(case: &Case, hooks: &HookSelection) {
             .run(&case.graph, &case.inputs, &case.params, hooks)
             .unwrap_or_else(|e| panic!("{}: fast: {e}", case.name));
         for (name, t) in &want.outputs {
-            assert_close(&format!("{} pass {pass} {name}", case.name), &got.outputs[name], t);
+            assert_close(
+                &format!("{} pass {pass} {name}", case.name),
+                &got.outputs[name],
+                t,
+            );
         }
         for (name, t) in &want.hooks {
-            assert_close(&format!("{} pass {pass} hook {name}", case.name), &got.hooks[name], t);
+            assert_close(
+                &format!("{} pass {pass} hook {name}", case.name),
+                &got.hooks[name],
+                t,
+            );
         }
         assert_eq!(got.outputs.len(), want.outputs.len());
         assert_eq!(got.hooks.len(), want.hooks.len());
@@ -91,8 +99,13 @@ fn the_steady_state_allocates_no_activation_buffers() {
     perturb(&mut case, 5);
     let fast = FastCpuBackend::new();
     let run = || {
-        fast.run(&case.graph, &case.inputs, &case.params, &HookSelection::None)
-            .expect("runs")
+        fast.run(
+            &case.graph,
+            &case.inputs,
+            &case.params,
+            &HookSelection::None,
+        )
+        .expect("runs")
     };
     let first = run();
     let after_first = fast.buffers_allocated();

@@ -7,6 +7,7 @@
 //! stored, and masked-out key blocks cost nothing. The pattern hook (`AttentionPattern`) stays
 //! with the reference, which is what a captured pattern needs anyway.
 
+use super::exp::exp;
 use crate::cpu::attention::Dims;
 use crate::cpu::real::CpuReal;
 use rayon::prelude::*;
@@ -27,7 +28,10 @@ fn key_end(rule: &AttentionRule, seg: Option<&[i32]>, i0: usize, i1: usize, t: u
         } else {
             i + 1
         };
-        if let Some(j) = (0..top).rev().find(|&j| rule.mask.visible(i, j, sid(i), sid(j))) {
+        if let Some(j) = (0..top)
+            .rev()
+            .find(|&j| rule.mask.visible(i, j, sid(i), sid(j)))
+        {
             end = end.max(j + 1);
         }
     }
@@ -38,33 +42,78 @@ fn key_end(rule: &AttentionRule, seg: Option<&[i32]>, i0: usize, i1: usize, t: u
 /// with the reference's arithmetic (`cpu::attention::weights`).
 fn normalise(rule: &AttentionRule, seg: Option<&[i32]>, i0: usize, kend: usize, w: &mut [f32]) {
     let signed = rule.weights == AttentionWeights::Signed;
-    let sid = |j: usize| seg.map_or(0, |s| s[j]);
     for (r, row) in w.chunks_mut(kend).enumerate() {
         let i = i0 + r;
-        let si = sid(i);
-        let vis = |j: usize| rule.mask.visible(i, j, si, sid(j));
-        let mut m = f32::NEG_INFINITY;
-        for (j, &p) in row.iter().enumerate() {
-            let a = if signed { p.abs() } else { p };
-            if a > m && vis(j) {
-                m = a;
-            }
+        // Masks without segments see one contiguous run of keys: loops over it vectorise.
+        let run = match rule.mask {
+            AttentionMask::Causal => Some((0, (i + 1).min(kend))),
+            AttentionMask::Bidirectional => Some((0, kend)),
+            AttentionMask::SelfOnly => Some((i.min(kend), (i + 1).min(kend))),
+            _ => None,
+        };
+        match run {
+            Some((lo, hi)) if signed => normalise_run::<true>(row, lo, hi),
+            Some((lo, hi)) => normalise_run::<false>(row, lo, hi),
+            None => normalise_masked(rule, seg, i, row, signed),
         }
-        let mut z = 0.0f32;
-        for (j, p) in row.iter_mut().enumerate() {
-            let e = if vis(j) {
-                let a = if signed { p.abs() } else { *p };
-                (a - m).exp()
-            } else {
-                0.0
-            };
-            // Keep the sign of p for the signed rule; the magnitude becomes e.
-            *p = if signed { sign(*p) * e } else { e };
-            z += e;
-        }
-        let inv = if z > 0.0 { 1.0 / z } else { 0.0 };
-        row.iter_mut().for_each(|p| *p *= inv);
     }
+}
+
+/// `sign(p)·e` with `sign(0) = 0` (`ir::scalar::sign`), branch-free.
+#[inline(always)]
+fn signed_as(p: f32, e: f32) -> f32 {
+    if p > 0.0 {
+        e
+    } else if p < 0.0 {
+        -e
+    } else {
+        0.0
+    }
+}
+
+/// One row whose visible keys are `lo..hi`.
+fn normalise_run<const SIGNED: bool>(row: &mut [f32], lo: usize, hi: usize) {
+    let mag = |p: f32| if SIGNED { p.abs() } else { p };
+    let vis = &mut row[lo..hi];
+    let m = vis.iter().fold(f32::NEG_INFINITY, |a, &p| a.max(mag(p)));
+    let mut z = 0.0f32;
+    for p in vis.iter_mut() {
+        let e = exp(mag(*p) - m);
+        z += e;
+        *p = if SIGNED { signed_as(*p, e) } else { e };
+    }
+    let inv = if z > 0.0 { 1.0 / z } else { 0.0 };
+    vis.iter_mut().for_each(|p| *p *= inv);
+    row[..lo].fill(0.0);
+    row[hi..].fill(0.0);
+}
+
+/// One row under a segment mask: visibility per key.
+fn normalise_masked(
+    rule: &AttentionRule,
+    seg: Option<&[i32]>,
+    i: usize,
+    row: &mut [f32],
+    signed: bool,
+) {
+    let sid = |j: usize| seg.map_or(0, |s| s[j]);
+    let si = sid(i);
+    let vis = |j: usize| rule.mask.visible(i, j, si, sid(j));
+    let mag = |p: f32| if signed { p.abs() } else { p };
+    let mut m = f32::NEG_INFINITY;
+    for (j, &p) in row.iter().enumerate() {
+        if vis(j) && mag(p) > m {
+            m = mag(p);
+        }
+    }
+    let mut z = 0.0f32;
+    for (j, p) in row.iter_mut().enumerate() {
+        let e = if vis(j) { exp(mag(*p) - m) } else { 0.0 };
+        z += e;
+        *p = if signed { signed_as(*p, e) } else { e };
+    }
+    let inv = if z > 0.0 { 1.0 / z } else { 0.0 };
+    row.iter_mut().for_each(|p| *p *= inv);
 }
 
 fn seg_of(seg: Option<&[i32]>, bi: usize, t: usize) -> Option<&[i32]> {
@@ -188,7 +237,19 @@ pub(crate) fn backward(
                     block_weights(rule, qh, kh, sg, (i0, i1, kend, d), w);
                     let dyb = &dyh[i0 * d..i1 * d];
                     // g = dy vᵀ over the visible keys.
-                    f32::gemm(r, d, kend, 1.0, dyb, (d, 1), &vh[..kend * d], (1, d), 0.0, g, (kend, 1));
+                    f32::gemm(
+                        r,
+                        d,
+                        kend,
+                        1.0,
+                        dyb,
+                        (d, 1),
+                        &vh[..kend * d],
+                        (1, d),
+                        0.0,
+                        g,
+                        (kend, 1),
+                    );
                     for (ri, (grow, wrow)) in g.chunks_mut(kend).zip(w.chunks(kend)).enumerate() {
                         let i = i0 + ri;
                         let delta: f32 = dyh[i * d..(i + 1) * d]
@@ -201,9 +262,45 @@ pub(crate) fn backward(
                         }
                     }
                     let dp = &*g;
-                    f32::gemm(r, kend, d, rule.scale, dp, (kend, 1), &kh[..kend * d], (d, 1), 0.0, &mut dqh[i0 * d..i1 * d], (d, 1));
-                    f32::gemm(kend, r, d, rule.scale, dp, (1, kend), &qh[i0 * d..i1 * d], (d, 1), 1.0, &mut dkh[..kend * d], (d, 1));
-                    f32::gemm(kend, r, d, 1.0, w, (1, kend), dyb, (d, 1), 1.0, &mut dvh[..kend * d], (d, 1));
+                    f32::gemm(
+                        r,
+                        kend,
+                        d,
+                        rule.scale,
+                        dp,
+                        (kend, 1),
+                        &kh[..kend * d],
+                        (d, 1),
+                        0.0,
+                        &mut dqh[i0 * d..i1 * d],
+                        (d, 1),
+                    );
+                    f32::gemm(
+                        kend,
+                        r,
+                        d,
+                        rule.scale,
+                        dp,
+                        (1, kend),
+                        &qh[i0 * d..i1 * d],
+                        (d, 1),
+                        1.0,
+                        &mut dkh[..kend * d],
+                        (d, 1),
+                    );
+                    f32::gemm(
+                        kend,
+                        r,
+                        d,
+                        1.0,
+                        w,
+                        (1, kend),
+                        dyb,
+                        (d, 1),
+                        1.0,
+                        &mut dvh[..kend * d],
+                        (d, 1),
+                    );
                 }
             },
         );
@@ -221,14 +318,22 @@ mod tests {
 
     fn close(a: &[f32], b: &[f32], what: &str) {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
         }
     }
 
     #[test]
     fn blocked_attention_matches_the_reference_for_every_rule_and_mask() {
         // T = 70 leaves a partial last block; several segments exercise the document masks.
-        let dm = Dims { b: 2, h: 2, t: 70, d: 8 };
+        let dm = Dims {
+            b: 2,
+            h: 2,
+            t: 70,
+            d: 8,
+        };
         let n = dm.b * dm.h * dm.t * dm.d;
         let (q, k, v, dy) = (rand(n, 1), rand(n, 2), rand(n, 3), rand(n, 4));
         let seg: Vec<i32> = (0..dm.b * dm.t).map(|i| ((i % dm.t) / 25) as i32).collect();
@@ -241,7 +346,11 @@ mod tests {
                 AttentionMask::TurnsKeepFirst,
                 AttentionMask::SelfOnly,
             ] {
-                let rule = AttentionRule { weights, mask, scale: 0.35 };
+                let rule = AttentionRule {
+                    weights,
+                    mask,
+                    scale: 0.35,
+                };
                 let sg = mask.needs_segments().then_some(&seg[..]);
                 let want = crate::cpu::attention::forward(&rule, &q, &k, &v, sg, dm);
                 let mut y = vec![0.0; n];

@@ -4,6 +4,7 @@
 //! closure in which the op is a constant, so `ir::scalar`'s per-element semantics (shared with
 //! the reference and the WGSL emitter) inline into a tight loop.
 
+use super::exp;
 use super::strided::{zip, PAR_MIN};
 use crate::cpu::attention::Dims;
 use rayon::prelude::*;
@@ -13,22 +14,70 @@ use weft_compiler::ir::{BinaryOp, ReduceOp, RopeLayout, UnaryOp};
 macro_rules! each_unary {
     ($op:expr, $u:ident => $body:expr) => {
         match $op {
-            UnaryOp::Neg => { const $u: UnaryOp = UnaryOp::Neg; $body }
-            UnaryOp::Abs => { const $u: UnaryOp = UnaryOp::Abs; $body }
-            UnaryOp::Sign => { const $u: UnaryOp = UnaryOp::Sign; $body }
-            UnaryOp::Exp => { const $u: UnaryOp = UnaryOp::Exp; $body }
-            UnaryOp::Log => { const $u: UnaryOp = UnaryOp::Log; $body }
-            UnaryOp::Sqrt => { const $u: UnaryOp = UnaryOp::Sqrt; $body }
-            UnaryOp::Rsqrt => { const $u: UnaryOp = UnaryOp::Rsqrt; $body }
-            UnaryOp::Recip => { const $u: UnaryOp = UnaryOp::Recip; $body }
-            UnaryOp::Square => { const $u: UnaryOp = UnaryOp::Square; $body }
-            UnaryOp::Tanh => { const $u: UnaryOp = UnaryOp::Tanh; $body }
-            UnaryOp::Sigmoid => { const $u: UnaryOp = UnaryOp::Sigmoid; $body }
-            UnaryOp::Silu => { const $u: UnaryOp = UnaryOp::Silu; $body }
-            UnaryOp::Gelu => { const $u: UnaryOp = UnaryOp::Gelu; $body }
-            UnaryOp::Relu => { const $u: UnaryOp = UnaryOp::Relu; $body }
-            UnaryOp::Sin => { const $u: UnaryOp = UnaryOp::Sin; $body }
-            UnaryOp::Cos => { const $u: UnaryOp = UnaryOp::Cos; $body }
+            UnaryOp::Neg => {
+                const $u: UnaryOp = UnaryOp::Neg;
+                $body
+            }
+            UnaryOp::Abs => {
+                const $u: UnaryOp = UnaryOp::Abs;
+                $body
+            }
+            UnaryOp::Sign => {
+                const $u: UnaryOp = UnaryOp::Sign;
+                $body
+            }
+            UnaryOp::Exp => {
+                const $u: UnaryOp = UnaryOp::Exp;
+                $body
+            }
+            UnaryOp::Log => {
+                const $u: UnaryOp = UnaryOp::Log;
+                $body
+            }
+            UnaryOp::Sqrt => {
+                const $u: UnaryOp = UnaryOp::Sqrt;
+                $body
+            }
+            UnaryOp::Rsqrt => {
+                const $u: UnaryOp = UnaryOp::Rsqrt;
+                $body
+            }
+            UnaryOp::Recip => {
+                const $u: UnaryOp = UnaryOp::Recip;
+                $body
+            }
+            UnaryOp::Square => {
+                const $u: UnaryOp = UnaryOp::Square;
+                $body
+            }
+            UnaryOp::Tanh => {
+                const $u: UnaryOp = UnaryOp::Tanh;
+                $body
+            }
+            UnaryOp::Sigmoid => {
+                const $u: UnaryOp = UnaryOp::Sigmoid;
+                $body
+            }
+            UnaryOp::Silu => {
+                const $u: UnaryOp = UnaryOp::Silu;
+                $body
+            }
+            UnaryOp::Gelu => {
+                const $u: UnaryOp = UnaryOp::Gelu;
+                $body
+            }
+            UnaryOp::Relu => {
+                const $u: UnaryOp = UnaryOp::Relu;
+                $body
+            }
+            UnaryOp::Sin => {
+                const $u: UnaryOp = UnaryOp::Sin;
+                $body
+            }
+            UnaryOp::Cos => {
+                const $u: UnaryOp = UnaryOp::Cos;
+                $body
+            }
         }
     };
 }
@@ -36,12 +85,30 @@ macro_rules! each_unary {
 macro_rules! each_binary {
     ($op:expr, $b:ident => $body:expr) => {
         match $op {
-            BinaryOp::Add => { const $b: BinaryOp = BinaryOp::Add; $body }
-            BinaryOp::Sub => { const $b: BinaryOp = BinaryOp::Sub; $body }
-            BinaryOp::Mul => { const $b: BinaryOp = BinaryOp::Mul; $body }
-            BinaryOp::Div => { const $b: BinaryOp = BinaryOp::Div; $body }
-            BinaryOp::Max => { const $b: BinaryOp = BinaryOp::Max; $body }
-            BinaryOp::Min => { const $b: BinaryOp = BinaryOp::Min; $body }
+            BinaryOp::Add => {
+                const $b: BinaryOp = BinaryOp::Add;
+                $body
+            }
+            BinaryOp::Sub => {
+                const $b: BinaryOp = BinaryOp::Sub;
+                $body
+            }
+            BinaryOp::Mul => {
+                const $b: BinaryOp = BinaryOp::Mul;
+                $body
+            }
+            BinaryOp::Div => {
+                const $b: BinaryOp = BinaryOp::Div;
+                $body
+            }
+            BinaryOp::Max => {
+                const $b: BinaryOp = BinaryOp::Max;
+                $body
+            }
+            BinaryOp::Min => {
+                const $b: BinaryOp = BinaryOp::Min;
+                $body
+            }
         }
     };
 }
@@ -63,13 +130,31 @@ fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     }
 }
 
+/// The exponential family goes through the vectorised [`exp`]; the rest inline `ir::scalar`.
 pub(crate) fn unary(op: UnaryOp, x: &[f32], out: &mut [f32]) {
-    each_unary!(op, U => map(x, out, |v| U.eval(v)))
+    match op {
+        UnaryOp::Exp => map(x, out, exp::exp),
+        UnaryOp::Sigmoid => map(x, out, exp::sigmoid),
+        UnaryOp::Silu => map(x, out, |v| v * exp::sigmoid(v)),
+        _ => each_unary!(op, U => map(x, out, |v| U.eval(v))),
+    }
 }
 
 /// `out = dy · f'(x)`.
 pub(crate) fn unary_grad(op: UnaryOp, x: &[f32], dy: &[f32], out: &mut [f32]) {
-    each_unary!(op, U => zip(x, &[x.len()], dy, &[dy.len()], &[x.len()], out, |v, g| g * U.derivative(v)))
+    let n = [x.len()];
+    match op {
+        UnaryOp::Exp => zip(x, &n, dy, &n, &n, out, |v, g| g * exp::exp(v)),
+        UnaryOp::Sigmoid => zip(x, &n, dy, &n, &n, out, |v, g| {
+            let s = exp::sigmoid(v);
+            g * s * (1.0 - s)
+        }),
+        UnaryOp::Silu => zip(x, &n, dy, &n, &n, out, |v, g| {
+            let s = exp::sigmoid(v);
+            g * s * (1.0 + v * (1.0 - s))
+        }),
+        _ => each_unary!(op, U => zip(x, &n, dy, &n, &n, out, |v, g| g * U.derivative(v))),
+    }
 }
 
 pub(crate) fn binary(
@@ -86,18 +171,28 @@ pub(crate) fn binary(
 
 /// Reduction of axis `(outer, n, inner)`: unit-stride rows when `inner == 1`, otherwise a
 /// running sum of whole `inner`-long rows (vectorises along `inner`).
-pub(crate) fn reduce(op: ReduceOp, x: &[f32], (outer, n, inner): (usize, usize, usize), out: &mut [f32]) {
+pub(crate) fn reduce(
+    op: ReduceOp,
+    x: &[f32],
+    (outer, n, inner): (usize, usize, usize),
+    out: &mut [f32],
+) {
     let lane = |row: &[f32]| -> f32 {
         match op {
             ReduceOp::Sum => row.iter().sum(),
             ReduceOp::Mean => row.iter().sum::<f32>() / n as f32,
-            ReduceOp::Max => row.iter().fold(f32::NEG_INFINITY, |a, &b| {
-                if b > a || b.is_nan() {
-                    b
-                } else {
-                    a
-                }
-            }),
+            ReduceOp::Max => {
+                row.iter().fold(
+                    f32::NEG_INFINITY,
+                    |a, &b| {
+                        if b > a || b.is_nan() {
+                            b
+                        } else {
+                            a
+                        }
+                    },
+                )
+            }
         }
     };
     if inner == 1 {
@@ -183,14 +278,17 @@ pub(crate) fn reduce(op: ReduceOp, x: &[f32], (outer, n, inner): (usize, usize, 
 
 /// Softmax (`lse = false`) or log-sum-exp (`lse = true`) of every contiguous row of `n`.
 pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
-    let row_max = |r: &[f32]| r.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    let row_max = |r: &[f32]| {
+        r.iter()
+            .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
+    };
     if lse {
         let f = |(o, r): (&mut f32, &[f32])| {
             let m = row_max(r);
             *o = if m == f32::NEG_INFINITY {
                 m
             } else {
-                m + r.iter().map(|&v| (v - m).exp()).sum::<f32>().ln()
+                m + r.iter().map(|&v| exp::exp(v - m)).sum::<f32>().ln()
             };
         };
         if x.len() >= PAR_MIN {
@@ -204,7 +302,7 @@ pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
         let m = row_max(r);
         let mut s = 0.0;
         for (o, &v) in o.iter_mut().zip(r) {
-            *o = (v - m).exp();
+            *o = exp::exp(v - m);
             s += *o;
         }
         let inv = 1.0 / s;
@@ -289,7 +387,11 @@ mod tests {
             unary(op, &xs, &mut out);
             close(&out, &xs.iter().map(|&v| op.eval(v)).collect::<Vec<_>>());
             unary_grad(op, &xs, &dy, &mut out);
-            let want: Vec<f32> = xs.iter().zip(&dy).map(|(&v, &g)| g * op.derivative(v)).collect();
+            let want: Vec<f32> = xs
+                .iter()
+                .zip(&dy)
+                .map(|(&v, &g)| g * op.derivative(v))
+                .collect();
             close(&out, &want);
         }
     }
@@ -316,7 +418,12 @@ mod tests {
 
     #[test]
     fn rope_matches_the_reference() {
-        let dm = Dims { b: 2, h: 3, t: 5, d: 8 };
+        let dm = Dims {
+            b: 2,
+            h: 3,
+            t: 5,
+            d: 8,
+        };
         let x = rand(2 * 3 * 5 * 8, 4);
         let freqs = [1.0, 0.1, 0.01, 0.0];
         let pos: Vec<i32> = (0..10).map(|p| p * 3 % 7).collect();

@@ -113,7 +113,13 @@ mod tests {
             (&[4, 64, 32], &[32, 48], &[4, 64, 48], false, false),
             (&[4, 64, 32], &[48, 32], &[4, 64, 48], false, true),
             (&[4, 32, 64], &[32, 48], &[4, 64, 48], true, false),
-            (&[2, 3, 64, 32], &[2, 3, 32, 16], &[2, 3, 64, 16], false, false),
+            (
+                &[2, 3, 64, 32],
+                &[2, 3, 32, 16],
+                &[2, 3, 64, 16],
+                false,
+                false,
+            ),
             (&[64, 32], &[3, 32, 16], &[3, 64, 16], false, false),
             (&[2, 1, 8, 4], &[1, 3, 4, 8], &[2, 3, 8, 8], false, false),
         ];
@@ -124,7 +130,10 @@ mod tests {
             let mut c = vec![0.0; want.len()];
             matmul(&a, sa, &b, sb, so, ta, tb, &mut c);
             for (x, y) in c.iter().zip(&want) {
-                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "case {i}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "case {i}: {x} vs {y}"
+                );
             }
         }
     }

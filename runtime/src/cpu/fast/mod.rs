@@ -18,6 +18,7 @@
 //! the reference as a whole. f32 only: the f64 gradient-check mode stays with the reference.
 
 mod attention;
+mod exp;
 mod kernels;
 mod matmul;
 mod pool;
@@ -172,6 +173,8 @@ fn execute(
         }
     }
     let mut vals: Vec<Option<Value<f32>>> = vec![None; g.len()];
+    let profile = std::env::var_os("WEFT_FAST_PROFILE").is_some();
+    let mut times: HashMap<String, (f64, usize)> = HashMap::new();
     let result = (|| {
         for (i, node) in g.nodes.iter().enumerate() {
             if plan.root[i] == i {
@@ -185,7 +188,15 @@ fn execute(
                                 .expect("fast path bug: value freed early")
                         })
                         .collect();
-                    eval(g, i, &ins, pool, inputs, params)?
+                    let t0 = profile.then(std::time::Instant::now);
+                    let v = eval(g, i, &ins, pool, inputs, params)?;
+                    if let Some(t0) = t0 {
+                        let key = format!("{} {:?}", node.op.name(), node.shape);
+                        let e = times.entry(key).or_default();
+                        e.0 += t0.elapsed().as_secs_f64();
+                        e.1 += 1;
+                    }
+                    v
                 };
                 vals[i] = Some(value);
             }
@@ -197,6 +208,16 @@ fn execute(
         }
         Ok(())
     })();
+    if profile {
+        // Where a run's time goes, by op and shape (`WEFT_FAST_PROFILE=1`).
+        let mut t: Vec<_> = times.into_iter().collect();
+        t.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+        let total: f64 = t.iter().map(|x| x.1 .0).sum();
+        eprintln!("fast path: {:.1} ms", total * 1e3);
+        for (k, (s, n)) in t.iter().take(25) {
+            eprintln!("{:8.2} ms {n:4}x {k}", s * 1e3);
+        }
+    }
     let collect = |list: &[(String, ValueId)]| {
         list.iter()
             .map(|(n, v)| {
@@ -310,6 +331,18 @@ fn eval(
             strided::permute(ins[0].f(), s(0), perm, &mut o);
             o
         }
+        Op::Slice { axis, start, end } if is_f(0) => {
+            // Whole `inner`-long runs: one copy per outer index (the attention gradient's
+            // three parts are one copy each).
+            let (outer, ext, inner) = split_axis(s(0), *axis);
+            let (x, run) = (ins[0].f(), (end - start) * inner);
+            let mut o = out();
+            for (b, dst) in o.chunks_mut(run.max(1)).enumerate().take(outer) {
+                let src = (b * ext + start) * inner;
+                dst.copy_from_slice(&x[src..src + run]);
+            }
+            o
+        }
         Op::BroadcastTo { .. } if is_f(0) => {
             let mut o = out();
             strided::broadcast(ins[0].f(), s(0), shape, &mut o);
@@ -332,7 +365,15 @@ fn eval(
         Op::Rope { layout, inverse } => {
             let mut o = out();
             let dm = Dims::from_shape(s(0));
-            kernels::rope(ins[0].f(), ins[1].f(), ins[2].i(), dm, *layout, *inverse, &mut o);
+            kernels::rope(
+                ins[0].f(),
+                ins[1].f(),
+                ins[2].i(),
+                dm,
+                *layout,
+                *inverse,
+                &mut o,
+            );
             o
         }
         _ => return exec::eval(g, i, ins, inputs, params),

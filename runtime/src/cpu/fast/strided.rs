@@ -209,7 +209,10 @@ mod tests {
         let x: Vec<i32> = (0..24).collect();
         let mut out = vec![0; 24];
         permute(&x, &[2, 3, 4], &[0, 2, 1], &mut out);
-        assert_eq!(out, crate::cpu::shape_ops::permute(&x, &[2, 3, 4], &[0, 2, 1]));
+        assert_eq!(
+            out,
+            crate::cpu::shape_ops::permute(&x, &[2, 3, 4], &[0, 2, 1])
+        );
         let y: Vec<i32> = (0..3).collect();
         let mut out = vec![0; 12];
         broadcast(&y, &[3, 1], &[3, 4], &mut out);
