@@ -1,6 +1,7 @@
 //! Replays every input the spec fuzzer (`cargo run --release -p weft-compiler --example
 //! fuzz_specs`) ever saw panic, kept in `tests/fuzz-corpus/`, through the same pipeline
-//! (parse → check → lower → autodiff → passes): none may panic again.
+//! (parse → check → lower → autodiff → passes): none may panic again. `lower-error-*` files are
+//! not panics but open findings: specs that check cleanly and still fail to lower.
 
 #[allow(dead_code)]
 #[path = "../examples/fuzz_specs/harness.rs"]
