@@ -57,7 +57,8 @@ fn run(a: &EvalArgs) -> Result<(), String> {
         (Some(p), None) => (read_tokens(p, vocab)?, p.display().to_string()),
         (None, Some(text)) => (
             {
-                let mut near: Vec<&std::path::Path> = a.weights.iter().map(|w| w.as_path()).collect();
+                let mut near: Vec<&std::path::Path> =
+                    a.weights.iter().map(|w| w.as_path()).collect();
                 near.push(&a.spec);
                 super::generate::text_tokens(text, &a.tokenizer, vocab, &near)?
             },

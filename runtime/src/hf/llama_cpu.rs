@@ -516,9 +516,12 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_fn()(a, b)
 }
 
+/// A dot product of two equal-length slices.
+type DotFn = fn(&[f32], &[f32]) -> f32;
+
 /// The fastest dot product this CPU runs (chosen once).
-fn dot_fn() -> fn(&[f32], &[f32]) -> f32 {
-    static CHOICE: std::sync::OnceLock<fn(&[f32], &[f32]) -> f32> = std::sync::OnceLock::new();
+fn dot_fn() -> DotFn {
+    static CHOICE: std::sync::OnceLock<DotFn> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -542,8 +545,8 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
+        for ((s, a), b) in acc.iter_mut().zip(x).zip(y) {
+            *s += a * b;
         }
     }
     acc.iter().sum::<f32>() + tail
