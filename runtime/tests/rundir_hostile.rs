@@ -227,3 +227,66 @@ fn a_damaged_latest_checkpoint_names_the_older_ones_to_fall_back_on() {
     );
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn damaged_weights_and_tokenizer_files_name_the_file() {
+    use std::collections::BTreeMap;
+    use weft_runtime::data::{TextData, Tokenizer};
+    use weft_runtime::{tensor_file, Tensor};
+    let dir = tmpdir("inputs");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Weights (`--init`, `--weights`, `--replace`): safetensors written by weft.
+    let w = dir.join("weights.safetensors");
+    let tensors = BTreeMap::from([
+        (
+            "a".to_string(),
+            Tensor::f32(&[2, 3], vec![1.0, -2.0, 3.5, 0.0, 1e-3, 7.0]),
+        ),
+        ("b".to_string(), Tensor::i32(&[4], vec![1, 2, 3, 4])),
+    ]);
+    tensor_file::save(&w, &tensors).unwrap();
+    let good = std::fs::read(&w).unwrap();
+    for kind in 0..5 {
+        std::fs::write(&w, damage(kind, &good)).unwrap();
+        let r = std::panic::catch_unwind(|| tensor_file::load(&w));
+        let msg = r
+            .unwrap_or_else(|_| panic!("weights damaged by {kind}: load panicked"))
+            .expect_err("damaged weights load")
+            .to_string();
+        assert!(msg.contains("weights.safetensors"), "damage {kind}: {msg}");
+    }
+    // A HF tokenizer.json (text data, `--tokenizer`).
+    let tok = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+        "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+        "model":{"type":"WordLevel","vocab":{"<unk>":0,"the":1,"cat":2,"sat":3},"unk_token":"<unk>"}}"#;
+    let path = dir.join("tokenizer.json");
+    std::fs::write(&path, tok).unwrap();
+    let text = dir.join("c.txt");
+    std::fs::write(&text, "the cat sat the cat sat the cat").unwrap();
+    // The tokenizer is read when the text is loaded with it.
+    let load = || {
+        let t = Tokenizer::from_name("tokenizer.json", &dir)?;
+        TextData::load(&text, t, None, 0.0, 8, 0)
+    };
+    load().unwrap();
+    let wrong = [
+        tok.replace(r#""type":"WordLevel""#, r#""type":"NoSuchModel""#),
+        tok.replace(r#""sat":3"#, r#""sat":99999999999999999999999"#),
+        tok.replace(r#""sat":3"#, r#""sat":"three""#),
+    ];
+    for (kind, bytes) in (0..5)
+        .map(|k| damage(k, tok.as_bytes()))
+        .chain(wrong.iter().map(|s| s.as_bytes().to_vec()))
+        .enumerate()
+    {
+        std::fs::write(&path, &bytes).unwrap();
+        let r = std::panic::catch_unwind(load);
+        let msg = r
+            .unwrap_or_else(|_| panic!("tokenizer damaged by {kind}: panicked"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| panic!("tokenizer damaged by {kind}: accepted"));
+        assert!(msg.contains("tokenizer.json"), "damage {kind}: {msg}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
