@@ -14,14 +14,16 @@ mod graphs;
 use graphs::Case;
 use weft_runtime::{Backend, CpuBackend, FastCpuBackend, HookSelection, Rng, Tensor, TensorData};
 
-/// `|fast − ref| ≤ 1e-5 · (|ref| + max|ref|)`: relative to the value, or to the tensor's scale
-/// where a value is a near-cancelling sum (a gradient entry close to 0).
+/// `|fast − ref| ≤ 1e-5 · (|ref| + max|ref|) + 1e-9`: relative to the value, or to the tensor's
+/// scale where a value is a near-cancelling sum (a gradient entry close to 0). The absolute
+/// 1e-9 is for tensors that are float noise as a whole: mom.weft's unselected modules get
+/// gradients of order 1e-11 that are 0 in exact arithmetic, and summation order decides them.
 fn assert_close(what: &str, fast: &Tensor, reference: &Tensor) {
     assert_eq!(fast.shape, reference.shape, "{what}: shape");
     let (a, b) = (fast.to_f64_vec(), reference.to_f64_vec());
     let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        let ok = (x - y).abs() <= 1e-5 * (y.abs() + scale) || (x.is_nan() && y.is_nan());
+        let ok = (x - y).abs() <= 1e-5 * (y.abs() + scale) + 1e-9 || (x.is_nan() && y.is_nan());
         assert!(ok, "{what}[{i}]: fast {x} vs reference {y} (scale {scale})");
     }
 }
