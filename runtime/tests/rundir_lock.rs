@@ -3,6 +3,9 @@
 //! old run aside instead of deleting it, and one trainer owns a directory at a time (a live
 //! owner's lock refuses, a dead owner's stale lock is taken over).
 
+// `TrainError` is large by design (see `weft_runtime::train`); tests pass it through.
+#![allow(clippy::result_large_err)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

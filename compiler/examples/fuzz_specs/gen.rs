@@ -146,7 +146,7 @@ pub fn tokenize(src: &str) -> Vec<String> {
                 && a.is_whitespace() == b.is_whitespace()
         };
         if c == '"' {
-            while let Some((j, d)) = chars.next() {
+            for (j, d) in chars.by_ref() {
                 end = j + d.len_utf8();
                 if d == '"' {
                     break;

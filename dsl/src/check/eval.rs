@@ -692,9 +692,14 @@ impl Eval {
     pub fn bounded(&mut self, owner: &str, name: &str, v: &Value, span: Span) -> bool {
         match v {
             Value::Int(i) => super::bounds::check(self, owner, name, *i, span),
-            Value::List(items) => items
-                .iter()
-                .fold(true, |ok, x| self.bounded(owner, name, x, span) && ok),
+            Value::List(items) => {
+                // Every element is reported, not just the first out of bounds.
+                let mut ok = true;
+                for x in items {
+                    ok &= self.bounded(owner, name, x, span);
+                }
+                ok
+            }
             _ => true,
         }
     }

@@ -108,7 +108,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| (v * mult as f64) as u64)
+    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
 }
 
 /// Parameter counts of a model (all, trainable), from its graph at batch 1 × 1 token.
@@ -174,7 +174,7 @@ fn judge(
         .filter(|(k, _)| k == "parameters" || k == "gradients" || k == "optimizer state")
         .map(|(_, n)| *n)
         .sum();
-    parts.sort_by(|a, b| b.1.cmp(&a.1));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.1));
     Err(MemoryError {
         what: what.into(),
         needed,
@@ -338,7 +338,7 @@ train {
 
     fn refusal(r: Result<(), TrainError>) -> MemoryError {
         match r {
-            Err(TrainError::Memory(m)) => m,
+            Err(TrainError::Memory(m)) => *m,
             other => panic!("expected a memory refusal, got {other:?}"),
         }
     }

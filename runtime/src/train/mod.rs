@@ -68,7 +68,13 @@ pub enum TrainError {
     )]
     Exists { dir: PathBuf, what: String },
     #[error(transparent)]
-    Memory(#[from] budget::MemoryError),
+    Memory(Box<budget::MemoryError>),
+}
+
+impl From<budget::MemoryError> for TrainError {
+    fn from(e: budget::MemoryError) -> Self {
+        TrainError::Memory(Box::new(e))
+    }
 }
 
 /// How to run.
