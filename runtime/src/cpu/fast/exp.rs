@@ -27,8 +27,8 @@ pub(crate) fn exp(x: f32) -> f32 {
     } else if x > 88.3 {
         f32::INFINITY
     } else {
-        // NaN falls through the comparisons above and stays NaN here.
-        v + (x - x)
+        // NaN falls through the comparisons above; clamp keeps it, so `r` and `v` are NaN.
+        v
     }
 }
 
