@@ -7,7 +7,10 @@ pub fn select_backend(name: &str) -> Result<(Box<dyn Backend>, String), String> 
     match name {
         "cpu" => Ok((Box::new(FastCpuBackend::new()), "backend cpu".into())),
         // The op-by-op interpreter the fast path is tested against.
-        "cpu-ref" => Ok((Box::new(CpuBackend::new()), "backend cpu-ref (reference)".into())),
+        "cpu-ref" => Ok((
+            Box::new(CpuBackend::new()),
+            "backend cpu-ref (reference)".into(),
+        )),
         "wgpu" => {
             let b = WgpuBackend::new().map_err(|e| format!("wgpu backend: {e}"))?;
             let line = format!(

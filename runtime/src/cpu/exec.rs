@@ -19,7 +19,10 @@ use crate::tensor::{Tensor, TensorData};
 use std::collections::HashMap;
 use weft_compiler::ir::{verify, ConstValue, DType, Graph, Op, ValueId};
 
-pub(crate) fn hook_ids(g: &Graph, hooks: &HookSelection) -> Result<Vec<(String, ValueId)>, RunError> {
+pub(crate) fn hook_ids(
+    g: &Graph,
+    hooks: &HookSelection,
+) -> Result<Vec<(String, ValueId)>, RunError> {
     match hooks {
         HookSelection::None => Ok(Vec::new()),
         HookSelection::All => Ok(g.hooks.clone()),
