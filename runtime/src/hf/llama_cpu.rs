@@ -229,6 +229,16 @@ impl LlamaCpu {
         let mut proj = vec![0.0; t * d];
         let mut gu = vec![0.0; t * 2 * c.hidden];
         let mut act = vec![0.0; t * c.hidden];
+        // (cos, sin) of each new position's pair angles, shared by every head and layer.
+        let rotations: Vec<(f32, f32)> = (0..t)
+            .flat_map(|i| {
+                let pos = (cache.len + i) as f32;
+                self.freqs.iter().map(move |&f| {
+                    let (s, c) = (pos * f).sin_cos();
+                    (c, s)
+                })
+            })
+            .collect();
         for (l, ly) in self.layers.iter().enumerate() {
             rms_norm(&x, &ly.norm1, c.eps as f32, &mut h);
             linear(&h, t, &ly.qkv, nqkv, d, &mut qkv);
@@ -236,10 +246,10 @@ impl LlamaCpu {
                 add_rows(&mut qkv, b);
             }
             for (i, row) in qkv.chunks_mut(nqkv).enumerate() {
-                let pos = (cache.len + i) as f32;
                 let (q, rest) = row.split_at_mut(qd);
+                let rot = &rotations[i * hd / 2..(i + 1) * hd / 2];
                 for head in q.chunks_mut(hd).chain(rest[..kvd].chunks_mut(hd)) {
-                    rope_half(head, &self.freqs, pos);
+                    rope_half(head, rot);
                 }
                 for g in 0..c.kv_heads {
                     let at = (g * cache.cap + cache.len + i) * hd;
@@ -442,12 +452,11 @@ fn add_rows(x: &mut [f32], b: &[f32]) {
     }
 }
 
-/// Rotates pairs (i, i + d/2) by `pos · freqs[i]` (weft's `layout: half`).
-fn rope_half(x: &mut [f32], freqs: &[f32], pos: f32) {
+/// Rotates pairs (i, i + d/2) by the angles whose (cos, sin) are `rot[i]` (weft's
+/// `layout: half`).
+fn rope_half(x: &mut [f32], rot: &[(f32, f32)]) {
     let half = x.len() / 2;
-    for (i, &f) in freqs.iter().enumerate() {
-        let ang = pos * f;
-        let (s, c) = ang.sin_cos();
+    for (i, &(c, s)) in rot.iter().enumerate() {
         let (a, b) = (x[i], x[i + half]);
         x[i] = a * c - b * s;
         x[i + half] = a * s + b * c;
