@@ -11,7 +11,7 @@ pub use workloads::{attention, matmul, train_step, Work, Workload};
 
 use crate::backend::{Backend, HookSelection};
 use crate::error::RunError;
-use crate::{CpuBackend, WgpuBackend};
+use crate::{CpuBackend, FastCpuBackend, WgpuBackend};
 use std::time::{Duration, Instant};
 use weft_compiler::codegen::CodegenOptions;
 
@@ -22,7 +22,7 @@ pub fn full() -> bool {
 
 /// One backend to time, with the name tables and benchmark ids use.
 pub struct BenchBackend {
-    /// `cpu`, `wgpu` or `wgpu-unfused`.
+    /// `cpu` (the fast path), `cpu-ref` (the reference interpreter), `wgpu` or `wgpu-unfused`.
     pub name: &'static str,
     pub backend: Box<dyn Backend>,
 }
@@ -37,7 +37,8 @@ pub fn adapter() -> Option<(String, String)> {
     })
 }
 
-/// The backends `which` names (`cpu`, `wgpu` or `all`): the CPU, and when an adapter exists
+/// The backends `which` names (`cpu`, `wgpu` or `all`): the CPU fast path and its reference
+/// interpreter (what the fast path is measured against), and when an adapter exists
 /// wgpu both fused (the default) and unfused (`fuse: false`, the baseline fusion is
 /// measured against).
 pub fn backends(which: &str) -> Result<Vec<BenchBackend>, String> {
@@ -45,6 +46,10 @@ pub fn backends(which: &str) -> Result<Vec<BenchBackend>, String> {
     if matches!(which, "cpu" | "all") {
         out.push(BenchBackend {
             name: "cpu",
+            backend: Box::new(FastCpuBackend::new()),
+        });
+        out.push(BenchBackend {
+            name: "cpu-ref",
             backend: Box::new(CpuBackend::new()),
         });
     }
