@@ -27,7 +27,10 @@ pub fn import(dir: &Path, out: &Path, weights: Option<&Path>) -> ExitCode {
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "imported".into());
         let name = hf::spec::model_name(&stem);
-        if dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) || hf::gguf::is_gguf(dir)
+        if dir
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            || hf::gguf::is_gguf(dir)
         {
             return import_gguf(dir, &name, out, weights);
         }
