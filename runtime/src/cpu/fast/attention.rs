@@ -7,7 +7,6 @@
 //! stored, and masked-out key blocks cost nothing. The pattern hook (`AttentionPattern`) stays
 //! with the reference, which is what a captured pattern needs anyway.
 
-use super::exp::exp;
 use crate::cpu::attention::Dims;
 use crate::cpu::real::CpuReal;
 use rayon::prelude::*;
@@ -71,19 +70,27 @@ fn signed_as(p: f32, e: f32) -> f32 {
     }
 }
 
-/// One row whose visible keys are `lo..hi`.
+/// One row whose visible keys are `lo..hi`. The arithmetic is the reference's to the bit
+/// (libm `exp`, `e / z`): a captured pattern is applied by a separate matmul, and `weft eval`
+/// with and without `--capture` must give the same logits.
 fn normalise_run<const SIGNED: bool>(row: &mut [f32], lo: usize, hi: usize) {
     let mag = |p: f32| if SIGNED { p.abs() } else { p };
     let vis = &mut row[lo..hi];
-    let m = vis.iter().fold(f32::NEG_INFINITY, |a, &p| a.max(mag(p)));
+    let m = vis.iter().fold(
+        f32::NEG_INFINITY,
+        |a, &p| if mag(p) > a { mag(p) } else { a },
+    );
     let mut z = 0.0f32;
     for p in vis.iter_mut() {
-        let e = exp(mag(*p) - m);
+        let e = (mag(*p) - m).exp();
         z += e;
         *p = if SIGNED { signed_as(*p, e) } else { e };
     }
-    let inv = if z > 0.0 { 1.0 / z } else { 0.0 };
-    vis.iter_mut().for_each(|p| *p *= inv);
+    if z > 0.0 {
+        vis.iter_mut().for_each(|p| *p /= z);
+    } else {
+        vis.fill(0.0);
+    }
     row[..lo].fill(0.0);
     row[hi..].fill(0.0);
 }
@@ -108,12 +115,15 @@ fn normalise_masked(
     }
     let mut z = 0.0f32;
     for (j, p) in row.iter_mut().enumerate() {
-        let e = if vis(j) { exp(mag(*p) - m) } else { 0.0 };
+        let e = if vis(j) { (mag(*p) - m).exp() } else { 0.0 };
         z += e;
         *p = if signed { signed_as(*p, e) } else { e };
     }
-    let inv = if z > 0.0 { 1.0 / z } else { 0.0 };
-    row.iter_mut().for_each(|p| *p *= inv);
+    if z > 0.0 {
+        row.iter_mut().for_each(|p| *p /= z);
+    } else {
+        row.fill(0.0);
+    }
 }
 
 fn seg_of(seg: Option<&[i32]>, bi: usize, t: usize) -> Option<&[i32]> {
