@@ -1,5 +1,5 @@
 //! A branch-free `exp` for f32 that the compiler vectorises (libm's `expf` is a call per
-//! element: a third of the SwiGLU and attention time in the fast path's profile). Cody–Waite
+//! element: most of the SwiGLU time in the fast path's profile; softmax rows use it too). Cody–Waite
 //! range reduction by ln 2 and a degree-6 polynomial on `[-ln2/2, ln2/2]`: within 2 ulp of
 //! the correctly rounded value over the whole range, 0 below the smallest normal result,
 //! +inf from 88.3 up (2^127.4, within 1.6 of the largest f32), NaN for NaN.
