@@ -14,6 +14,16 @@
 //! with the panic message in `crash-HASH.txt`; `compiler/tests/fuzz_corpus.rs` replays that
 //! folder in the ordinary test suite. Progress goes to stderr every `--every` cases. Exit 1
 //! when any case panicked. Runs on one thread.
+//!
+//! Last full run (issue 16, 2026-12-04): 1 000 000 cases, seed 0x5eed (400 550 byte-mutated,
+//! 399 924 token-mutated, 199 526 generated), 4364 s on one core of a shared 2-core machine:
+//! 0 panics. 658 054 stopped at a syntax error, 238 685 at diagnostics, 103 093 lowered; 168
+//! checked cleanly but did not lower (an `IrError`, not a panic: two are kept in the corpus as
+//! `lower-error-*`, open). That binary predates two bound fixes (the model's `layers` was
+//! bounded at 2^24 instead of 2^14, hidden widths at 2^28 instead of 2^26); with the final
+//! bounds, 100 000 cases (seed 0x4d) ran in 95 s and a second million (seed 0x5eed) had
+//! reached 600 000 cases in 741 s, both with 0 panics. The crashes it guards against
+//! (`crash-*` in the corpus) were found before the checker's bounds, by the same mutations.
 
 mod gen;
 mod harness;
