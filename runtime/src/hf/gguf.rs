@@ -70,6 +70,13 @@ pub fn import_gguf(path: &Path, name: &str) -> Result<ImportedGguf> {
         ))
     })?;
     let shapes = verify::param_shapes(&checked)?;
+    // Sized before any tensor is read: a header may promise far more than this machine holds.
+    let elements: u128 = file
+        .tensors
+        .iter()
+        .map(|t| t.n_elements().unwrap_or(u64::MAX) as u128)
+        .sum();
+    crate::train::budget::check_import(elements).map_err(|e| HfError::new(format!("{p}: {e}")))?;
     let weights = map_tensors(&file, &config, &arch, &shapes)
         .map_err(|e| HfError::new(format!("{p}: {}", e.0)))?;
     let tokenizer = gguf_tokenizer::tokenizer_json(&file);

@@ -302,6 +302,24 @@ pub fn check_inference_with(
     judge(what, parts, available, false)
 }
 
+/// An import (`weft import`): `elements` weights become f32 (4 bytes each), and the mapping
+/// holds about one more copy while it transposes or un-permutes them and writes the file.
+pub fn check_import(elements: u128) -> Result<(), MemoryError> {
+    check_import_with(elements, available())
+}
+
+/// [`check_import`] against a given amount of memory.
+pub fn check_import_with(
+    elements: u128,
+    available: Option<(u64, String)>,
+) -> Result<(), MemoryError> {
+    let parts = vec![
+        ("parameters".into(), 4 * elements),
+        ("mapped copies".into(), 4 * elements),
+    ];
+    judge("import", parts, available, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +346,19 @@ train {
 
     fn limit(n: u128) -> Option<(u64, String)> {
         Some((n as u64, "the test".into()))
+    }
+
+    #[test]
+    fn import_is_refused_when_two_f32_copies_do_not_fit() {
+        // 1000 weights: 4000 bytes as f32, 8000 with the mapping's copy.
+        assert!(check_import_with(1000, limit(8000)).is_ok());
+        let e = check_import_with(1000, limit(7999)).unwrap_err();
+        assert_eq!(e.needed, 8000);
+        assert!(
+            e.to_string().starts_with("import needs about 7.8 KiB"),
+            "{e}"
+        );
+        assert!(check_import_with(u64::MAX as u128, None).is_ok());
     }
 
     fn plan_of(src: &str) -> (Checked, Plan) {
