@@ -19,7 +19,7 @@ GPU_TESTS=(wgpu_ops wgpu_attention wgpu_matmul_tiles wgpu_examples wgpu_transfor
 
 prepare() {
   set -e
-  for p in /.dev/ /.gl/; do grep -qxF "$p" .git/info/exclude || echo "$p" >>.git/info/exclude; done
+  for p in /.dev/ /.gl/; do grep -qsxF "$p" .git/info/exclude || echo "$p" >>.git/info/exclude; done
   rm -rf .dev && mkdir -p .dev/bin .gl
   cargo build --release --locked --bin weft
   cp "${CARGO_TARGET_DIR:-target}/release/weft" .dev/bin/weft
