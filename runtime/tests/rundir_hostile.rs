@@ -3,39 +3,18 @@
 //! never panics the code that reads it back — resuming, loading checkpoints, reading traces
 //! and metrics — and every error names the damaged file.
 
+mod rundir_support;
+
 use std::path::{Path, PathBuf};
 use weft_runtime::checkpoint::{self, Expect};
 use weft_runtime::rundir::{read_metrics, read_trace};
 use weft_runtime::train::{train, TrainOptions, TrainReport};
 use weft_runtime::CpuBackend;
 
-const SPEC: &str = r#"
-model tiny {
-  vocab = 16
-  dim = 16
-  heads = 2
-  layers = 1
-  ctx = 16
-  block b {
-    x = x + attention(rms_norm(x))
-    x = x + swiglu(rms_norm(x), hidden: 32)
-  }
-  layers { 0 .. layers => b }
-}
-train {
-  data = copy_task(len: 4)
-  seq = 8
-  batch = 4
-  steps = 4
-  log_every = 1
-  eval_every = 2
-}
-"#;
+const SPEC: &str = rundir_support::TINY_SPEC;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("weft-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    rundir_support::tmpdir("hostile", name)
 }
 
 fn resume(out: &Path, steps: u64) -> Result<TrainReport, String> {

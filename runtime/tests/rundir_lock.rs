@@ -6,6 +6,8 @@
 // `TrainError` is large by design (see `weft_runtime::train`); tests pass it through.
 #![allow(clippy::result_large_err)]
 
+mod rundir_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,33 +15,10 @@ use weft_runtime::rundir::{existing_run, LockError, RunLock, LOCK_FILE};
 use weft_runtime::train::{start_over, train, TrainError, TrainOptions, TrainReport};
 use weft_runtime::CpuBackend;
 
-const SPEC: &str = r#"
-model tiny {
-  vocab = 16
-  dim = 16
-  heads = 2
-  layers = 1
-  ctx = 16
-  block b {
-    x = x + attention(rms_norm(x))
-    x = x + swiglu(rms_norm(x), hidden: 32)
-  }
-  layers { 0 .. layers => b }
-}
-train {
-  data = copy_task(len: 4)
-  seq = 8
-  batch = 4
-  steps = 4
-  log_every = 1
-  eval_every = 2
-}
-"#;
+const SPEC: &str = rundir_support::TINY_SPEC;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("weft-lock-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    rundir_support::tmpdir("lock", name)
 }
 
 fn run(out: &Path, resume: bool) -> Result<TrainReport, TrainError> {

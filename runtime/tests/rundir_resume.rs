@@ -6,6 +6,8 @@
 // `TrainError` is large by design (see `weft_runtime::train`); tests pass it through.
 #![allow(clippy::result_large_err)]
 
+mod rundir_support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,9 +42,7 @@ train {
 "#;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("weft-resume-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    rundir_support::tmpdir("resume", name)
 }
 
 /// Trains `src` into `out`; `pause` sleeps after every logged step (to give a killer time).
