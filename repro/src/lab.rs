@@ -24,6 +24,31 @@ impl Spec {
         }
     }
 
+    /// Points the spec's `data = text(...)` at `path` (a corpus the experiment wrote; made
+    /// absolute so it does not resolve against the spec's folder).
+    pub fn set_data_path(&mut self, path: &Path) -> Result<(), ReproError> {
+        let abs = std::path::absolute(path).map_err(|source| ReproError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match self
+            .checked
+            .train
+            .as_mut()
+            .and_then(|t| t.settings.get_mut("data"))
+        {
+            Some(Value::Call(c)) if c.name == "text" => {
+                c.args
+                    .insert("path".into(), Value::Str(abs.display().to_string()));
+                Ok(())
+            }
+            _ => Err(ReproError::Spec(format!(
+                "{}: the experiment writes its corpus, so `data` must be `text(...)`",
+                self.path.display()
+            ))),
+        }
+    }
+
     /// An integer `train { }` setting.
     pub fn train_int(&self, key: &str) -> Option<i64> {
         self.checked.train.as_ref().and_then(|t| t.int(key))
@@ -171,12 +196,23 @@ impl Lab {
     }
 
     /// Trains `spec` into `out/NAME/runs/RUN` (replacing an earlier run there), starting from
-    /// `init` when given.
+    /// `init` when given, with the experiment's seed.
     pub fn train(
         &mut self,
         spec: &Spec,
         run: &str,
         init: Option<&ParamStore>,
+    ) -> Result<Trained, ReproError> {
+        self.train_seeded(spec, run, init, self.opts.seed)
+    }
+
+    /// As [`Lab::train`] with an explicit seed (one run per seed of a multi-seed experiment).
+    pub fn train_seeded(
+        &mut self,
+        spec: &Spec,
+        run: &str,
+        init: Option<&ParamStore>,
+        seed: u64,
     ) -> Result<Trained, ReproError> {
         let dir = self.dir().join("runs").join(run);
         let _ = std::fs::remove_dir_all(&dir);
@@ -194,7 +230,7 @@ impl Lab {
                     .map(Path::to_path_buf)
                     .unwrap_or_default(),
                 steps: None,
-                seed: Some(self.opts.seed),
+                seed: Some(seed),
                 resume: false,
                 stop: None,
                 init,

@@ -18,8 +18,25 @@ pub struct Comparison {
     pub method: f64,
     /// Whether the paper's effect appeared, by `criterion`.
     pub effect_seen: bool,
+    /// The experiment could not decide: its precondition (e.g. the models learning the task
+    /// at the training length) failed, so "not seen" would claim more than was measured.
+    #[serde(default)]
+    pub inconclusive: bool,
     /// The rule `effect_seen` applies, in words with its threshold.
     pub criterion: String,
+}
+
+impl Comparison {
+    /// "effect seen", "effect not seen" or "inconclusive".
+    pub fn verdict(&self) -> &'static str {
+        if self.inconclusive {
+            "inconclusive"
+        } else if self.effect_seen {
+            "effect seen"
+        } else {
+            "effect not seen"
+        }
+    }
 }
 
 /// A titled table; cells are numbers or strings.
@@ -58,6 +75,11 @@ pub struct Report {
     pub seed: u64,
     pub backend: String,
     pub git_rev: String,
+    /// The commit that last changed `repro/criteria/NAME.txt`, the criterion's text (fixed
+    /// before the final run; `None` for experiments without such a file or outside a
+    /// checkout).
+    #[serde(default)]
+    pub criterion_commit: Option<String>,
     pub wall_s: f64,
     pub headline: Option<Comparison>,
     pub tables: Vec<Table>,
@@ -85,6 +107,7 @@ impl Report {
             seed: o.seed,
             backend,
             git_rev: git_rev(&o.root),
+            criterion_commit: criterion_commit(&o.root, e.name),
             wall_s: 0.0,
             headline: None,
             tables: Vec::new(),
@@ -112,8 +135,18 @@ impl Report {
             method_name: method_name.into(),
             method,
             effect_seen,
+            inconclusive: false,
             criterion: criterion.into(),
         });
+    }
+
+    /// Marks the headline as undecided (see [`Comparison::inconclusive`]); `effect_seen`
+    /// becomes false.
+    pub fn inconclusive(&mut self) {
+        if let Some(h) = self.headline.as_mut() {
+            h.inconclusive = true;
+            h.effect_seen = false;
+        }
     }
 
     pub fn table(&mut self, t: Table) {
@@ -164,13 +197,13 @@ impl Report {
         if let Some(h) = &self.headline {
             let _ = writeln!(
                 s,
-                "**{}**: {} {} vs {} {} — effect {} ({}).\n",
+                "**{}**: {} {} vs {} {} — {} ({}).\n",
                 h.metric,
                 h.baseline_name,
                 num(h.baseline),
                 h.method_name,
                 num(h.method),
-                if h.effect_seen { "seen" } else { "not seen" },
+                h.verdict(),
                 h.criterion
             );
         }
@@ -196,6 +229,13 @@ impl Report {
         let _ = writeln!(s, "- seed: {}", self.seed);
         let _ = writeln!(s, "- backend: {}", self.backend);
         let _ = writeln!(s, "- git revision: {}", self.git_rev);
+        if let Some(c) = &self.criterion_commit {
+            let _ = writeln!(
+                s,
+                "- criterion fixed in commit {c} (`repro/criteria/{}.txt`, before this run)",
+                self.experiment
+            );
+        }
         let _ = writeln!(s, "- wall time: {:.1} s", self.wall_s);
         for r in &self.runs {
             let _ = writeln!(s, "- run directory: `{r}` (`weft view {r}`)");
@@ -238,6 +278,27 @@ fn cell(c: &Json) -> String {
         Json::Number(n) if n.is_f64() => num(n.as_f64().unwrap_or(f64::NAN)),
         other => other.to_string(),
     }
+}
+
+/// The commit that last changed `repro/criteria/NAME.txt` (with `-dirty` when the file has
+/// uncommitted changes), or `None` when there is no such file or no checkout.
+fn criterion_commit(root: &Path, name: &str) -> Option<String> {
+    let rel = format!("repro/criteria/{name}.txt");
+    if !root.join(&rel).is_file() {
+        return None;
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let rev = git(&["log", "-1", "--format=%h", "--", &rel]).filter(|r| !r.is_empty())?;
+    let dirty = git(&["status", "--porcelain", "--", &rel]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{rev}-dirty") } else { rev })
 }
 
 /// `git rev-parse --short HEAD` in `root` (with `-dirty` when the tree has changes), or

@@ -76,7 +76,14 @@ pub fn summary_markdown(reports: &[Report], out: &str) -> String {
                 h.metric.clone(),
                 format!("{} {}", h.baseline_name, num(h.baseline)),
                 format!("{} {}", h.method_name, num(h.method)),
-                if h.effect_seen { "yes" } else { "no" }.to_string(),
+                if h.inconclusive {
+                    "inconclusive"
+                } else if h.effect_seen {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_string(),
             ),
             None => ("—".into(), "—".into(), "—".into(), "—".into()),
         };
@@ -106,7 +113,14 @@ pub fn summary_markdown(reports: &[Report], out: &str) -> String {
     s.push_str("\n## Criteria\n\n");
     for r in reports {
         if let Some(h) = &r.headline {
-            let _ = writeln!(s, "- **{}**: {}", r.method, h.criterion);
+            match &r.criterion_commit {
+                Some(c) => {
+                    let _ = writeln!(s, "- **{}** (fixed in {c}): {}", r.method, h.criterion);
+                }
+                None => {
+                    let _ = writeln!(s, "- **{}**: {}", r.method, h.criterion);
+                }
+            }
         }
     }
     let _ = writeln!(

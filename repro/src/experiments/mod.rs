@@ -4,6 +4,7 @@ use crate::{Lab, Report, ReproError};
 
 mod batch_icl;
 mod cog;
+mod copy_recipe;
 mod dr_icl;
 mod factual;
 mod grok;
@@ -33,7 +34,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "hope",
         method: "HoPE",
-        comparison: "RoPE vs HoPE vs NoPE, train at T, test up to 8T",
+        comparison: "RoPE vs HoPE vs NoPE on the copy recipe, train at T, test up to 8T, 3 seeds",
         run: hope::run,
     },
     Experiment {
@@ -45,7 +46,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "grok",
         method: "Grok-to-copy",
-        comparison: "weight decay 0 vs 0.1, two batch sizes",
+        comparison: "weight decay 0 vs 0.1 vs 1.0 on the copy recipe, 3 seeds",
         run: grok::run,
     },
     Experiment {
