@@ -5,6 +5,7 @@
 //! the reference and the WGSL emitter) inline into a tight loop.
 
 use super::exp;
+use super::simd::with_avx2;
 use super::strided::{zip, PAR_MIN};
 use crate::cpu::attention::Dims;
 use rayon::prelude::*;
@@ -116,9 +117,11 @@ macro_rules! each_binary {
 /// `out[i] = f(x[i])`, split across threads when large.
 fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     let body = |(o, x): (&mut [f32], &[f32])| {
-        for (o, &v) in o.iter_mut().zip(x) {
-            *o = f(v);
-        }
+        with_avx2(|| {
+            for (o, &v) in o.iter_mut().zip(x) {
+                *o = f(v);
+            }
+        })
     };
     if x.len() >= PAR_MIN {
         let per = x.len().div_ceil(rayon::current_num_threads() * 2);
@@ -209,7 +212,7 @@ pub(crate) fn reduce(
     }
     let block = |(o, (acc, xs)): (usize, (&mut [f32], &[f32]))| {
         let _ = o;
-        match op {
+        with_avx2(|| match op {
             ReduceOp::Sum | ReduceOp::Mean => {
                 acc.fill(0.0);
                 for row in xs.chunks(inner) {
@@ -232,7 +235,7 @@ pub(crate) fn reduce(
                     }
                 }
             }
-        }
+        })
     };
     let _ = outer;
     if x.len() >= PAR_MIN && out.len() >= 2 * inner {
@@ -299,14 +302,16 @@ pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
         return;
     }
     let f = |(o, r): (&mut [f32], &[f32])| {
-        let m = row_max(r);
-        let mut s = 0.0;
-        for (o, &v) in o.iter_mut().zip(r) {
-            *o = exp::exp(v - m);
-            s += *o;
-        }
-        let inv = 1.0 / s;
-        o.iter_mut().for_each(|v| *v *= inv);
+        with_avx2(|| {
+            let m = row_max(r);
+            let mut s = 0.0;
+            for (o, &v) in o.iter_mut().zip(r) {
+                *o = exp::exp(v - m);
+                s += *o;
+            }
+            let inv = 1.0 / s;
+            o.iter_mut().for_each(|v| *v *= inv);
+        })
     };
     if x.len() >= PAR_MIN {
         out.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(f);

@@ -18,10 +18,13 @@
 //! the reference as a whole. f32 only: the f64 gradient-check mode stays with the reference.
 
 mod attention;
+mod attention_tiled;
 mod exp;
 mod kernels;
 mod matmul;
 mod pool;
+mod simd;
+mod small_gemm;
 mod strided;
 
 use super::attention::Dims;
@@ -352,14 +355,14 @@ fn eval(
             let mut o = out();
             let seg = ins.get(3).map(|v| v.i());
             let (q, k, v) = (ins[0].f(), ins[1].f(), ins[2].f());
-            attention::forward(rule, q, k, v, seg, Dims::from_shape(s(0)), &mut o);
+            attention::forward(rule, (q, k, v), seg, Dims::from_shape(s(0)), &mut o);
             o
         }
         Op::AttentionBackward(rule) => {
             let mut o = out();
             let seg = ins.get(5).map(|v| v.i());
             let (q, k, v, y, dy) = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
-            attention::backward(rule, q, k, v, y, dy, seg, Dims::from_shape(s(0)), &mut o);
+            attention::backward(rule, (q, k, v, y, dy), seg, Dims::from_shape(s(0)), &mut o);
             o
         }
         Op::Rope { layout, inverse } => {

@@ -4,6 +4,7 @@
 //! typical op runs as one or two nested loops with a unit- or zero-stride inner loop, instead
 //! of building an offset table per element as the reference's `strided_offsets` does.
 
+use super::simd::with_avx2;
 use rayon::prelude::*;
 
 /// Below this many output elements a loop runs on the calling thread: forking costs more.
@@ -86,9 +87,11 @@ impl<const N: usize> Nest<N> {
             return;
         }
         let run = |r0: usize, chunk: &mut [E]| {
-            for (i, row) in chunk.chunks_mut(n).enumerate() {
-                f(row, self.row_offsets(r0 + i));
-            }
+            with_avx2(|| {
+                for (i, row) in chunk.chunks_mut(n).enumerate() {
+                    f(row, self.row_offsets(r0 + i));
+                }
+            })
         };
         if out.len() >= PAR_MIN && rows > 1 {
             let per = rows.div_ceil(rayon::current_num_threads() * 4).max(1);

@@ -1,0 +1,170 @@
+//! The blocked attention of [`super::attention`] with its block products on
+//! [`small_gemm`]'s unpacked register tiles, for machines that have them. Each (batch, head)
+//! transposes its keys (and, for the backward, values) once into per-thread scratch so that
+//! every product reads its right operand row-major; the transposed weight blocks the key
+//! gradients need are made the same way. The forward's normaliser is the packed path's, so
+//! the weights (and the forward's output) have the reference's bits; the backward recomputes
+//! them with the vectorised one.
+
+use super::attention::{key_end, normalise, seg_of, ROWS};
+use super::simd::with_avx2;
+use super::small_gemm::gemm;
+use crate::cpu::attention::Dims;
+use rayon::prelude::*;
+use weft_compiler::ir::{scalar::sign, AttentionRule};
+
+/// `dst[c·rows + r] = src[r·cols + c]` for the `rows × cols` block at the top of `src`.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    for (r, row) in src.chunks(cols).take(rows).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            dst[c * rows + r] = v;
+        }
+    }
+}
+
+/// Per-thread scratch: transposed keys and values (`[d, T]`), a block of weights and of
+/// their gradient (`[ROWS, T]`), and one transposed block (`[T, ROWS]`).
+struct Scratch {
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+    w: Vec<f32>,
+    g: Vec<f32>,
+    tr: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(t: usize, d: usize) -> Self {
+        Scratch {
+            kt: vec![0.0; d * t],
+            vt: vec![0.0; d * t],
+            w: vec![0.0; ROWS * t],
+            g: vec![0.0; ROWS * t],
+            tr: vec![0.0; ROWS * t],
+        }
+    }
+}
+
+/// Raw scores `scale · q kᵀ` of rows `i0..i1` against keys `..kend`, normalised, into `w`
+/// (with the reference's bits unless `fast`: see `attention::normalise`).
+fn block_weights(
+    rule: &AttentionRule,
+    (qh, kt): (&[f32], &[f32]),
+    seg: Option<&[i32]>,
+    (i0, i1, kend, t, d): (usize, usize, usize, usize, usize),
+    w: &mut [f32],
+    fast: bool,
+) {
+    gemm(
+        (i1 - i0, kend, d),
+        rule.scale,
+        &qh[i0 * d..i1 * d],
+        d,
+        kt,
+        t,
+        0.0,
+        w,
+        kend,
+    );
+    normalise(rule, seg, (i0, kend), w, fast);
+}
+
+/// `y = W v` for every (batch, head) into `y` (`[B,H,T,d]`).
+pub(crate) fn forward(
+    rule: &AttentionRule,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    seg: Option<&[i32]>,
+    dm: Dims,
+    y: &mut [f32],
+) {
+    let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
+    y.par_chunks_mut(hs).enumerate().for_each_init(
+        || Scratch::new(t, d),
+        |s, (bh, yh)| {
+            let r0 = bh * hs;
+            let (qh, kh, vh) = (&q[r0..r0 + hs], &k[r0..r0 + hs], &v[r0..r0 + hs]);
+            let sg = seg_of(seg, bh / dm.h, t);
+            transpose(kh, t, d, &mut s.kt);
+            for i0 in (0..t).step_by(ROWS) {
+                let i1 = (i0 + ROWS).min(t);
+                let kend = key_end(rule, sg, i0, i1, t);
+                let yb = &mut yh[i0 * d..i1 * d];
+                if kend == 0 {
+                    yb.fill(0.0);
+                    continue;
+                }
+                let w = &mut s.w[..(i1 - i0) * kend];
+                block_weights(rule, (qh, &s.kt), sg, (i0, i1, kend, t, d), w, false);
+                gemm((i1 - i0, d, kend), 1.0, w, kend, vh, d, 0.0, yb, d);
+            }
+        },
+    );
+}
+
+/// `(dq, dk, dv)` stacked as `[3,B,H,T,d]` into `out` (the VJP of `cpu::attention::backward`).
+pub(crate) fn backward(
+    rule: &AttentionRule,
+    (q, k, v, y, dy): (&[f32], &[f32], &[f32], &[f32], &[f32]),
+    seg: Option<&[i32]>,
+    dm: Dims,
+    out: &mut [f32],
+) {
+    let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
+    let n = q.len();
+    let (dq, rest) = out.split_at_mut(n);
+    let (dk, dv) = rest.split_at_mut(n);
+    dq.par_chunks_mut(hs)
+        .zip(dk.par_chunks_mut(hs))
+        .zip(dv.par_chunks_mut(hs))
+        .enumerate()
+        .for_each_init(
+            || Scratch::new(t, d),
+            |s, (bh, ((dqh, dkh), dvh))| {
+                let hr = bh * hs..(bh + 1) * hs;
+                let (qh, kh, vh) = (&q[hr.clone()], &k[hr.clone()], &v[hr.clone()]);
+                let (yh, dyh) = (&y[hr.clone()], &dy[hr]);
+                let sg = seg_of(seg, bh / dm.h, t);
+                transpose(kh, t, d, &mut s.kt);
+                transpose(vh, t, d, &mut s.vt);
+                dkh.fill(0.0);
+                dvh.fill(0.0);
+                for i0 in (0..t).step_by(ROWS) {
+                    let i1 = (i0 + ROWS).min(t);
+                    let r = i1 - i0;
+                    let kend = key_end(rule, sg, i0, i1, t);
+                    if kend == 0 {
+                        dqh[i0 * d..i1 * d].fill(0.0);
+                        continue;
+                    }
+                    let w = &mut s.w[..r * kend];
+                    let g = &mut s.g[..r * kend];
+                    block_weights(rule, (qh, &s.kt), sg, (i0, i1, kend, t, d), w, true);
+                    let (qb, dyb) = (&qh[i0 * d..i1 * d], &dyh[i0 * d..i1 * d]);
+                    // g = dy vᵀ over the visible keys, then dp = |w|·(g − sign(w)·δ).
+                    gemm((r, kend, d), 1.0, dyb, d, &s.vt, t, 0.0, g, kend);
+                    with_avx2(|| {
+                        for (ri, (grow, wrow)) in g.chunks_mut(kend).zip(w.chunks(kend)).enumerate()
+                        {
+                            let i = i0 + ri;
+                            let delta: f32 = dyh[i * d..(i + 1) * d]
+                                .iter()
+                                .zip(&yh[i * d..(i + 1) * d])
+                                .map(|(a, b)| a * b)
+                                .sum();
+                            for (gv, &wv) in grow.iter_mut().zip(wrow) {
+                                *gv = wv.abs() * (*gv - sign(wv) * delta);
+                            }
+                        }
+                    });
+                    let dqb = &mut dqh[i0 * d..i1 * d];
+                    gemm((r, d, kend), rule.scale, g, kend, kh, d, 0.0, dqb, d);
+                    let tr = &mut s.tr[..kend * r];
+                    transpose(g, r, kend, tr);
+                    let dkb = &mut dkh[..kend * d];
+                    gemm((kend, d, r), rule.scale, tr, r, qb, d, 1.0, dkb, d);
+                    transpose(w, r, kend, tr);
+                    let dvb = &mut dvh[..kend * d];
+                    gemm((kend, d, r), 1.0, tr, r, dyb, d, 1.0, dvb, d);
+                }
+            },
+        );
+}
