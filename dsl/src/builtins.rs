@@ -6,6 +6,8 @@
 //! test keeps the docs and the table in step. Defaults are written as weft source and
 //! evaluated in the model's scope, so `hidden = "4 * dim"` means what it says.
 
+use crate::typed;
+
 /// What a builtin produces, i.e. where it may appear.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -138,17 +140,12 @@ const fn opt(name: &'static str, ty: Ty, default: &'static str, doc: &'static st
     }
 }
 
-pub const WEIGHT_RULES: &[&str] = &["softmax", "signed"];
-pub const MASK_RULES: &[&str] = &[
-    "causal",
-    "document",
-    "bidirectional",
-    "turns",
-    "turns_keep_first",
-    "self_only",
-];
-pub const LAYOUTS: &[&str] = &["half", "interleaved"];
-pub const GAINS: &[&str] = &["none", "fixed", "trainable"];
+// The closed sets of names are the typed choices' own lists, so the table and the types
+// (`crate::typed`) cannot drift apart.
+pub const WEIGHT_RULES: &[&str] = typed::WeightRule::NAMES;
+pub const MASK_RULES: &[&str] = typed::MaskRule::NAMES;
+pub const LAYOUTS: &[&str] = typed::Layout::NAMES;
+pub const GAINS: &[&str] = typed::Gain::NAMES;
 
 const T: Ty = Ty::Of(Kind::Tensor);
 
@@ -179,7 +176,7 @@ pub const BUILTINS: &[Builtin] = &[
         params: &[
             req("input", T, "the normalised residual stream"),
             opt("hidden", Ty::Int, "4 * dim", "hidden width"),
-            opt("activation", Ty::Choice(&["gelu", "relu", "silu"]), "gelu", "activation (gelu is the tanh approximation, GPT-2's gelu_new)"),
+            opt("activation", Ty::Choice(typed::Activation::NAMES), "gelu", "activation (gelu is the tanh approximation, GPT-2's gelu_new)"),
             opt("bias", Ty::Bool, "true", "biases on both projections"),
         ],
     },
@@ -222,7 +219,7 @@ pub const BUILTINS: &[Builtin] = &[
             opt("temperature", Ty::Float, "1.0", "router softmax temperature τ_r"),
             opt("balance", Ty::Float, "0.01", "weight of the Switch load-balancing loss"),
             opt("straight_through", Ty::Bool, "false", "straight-through estimator on the routing weights"),
-            opt("execution", Ty::Choice(&["dense", "sparse"]), "dense", "dense-masked (all modules run) or sparse (tokens grouped by module)"),
+            opt("execution", Ty::Choice(typed::Execution::NAMES), "dense", "dense-masked (all modules run) or sparse (tokens grouped by module)"),
         ],
     },
     // ---- position rules ----
@@ -234,7 +231,7 @@ pub const BUILTINS: &[Builtin] = &[
             opt("base", Ty::Float, "10000", "rotary base b"),
             opt("layout", Ty::Choice(LAYOUTS), "half", "`half`: pairs (i, i+d/2) (HF Llama); `interleaved`: pairs (2i, 2i+1)"),
             opt("bases", Ty::FloatList, "", "several bases = in-context experts (MoICE)"),
-            opt("router", Ty::Choice(&["swiglu"]), "", "router over `bases` on the query rotated by the first base"),
+            opt("router", Ty::Choice(typed::MoiceRouter::NAMES), "", "router over `bases` on the query rotated by the first base"),
             opt("top_k", Ty::Int, "", "bases mixed per token and head (default: all)"),
             opt("balance", Ty::Float, "0.0", "weight of the router's load-balancing loss"),
         ],
@@ -397,7 +394,7 @@ pub const BUILTINS: &[Builtin] = &[
         params: &[
             opt("p", Ty::Float, "0.4", "final mask rate p_max"),
             opt("warmup", Ty::Float, "0.66", "fraction of training over which p rises linearly from 0"),
-            opt("replace", Ty::Choice(&["mask", "random"]), "random", "`mask`: the `<mask>` token of `extend_vocab` (the pad id without it); `random`: a uniform random token"),
+            opt("replace", Ty::Choice(typed::Replace::NAMES), "random", "`mask`: the `<mask>` token of `extend_vocab` (the pad id without it); `random`: a uniform random token"),
         ],
     },
     Builtin {
@@ -412,8 +409,8 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Loss,
         doc: "Mean next-token cross-entropy over the selected tokens.",
         params: &[
-            opt("mask", Ty::Choice(&["all", "answers", "second_half"]), "all", "which label positions count"),
-            opt("attention", Ty::Choice(&["same", "turns", "turns_keep_first"]), "same", "a second view: override every attention mask (DR-ICL's zero-shot view)"),
+            opt("mask", Ty::Choice(typed::LossMask::NAMES), "all", "which label positions count"),
+            opt("attention", Ty::Choice(typed::LossView::NAMES), "same", "a second view: override every attention mask (DR-ICL's zero-shot view)"),
         ],
     },
     Builtin {
@@ -422,7 +419,7 @@ pub const BUILTINS: &[Builtin] = &[
         doc: "Mean over answer segments of each segment's mean cross-entropy, optionally reweighted per segment.",
         params: &[
             opt("reweight", Ty::Of(Kind::Reweight), "", "per-segment weights (detached)"),
-            opt("attention", Ty::Choice(&["same", "turns", "turns_keep_first"]), "same", "attention-mask view"),
+            opt("attention", Ty::Choice(typed::LossView::NAMES), "same", "attention-mask view"),
         ],
     },
     Builtin {
@@ -448,7 +445,7 @@ pub const BUILTINS: &[Builtin] = &[
         name: "ov_copy_score",
         kind: Kind::Probe,
         doc: "Per-head OV copying score: eigenvalue positivity, or top-k token copying.",
-        params: &[opt("form", Ty::Choice(&["eigen", "topk"]), "eigen", "score form"), opt("k", Ty::Int, "10", "top-k for `topk`")],
+        params: &[opt("form", Ty::Choice(typed::OvForm::NAMES), "eigen", "score form"), opt("k", Ty::Int, "10", "top-k for `topk`")],
     },
     Builtin { name: "logit_lens", kind: Kind::Probe, doc: "Unembed every layer's residual stream.", params: &[opt("len", Ty::Int, "32", "probe length")] },
     Builtin { name: "head_attribution", kind: Kind::Probe, doc: "Direct logit attribution of each head and MLP.", params: &[opt("len", Ty::Int, "32", "probe length")] },
@@ -470,7 +467,7 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Probe,
         doc: "Representation-collapse probe Δ(n): final-state difference of two inputs differing in one early token (Cog).",
         params: &[
-            opt("task", Ty::Choice(&["count_ones", "find_zero"]), "count_ones", "prompt pair"),
+            opt("task", Ty::Choice(typed::CollapseTaskName::NAMES), "count_ones", "prompt pair"),
             opt("lengths", Ty::IntList, "[16, 32, 64]", "values of n"),
         ],
     },
@@ -479,8 +476,8 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Probe,
         doc: "For every head, replace its result at the query position (batch mean or corrupted run), q/k/v frozen; L×H table of the metric change.",
         params: &[
-            opt("task", Ty::Choice(&["copy", "facts"]), "copy", "prompts and metric"),
-            opt("corruption", Ty::Choice(&["mean", "corrupted"]), "mean", "what replaces the head's result"),
+            opt("task", Ty::Choice(typed::PatchTask::NAMES), "copy", "prompts and metric"),
+            opt("corruption", Ty::Choice(typed::PatchCorruption::NAMES), "mean", "what replaces the head's result"),
             opt("samples", Ty::Int, "32", "prompts"),
         ],
     },
@@ -505,7 +502,7 @@ pub const BUILTINS: &[Builtin] = &[
         name: "final_layer",
         kind: Kind::Probe,
         doc: "Final-layer anti-overconfidence analysis and intervention.",
-        params: &[opt("intervention", Ty::Choice(&["self_only", "remove_intercept"]), "self_only", "the intervention")],
+        params: &[opt("intervention", Ty::Choice(typed::FinalIntervention::NAMES), "self_only", "the intervention")],
     },
     Builtin {
         name: "batch_icl",
@@ -565,7 +562,7 @@ pub const MODEL_SETTINGS: &[Param] = &[
     opt("head_dim", Ty::Int, "dim / heads", "per-head width d"),
     opt(
         "position",
-        Ty::Choice(&["none", "learned"]),
+        Ty::Choice(typed::AbsPosition::NAMES),
         "none",
         "absolute position embedding added to the token embedding",
     ),
@@ -577,7 +574,7 @@ pub const MODEL_SETTINGS: &[Param] = &[
     ),
     opt(
         "final_norm",
-        Ty::Choice(&["rms_norm", "layer_norm"]),
+        Ty::Choice(typed::NormKind::NAMES),
         "rms_norm",
         "norm before the unembedding",
     ),

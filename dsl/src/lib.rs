@@ -7,10 +7,12 @@ pub mod ast;
 pub mod builtins;
 pub mod check;
 pub mod diagnostic;
+pub mod edit;
 pub mod extends;
 pub mod format;
 mod parse;
 mod span;
+pub mod typed;
 
 pub use check::{check, check_source, Checked};
 pub use diagnostic::Diagnostic;

@@ -2,7 +2,7 @@
 
 use crate::{Experiment, Options, ReproError};
 use std::path::{Path, PathBuf};
-use weft_dsl::check::value::Value;
+use weft_dsl::typed::DataSource;
 use weft_dsl::Checked;
 use weft_runtime::probes::{Model, ProbeError};
 use weft_runtime::rundir::{read_metrics, StepMetrics};
@@ -20,7 +20,7 @@ impl Spec {
     /// Overrides a `train { }` setting (steps, batch, seq, eval_every...) for this experiment.
     pub fn set(&mut self, key: &str, v: i64) {
         if let Some(t) = self.checked.train.as_mut() {
-            t.settings.insert(key.into(), Value::Int(v));
+            t.set_int(key, v);
         }
     }
 
@@ -31,15 +31,9 @@ impl Spec {
             path: path.to_path_buf(),
             source,
         })?;
-        match self
-            .checked
-            .train
-            .as_mut()
-            .and_then(|t| t.settings.get_mut("data"))
-        {
-            Some(Value::Call(c)) if c.name == "text" => {
-                c.args
-                    .insert("path".into(), Value::Str(abs.display().to_string()));
+        match self.checked.train.as_mut().map(|t| &mut t.data) {
+            Some(DataSource::Text { path, .. }) => {
+                *path = abs.display().to_string();
                 Ok(())
             }
             _ => Err(ReproError::Spec(format!(
@@ -59,9 +53,7 @@ impl Spec {
         let Some(t) = self.checked.train.as_mut() else {
             return;
         };
-        if let Some(Value::Call(c)) = t.settings.get_mut("optimizer") {
-            c.args.insert("weight_decay".into(), Value::Float(wd));
-        }
+        *t.optimizer.weight_decay_mut() = wd;
     }
 }
 

@@ -38,7 +38,7 @@ impl Outputs {
     }
 }
 
-/// Something that can execute a graph: the CPU reference today, wgpu later.
+/// Something that can execute a graph: the CPU reference, the fast CPU path, wgpu.
 pub trait Backend {
     /// Human-readable backend (and adapter) name.
     fn name(&self) -> &str;

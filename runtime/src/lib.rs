@@ -1,10 +1,13 @@
-//! weft-runtime: executes compiled weft graphs on a backend (the CPU reference or wgpu),
-//! trains them and writes run directories.
+//! weft-runtime: executes compiled weft graphs on a backend, trains them and writes run
+//! directories.
 //!
-//! Today: [`Tensor`], the [`Backend`] trait, the CPU reference backend ([`cpu::CpuBackend`],
-//! with an f64 mode for gradient checks) and seeded parameter initialisation ([`init`]).
-//! Training infrastructure: [`optim`] (optimizers, schedules, clipping, accumulation), [`data`]
-//! (batches, synthetic tasks, text, transforms), [`checkpoint`] and [`rundir`].
+//! Backends ([`Backend`]): the numerical reference [`cpu::CpuBackend`] (with an f64 mode for
+//! gradient checks), the fast CPU path [`cpu::FastCpuBackend`] and [`wgpu::WgpuBackend`]
+//! (generated WGSL on any GPU). Training: [`train`] (the loop, its plan from the typed
+//! `train { }` section, traces, memory budgets), [`optim`], [`data`], [`checkpoint`],
+//! [`rundir`]. Interpretability: [`probes`] (and `program NAME = probe(...)`), [`replace`]
+//! (hook replacement), [`fold`] (PEAR gain folding). Models in and out: [`hf`] (HF and GGUF
+//! import, export, decoding). [`bench`] holds the benchmark workloads.
 
 mod backend;
 pub mod bench;

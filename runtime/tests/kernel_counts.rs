@@ -5,7 +5,6 @@
 use weft_compiler::codegen::{compile, CodegenOptions, Program};
 use weft_compiler::ir::Graph;
 use weft_compiler::lower::{lower, LowerOptions};
-use weft_dsl::ast::{Decl, ExprKind, ModelItem};
 
 const B: usize = 2;
 const T: usize = 16;
@@ -37,19 +36,8 @@ const KERNELS_PER_LAYER_NO_PROLOGUES: usize = 11;
 fn gpt(layers: i64) -> weft_dsl::Checked {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/gpt.weft");
     let src = std::fs::read_to_string(path).unwrap();
-    let mut file = weft_dsl::parse(&src).unwrap();
-    for d in &mut file.decls {
-        if let Decl::Model(m) = d {
-            for it in &mut m.items {
-                if let ModelItem::Assign(a) = it {
-                    if a.name.name == "layers" {
-                        a.value.kind = ExprKind::Int(layers);
-                    }
-                }
-            }
-        }
-    }
-    weft_dsl::check_source(&weft_dsl::format(&file, None)).unwrap()
+    let src = weft_dsl::edit::with_settings(&src, &[("layers", layers)], &[]).unwrap();
+    weft_dsl::check_source(&src).unwrap()
 }
 
 fn forward(layers: i64, capture: &[&str]) -> Graph {

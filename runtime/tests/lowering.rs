@@ -284,7 +284,9 @@ fn mom_skip_only_tokens_keep_their_state() {
 #[test]
 fn folded_gains_give_equal_logits_and_leave_no_gain_op() {
     let spec = shrunk("pear.weft");
-    let g = lower(&spec, &LowerOptions::new(B, T)).unwrap();
+    let lowered =
+        weft_compiler::lower::lower_with_manifest(&spec, &LowerOptions::new(B, T)).unwrap();
+    let g = lowered.graph;
     let mut params = init_params(&g, 11);
     let mut rng = Rng::new(12);
     for (name, t) in params.iter_mut() {
@@ -301,7 +303,7 @@ fn folded_gains_give_equal_logits_and_leave_no_gain_op() {
         .unwrap()
         .outputs["logits"]
         .to_f32_vec();
-    let (folded, folds) = weft_compiler::passes::fold_gains(&g).unwrap();
+    let (folded, folds) = weft_compiler::passes::fold_gains(&g, &lowered.manifest.gains).unwrap();
     assert_eq!(folds.len(), spec.model.int("layers") as usize);
     assert!(folded.nodes.iter().all(|n| match &n.op {
         Op::Param { index } => !folded.params[*index].name.ends_with(".gain"),

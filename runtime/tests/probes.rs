@@ -460,42 +460,33 @@ fn programs_run_by_name_and_unimplemented_ones_say_so() {
         "{e}"
     );
     assert!(e.to_string().contains("`no_such_probe`"));
+    // A hand-built call missing arguments the checker would have filled says which.
+    let mut bare = s.programs[0].call.clone();
+    bare.name = "batch_icl".into();
+    bare.args.clear();
+    let e = run_program(&m, &bare, 0).unwrap_err().to_string();
+    assert!(e.contains("`demos`"), "{e}");
     // Batch-ICL needs a label-mapping source: a clear error, not a panic.
-    let mut call = s.programs[0].call.clone();
-    call.name = "batch_icl".into();
-    call.args.clear();
-    let e = run_program(&m, &call, 0).unwrap_err().to_string();
+    let probe = |src: &str| {
+        s.model
+            .call_source(src, weft_dsl::builtins::Kind::Probe)
+            .unwrap()
+    };
+    let e = run_program(&m, &probe("batch_icl()"), 0)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("label_mapping"), "{e}");
-    call.name = "copy_accuracy".into();
-    let json = run_program(&m, &call, 0).unwrap();
+    let json = run_program(&m, &probe("copy_accuracy()"), 0).unwrap();
     let acc = json["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
 }
 
 /// An example spec narrowed (dim 16, ctx ≤ 48) so every program runs in a test.
 fn narrowed(path: &str) -> weft_dsl::Checked {
-    use weft_dsl::ast::{Decl, ExprKind, ModelItem};
     let src = std::fs::read_to_string(format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR")))
         .unwrap();
-    let mut file = weft_dsl::parse(&src).unwrap();
-    for d in &mut file.decls {
-        match d {
-            Decl::Model(m) => {
-                for it in &mut m.items {
-                    if let ModelItem::Assign(a) = it {
-                        match a.name.name.as_str() {
-                            "dim" => a.value.kind = ExprKind::Int(16),
-                            "ctx" => a.value.kind = ExprKind::Int(48),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            Decl::Train(t) => t.items.retain(|a| a.name.name != "seq"),
-            _ => {}
-        }
-    }
-    let text = weft_dsl::format(&file, None);
+    let text =
+        weft_dsl::edit::with_settings(&src, &[("dim", 16), ("ctx", 48)], &[("seq", None)]).unwrap();
     weft_dsl::check_source(&text).unwrap_or_else(|e| panic!("{path}: {e:?}"))
 }
 

@@ -140,18 +140,8 @@ fn baseline_learns_to_copy_far_above_chance() {
     let init = weft_runtime::init_params(&g, 3);
     let backend = CpuBackend::new();
     let model = weft_runtime::probes::Model::new(&spec, &init, &backend);
-    let call = spec
-        .train
-        .as_ref()
-        .unwrap()
-        .get("eval")
-        .unwrap()
-        .as_list()
-        .unwrap()[1]
-        .as_call()
-        .unwrap()
-        .clone();
-    let at_init = weft_runtime::probes::program::run_program(&model, &call, 3).unwrap();
+    let probe = spec.train.as_ref().unwrap().eval[1].clone();
+    let at_init = weft_runtime::probes::program::run_probe(&model, &probe, 3).unwrap();
     let init_best = at_init["scores"]
         .as_array()
         .unwrap()

@@ -35,31 +35,19 @@ pub fn compile(
         return ExitCode::FAILURE;
     };
     let seq = seq.unwrap_or(spec.model.int("ctx") as usize);
-    let mut opts = LowerOptions::new(batch, seq);
-    opts.with_loss = grad;
-    let mut graph = match lower(&spec, &opts) {
+    // `--grad`: the training step exactly as `weft train` builds it.
+    let built = if grad {
+        weft_compiler::pipeline::training_step(&spec, batch, seq)
+    } else {
+        lower(&spec, &LowerOptions::new(batch, seq))
+    };
+    let graph = match built {
         Ok(g) => g,
         Err(e) => {
             eprintln!("{}", render_ir_error(&e, path, &src));
             return ExitCode::FAILURE;
         }
     };
-    if grad {
-        let loss = graph.output("loss").expect("lowered with a loss");
-        graph = match weft_compiler::autodiff::grad(
-            &graph,
-            loss,
-            &[weft_compiler::autodiff::ParamSelection::All],
-        )
-        .and_then(|g| weft_compiler::passes::optimize(&g))
-        {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-        };
-    }
     match emit {
         Emit::Wgsl | Emit::Spirv => {
             let Some(dir) = dir else {
@@ -96,7 +84,7 @@ pub fn params(path: &Path) -> ExitCode {
     };
     let mut opts = LowerOptions::new(1, 1);
     opts.with_loss = true;
-    opts.trainable = super::eval::trainable_globs(&spec);
+    opts.trainable = spec.trainable();
     let graph = match lower(&spec, &opts) {
         Ok(g) => g,
         Err(e) => {

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use weft_compiler::lower::glob::glob_match;
 use weft_compiler::lower::{lower, LowerOptions};
-use weft_dsl::check::value::Value;
 use weft_runtime::{init_params, tensor_file, HookSelection, Intervention, ParamStore, Tensor};
 
 /// Arguments of `weft eval`.
@@ -26,17 +25,6 @@ pub struct EvalArgs {
     pub save_init: Option<PathBuf>,
     /// `HOOK=FILE.safetensors`: replace hook point HOOK by the tensor HOOK in FILE.
     pub replace: Vec<String>,
-}
-
-/// The spec's `trainable` globs (everything when unset).
-pub fn trainable_globs(spec: &weft_dsl::Checked) -> Vec<String> {
-    match spec.train.as_ref().and_then(|t| t.get("trainable")) {
-        Some(Value::List(v)) => v
-            .iter()
-            .filter_map(|g| g.as_name().map(str::to_string))
-            .collect(),
-        _ => vec!["*".into()],
-    }
 }
 
 pub fn eval(a: &EvalArgs) -> ExitCode {

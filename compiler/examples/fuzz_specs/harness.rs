@@ -7,7 +7,6 @@
 use weft_compiler::autodiff::{grad, ParamSelection};
 use weft_compiler::lower::{lower, LowerOptions};
 use weft_compiler::passes::optimize;
-use weft_dsl::check::value::Value;
 
 /// How far a case got, for the driver's statistics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,16 +72,11 @@ pub fn run(src: &str, seq_hint: usize) -> (Reached, Option<String>) {
     if let Err(e) = lower(&checked, &LowerOptions::new(1, seq)) {
         error = Some(format!("inference graph: {e}"));
     }
-    if let Some(t) = &checked.train {
+    if checked.train.is_some() {
         let mut opts = LowerOptions::new(2, seq);
         opts.with_loss = true;
         opts.dropout = true;
-        if let Some(Value::List(globs)) = t.get("trainable") {
-            opts.trainable = globs
-                .iter()
-                .filter_map(|g| g.as_name().map(str::to_string))
-                .collect();
-        }
+        opts.trainable = checked.trainable();
         match lower(&checked, &opts) {
             Ok(g) => match g.output("loss") {
                 Some(loss) => match grad(&g, loss, &[ParamSelection::All]) {

@@ -6,13 +6,14 @@
 //! `[B,T,H,D]` (each head's output after its slice of W_O). In a decode step (`decode.rs`)
 //! `T` is the new tokens and scores/pattern are `[B,H,T,capacity+T]`.
 
-use super::block::Frame;
-use super::{decode, rotary};
+use super::frame::Frame;
+use super::manifest::{AttentionSite, GainSite};
+use super::{decode, hooks, rotary};
 use super::{Lowerer, Result};
 use crate::ir::{
     AttentionMask, AttentionRule, AttentionWeights, ConstValue, DType, Init, RopeLayout, ValueId,
 };
-use weft_dsl::check::value::{CallValue, Value};
+use weft_dsl::typed::{Attention, Gain, Layout, MaskRule, PositionRule, WeightRule};
 
 /// Projections and rule of one attention call, shared by plain and routed (MoM) use.
 pub(crate) struct Heads {
@@ -22,9 +23,8 @@ pub(crate) struct Heads {
 }
 
 impl Heads {
-    pub fn of(l: &Lowerer, call: &CallValue) -> Heads {
-        let heads = call.int("heads").unwrap_or(l.dim("heads") as i64).max(1) as usize;
-        let kv_heads = call.int("kv_heads").unwrap_or(heads as i64).max(1) as usize;
+    pub fn of(l: &Lowerer, call: &Attention) -> Heads {
+        let (heads, kv_heads) = (call.heads, call.kv_heads);
         let head_dim = if heads == l.dim("heads") {
             l.dim("head_dim")
         } else {
@@ -42,19 +42,19 @@ pub(crate) fn attention(
     l: &mut Lowerer,
     f: &mut Frame,
     site: &str,
-    call: &CallValue,
+    call: &Attention,
     x: ValueId,
 ) -> Result<ValueId> {
     let h = Heads::of(l, call);
-    let bias = call.bool("bias").unwrap_or(false);
-    let (q, k, v) = project_qkv(l, site, &h, qkv_bias(call), x)?;
+    let (q, k, v) = project_qkv(l, site, &h, call.qkv_biased(), x)?;
     let y = core(l, f, site, call, &h, q, k, v)?;
-    output(l, f, site, call, &h, bias, y)
+    output(l, f, site, call, &h, call.bias, y)
 }
 
-/// Whether q, k and v get biases: `bias` (all four projections) or `qkv_bias` (not o).
-pub(crate) fn qkv_bias(call: &CallValue) -> bool {
-    call.bool("bias").unwrap_or(false) || call.bool("qkv_bias").unwrap_or(false)
+/// The hook prefix of an attention call site: the frame's (iteration) prefix and the
+/// site's last part (`attn`, `attn2`).
+fn hook_prefix(f: &Frame, site: &str) -> String {
+    hooks::join(&f.hook_prefix(), site.rsplit('.').next().unwrap_or("attn"))
 }
 
 /// `x @ W` reshaped to heads: `[B,T,D] → [B,n,T,d]`.
@@ -114,28 +114,31 @@ fn repeat_kv(l: &mut Lowerer, x: ValueId, heads: usize) -> Result<ValueId> {
     l.g.reshape(y, &[b, heads, t, d])
 }
 
-fn rule(l: &Lowerer, call: &CallValue, head_dim: usize) -> AttentionRule {
-    let weights = match call.name_arg("weights") {
-        Some("signed") => AttentionWeights::Signed,
-        _ => AttentionWeights::Softmax,
-    };
-    let mask_name = l
-        .mask_override
-        .as_deref()
-        .or(call.name_arg("mask"))
-        .unwrap_or("causal");
-    let mask = match mask_name {
-        "bidirectional" => AttentionMask::Bidirectional,
-        "document" => AttentionMask::Document,
-        "turns" => AttentionMask::Turns,
-        "turns_keep_first" => AttentionMask::TurnsKeepFirst,
-        "self_only" => AttentionMask::SelfOnly,
-        _ => AttentionMask::Causal,
-    };
+fn rule(l: &Lowerer, call: &Attention, head_dim: usize) -> AttentionRule {
     AttentionRule {
-        weights,
-        mask,
+        weights: weight_rule(call.weights),
+        mask: mask_rule(l.mask_override.unwrap_or(call.mask)),
         scale: 1.0 / (head_dim as f32).sqrt(),
+    }
+}
+
+/// The IR's weight rule for the spec's.
+pub(crate) fn weight_rule(w: WeightRule) -> AttentionWeights {
+    match w {
+        WeightRule::Softmax => AttentionWeights::Softmax,
+        WeightRule::Signed => AttentionWeights::Signed,
+    }
+}
+
+/// The IR's mask rule for the spec's.
+pub(crate) fn mask_rule(m: MaskRule) -> AttentionMask {
+    match m {
+        MaskRule::Causal => AttentionMask::Causal,
+        MaskRule::Document => AttentionMask::Document,
+        MaskRule::Bidirectional => AttentionMask::Bidirectional,
+        MaskRule::Turns => AttentionMask::Turns,
+        MaskRule::TurnsKeepFirst => AttentionMask::TurnsKeepFirst,
+        MaskRule::SelfOnly => AttentionMask::SelfOnly,
     }
 }
 
@@ -157,20 +160,16 @@ pub(crate) fn core(
     l: &mut Lowerer,
     f: &Frame,
     site: &str,
-    call: &CallValue,
+    call: &Attention,
     h: &Heads,
     q: ValueId,
     k: ValueId,
     v: ValueId,
 ) -> Result<ValueId> {
-    let hp = format!(
-        "{}.{}",
-        f.hook_prefix(),
-        site.rsplit('.').next().unwrap_or("attn")
-    );
-    l.hook(&format!("{hp}.q"), q);
-    l.hook(&format!("{hp}.k"), k);
-    l.hook(&format!("{hp}.v"), v);
+    let hp = hook_prefix(f, site);
+    l.hook(&hooks::join(&hp, hooks::attention::Q), q);
+    l.hook(&hooks::join(&hp, hooks::attention::K), k);
+    l.hook(&hooks::join(&hp, hooks::attention::V), v);
     let decoding = l.opts.decode.is_some();
     // A decode step keeps kv heads unrepeated: its attention groups the query heads instead.
     let (k, v) = if decoding {
@@ -179,23 +178,32 @@ pub(crate) fn core(
         (repeat_kv(l, k, h.heads)?, repeat_kv(l, v, h.heads)?)
     };
     let r = rule(l, call, h.head_dim);
+    l.manifest.attention.push(AttentionSite {
+        layer: f.layer,
+        hook: format!("{}{hp}", l.view_prefix),
+        params: site.to_string(),
+        weights: call.weights,
+        mask: l.mask_override.unwrap_or(call.mask),
+        position: call.position.clone(),
+        bases: None,
+        heads: h.heads,
+        kv_heads: h.kv_heads,
+        head_dim: h.head_dim,
+        pool: None,
+    });
     let seg = if decoding {
         decode::check_mask(r.mask)?;
         None
     } else {
         segment_input(l, r.mask)
     };
-    let pos = call.get("position").and_then(Value::as_call).cloned();
-    let tables = pos.as_ref().and_then(|p| rotary::tables(p, h.head_dim));
-    let layout = match pos.as_ref().and_then(|p| p.name_arg("layout")) {
-        Some("interleaved") => RopeLayout::Interleaved,
-        _ => RopeLayout::Half,
+    let pos = &call.position;
+    let tables = rotary::tables(pos, h.head_dim);
+    let layout = match pos.layout() {
+        Layout::Interleaved => RopeLayout::Interleaved,
+        Layout::Half => RopeLayout::Half,
     };
-    let drop = if l.opts.dropout {
-        call.float("dropout").unwrap_or(0.0)
-    } else {
-        0.0
-    };
+    let drop = if l.opts.dropout { call.dropout } else { 0.0 };
     let Some(tables) = tables else {
         return weights(l, &hp, r, q, k, v, seg, drop);
     };
@@ -214,22 +222,32 @@ pub(crate) fn core(
         let kr = l.g.rope(k, freqs, k_pos, layout)?;
         rotated.push((qr, kr));
     }
-    if tables.len() == 1 && pos.as_ref().is_none_or(|p| p.get("router").is_none()) {
-        let (qr, kr) = rotated[0];
-        return weights(l, &hp, r, qr, kr, v, seg, drop);
+    let (top_k, balance) = match pos {
+        PositionRule::Rope {
+            router: Some(_),
+            top_k,
+            balance,
+            ..
+        } => (*top_k, *balance),
+        PositionRule::Rope {
+            router: None,
+            top_k,
+            balance,
+            ..
+        } if tables.len() > 1 => (*top_k, *balance),
+        PositionRule::Rope { .. }
+        | PositionRule::Hope { .. }
+        | PositionRule::Freqs { .. }
+        | PositionRule::Nope => {
+            let (qr, kr) = rotated[0];
+            return weights(l, &hp, r, qr, kr, v, seg, drop);
+        }
+    };
+    if let (Some(a), PositionRule::Rope { bases, .. }) = (l.manifest.attention.last_mut(), pos) {
+        a.bases = bases.clone();
     }
-    mixture(
-        l,
-        site,
-        &hp,
-        pos.as_ref().expect("tables come from a position rule"),
-        h,
-        r,
-        &rotated,
-        v,
-        seg,
-        drop,
-    )
+    let mix = Mixture { top_k, balance };
+    mixture(l, site, &hp, mix, h, r, &rotated, v, seg, drop)
 }
 
 /// Attention weights and their application; the pattern is materialised only if captured or
@@ -248,19 +266,28 @@ fn weights(
     if l.opts.decode.is_some() {
         return decode::attention(l, hp, r, q, k, v, drop);
     }
-    if l.wants(&format!("{hp}.scores")) {
+    if l.wants(&hooks::join(hp, hooks::attention::SCORES)) {
         let s = l.g.matmul_t(q, k, false, true)?;
         let scale = l.g.scalar(r.scale);
         let s = l.g.mul(s, scale)?;
-        l.hook(&format!("{hp}.scores"), s);
+        l.hook(&hooks::join(hp, hooks::attention::SCORES), s);
     }
-    if l.wants(&format!("{hp}.pattern")) || drop > 0.0 {
+    if l.wants(&hooks::join(hp, hooks::attention::PATTERN)) || drop > 0.0 {
         let w = l.g.attention_pattern(r, q, k, v, seg)?;
-        l.hook(&format!("{hp}.pattern"), w);
+        l.hook(&hooks::join(hp, hooks::attention::PATTERN), w);
         let w = l.dropout(&format!("{hp}.weights"), drop, w)?;
         return l.g.matmul(w, v);
     }
     l.g.attention(r, q, k, v, seg)
+}
+
+/// The routing settings of a MoICE mixture.
+#[derive(Clone, Copy)]
+struct Mixture {
+    /// Bases kept per token and head (`None`: all).
+    top_k: Option<usize>,
+    /// Weight of the router's balance loss.
+    balance: f64,
 }
 
 /// MoICE: one attention per rotary base, mixed per (token, head) by a SwiGLU router on the
@@ -270,7 +297,7 @@ fn mixture(
     l: &mut Lowerer,
     site: &str,
     hp: &str,
-    pos: &CallValue,
+    pos: Mixture,
     h: &Heads,
     r: AttentionRule,
     rotated: &[(ValueId, ValueId)],
@@ -291,11 +318,7 @@ fn mixture(
     let logits = l.g.matmul(ab, w2)?; // [B,H,T,N]
     l.hook(&format!("{hp}.router.logits"), logits);
     let probs = l.g.softmax(logits, 3)?;
-    let k = pos
-        .int("top_k")
-        .map(|k| k as usize)
-        .unwrap_or(n)
-        .clamp(1, n);
+    let k = pos.top_k.unwrap_or(n).clamp(1, n);
     let chosen = l.g.topk_mask(logits, k, 3)?;
     l.hook(&format!("{hp}.router.choice"), chosen);
     let kept = l.g.mul(probs, chosen)?;
@@ -303,7 +326,7 @@ fn mixture(
     let mix = l.g.div(kept, norm)?; // [B,H,T,N]
     let mut y: Option<ValueId> = None;
     for (e, &(qr, kr)) in rotated.iter().enumerate() {
-        let ye = weights(l, &format!("{hp}.base{e}"), r, qr, kr, v, seg, drop)?;
+        let ye = weights(l, &hooks::moice_base(hp, e), r, qr, kr, v, seg, drop)?;
         let we = l.g.slice(mix, 3, e, e + 1)?; // [B,H,T,1]
         let term = l.g.mul(ye, we)?;
         y = Some(match y {
@@ -311,7 +334,7 @@ fn mixture(
             None => term,
         });
     }
-    let balance = pos.float("balance").unwrap_or(0.0);
+    let balance = pos.balance;
     if balance > 0.0 {
         let rows = l.g.shape(probs).iter().take(3).product::<usize>();
         let p = l.g.reshape(probs, &[rows, n])?;
@@ -339,37 +362,41 @@ pub(crate) fn output(
     l: &mut Lowerer,
     f: &Frame,
     site: &str,
-    call: &CallValue,
+    call: &Attention,
     h: &Heads,
     bias: bool,
     y: ValueId,
 ) -> Result<ValueId> {
     let (b, t, dm) = (l.opts.batch, l.opts.seq, l.dim("dim"));
-    let hp = format!(
-        "{}.{}",
-        f.hook_prefix(),
-        site.rsplit('.').next().unwrap_or("attn")
-    );
+    let hp = hook_prefix(f, site);
     let mut y = y;
-    if let Some(kind @ ("fixed" | "trainable")) = call.name_arg("gain") {
-        let gain = l.param(
-            &format!("{site}.gain"),
-            &[h.heads],
-            Init::Ones,
-            kind == "trainable",
-        );
+    let trainable_gain = match call.gain {
+        Gain::None => None,
+        Gain::Fixed => Some(false),
+        Gain::Trainable => Some(true),
+    };
+    if let Some(trainable) = trainable_gain {
+        let gain = l.param(&format!("{site}.gain"), &[h.heads], Init::Ones, trainable);
         let g4 = l.g.reshape(gain, &[1, h.heads, 1, 1])?;
-        // The label lets `fold_gains` find this multiplication.
+        // The label names the node in IR dumps; `fold_gains` finds it through the manifest.
         l.g.set_label(Some(format!("{site}.gain_apply")));
         y = l.g.mul(y, g4)?;
         l.g.set_label(None);
+        l.manifest.gains.push(GainSite {
+            layer: f.layer,
+            gain: format!("{site}.gain"),
+            wo: format!("{site}.wo"),
+            heads: h.heads,
+            trainable,
+            apply: y,
+        });
     }
     let wo = l.weight(&format!("{site}.wo"), &[h.heads * h.head_dim, dm]);
-    let mut out = if l.wants(&format!("{hp}.result")) {
+    let mut out = if l.wants(&hooks::join(&hp, hooks::attention::RESULT)) {
         let wo_h = l.g.reshape(wo, &[h.heads, h.head_dim, dm])?;
         let per_head = l.g.matmul(y, wo_h)?; // [B,H,T,D]
         let per_head = l.g.permute(per_head, &[0, 2, 1, 3])?; // [B,T,H,D]
-        l.hook(&format!("{hp}.result"), per_head);
+        l.hook(&hooks::join(&hp, hooks::attention::RESULT), per_head);
         l.g.sum(per_head, 2, false)?
     } else {
         let z = l.g.permute(y, &[0, 2, 1, 3])?;
@@ -380,6 +407,6 @@ pub(crate) fn output(
         let bo = l.param(&format!("{site}.bo"), &[dm], Init::Zeros, true);
         out = l.g.add(out, bo)?;
     }
-    l.hook(&format!("{hp}.out"), out);
+    l.hook(&hooks::join(&hp, hooks::attention::OUT), out);
     Ok(out)
 }

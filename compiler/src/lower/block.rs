@@ -2,86 +2,38 @@
 //! Parameters are named by call site within the layer (`attn`, `attn2`, `mlp`, `norm1`...),
 //! so the same block used at two layers gets two independent sets of weights.
 
-use super::{attention, ffn, route, Lowerer, Result};
+use super::frame::Frame;
+use super::manifest::LayerSite;
+use super::{call, hooks, route, Lowerer, Result};
 use crate::ir::ValueId;
 use crate::IrError;
-use std::collections::{BTreeMap, HashMap};
 use weft_dsl::ast::{BinOp, Expr, ExprKind, Stmt};
-use weft_dsl::builtins::Kind;
-use weft_dsl::check::value::{CallValue, Value};
-
-/// Per-layer naming and state while evaluating one block instance.
-pub(crate) struct Frame {
-    /// `layers.{i}`.
-    pub prefix: String,
-    /// Block parameter values from the layer rule.
-    pub params: BTreeMap<String, Value>,
-    pub env: HashMap<String, ValueId>,
-    /// Call-site counters per kind (`attn`, `mlp`, `norm`, `route`).
-    counters: HashMap<&'static str, usize>,
-    /// The current `repeat` iteration (MoM), for hook names and shared routers.
-    pub iteration: Option<usize>,
-    /// Router state carried across iterations, per route call site.
-    pub router_state: HashMap<usize, ValueId>,
-    /// Balance-loss statistics per route call site, summed over iterations.
-    pub balance: HashMap<usize, route::BalanceStats>,
-    /// Route call sites seen in the current iteration (so each gets a stable index).
-    route_sites: HashMap<usize, usize>,
-}
-
-impl Frame {
-    pub fn new(prefix: String, params: BTreeMap<String, Value>, x: ValueId) -> Frame {
-        Frame {
-            prefix,
-            params,
-            env: HashMap::from([("x".to_string(), x)]),
-            counters: HashMap::new(),
-            iteration: None,
-            router_state: HashMap::new(),
-            balance: HashMap::new(),
-            route_sites: HashMap::new(),
-        }
-    }
-
-    /// The next call-site name for a kind: `attn`, then `attn2`, `attn3`...
-    /// Inside `repeat`, the counters restart each iteration so weights are shared.
-    pub fn site(&mut self, kind: &'static str) -> String {
-        let n = self.counters.entry(kind).or_insert(0);
-        *n += 1;
-        let base = if kind == "norm" {
-            format!("norm{n}")
-        } else if *n == 1 {
-            kind.to_string()
-        } else {
-            format!("{kind}{n}")
-        };
-        format!("{}.{base}", self.prefix)
-    }
-
-    /// Hook prefix: `layers.{i}` or `layers.{i}.iter{j}`.
-    pub fn hook_prefix(&self) -> String {
-        match self.iteration {
-            Some(j) => format!("{}.iter{j}", self.prefix),
-            None => self.prefix.clone(),
-        }
-    }
-
-    /// A stable index for the route call at this source position.
-    pub fn route_site(&mut self, at: usize) -> usize {
-        let next = self.route_sites.len();
-        *self.route_sites.entry(at).or_insert(next)
-    }
-}
+use weft_dsl::check::value::Value;
+use weft_dsl::typed::TensorCall;
 
 pub(crate) fn layer(l: &mut Lowerer, i: usize, x: ValueId) -> Result<ValueId> {
     let plan = l.spec.model.layers[i].clone();
     let block = l.spec.model.blocks[&plan.block].clone();
-    let mut f = Frame::new(format!("layers.{i}"), plan.args.clone(), x);
+    let mut f = Frame::new(i, hooks::layer(i), plan.args.clone(), x);
     l.at(plan.span);
     l.hook(&format!("layers.{i}.resid_pre"), x);
     let x_writes = count_x_writes(&block.body);
     let mut written = 0;
-    stmts(l, &mut f, &block.body, x_writes, &mut written)?;
+    let mut iterations = 1;
+    stmts(
+        l,
+        &mut f,
+        &block.body,
+        x_writes,
+        &mut written,
+        &mut iterations,
+    )?;
+    if l.view_prefix.is_empty() {
+        l.manifest.layers.push(LayerSite {
+            block: plan.block.clone(),
+            iterations,
+        });
+    }
     route::finish_balance(l, &mut f)?;
     let out = f.env["x"];
     l.hook(&format!("layers.{i}.resid_post"), out);
@@ -104,6 +56,7 @@ fn stmts(
     body: &[Stmt],
     x_writes: usize,
     written: &mut usize,
+    iterations: &mut usize,
 ) -> Result<()> {
     for s in body {
         match s {
@@ -125,12 +78,13 @@ fn stmts(
             }
             Stmt::Repeat(r) => {
                 let n = number(l, f, &r.count)? as usize;
+                *iterations = (*iterations).max(n);
                 for j in 0..n {
                     f.iteration = Some(j);
                     // Call sites restart each iteration: the same names, the same weights.
                     let saved = std::mem::take(&mut f.counters);
                     f.route_sites.clear();
-                    stmts(l, f, &r.body, 0, written)?;
+                    stmts(l, f, &r.body, 0, written, iterations)?;
                     f.counters = saved;
                     let x = f.env["x"];
                     l.hook(&format!("{}.iter{j}.resid_post", f.prefix), x);
@@ -170,52 +124,43 @@ pub(crate) fn tensor(l: &mut Lowerer, f: &mut Frame, e: &Expr) -> Result<ValueId
             let call = l
                 .spec
                 .model
-                .resolve_call(e, Kind::Tensor, &f.params, &locals)
-                .ok_or_else(|| bug(e, &format!("cannot resolve `{}`", func.name)))?;
+                .resolve_tensor(e, &f.params, &locals)
+                .ok_or_else(|| bug(e, &format!("cannot resolve `{}`", func.name)))?
+                .map_err(super::unresolved)?;
             l.at(e.span);
-            match call.name.as_str() {
-                "route" => route::route(l, f, &call, e.span.start),
-                _ => {
+            match &call {
+                TensorCall::Route(r) => {
+                    // The pool's module input (its own pre-norm...) is an expression of the
+                    // spec, evaluated here for each module's frame.
+                    let pool =
+                        l.spec.model.pools.get(&r.pool).ok_or_else(|| {
+                            IrError::Builder(format!("unknown pool `{}`", r.pool))
+                        })?;
+                    let input_expr = match &pool.module.kind {
+                        ExprKind::Call { args, .. } => tensor_arg(args).cloned(),
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        IrError::Builder(format!("pool `{}` module has no input", r.pool))
+                    })?;
+                    let mut module_input =
+                        |l: &mut Lowerer, mf: &mut Frame| tensor(l, mf, &input_expr);
+                    route::route(l, f, r, e.span.start, &mut module_input)
+                }
+                TensorCall::Attention(_)
+                | TensorCall::Mlp(_)
+                | TensorCall::Swiglu(_)
+                | TensorCall::Norm(_)
+                | TensorCall::Dropout { .. } => {
                     let input_expr =
                         tensor_arg(args).ok_or_else(|| bug(e, "missing tensor input"))?;
                     let input = tensor(l, f, input_expr)?;
                     l.at(e.span);
-                    apply(l, f, &call, input)
+                    call::apply(l, f, &call, input)
                 }
             }
         }
         _ => Err(bug(e, "not a tensor expression")),
-    }
-}
-
-/// A tensor builtin applied to its input, with parameters named after the call site.
-pub(crate) fn apply(
-    l: &mut Lowerer,
-    f: &mut Frame,
-    call: &CallValue,
-    input: ValueId,
-) -> Result<ValueId> {
-    match call.name.as_str() {
-        "attention" => {
-            let site = f.site("attn");
-            attention::attention(l, f, &site, call, input)
-        }
-        "mlp" | "swiglu" => {
-            let site = f.site("mlp");
-            let out = ffn::feed_forward(l, &site, call, input)?;
-            let hook = format!("{}.mlp_out", f.hook_prefix());
-            l.hook(&hook, out);
-            Ok(out)
-        }
-        "rms_norm" | "layer_norm" => {
-            let site = f.site("norm");
-            ffn::norm(l, &call.name, &site, input, call.float("eps"))
-        }
-        "dropout" => {
-            let site = f.site("dropout");
-            l.dropout(&site, call.float("p").unwrap_or(0.1), input)
-        }
-        other => Err(IrError::Builder(format!("no lowering for `{other}`"))),
     }
 }
 

@@ -7,37 +7,21 @@
 
 use super::{Lowerer, Result};
 use crate::ir::{ConstValue, DType, ValueId};
-use weft_dsl::check::value::{CallValue, Value};
+use weft_dsl::typed::{Loss, LossMask, LossTerm, LossView, Resolved, Reweight};
 use weft_dsl::Checked;
 
-/// One weighted loss term.
-#[derive(Clone, Debug)]
-pub struct LossTerm {
-    pub weight: f64,
-    pub call: CallValue,
-}
-
-/// The objective of a spec (default: `nll()` over every token).
+/// The objective of a spec (default: `nll()` over every token, the model's own masks).
 pub fn terms(spec: &Checked) -> Vec<LossTerm> {
-    match spec.train.as_ref().and_then(|t| t.get("loss")) {
-        Some(Value::Call(c)) => vec![LossTerm {
+    match &spec.train {
+        Some(t) => t.loss.clone(),
+        // A spec without a train section still has an objective (`weft eval`, probes).
+        None => vec![LossTerm {
             weight: 1.0,
-            call: c.clone(),
-        }],
-        Some(Value::Losses(ts)) => ts
-            .iter()
-            .map(|(w, c)| LossTerm {
-                weight: *w,
-                call: c.clone(),
-            })
-            .collect(),
-        _ => vec![LossTerm {
-            weight: 1.0,
-            call: CallValue {
-                name: "nll".into(),
-                args: Default::default(),
-                span: spec.model.span,
+            loss: Loss::Nll {
+                mask: LossMask::All,
+                view: LossView::Same,
             },
+            span: spec.model.span,
         }],
     }
 }
@@ -47,27 +31,23 @@ pub(crate) fn build(l: &mut Lowerer, logits: ValueId, terms: &[LossTerm]) -> Res
     let targets = l.g.input("targets", &[b, t], DType::I32);
     let mut total: Option<ValueId> = None;
     for (i, term) in terms.iter().enumerate() {
-        l.at(term.call.span);
-        let view = term
-            .call
-            .name_arg("attention")
-            .filter(|v| *v != "same")
-            .map(str::to_string);
-        let lg = match &view {
-            Some(v) => {
-                let out = l.forward(Some(v))?;
+        l.at(term.span);
+        let view = term.loss.view();
+        let lg = match view {
+            LossView::Turns | LossView::TurnsKeepFirst => {
+                let out = l.forward(Some(view))?;
                 l.mask_override = None;
                 l.view_prefix.clear();
                 out
             }
-            None => logits,
+            LossView::Same => logits,
         };
         let ce = token_ce(l, lg, targets)?;
-        let value = match term.call.name.as_str() {
-            "segment_nll" => segment_nll(l, ce, &term.call)?,
-            _ => nll(l, ce, targets, term.call.name_arg("mask").unwrap_or("all"))?,
+        let value = match &term.loss {
+            Loss::SegmentNll { reweight, .. } => segment_nll(l, ce, reweight.as_ref())?,
+            Loss::Nll { mask, .. } => nll(l, ce, targets, *mask)?,
         };
-        l.g.output(&format!("term.{i}.{}", term.call.name), value);
+        l.g.output(&format!("term.{i}.{}", term.loss.name()), value);
         let w = l.g.scalar(term.weight as f32);
         let wv = l.g.mul(value, w)?;
         total = Some(match total {
@@ -98,23 +78,23 @@ fn token_ce(l: &mut Lowerer, logits: ValueId, targets: ValueId) -> Result<ValueI
 }
 
 /// `Σ ce·w / max(Σ w, 1)` with `w` selecting the counted positions.
-fn nll(l: &mut Lowerer, ce: ValueId, targets: ValueId, mask: &str) -> Result<ValueId> {
+fn nll(l: &mut Lowerer, ce: ValueId, targets: ValueId, mask: LossMask) -> Result<ValueId> {
     let (b, t) = (l.opts.batch, l.opts.seq);
     let zero = l.g.scalar_i32(0);
     let valid = l.g.ge(targets, zero)?; // f32 0/1
     let w = match mask {
-        "answers" => {
+        LossMask::Answers => {
             let m = l.g.input("answer_mask", &[b, t], DType::F32);
             l.g.mul(valid, m)?
         }
-        "second_half" => {
+        LossMask::SecondHalf => {
             let pos = l.g.iota(&[t], 0, DType::F32)?;
             // Targets at positions ≥ T/2 − 1 predict the second half (tokens T/2 .. T).
             let half = l.g.scalar((t / 2) as f32 - 1.0);
             let second = l.g.ge(pos, half)?;
             l.g.mul(valid, second)?
         }
-        _ => valid,
+        LossMask::All => valid,
     };
     weighted_mean(l, ce, w)
 }
@@ -139,7 +119,7 @@ fn all_sum(l: &mut Lowerer, x: ValueId) -> Result<ValueId> {
 /// DR-ICL's local objective: the mean over answer segments of each segment's mean CE,
 /// each weighted by `exp((ℓ_k − β_k)/γ)` (detached), β_k the largest loss among the
 /// previous `window` segments (A = 0 for the first).
-fn segment_nll(l: &mut Lowerer, ce: ValueId, call: &CallValue) -> Result<ValueId> {
+fn segment_nll(l: &mut Lowerer, ce: ValueId, reweight: Option<&Reweight>) -> Result<ValueId> {
     let (b, t) = (l.opts.batch, l.opts.seq);
     let k = t; // at most one segment per position
     let seg = l.g.input("answer_segments", &[b, t], DType::I32);
@@ -152,8 +132,10 @@ fn segment_nll(l: &mut Lowerer, ce: ValueId, call: &CallValue) -> Result<ValueId
     let means = l.g.div(sums, denom)?; // ℓ_k
     let zero = l.g.scalar(0.0);
     let present = l.g.gt(counts, zero)?; // [B,1,K]
-    let weights = match call.get("reweight").and_then(Value::as_call) {
-        Some(rw) => advantage(l, means, present, rw)?,
+    let weights = match reweight {
+        Some(&Reweight::Advantage { gamma, window }) => {
+            advantage(l, means, present, gamma, window)?
+        }
         None => present,
     };
     // Per-demonstration views for run traces (docs/parameters.md): ℓ_k, answer tokens per
@@ -171,11 +153,17 @@ fn segment_nll(l: &mut Lowerer, ce: ValueId, call: &CallValue) -> Result<ValueId
 }
 
 /// Detached advantage weights `[B,1,K]` (0 where a segment is absent).
-fn advantage(l: &mut Lowerer, means: ValueId, present: ValueId, rw: &CallValue) -> Result<ValueId> {
+fn advantage(
+    l: &mut Lowerer,
+    means: ValueId,
+    present: ValueId,
+    gamma: f64,
+    window: usize,
+) -> Result<ValueId> {
     let s = l.g.shape(means).to_vec();
     let (b, k) = (s[0], s[2]);
-    let gamma = rw.float("gamma").unwrap_or(11.0) as f32;
-    let window = rw.int("window").unwrap_or(10).max(1) as usize;
+    let gamma = gamma as f32;
+    let window = window.max(1);
     // window[k, j] = 1 iff k − W ≤ j < k.
     let table: Vec<f32> = (0..k * k)
         .map(|i| {

@@ -10,21 +10,25 @@
 
 mod attention;
 mod block;
+mod call;
 mod decode;
 mod ffn;
+mod frame;
 pub mod glob;
+pub mod hooks;
 mod loss;
+pub mod manifest;
 pub mod rotary;
 mod route;
 mod route_sparse;
 
 use crate::ir::{DType, Graph, GraphBuilder, Init, ValueId};
 use crate::IrError;
+pub use manifest::Manifest;
 use std::collections::BTreeSet;
-use weft_dsl::check::value::Value;
+use weft_dsl::builtins::Kind;
+use weft_dsl::typed::{AbsPosition, LossView, MaskRule, ModelConfig, Norm, Resolved, TensorCall};
 use weft_dsl::{Checked, Span};
-
-pub use loss::LossTerm;
 
 /// What to lower and how.
 #[derive(Clone, Debug)]
@@ -116,7 +120,20 @@ pub type Result<T> = std::result::Result<T, IrError>;
 /// `logits` `[B,T,V]`, and `loss` plus one `aux.NAME` per auxiliary loss. With
 /// `opts.decode`, a decode step over the new tokens only (see [`Decode`]).
 pub fn lower(spec: &Checked, opts: &LowerOptions) -> Result<Graph> {
-    let mut l = Lowerer::new(spec, opts);
+    lower_with_manifest(spec, opts).map(|l| l.graph)
+}
+
+/// A lowered graph and the [`Manifest`] of the sites lowering built in it.
+#[derive(Clone, Debug)]
+pub struct Lowered {
+    pub graph: Graph,
+    pub manifest: Manifest,
+}
+
+/// [`lower`], keeping the manifest: every attention, gain and route site with its layer,
+/// hook prefix, parameter names and rules (`manifest.gains[_].apply` are values of `graph`).
+pub fn lower_with_manifest(spec: &Checked, opts: &LowerOptions) -> Result<Lowered> {
+    let mut l = Lowerer::new(spec, opts)?;
     let logits = l.forward(None)?;
     l.g.output("logits", logits);
     if opts.with_loss {
@@ -124,18 +141,31 @@ pub fn lower(spec: &Checked, opts: &LowerOptions) -> Result<Graph> {
         let total = loss::build(&mut l, logits, &terms)?;
         l.g.output("loss", total);
     }
-    l.g.finish()
+    let manifest = std::mem::take(&mut l.manifest);
+    Ok(Lowered {
+        graph: l.g.finish()?,
+        manifest,
+    })
+}
+
+/// The manifest of `spec`'s model (lowered at one token: the sites do not depend on shape).
+pub fn manifest(spec: &Checked) -> Result<Manifest> {
+    lower_with_manifest(spec, &LowerOptions::new(1, 1)).map(|l| l.manifest)
 }
 
 /// Shared state while lowering one graph.
 pub(crate) struct Lowerer<'a> {
     pub spec: &'a Checked,
     pub opts: &'a LowerOptions,
+    /// The model's settings, typed.
+    pub cfg: ModelConfig,
     pub g: GraphBuilder,
     /// Auxiliary losses: (name, weight, scalar value).
     pub aux: Vec<(String, f32, ValueId)>,
+    /// The sites built so far.
+    pub manifest: Manifest,
     /// Which attention-mask override the current forward pass uses (a loss "view").
-    pub mask_override: Option<String>,
+    pub mask_override: Option<MaskRule>,
     /// Hook-name prefix of the current forward pass ("" for the main view).
     pub view_prefix: String,
     hooks_seen: BTreeSet<String>,
@@ -146,18 +176,21 @@ pub(crate) struct Lowerer<'a> {
 }
 
 impl<'a> Lowerer<'a> {
-    fn new(spec: &'a Checked, opts: &'a LowerOptions) -> Self {
-        Lowerer {
+    fn new(spec: &'a Checked, opts: &'a LowerOptions) -> Result<Self> {
+        let cfg = spec.model.config().map_err(unresolved)?;
+        Ok(Lowerer {
             spec,
             opts,
+            cfg,
             g: GraphBuilder::new(),
             aux: Vec::new(),
+            manifest: Manifest::default(),
             mask_override: None,
             view_prefix: String::new(),
             hooks_seen: BTreeSet::new(),
             decode_state: None,
             cache_sites: BTreeSet::new(),
-        }
+        })
     }
 
     pub fn dim(&self, key: &str) -> usize {
@@ -172,12 +205,7 @@ impl<'a> Lowerer<'a> {
 
     /// A weight matrix with the model's init std.
     pub fn weight(&mut self, name: &str, shape: &[usize]) -> ValueId {
-        let std = self
-            .spec
-            .model
-            .setting("init_std")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.02) as f32;
+        let std = self.cfg.init_std as f32;
         self.param(name, shape, Init::Normal { std }, true)
     }
 
@@ -218,9 +246,11 @@ impl<'a> Lowerer<'a> {
     }
 
     /// The whole forward pass: embeddings, every scheduled layer, final norm, unembedding.
-    pub fn forward(&mut self, view: Option<&str>) -> Result<ValueId> {
-        self.mask_override = view.map(str::to_string);
-        self.view_prefix = view.map(|v| format!("view.{v}.")).unwrap_or_default();
+    pub fn forward(&mut self, view: Option<LossView>) -> Result<ValueId> {
+        self.mask_override = view.and_then(LossView::mask);
+        self.view_prefix = view
+            .map(|v| hooks::view_prefix(v.name()))
+            .unwrap_or_default();
         let model = &self.spec.model;
         self.at(model.span);
         let (b, t, d, v) = (
@@ -246,7 +276,7 @@ impl<'a> Lowerer<'a> {
         let tokens = self.tokens();
         let table = self.weight("embed.weight", &[v, d]);
         let mut x = self.g.gather(table, tokens)?;
-        if model.setting("position").and_then(Value::as_name) == Some("learned") {
+        if self.cfg.position == AbsPosition::Learned {
             let pos = self.weight("pos_embed.weight", &[ctx, d]);
             let pos = if self.opts.decode.is_some() {
                 let at = decode::state(self)?.q_pos;
@@ -261,15 +291,10 @@ impl<'a> Lowerer<'a> {
             x = block::layer(self, i, x)?;
         }
         self.at(model.span);
-        let final_norm = model
-            .setting("final_norm")
-            .and_then(Value::as_name)
-            .unwrap_or("rms_norm")
-            .to_string();
-        let eps = model.setting("final_norm_eps").and_then(Value::as_f64);
-        x = ffn::norm(self, &final_norm, "final_norm", x, eps)?;
+        let final_norm = self.final_norm()?;
+        x = ffn::norm(self, &final_norm, "final_norm", x)?;
         self.hook("final_norm", x);
-        let logits = if model.setting("tie_embeddings").and_then(Value::as_bool) == Some(true) {
+        let logits = if self.cfg.tie_embeddings {
             let table = self.weight("embed.weight", &[v, d]);
             self.g.matmul_t(x, table, false, true)?
         } else {
@@ -280,4 +305,33 @@ impl<'a> Lowerer<'a> {
         self.hook("logits", logits);
         Ok(logits)
     }
+
+    /// The model's final norm: the norm builtin's own eps (from the builtins table) unless
+    /// `final_norm_eps` sets one.
+    fn final_norm(&self) -> Result<Norm> {
+        let src = format!("{}(x)", self.cfg.final_norm.name());
+        let call = self
+            .spec
+            .model
+            .call_source(&src, Kind::Tensor)
+            .map_err(|d| IrError::Builder(format!("resolving `{src}`: {d:?}")))?;
+        match TensorCall::from_call(&call).map_err(unresolved)? {
+            TensorCall::Norm(mut n) => {
+                if let Some(eps) = self.cfg.final_norm_eps {
+                    n.eps = eps;
+                }
+                Ok(n)
+            }
+            other => Err(IrError::Builder(format!(
+                "the final norm resolved to `{}`",
+                other.name()
+            ))),
+        }
+    }
+}
+
+/// A checked value that does not fit its type (a checker bug, or a spec edited after
+/// checking) as a lowering error.
+pub(crate) fn unresolved(e: weft_dsl::typed::ResolveError) -> IrError {
+    IrError::Builder(format!("lowering a checked spec: {e}"))
 }

@@ -1,7 +1,7 @@
 //! Rotary frequency tables: RoPE, HoPE and explicit tables all become one per-pair table
 //! θ[i], i = 0 .. d/2 (pair 0 the highest frequency). Zeros mean "no rotation".
 
-use weft_dsl::check::value::{CallValue, Value};
+use weft_dsl::typed::PositionRule;
 
 /// θ_i = base^(−2i/d).
 pub fn rope_table(base: f64, head_dim: usize) -> Vec<f32> {
@@ -27,36 +27,22 @@ pub fn hope_table(base: f64, head_dim: usize, keep: Option<usize>, train_len: us
 
 /// The table(s) of a checked position rule; `None` for `nope`. MoICE's `bases` give one
 /// table per base.
-pub fn tables(pos: &CallValue, head_dim: usize) -> Option<Vec<Vec<f32>>> {
-    let base = pos.float("base").unwrap_or(10000.0);
-    match pos.name.as_str() {
-        "nope" => None,
-        "rope" => match pos.get("bases").and_then(Value::as_list) {
-            Some(bases) => Some(
-                bases
-                    .iter()
-                    .filter_map(Value::as_f64)
-                    .map(|b| rope_table(b, head_dim))
-                    .collect(),
-            ),
-            None => Some(vec![rope_table(base, head_dim)]),
-        },
-        "hope" => {
-            let keep = pos.int("keep").map(|k| k as usize);
-            let train_len = pos.int("train_len").unwrap_or(0).max(0) as usize;
-            Some(vec![hope_table(base, head_dim, keep, train_len)])
-        }
-        "freqs" => Some(vec![pos
-            .get("table")
-            .and_then(Value::as_list)
-            .map(|t| {
-                t.iter()
-                    .filter_map(Value::as_f64)
-                    .map(|f| f as f32)
-                    .collect()
-            })
-            .unwrap_or_default()]),
-        _ => None,
+pub fn tables(pos: &PositionRule, head_dim: usize) -> Option<Vec<Vec<f32>>> {
+    match pos {
+        PositionRule::Nope => None,
+        PositionRule::Rope {
+            bases: Some(bases), ..
+        } => Some(bases.iter().map(|&b| rope_table(b, head_dim)).collect()),
+        PositionRule::Rope {
+            base, bases: None, ..
+        } => Some(vec![rope_table(*base, head_dim)]),
+        PositionRule::Hope {
+            base,
+            keep,
+            train_len,
+            ..
+        } => Some(vec![hope_table(*base, head_dim, *keep, *train_len)]),
+        PositionRule::Freqs { table, .. } => Some(vec![table.iter().map(|&f| f as f32).collect()]),
     }
 }
 

@@ -7,31 +7,29 @@
 //! tokens across modules and always run dense.
 
 use super::attention::{self, Heads};
-use super::block::{self, Frame};
+use super::call;
+use super::ffn;
+use super::frame::{BalanceStats, Frame};
+use super::hooks;
+use super::manifest::RouteSite;
 use super::route_sparse;
 use super::{Lowerer, Result};
 use crate::ir::{Init, ValueId};
 use crate::IrError;
-use weft_dsl::builtins::Kind;
-use weft_dsl::check::value::{CallValue, Value};
+use weft_dsl::check::PoolInfo;
+use weft_dsl::typed::{Attention, Execution, Route, Router, TensorCall};
 
-/// Balance-loss statistics of one route call site, summed over iterations.
-pub(crate) struct BalanceStats {
-    name: String,
-    weight: f32,
-    choices: usize,
-    p_sum: ValueId,
-    f_sum: ValueId,
-    count: usize,
-}
-
+/// A route call: the router's choice over the pool's modules (or SKIP), each module run on
+/// its own input (`module_input` evaluates the pool's input expression in a module's frame)
+/// and the chosen outputs mixed.
 pub(crate) fn route(
     l: &mut Lowerer,
     f: &mut Frame,
-    call: &CallValue,
+    call: &Route,
     at: usize,
+    module_input: &mut dyn FnMut(&mut Lowerer, &mut Frame) -> Result<ValueId>,
 ) -> Result<ValueId> {
-    let pool_name = call.name_arg("pool").unwrap_or_default().to_string();
+    let pool_name = call.pool.clone();
     let pool = l
         .spec
         .model
@@ -40,17 +38,17 @@ pub(crate) fn route(
         .cloned()
         .ok_or_else(|| IrError::Builder(format!("unknown pool `{pool_name}`")))?;
     let m = pool.size as usize;
-    let skip = call.bool("skip").unwrap_or(true);
-    let k = m + usize::from(skip);
-    let top_k = call.int("top_k").unwrap_or(1).clamp(1, k as i64) as usize;
+    let k = m + usize::from(call.skip);
+    let top_k = call.top_k.clamp(1, k);
     let r = f.route_site(at);
-    let site = format!("{}.route{r}", f.prefix);
-    let hp = format!("{}.route{r}", f.hook_prefix());
+    let site = hooks::route(&f.prefix, r);
+    let hp = hooks::route(&f.hook_prefix(), r);
+    record_route(l, f, r, &site, &hp, call, &pool, top_k);
     let x = f.env["x"];
 
-    let logits = router(l, f, r, &site, call, x, k)?;
+    let logits = router(l, f, r, &site, call.router, x, k)?;
     l.hook(&format!("{hp}.logits"), logits);
-    let tau = call.float("temperature").unwrap_or(1.0) as f32;
+    let tau = call.temperature as f32;
     let inv_tau = l.g.scalar(1.0 / tau);
     let scaled = l.g.mul(logits, inv_tau)?;
     let probs = l.g.softmax(scaled, 2)?; // [B,T,k]
@@ -60,45 +58,79 @@ pub(crate) fn route(
     let kept = l.g.mul(probs, chosen)?;
     let total = l.g.sum(kept, 2, true)?;
     let mut mix = l.g.div(kept, total)?;
-    if call.bool("straight_through") == Some(true) {
+    if call.straight_through {
         mix = l.g.straight_through(mix)?;
     }
-    balance_stats(l, f, r, &site, call, probs, k)?;
+    balance_stats(l, f, r, &site, call.balance, probs, k)?;
 
     let module = l
         .spec
         .model
-        .resolve_call(&pool.module, Kind::Tensor, &f.params, &["x"])
+        .resolve_tensor(&pool.module, &f.params, &["x"])
         .ok_or_else(|| {
             IrError::Builder(format!("cannot resolve the module of pool `{pool_name}`"))
-        })?;
-    let input_expr = match &pool.module.kind {
-        weft_dsl::ast::ExprKind::Call { args, .. } => block::tensor_arg(args).cloned(),
-        _ => None,
-    }
-    .ok_or_else(|| IrError::Builder(format!("pool `{pool_name}` module has no input")))?;
-
+        })?
+        .map_err(super::unresolved)?;
     // Each module's own pre-norm (and anything else in its input expression).
     let mut inputs = Vec::with_capacity(m);
     let mut frames = Vec::with_capacity(m);
     for j in 0..m {
-        let mut mf = Frame::new(format!("{}.{pool_name}.{j}", f.prefix), f.params.clone(), x);
+        let mut mf = Frame::new(
+            f.layer,
+            hooks::pool_module(&f.prefix, &pool_name, j),
+            f.params.clone(),
+            x,
+        );
         mf.iteration = f.iteration;
-        inputs.push(block::tensor(l, &mut mf, &input_expr)?);
+        inputs.push(module_input(l, &mut mf)?);
         frames.push(mf);
     }
+    let ffn = match &module {
+        TensorCall::Attention(a) => {
+            return attention_pool(l, f, &pool_name, a, &inputs, chosen, mix)
+        }
+        TensorCall::Mlp(m) => Some(ffn::Ffn::Mlp(m)),
+        TensorCall::Swiglu(s) => Some(ffn::Ffn::Swiglu(s)),
+        TensorCall::Norm(_) | TensorCall::Dropout { .. } | TensorCall::Route(_) => None,
+    };
+    if let (Execution::Sparse, Some(ffn)) = (call.execution, ffn) {
+        return route_sparse::ffn_pool(l, &mut frames, ffn, &inputs, chosen, mix, top_k);
+    }
+    let mut out: Option<ValueId> = None;
+    for (j, mf) in frames.iter_mut().enumerate() {
+        let oj = call::apply(l, mf, &module, inputs[j])?;
+        let w = l.g.slice(mix, 2, j, j + 1)?;
+        let term = l.g.mul(oj, w)?;
+        out = Some(match out {
+            Some(a) => l.g.add(a, term)?,
+            None => term,
+        });
+    }
+    Ok(out.expect("m ≥ 1"))
+}
+
+/// An attention pool: the chosen modules' q/k/v summed, one attention over all tokens, each
+/// chosen module's W_O output weighted by its routing weight.
+fn attention_pool(
+    l: &mut Lowerer,
+    f: &mut Frame,
+    pool_name: &str,
+    module: &Attention,
+    inputs: &[ValueId],
+    chosen: ValueId,
+    mix: ValueId,
+) -> Result<ValueId> {
+    let m = inputs.len();
     let sel =
         |l: &mut Lowerer, t: ValueId, j: usize| -> Result<ValueId> { l.g.slice(t, 2, j, j + 1) };
-
-    if module.name == "attention" {
-        let h = Heads::of(l, &module);
-        let bias = module.bool("bias").unwrap_or(false);
+    {
+        let h = Heads::of(l, module);
+        let bias = module.bias;
         let (b, t) = (l.opts.batch, l.opts.seq);
         let (mut q, mut kk, mut v) = (None, None, None);
         for (j, &input) in inputs.iter().enumerate() {
-            let msite = format!("{}.{pool_name}.{j}.attn", f.prefix);
-            let (qj, kj, vj) =
-                attention::project_qkv(l, &msite, &h, attention::qkv_bias(&module), input)?;
+            let msite = hooks::join(&hooks::pool_module(&f.prefix, pool_name, j), "attn");
+            let (qj, kj, vj) = attention::project_qkv(l, &msite, &h, module.qkv_biased(), input)?;
             let s = sel(l, chosen, j)?; // [B,T,1] → [B,1,T,1]: unweighted sum of chosen modules
             let s = l.g.reshape(s, &[b, 1, t, 1])?;
             let (qj, kj, vj) = (l.g.mul(qj, s)?, l.g.mul(kj, s)?, l.g.mul(vj, s)?);
@@ -116,12 +148,15 @@ pub(crate) fn route(
             });
         }
         let (q, kk, v) = (q.expect("m ≥ 1"), kk.expect("m ≥ 1"), v.expect("m ≥ 1"));
-        let site0 = format!("{}.{pool_name}.0.attn", f.prefix);
-        let y = attention::core(l, f, &site0, &module, &h, q, kk, v)?;
+        let site0 = hooks::join(&hooks::pool_module(&f.prefix, pool_name, 0), "attn");
+        let y = attention::core(l, f, &site0, module, &h, q, kk, v)?;
+        if let Some(a) = l.manifest.attention.last_mut() {
+            a.pool = Some(pool_name.to_string());
+        }
         let mut out: Option<ValueId> = None;
         for j in 0..m {
-            let msite = format!("{}.{pool_name}.{j}.attn", f.prefix);
-            let oj = attention::output(l, f, &msite, &module, &h, bias, y)?;
+            let msite = hooks::join(&hooks::pool_module(&f.prefix, pool_name, j), "attn");
+            let oj = attention::output(l, f, &msite, module, &h, bias, y)?;
             let w = sel(l, mix, j)?;
             let term = l.g.mul(oj, w)?;
             out = Some(match out {
@@ -129,23 +164,48 @@ pub(crate) fn route(
                 None => term,
             });
         }
-        return Ok(out.expect("m ≥ 1"));
+        Ok(out.expect("m ≥ 1"))
     }
-    let sparse = call.name_arg("execution") == Some("sparse");
-    if sparse && matches!(module.name.as_str(), "mlp" | "swiglu") {
-        return route_sparse::ffn_pool(l, &mut frames, &module, &inputs, chosen, mix, top_k);
+}
+
+/// Adds this iteration of route call `r` to the manifest.
+#[allow(clippy::too_many_arguments)]
+fn record_route(
+    l: &mut Lowerer,
+    f: &Frame,
+    r: usize,
+    site: &str,
+    hp: &str,
+    call: &Route,
+    pool: &PoolInfo,
+    top_k: usize,
+) {
+    let routes = &mut l.manifest.routes;
+    if let Some(s) = routes
+        .iter_mut()
+        .find(|s| s.layer == f.layer && s.index == r)
+    {
+        if !s.hooks.iter().any(|h| h == hp) {
+            s.hooks.push(hp.to_string());
+        }
+        return;
     }
-    let mut out: Option<ValueId> = None;
-    for (j, mf) in frames.iter_mut().enumerate() {
-        let oj = block::apply(l, mf, &module, inputs[j])?;
-        let w = sel(l, mix, j)?;
-        let term = l.g.mul(oj, w)?;
-        out = Some(match out {
-            Some(a) => l.g.add(a, term)?,
-            None => term,
-        });
-    }
-    Ok(out.expect("m ≥ 1"))
+    let module = match &pool.module.kind {
+        weft_dsl::ast::ExprKind::Call { func, .. } => func.name.clone(),
+        _ => String::new(),
+    };
+    routes.push(RouteSite {
+        layer: f.layer,
+        index: r,
+        hooks: vec![hp.to_string()],
+        params: site.to_string(),
+        pool: call.pool.clone(),
+        modules: pool.size.max(0) as usize,
+        skip: call.skip,
+        top_k,
+        router: call.router,
+        module,
+    });
 }
 
 /// Router logits `[B,T,k]` on the raw residual stream: a 2-layer ReLU MLP, or a GRU cell
@@ -155,20 +215,11 @@ fn router(
     f: &mut Frame,
     r: usize,
     site: &str,
-    call: &CallValue,
+    router: Router,
     x: ValueId,
     k: usize,
 ) -> Result<ValueId> {
-    let spec = call
-        .get("router")
-        .and_then(Value::as_call)
-        .cloned()
-        .unwrap_or(CallValue {
-            name: "gru".into(),
-            args: Default::default(),
-            span: call.span,
-        });
-    let hidden = spec.int("hidden").unwrap_or(256).max(1) as usize;
+    let hidden = router.hidden();
     let d = l.dim("dim");
     let (b, t) = (l.opts.batch, l.opts.seq);
     let lin = |l: &mut Lowerer, name: &str, x: ValueId, i: usize, o: usize| -> Result<ValueId> {
@@ -182,10 +233,13 @@ fn router(
         let y = l.g.matmul(x, w)?;
         l.g.add(y, bias)
     };
-    if spec.name == "mlp" {
-        let h = lin(l, "w1", x, d, hidden)?;
-        let h = l.g.relu(h)?;
-        return lin(l, "w2", h, hidden, k);
+    match router {
+        Router::Mlp { .. } => {
+            let h = lin(l, "w1", x, d, hidden)?;
+            let h = l.g.relu(h)?;
+            return lin(l, "w2", h, hidden, k);
+        }
+        Router::Gru { .. } => {}
     }
     let g = match f.router_state.get(&r) {
         Some(&g) => g,
@@ -218,11 +272,11 @@ fn balance_stats(
     f: &mut Frame,
     r: usize,
     site: &str,
-    call: &CallValue,
+    balance: f64,
     probs: ValueId,
     k: usize,
 ) -> Result<()> {
-    let weight = call.float("balance").unwrap_or(0.0) as f32;
+    let weight = balance as f32;
     if weight <= 0.0 {
         return Ok(());
     }

@@ -16,11 +16,10 @@
 //! grouped matmul), and the weight gradient, a per-slot outer product, is a broadcast
 //! multiply that fuses into the scatter-add back to each module.
 
-use super::block::Frame;
+use super::ffn::{activation, Ffn};
+use super::frame::Frame;
 use super::{Lowerer, Result};
 use crate::ir::{CmpOp, DType, Init, ValueId};
-use crate::IrError;
-use weft_dsl::check::value::CallValue;
 
 /// The routed sum `Σ_chosen mix · module(input)` `[B,T,D]` of FFN modules (`mlp`,
 /// `swiglu`) executed sparsely. `inputs[j]` is module `j`'s input `[B,T,D]`; `chosen` and
@@ -28,7 +27,7 @@ use weft_dsl::check::value::CallValue;
 pub(crate) fn ffn_pool(
     l: &mut Lowerer,
     frames: &mut [Frame],
-    module: &CallValue,
+    module: Ffn,
     inputs: &[ValueId],
     chosen: ValueId,
     mix: ValueId,
@@ -81,34 +80,27 @@ pub(crate) fn ffn_pool(
         module_of,
         r,
     };
-    let hidden = module.int("hidden").unwrap_or(4 * d as i64).max(1) as usize;
-    let y = if module.name == "swiglu" {
-        let gate = p.linear(l, "w_gate", xs, d, hidden)?;
-        let gate = l.g.silu(gate)?;
-        let up = p.linear(l, "w_up", xs, d, hidden)?;
-        let h = l.g.mul(gate, up)?;
-        p.linear(l, "w_down", h, hidden, d)?
-    } else if module.name == "mlp" {
-        let bias = module.bool("bias").unwrap_or(true);
-        let mut h = p.linear(l, "w1", xs, d, hidden)?;
-        if bias {
-            h = p.bias(l, "b1", h, hidden)?;
+    let hidden = module.hidden();
+    let y = match module {
+        Ffn::Swiglu(_) => {
+            let gate = p.linear(l, "w_gate", xs, d, hidden)?;
+            let gate = l.g.silu(gate)?;
+            let up = p.linear(l, "w_up", xs, d, hidden)?;
+            let h = l.g.mul(gate, up)?;
+            p.linear(l, "w_down", h, hidden, d)?
         }
-        h = match module.name_arg("activation").unwrap_or("gelu") {
-            "relu" => l.g.relu(h)?,
-            "silu" => l.g.silu(h)?,
-            _ => l.g.gelu(h)?,
-        };
-        let mut y = p.linear(l, "w2", h, hidden, d)?;
-        if bias {
-            y = p.bias(l, "b2", y, d)?;
+        Ffn::Mlp(mlp) => {
+            let mut h = p.linear(l, "w1", xs, d, hidden)?;
+            if mlp.bias {
+                h = p.bias(l, "b1", h, hidden)?;
+            }
+            h = activation(l, mlp.activation, h)?;
+            let mut y = p.linear(l, "w2", h, hidden, d)?;
+            if mlp.bias {
+                y = p.bias(l, "b2", y, d)?;
+            }
+            y
         }
-        y
-    } else {
-        return Err(IrError::Builder(format!(
-            "sparse execution runs FFN pools (mlp, swiglu), not `{}`",
-            module.name
-        )));
     };
     let w = l.g.reshape(w, &[r, 1, 1])?;
     let y = l.g.mul(y, w)?;

@@ -2,12 +2,14 @@
 //! with head h's rows scaled by τ_h. This pass removes every gain multiplication from the
 //! graph and reports which weights to rescale, so a folded model runs at zero extra cost.
 //!
-//! Lowering labels each gain multiplication `{site}.gain_apply`, with the gain parameter
-//! `{site}.gain` `[H]` and the output projection `{site}.wo` `[H·d, D]`.
+//! Lowering lists each gain site in its manifest (`lower::manifest::GainSite`): the
+//! multiplication `heads_out · gain`, the gain parameter `{site}.gain` `[H]` and the output
+//! projection `{site}.wo` `[H·d, D]`.
 
 use super::{Dce, Pass};
-use crate::error::Result;
-use crate::ir::{Graph, Op, ValueId};
+use crate::error::{IrError, Result};
+use crate::ir::{BinaryOp, Graph, Op, ValueId};
+use crate::lower::manifest::GainSite;
 
 /// One folded attention: scale rows `h·d .. (h+1)·d` of `wo` by `gain[h]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,32 +19,34 @@ pub struct GainFold {
     pub heads: usize,
 }
 
-/// The graph without gain ops, and the weight rescalings that make it equivalent.
-pub fn fold_gains(g: &Graph) -> Result<(Graph, Vec<GainFold>)> {
+/// The graph without the gain multiplications of `gains` (the manifest lowering returned
+/// with `g`), and the weight rescalings that make it equivalent.
+pub fn fold_gains(g: &Graph, gains: &[GainSite]) -> Result<(Graph, Vec<GainFold>)> {
     let mut redirect: Vec<ValueId> = g.ids().collect();
-    let mut folds = Vec::new();
-    for v in g.ids() {
-        let Some(label) = g.labels.get(v.index()).and_then(|l| l.as_deref()) else {
-            continue;
-        };
-        let Some(site) = label.strip_suffix(".gain_apply") else {
-            continue;
-        };
-        let node = g.node(v);
-        if !matches!(node.op, Op::Binary(crate::ir::BinaryOp::Mul)) || node.inputs.len() != 2 {
-            continue;
+    let mut folds: Vec<GainFold> = Vec::new();
+    for site in gains {
+        let node = g
+            .nodes
+            .get(site.apply.index())
+            .ok_or_else(|| IrError::Invalid {
+                node: site.apply.index() as u32,
+                msg: format!("gain site `{}` is not a node of this graph", site.gain),
+            })?;
+        if !matches!(node.op, Op::Binary(BinaryOp::Mul)) || node.inputs.len() != 2 {
+            return Err(IrError::Invalid {
+                node: site.apply.index() as u32,
+                msg: format!("gain site `{}` is not a multiplication", site.gain),
+            });
         }
-        redirect[v.index()] = node.inputs[0];
-        let gain = format!("{site}.gain");
-        let heads = g
-            .param_index(&gain)
-            .map(|i| g.params[i].shape.iter().product())
-            .unwrap_or(0);
-        folds.push(GainFold {
-            gain,
-            wo: format!("{site}.wo"),
-            heads,
-        });
+        redirect[site.apply.index()] = node.inputs[0];
+        // A loss view applies the same gain again: one fold per parameter.
+        if !folds.iter().any(|f| f.gain == site.gain) {
+            folds.push(GainFold {
+                gain: site.gain.clone(),
+                wo: site.wo.clone(),
+                heads: site.heads,
+            });
+        }
     }
     let keep = vec![true; g.len()];
     let rewired = g.compact(&keep, &redirect)?;
@@ -55,18 +59,29 @@ mod tests {
     use crate::ir::{DType, GraphBuilder, Init};
 
     #[test]
-    fn removes_labelled_gain_and_reports_the_fold() {
+    fn removes_the_gain_of_the_site_and_reports_the_fold() {
         let mut b = GraphBuilder::new();
         let y = b.input("y", &[1, 2, 3, 4], DType::F32);
         let gain = b.param("l.attn.gain", &[2], Init::Ones, true);
         let g4 = b.reshape(gain, &[1, 2, 1, 1]).unwrap();
-        b.set_label(Some("l.attn.gain_apply".into()));
         let scaled = b.mul(y, g4).unwrap();
-        b.set_label(None);
         let out = b.exp(scaled).unwrap();
         b.output("out", out);
         let g = b.finish().unwrap();
-        let (folded, folds) = fold_gains(&g).unwrap();
+        let site = GainSite {
+            layer: 0,
+            gain: "l.attn.gain".into(),
+            wo: "l.attn.wo".into(),
+            heads: 2,
+            trainable: true,
+            apply: scaled,
+        };
+        // Not a multiplication: refused, naming the site.
+        let mut wrong = site.clone();
+        wrong.apply = out;
+        let e = fold_gains(&g, &[wrong]).unwrap_err().to_string();
+        assert!(e.contains("l.attn.gain"), "{e}");
+        let (folded, folds) = fold_gains(&g, &[site]).unwrap();
         assert_eq!(
             folds,
             vec![GainFold {

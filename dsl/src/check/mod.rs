@@ -17,6 +17,7 @@ use value::{CallValue, Value};
 
 use crate::ast::{BlockDef, Expr, File, Program};
 use crate::diagnostic::Diagnostic;
+use crate::typed::{ModelConfig, Probe, ResolveError, Resolved, TensorCall, TrainSpec};
 use crate::Span;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -27,6 +28,17 @@ pub struct Checked {
     pub model: ModelInfo,
     pub train: Option<TrainInfo>,
     pub programs: Vec<ProgramInfo>,
+}
+
+impl Checked {
+    /// The globs over parameter names that train: the `train { trainable }` setting, or
+    /// everything for a spec without a train section. The one reader of that setting.
+    pub fn trainable(&self) -> Vec<String> {
+        match &self.train {
+            Some(t) => t.trainable.clone(),
+            None => vec!["*".into()],
+        }
+    }
 }
 
 /// A checked `model` section.
@@ -50,6 +62,37 @@ impl ModelInfo {
 
     pub fn setting(&self, key: &str) -> Option<&Value> {
         self.settings.get(key)
+    }
+
+    /// The `MODEL_SETTINGS` entries, typed.
+    pub fn config(&self) -> Result<ModelConfig, ResolveError> {
+        ModelConfig::from_settings(&self.settings, self.span)
+    }
+
+    /// Resolves weft source for one builtin call of `kind` (`"batch_icl(demos: 2)"`) in the
+    /// model's scope, defaults filled: for callers that build calls rather than read a spec.
+    pub fn call_source(
+        &self,
+        src: &str,
+        kind: crate::builtins::Kind,
+    ) -> Result<CallValue, Vec<Diagnostic>> {
+        let e = crate::parse::parse_expr(src).map_err(|d| vec![d])?;
+        let mut ev = eval::Eval::default();
+        match ev.expect(&e, crate::builtins::Ty::Of(kind), "call", &self.scope()) {
+            Some(Value::Call(c)) if ev.diags.is_empty() => Ok(c),
+            _ => Err(ev.diags),
+        }
+    }
+
+    /// A tensor construct of a block body, typed (see [`ModelInfo::resolve_call`]).
+    pub fn resolve_tensor(
+        &self,
+        e: &Expr,
+        params: &BTreeMap<String, Value>,
+        locals: &[&str],
+    ) -> Option<Result<TensorCall, ResolveError>> {
+        self.resolve_call(e, crate::builtins::Kind::Tensor, params, locals)
+            .map(|c| TensorCall::from_call(&c))
     }
 
     /// The scope block bodies are evaluated in (settings and pools), for lowering.
@@ -114,37 +157,25 @@ pub struct LayerPlan {
     pub span: Span,
 }
 
-/// A checked `train` section: every setting, defaults filled.
-#[derive(Clone, Debug, Serialize)]
-pub struct TrainInfo {
-    pub settings: BTreeMap<String, Value>,
-    pub span: Span,
-}
-
-impl TrainInfo {
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.settings.get(key)
-    }
-
-    pub fn int(&self, key: &str) -> Option<i64> {
-        self.get(key).and_then(Value::as_int)
-    }
-
-    pub fn float(&self, key: &str) -> Option<f64> {
-        self.get(key).and_then(Value::as_f64)
-    }
-
-    pub fn call(&self, key: &str) -> Option<&CallValue> {
-        self.get(key).and_then(Value::as_call)
-    }
-}
+/// A checked `train` section: every setting typed, defaults filled.
+pub type TrainInfo = TrainSpec;
 
 /// A checked `program NAME = probe(...)`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProgramInfo {
     pub name: String,
+    /// The call as checked (argument values by name), for records of what ran.
     pub call: CallValue,
+    pub probe: Probe,
     pub span: Span,
+}
+
+/// The diagnostic for a checked value that does not fit its type: a checker bug, reported
+/// rather than panicked on.
+pub(crate) fn unresolved(e: ResolveError) -> Diagnostic {
+    Diagnostic::new("internal", e.span, format!("internal error: {e}"))
+        .label("the checked value does not fit its type")
+        .help("this is a bug in weft's checker; please report it with the spec")
 }
 
 /// Checks a parsed file. Returns every diagnostic found, in source order.
@@ -200,6 +231,9 @@ pub fn check(file: &File) -> Result<Checked, Vec<Diagnostic>> {
     }
     let programs = check_programs(&mut ev, file.programs(), info.as_ref());
     let mut diags = ev.diags;
+    if let (true, Some(Err(e))) = (diags.is_empty(), info.as_ref().map(ModelInfo::config)) {
+        diags.push(unresolved(e));
+    }
     if diags.is_empty() {
         if let (Some(model), Some(programs)) = (info, programs) {
             return Ok(Checked {
@@ -244,11 +278,15 @@ fn check_programs<'a>(
             if let Some(m) = model {
                 rules::probe_rules(ev, &call, m);
             }
-            out.push(ProgramInfo {
-                name: p.name.name.clone(),
-                call,
-                span: p.span,
-            });
+            match Probe::from_call(&call) {
+                Ok(probe) => out.push(ProgramInfo {
+                    name: p.name.name.clone(),
+                    call,
+                    probe,
+                    span: p.span,
+                }),
+                Err(e) => ev.error(unresolved(e)),
+            }
         }
     }
     Some(out)

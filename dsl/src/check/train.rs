@@ -9,6 +9,7 @@ use crate::ast::{Model, Train};
 use crate::builtins::TRAIN_SETTINGS;
 use crate::diagnostic::did_you_mean;
 use crate::diagnostic::Diagnostic;
+use crate::typed::TrainSpec;
 use crate::Span;
 use std::collections::BTreeMap;
 
@@ -219,10 +220,18 @@ pub fn check_train(
             probe_rules(ev, p, m);
         }
     }
-    Some(TrainInfo {
-        settings,
-        span: t.span,
-    })
+    // The typed section needs every default, which a failed model check can leave out;
+    // the spec fails to check anyway.
+    if !ev.diags.is_empty() {
+        return None;
+    }
+    match TrainSpec::from_settings(&settings, t.span) {
+        Ok(spec) => Some(spec),
+        Err(e) => {
+            ev.error(super::unresolved(e));
+            None
+        }
+    }
 }
 
 impl Span {

@@ -16,7 +16,7 @@
 use crate::{Lab, Report, ReproError, Table};
 use serde_json::json;
 use std::path::Path;
-use weft_dsl::check::value::Value;
+use weft_dsl::typed::DataSource;
 use weft_runtime::probes::batch_icl::{batch_icl, BatchIcl, BatchIclConfig, IclQuery};
 use weft_runtime::probes::icl_orders::{icl_orders, OrderQuery};
 use weft_runtime::Rng;
@@ -141,14 +141,9 @@ fn icl_query(m: &Mappings, c: &Case, reversed: bool) -> IclQuery {
 
 /// Points the spec's `text(...)` data source at `path`.
 fn set_text_path(spec: &mut crate::Spec, path: &Path) {
-    if let Some(Value::Call(c)) = spec
-        .checked
-        .train
-        .as_mut()
-        .and_then(|t| t.settings.get_mut("data"))
+    if let Some(DataSource::Text { path: p, .. }) = spec.checked.train.as_mut().map(|t| &mut t.data)
     {
-        c.args
-            .insert("path".into(), Value::Str(path.display().to_string()));
+        *p = path.display().to_string();
     }
 }
 

@@ -264,22 +264,25 @@ fn task(lab: &Lab, spec: &Spec) -> Result<Arithmetic, ReproError> {
     let p = weft_runtime::train::plan(&spec.checked, None, Some(lab.seed()))
         .map_err(|e| ReproError::Other(format!("{}: {e}", spec.path.display())))?;
     let vocab = spec.checked.model.int("vocab") as usize;
-    let int = |k: &str, d: i64| p.data.int(k).unwrap_or(d).max(0) as usize;
-    let modulus = int("modulus", 100) as u32;
+    let weft_dsl::typed::DataSource::Arithmetic {
+        terms,
+        modulus,
+        problems,
+    } = p.data
+    else {
+        return Err(ReproError::Spec(format!(
+            "{}: the experiment trains on `arithmetic(...)`",
+            spec.path.display()
+        )));
+    };
+    let modulus = modulus as u32;
     let level = if vocab >= 7 + modulus as usize {
         ArithmeticLevel::Tokens
     } else {
         ArithmeticLevel::Chars
     };
-    Arithmetic::new(
-        int("terms", 4),
-        modulus,
-        int("problems", 2000),
-        level,
-        vocab,
-        p.seed,
-    )
-    .map_err(|e| ReproError::Other(format!("arithmetic data: {e}")))
+    Arithmetic::new(terms, modulus, problems, level, vocab, p.seed)
+        .map_err(|e| ReproError::Other(format!("arithmetic data: {e}")))
 }
 
 /// `(step, file)` of every checkpoint of a run, in step order.

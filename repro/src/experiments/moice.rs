@@ -47,19 +47,14 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
         .filter(|n| moice.params[**n].to_f32_vec().iter().any(|x| *x != 0.0))
         .count();
 
-    let kv = moice_spec
-        .checked
-        .train
-        .as_ref()
-        .and_then(|t| t.call("data"))
-        .filter(|c| c.name == "kv_recall")
-        .ok_or_else(|| ReproError::Spec("moice.weft must train on kv_recall".into()))?;
-    let pairs = kv.int("pairs").unwrap_or(8).max(1) as usize;
-    let len = kv
-        .int("len")
-        .or_else(|| moice_spec.train_int("seq"))
-        .unwrap_or(64)
-        .max(1) as usize;
+    let Some(&weft_dsl::typed::DataSource::KvRecall { pairs, len }) =
+        moice_spec.checked.train.as_ref().map(|t| &t.data)
+    else {
+        return Err(ReproError::Spec(
+            "moice.weft must train on kv_recall".into(),
+        ));
+    };
+    let (pairs, len) = (pairs.max(1), len.max(1));
     let depths = NeedleSweepConfig::evenly_spaced(lab.pick(9, 3));
     let cfg = NeedleSweepConfig {
         pairs,
@@ -245,9 +240,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
             .checked
             .train
             .as_ref()
-            .and_then(|t| t.call("optimizer"))
-            .and_then(|c| c.float("lr"))
-            .unwrap_or(0.0),
+            .map_or(0.0, |t| t.optimizer.lr()),
     ));
     Ok(())
 }

@@ -13,7 +13,7 @@
 use crate::{Lab, Report, ReproError, Table};
 use serde_json::json;
 use std::path::Path;
-use weft_dsl::check::value::Value;
+use weft_dsl::typed::DataSource;
 use weft_runtime::probes::copy::{copy_accuracy, CopyConfig};
 use weft_runtime::probes::needle_sweep::{needle_sweep, NeedleSweep, NeedleSweepConfig};
 use weft_runtime::probes::path_patching::{path_patching, PatchingData};
@@ -41,14 +41,8 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     spec.set("steps", lab.pick(500, 12));
     spec.set("batch", lab.pick(16, 4));
     spec.set("eval_every", lab.pick(100, 12));
-    if let Some(Value::Call(c)) = spec
-        .checked
-        .train
-        .as_mut()
-        .and_then(|t| t.settings.get_mut("data"))
-    {
-        c.args
-            .insert("path".into(), Value::Str(corpus.display().to_string()));
+    if let Some(DataSource::Text { path, .. }) = spec.checked.train.as_mut().map(|t| &mut t.data) {
+        *path = corpus.display().to_string();
     }
     let base = lab.train(&spec, "pretrain", None)?;
 

@@ -8,8 +8,9 @@ use weft_compiler::autodiff::{grad, ParamSelection};
 use weft_compiler::ir::{
     AttentionMask, AttentionRule, AttentionWeights, ConstValue, DType, Graph, GraphBuilder, Init,
 };
-use weft_compiler::lower::{lower, LowerOptions};
+use weft_compiler::lower::lower;
 use weft_compiler::passes::optimize;
+use weft_compiler::pipeline;
 
 /// What a run of a workload does, for throughput columns.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -122,22 +123,20 @@ pub fn attention(
 }
 
 /// One training step of `spec` at `[b, t]`: the loss and every trainable parameter's
-/// gradient (forward + backward graph after the default passes; the optimizer update is
-/// not included). FLOPs are 3× the forward's products (`ir::flops`), the usual estimate.
+/// gradient, the graph `weft train` runs (`pipeline::training_step`: dropout on, the spec's
+/// `trainable`; the optimizer update is not included). FLOPs are 3× the forward's products
+/// (`ir::flops`), the usual estimate.
 pub fn train_step(
     name: &str,
     spec: &weft_dsl::Checked,
     b: usize,
     t: usize,
 ) -> Result<Workload, String> {
-    let mut opts = LowerOptions::new(b, t);
-    opts.with_loss = true;
+    let opts = pipeline::training_options(spec, b, t);
     let g = lower(spec, &opts).map_err(|e| format!("{name}: {e}"))?;
-    let loss = g.output("loss").ok_or("no loss output")?;
     let params = init_params(&g, 4);
     let forward_flops = weft_compiler::ir::flops(&g);
-    let gg = grad(&g, loss, &[ParamSelection::All]).map_err(|e| format!("{name}: {e}"))?;
-    let gg = optimize(&gg).map_err(|e| format!("{name}: {e}"))?;
+    let gg = pipeline::step_graph(spec, &opts).map_err(|e| format!("{name}: {e}"))?;
     let vocab = spec.model.int("vocab").max(1) as u64;
     let mut rng = Rng::new(5);
     let mut inputs = HashMap::new();

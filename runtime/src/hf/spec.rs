@@ -2,8 +2,8 @@
 //! export).
 
 use super::{Arch, AttnBias, HfConfig, HfError, Result};
-use weft_dsl::ast::{Expr, ExprKind, Stmt};
 use weft_dsl::check::value::Value;
+use weft_dsl::typed::{NormKind, PositionRule};
 use weft_dsl::Checked;
 
 /// A weft float literal (always with a fraction or an exponent: `1e-5`, `10000.0`).
@@ -93,19 +93,32 @@ pub fn config_of(
 ) -> Result<HfConfig> {
     let m = &spec.model;
     let int = |k: &str| m.int(k).max(0) as usize;
-    let first = m
-        .layers
-        .first()
-        .and_then(|l| m.blocks.get(&l.block))
-        .ok_or_else(|| HfError::new("the spec has no layers"))?;
+    if m.layers.is_empty() {
+        return Err(HfError::new("the spec has no layers"));
+    }
+    let sites = weft_compiler::lower::manifest(spec)
+        .map_err(|e| HfError::new(format!("lowering the spec: {e}")))?;
     let norm = if arch == Arch::Gpt2 {
-        "layer_norm"
+        NormKind::LayerNorm
     } else {
-        "rms_norm"
+        NormKind::RmsNorm
     };
+    // Layer 0's own values; the HF defaults when it has no such norm or rotation.
     let default_eps = if arch == Arch::Gpt2 { 1e-5 } else { 1e-6 };
-    let eps = literal_arg(&first.body, norm, "eps").unwrap_or(default_eps);
-    let rope_theta = literal_arg(&first.body, "rope", "base").unwrap_or(10000.0);
+    let eps = sites
+        .norms
+        .iter()
+        .find(|n| n.layer == 0 && n.kind == norm)
+        .map_or(default_eps, |n| n.eps);
+    let rope_theta = sites
+        .attention
+        .iter()
+        .filter(|a| a.layer == 0)
+        .find_map(|a| match a.position {
+            PositionRule::Rope { base, .. } => Some(base),
+            PositionRule::Hope { .. } | PositionRule::Freqs { .. } | PositionRule::Nope => None,
+        })
+        .unwrap_or(10000.0);
     Ok(HfConfig {
         arch,
         vocab: int("vocab"),
@@ -120,38 +133,5 @@ pub fn config_of(
         rope_theta,
         tie_embeddings: m.setting("tie_embeddings").and_then(Value::as_bool) == Some(true),
         attn_bias,
-    })
-}
-
-/// The numeric literal of argument `arg` of the first call to `func` in a block body.
-fn literal_arg(body: &[Stmt], func: &str, arg: &str) -> Option<f64> {
-    fn in_expr(e: &Expr, func: &str, arg: &str) -> Option<f64> {
-        match &e.kind {
-            ExprKind::Call { func: f, args } => {
-                if f.name == func {
-                    if let Some(a) = args
-                        .iter()
-                        .find(|a| a.name.as_ref().is_some_and(|n| n.name == arg))
-                    {
-                        return match a.value.kind {
-                            ExprKind::Float(x) => Some(x),
-                            ExprKind::Int(i) => Some(i as f64),
-                            _ => None,
-                        };
-                    }
-                }
-                args.iter().find_map(|a| in_expr(&a.value, func, arg))
-            }
-            ExprKind::Binary { lhs, rhs, .. } => {
-                in_expr(lhs, func, arg).or_else(|| in_expr(rhs, func, arg))
-            }
-            ExprKind::Neg(inner) => in_expr(inner, func, arg),
-            ExprKind::List(items) => items.iter().find_map(|i| in_expr(i, func, arg)),
-            _ => None,
-        }
-    }
-    body.iter().find_map(|s| match s {
-        Stmt::Assign(a) => in_expr(&a.value, func, arg),
-        Stmt::Repeat(r) => literal_arg(&r.body, func, arg),
     })
 }

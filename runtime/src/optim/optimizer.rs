@@ -3,6 +3,7 @@
 use super::{AdamW, Gradients, OptimError, Sgd};
 use crate::backend::ParamStore;
 use crate::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -158,37 +159,98 @@ impl Optimizer {
         self.state.validate(params)?;
         self.state.step += 1;
         let t = self.state.step;
+        // Buffers first (zeros the first time a parameter gets a gradient), then every
+        // parameter's update as one parallel pass over fixed-size chunks: each element's
+        // arithmetic is the serial loop's, so the result does not depend on the threads.
+        let momentum = match &self.config {
+            OptimizerConfig::Adamw(_) => true,
+            OptimizerConfig::Sgd(s) => s.momentum != 0.0,
+        };
+        let adam = matches!(self.config, OptimizerConfig::Adamw(_));
         for (name, g) in grads.iter() {
-            let g = g.as_f32().expect("gradients are f32");
-            let p = params.get_mut(name).expect("checked above");
-            let shape = p.shape.clone();
-            let p = f32_mut(p);
-            // Weight decay shrinks matrices and embeddings only: decaying a norm's gain or a
-            // bias towards 0 fights what they are for (the nanoGPT / HF Trainer convention).
-            let decays = shape.len() >= 2;
-            match &self.config {
-                OptimizerConfig::Adamw(a) => {
-                    let m = buffer(&mut self.state.m, name, &shape);
-                    let v = buffer(&mut self.state.v, name, &shape);
-                    let a = AdamW {
-                        weight_decay: if decays { a.weight_decay } else { 0.0 },
-                        ..a.clone()
-                    };
-                    a.update(p, g, f32_mut(m), f32_mut(v), lr, t);
-                }
-                OptimizerConfig::Sgd(s) => {
-                    let buf = (s.momentum != 0.0)
-                        .then(|| f32_mut(buffer(&mut self.state.m, name, &shape)));
-                    let s = Sgd {
-                        weight_decay: if decays { s.weight_decay } else { 0.0 },
-                        ..s.clone()
-                    };
-                    s.update(p, g, buf, lr);
-                }
+            if momentum {
+                buffer(&mut self.state.m, name, &g.shape);
+            }
+            if adam {
+                buffer(&mut self.state.v, name, &g.shape);
             }
         }
+        // Every map is walked in name order and joined on the name: gradients and moment
+        // buffers are BTreeMaps, the parameters a HashMap sorted once here.
+        let mut ps: Vec<(&String, &mut Tensor)> = params
+            .iter_mut()
+            .filter(|(n, _)| grads.get(n).is_some())
+            .collect();
+        ps.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut ms = self.state.m.iter_mut().peekable();
+        let mut vs = self.state.v.iter_mut().peekable();
+        let mut take = |it: &mut std::iter::Peekable<
+            std::collections::btree_map::IterMut<'_, String, Tensor>,
+        >,
+                        name: &str| {
+            while it.peek().is_some_and(|(k, _)| k.as_str() < name) {
+                it.next();
+            }
+            match it.peek() {
+                Some((k, _)) if k.as_str() == name => it.next().map(|(_, t)| f32_mut(t)),
+                _ => None,
+            }
+        };
+        let mut work: Vec<Chunk> = Vec::new();
+        for ((name, p), (gname, g)) in ps.into_iter().zip(grads.iter()) {
+            debug_assert_eq!(name.as_str(), gname);
+            // Weight decay shrinks matrices and embeddings only: decaying a norm's gain or a
+            // bias towards 0 fights what they are for (the nanoGPT / HF Trainer convention).
+            let decays = p.shape.len() >= 2;
+            let g = g.as_f32().expect("gradients are f32");
+            let m = if momentum { take(&mut ms, gname) } else { None };
+            let v = if adam { take(&mut vs, gname) } else { None };
+            let p = f32_mut(p);
+            let mut m = m.map(|m| m.chunks_mut(CHUNK));
+            let mut v = v.map(|v| v.chunks_mut(CHUNK));
+            for (p, g) in p.chunks_mut(CHUNK).zip(g.chunks(CHUNK)) {
+                work.push(Chunk {
+                    p,
+                    g,
+                    m: m.as_mut().and_then(Iterator::next),
+                    v: v.as_mut().and_then(Iterator::next),
+                    decays,
+                });
+            }
+        }
+        let config = &self.config;
+        work.into_par_iter().for_each(|c| match config {
+            OptimizerConfig::Adamw(a) => {
+                let a = AdamW {
+                    weight_decay: if c.decays { a.weight_decay } else { 0.0 },
+                    ..a.clone()
+                };
+                let (m, v) = (c.m.expect("made above"), c.v.expect("made above"));
+                a.update(c.p, c.g, m, v, lr, t);
+            }
+            OptimizerConfig::Sgd(s) => {
+                let s = Sgd {
+                    weight_decay: if c.decays { s.weight_decay } else { 0.0 },
+                    ..s.clone()
+                };
+                s.update(c.p, c.g, c.m, lr);
+            }
+        });
         Ok(())
     }
+}
+
+/// Elements per unit of parallel optimizer work: large enough that a task outweighs its
+/// scheduling, small enough that a model's few large matrices spread over every thread.
+const CHUNK: usize = 1 << 14;
+
+/// One slice of one parameter with its gradient and moment buffers.
+struct Chunk<'a> {
+    p: &'a mut [f32],
+    g: &'a [f32],
+    m: Option<&'a mut [f32]>,
+    v: Option<&'a mut [f32]>,
+    decays: bool,
 }
 
 fn buffer<'a>(

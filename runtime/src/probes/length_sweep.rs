@@ -13,6 +13,7 @@ use super::{logits, Model, ProbeError};
 use crate::data::{CopyTask, DataSource, KvRecall};
 use serde::Serialize;
 use std::path::Path;
+use weft_dsl::typed::{DataSource as Data, Resolved};
 use weft_dsl::Checked;
 
 /// The task evaluated at each length.
@@ -39,34 +40,31 @@ impl std::fmt::Debug for LengthTask {
 
 impl LengthTask {
     /// The spec's training task (`train { data = ... }`), built as the training loop builds
-    /// it ([`crate::train::data_source`]) from `seed` (pass the training seed to evaluate on
+    /// it ([`crate::data::from_spec`]) from `seed` (pass the training seed to evaluate on
     /// the same mappings and held-out set). `kv_recall` and `copy_task` are rebuilt per
     /// length; relative paths of a `text` source resolve against `spec_dir`.
     pub fn from_spec(spec: &Checked, spec_dir: &Path, seed: u64) -> Result<Self, ProbeError> {
-        let call = spec
-            .train
-            .as_ref()
-            .and_then(|t| t.call("data"))
-            .ok_or_else(|| {
-                ProbeError::Config(
-                    "length_sweep evaluates the training task, and this spec has no `train { data = ... }`"
-                        .into(),
-                )
-            })?;
+        let data = spec.train.as_ref().map(|t| &t.data).ok_or_else(|| {
+            ProbeError::Config(
+                "length_sweep evaluates the training task, and this spec has no `train { data = ... }`"
+                    .into(),
+            )
+        })?;
         let vocab = spec.model.int("vocab").max(0) as usize;
-        let arg = |k: &str, d: i64| call.int(k).unwrap_or(d).max(0) as usize;
-        Ok(match call.name.as_str() {
-            "kv_recall" => LengthTask::KvRecall {
-                pairs: arg("pairs", 8),
+        Ok(match data {
+            Data::KvRecall { pairs, .. } => LengthTask::KvRecall { pairs: *pairs },
+            Data::CopyTask { vocab: v, .. } => LengthTask::Copy {
+                vocab: (*v).min(vocab),
             },
-            "copy_task" => LengthTask::Copy {
-                vocab: arg("vocab", vocab as i64).min(vocab),
-            },
-            _ => LengthTask::Source(
-                crate::train::data_source(call, spec_dir, vocab, seed).map_err(|e| {
+            Data::Text { .. }
+            | Data::Markov { .. }
+            | Data::LabelMapping { .. }
+            | Data::Arithmetic { .. }
+            | Data::Facts { .. } => LengthTask::Source(
+                crate::data::from_spec(data, spec_dir, vocab, seed).map_err(|e| {
                     ProbeError::Config(format!(
                         "length_sweep: building `{}` (relative paths resolve against {}): {e}",
-                        call.name,
+                        data.name(),
                         spec_dir.display()
                     ))
                 })?,

@@ -9,10 +9,10 @@ use crate::optim::{AdamW, Gradients, Optimizer, OptimizerConfig, Schedule};
 use crate::{HookSelection, ParamStore, Rng, Tensor};
 use serde::Serialize;
 use std::collections::HashMap;
-use weft_compiler::autodiff::{grad, ParamSelection};
-use weft_compiler::ir::Graph;
-use weft_compiler::lower::{lower, LowerOptions};
-use weft_compiler::passes::{fold_gains, optimize};
+use weft_compiler::ir::Op;
+use weft_compiler::lower::{lower, lower_with_manifest, LowerOptions};
+use weft_compiler::passes::fold_gains;
+use weft_compiler::pipeline;
 
 /// Settings of `pear(heads, steps, lr, len)`.
 pub struct PearConfig {
@@ -36,7 +36,8 @@ pub struct Pear {
     pub copy_loss_after: f64,
     /// max |folded − gained| / max |gained| over the logits of held-out sequences.
     pub fold_max_rel_err: f64,
-    /// Gain multiplications left in the folded graph (0: zero inference overhead).
+    /// Gain parameters the folded graph still reads, i.e. attentions whose gain
+    /// multiplication was left in it (0: zero inference overhead).
     pub gain_ops_after_folding: usize,
 }
 
@@ -60,20 +61,16 @@ pub fn pear(model: &Model, cfg: &PearConfig) -> Result<Pear, ProbeError> {
         ));
     }
     let t = 2 * n;
-    let loss_graph = |batch: usize| -> Result<Graph, ProbeError> {
+    let loss_options = |batch: usize| {
         let mut o = LowerOptions::new(batch, t);
         o.with_loss = true;
         o.trainable = vec!["*.attn.gain".into()];
-        lower(model.spec, &o).map_err(|e| ProbeError::Model(e.to_string()))
+        o
     };
-    let train = loss_graph(BATCH)?;
-    let loss = train
-        .output("loss")
-        .ok_or_else(|| ProbeError::Model("no loss output".into()))?;
-    let train = grad(&train, loss, &[ParamSelection::All])
-        .and_then(|g| optimize(&g))
+    let train = pipeline::step_graph(model.spec, &loss_options(BATCH))
         .map_err(|e| ProbeError::Model(e.to_string()))?;
-    let eval = loss_graph(EVAL_ROWS)?;
+    let eval = lower(model.spec, &loss_options(EVAL_ROWS))
+        .map_err(|e| ProbeError::Model(e.to_string()))?;
     let eval_tokens = repeated_tokens(
         &mut Rng::for_name(cfg.seed, "pear.eval"),
         EVAL_ROWS,
@@ -140,16 +137,17 @@ pub fn pear(model: &Model, cfg: &PearConfig) -> Result<Pear, ProbeError> {
         .collect();
 
     // Folding: same logits, no gain op.
-    let forward = lower(model.spec, &LowerOptions::new(EVAL_ROWS, t))
+    let lowered = lower_with_manifest(model.spec, &LowerOptions::new(EVAL_ROWS, t))
         .map_err(|e| ProbeError::Model(e.to_string()))?;
+    let forward = lowered.graph;
     let ins = proxy_inputs(&eval_tokens, EVAL_ROWS, n);
     let gained = model
         .backend
         .run(&forward, &ins, &params, &HookSelection::None)?
         .outputs["logits"]
         .to_f32_vec();
-    let (folded_graph, folds) =
-        fold_gains(&forward).map_err(|e| ProbeError::Model(e.to_string()))?;
+    let (folded_graph, folds) = fold_gains(&forward, &lowered.manifest.gains)
+        .map_err(|e| ProbeError::Model(e.to_string()))?;
     let mut folded_params = params.clone();
     crate::fold::apply_gain_folds(&mut folded_params, &folds)?;
     let folded = model
@@ -165,11 +163,16 @@ pub fn pear(model: &Model, cfg: &PearConfig) -> Result<Pear, ProbeError> {
         .iter()
         .zip(&folded)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    // A gain the folded graph still reads is a gain multiplication left in it.
     let gain_ops_after_folding = folded_graph
-        .labels
+        .nodes
         .iter()
-        .flatten()
-        .filter(|l| l.ends_with("gain_apply"))
+        .filter(|n| match &n.op {
+            Op::Param { index } => folds
+                .iter()
+                .any(|f| f.gain == folded_graph.params[*index].name),
+            _ => false,
+        })
         .count();
     Ok(Pear {
         detected,

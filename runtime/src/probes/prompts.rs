@@ -10,25 +10,43 @@ use super::path_patching::PatchingData;
 use super::{Model, ProbeError};
 use crate::data::{Facts, LabelMapping, PAD};
 use crate::init::Rng;
-use weft_dsl::check::value::{CallValue, Value};
+use weft_dsl::builtins::Kind;
+use weft_dsl::typed::{DataSource, Resolved};
 use weft_dsl::Checked;
 
-/// The spec's `train { data = NAME(...) }` call, if it is `name`.
-pub fn train_data<'a>(spec: &'a Checked, name: &str) -> Option<&'a CallValue> {
-    spec.train
-        .as_ref()?
-        .get("data")
-        .and_then(Value::as_call)
-        .filter(|c| c.name == name)
+/// The spec's `train { data = ... }` source, if it has a train section.
+pub fn train_data(spec: &Checked) -> Option<&DataSource> {
+    spec.train.as_ref().map(|t| &t.data)
 }
 
-/// The `facts` source of the spec (its arguments, or the defaults 50 pairs, 10 templates).
+/// The `facts` source of the spec: its own arguments when it trains on facts, else the
+/// builtins table's defaults for `facts()`.
 pub fn facts_of(spec: &Checked, seed: u64) -> Result<Facts, ProbeError> {
-    let call = train_data(spec, "facts");
-    let arg = |k: &str, d: i64| call.and_then(|c| c.int(k)).unwrap_or(d).max(0) as usize;
+    let (pairs, templates) = match train_data(spec) {
+        Some(&DataSource::Facts { pairs, templates }) => (pairs, templates),
+        _ => match default_source(spec, "facts()")? {
+            DataSource::Facts { pairs, templates } => (pairs, templates),
+            other => {
+                return Err(ProbeError::Config(format!(
+                    "`facts()` resolved to `{}`",
+                    other.name()
+                )))
+            }
+        },
+    };
     let vocab = spec.model.int("vocab").max(0) as usize;
-    Facts::new(arg("pairs", 50), arg("templates", 10), vocab, seed)
+    Facts::new(pairs, templates, vocab, seed)
         .map_err(|e| ProbeError::Config(format!("facts prompts: {e}")))
+}
+
+/// A data source written as weft source, resolved in the spec's model scope with the
+/// builtins table's defaults.
+pub fn default_source(spec: &Checked, src: &str) -> Result<DataSource, ProbeError> {
+    let call = spec
+        .model
+        .call_source(src, Kind::Data)
+        .map_err(|d| ProbeError::Config(format!("resolving `{src}`: {d:?}")))?;
+    DataSource::from_call(&call).map_err(|e| ProbeError::Config(e.to_string()))
 }
 
 /// `samples` clean/corrupted fact prompts, left-padded to a common length, query at the last
@@ -77,7 +95,7 @@ pub fn recall_prompts(
     samples: usize,
     seed: u64,
 ) -> Result<DecompositionData, ProbeError> {
-    if train_data(model.spec, "facts").is_some() {
+    if let Some(DataSource::Facts { .. }) = train_data(model.spec) {
         return Ok(fact_prompts(&facts_of(model.spec, seed)?, samples, seed).1);
     }
     let n = (model.ctx() / 2).min(25);
@@ -109,20 +127,19 @@ pub fn label_mapping_of(
     probe: &str,
     seed: u64,
 ) -> Result<LabelMapping, ProbeError> {
-    let call = train_data(spec, "label_mapping")
-        .ok_or_else(|| ProbeError::Config(format!("{probe} builds its prompts from `train {{ data = label_mapping(...) }}`, which this spec does not have")))?;
-    let arg = |k: &str, d: i64| call.int(k).unwrap_or(d).max(0) as usize;
+    let Some(&DataSource::LabelMapping {
+        tasks,
+        inputs,
+        labels,
+        shots,
+        noise,
+    }) = train_data(spec)
+    else {
+        return Err(ProbeError::Config(format!("{probe} builds its prompts from `train {{ data = label_mapping(...) }}`, which this spec does not have")));
+    };
     let vocab = spec.model.int("vocab").max(0) as usize;
-    LabelMapping::new(
-        arg("tasks", 16),
-        arg("inputs", 8),
-        arg("labels", 4),
-        arg("shots", 64),
-        call.float("noise").unwrap_or(0.0),
-        vocab,
-        seed,
-    )
-    .map_err(|e| ProbeError::Config(format!("{probe} prompts: {e}")))
+    LabelMapping::new(tasks, inputs, labels, shots, noise, vocab, seed)
+        .map_err(|e| ProbeError::Config(format!("{probe} prompts: {e}")))
 }
 
 /// One generated ICL query: the Batch-ICL prompts and what built them.

@@ -377,7 +377,7 @@ train {
     #[test]
     fn refuses_with_numbers_and_the_setting_to_lower() {
         let (spec, p) = plan_of(SPEC);
-        let g = super::super::training_graph(&spec, p.batch, p.seq, &p.trainable).unwrap();
+        let g = super::super::training_graph(&spec, p.batch, p.seq).unwrap();
         let (all, trainable) = param_counts(&g);
         assert!(all > 10_000 && trainable == all);
         // Plenty: accepted by both checks.
@@ -417,7 +417,7 @@ train {
         );
         // Accumulating over 8 micro-batches shrinks the planned peak: the advice works.
         let (spec8, p8) = plan_of(&SPEC.replace("steps = 3", "steps = 3\n  accumulate = 8"));
-        let g8 = super::super::training_graph(&spec8, p8.batch / 8, p8.seq, &p8.trainable).unwrap();
+        let g8 = super::super::training_graph(&spec8, p8.batch / 8, p8.seq).unwrap();
         let peak8 = plan_memory(&g8, true).peak_bytes as u128;
         assert!(peak8 * 4 < peak, "{peak8} vs {peak}");
     }

@@ -25,10 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use weft_compiler::autodiff::{grad, ParamSelection};
 use weft_compiler::ir::Graph;
 use weft_compiler::lower::{lower, LowerOptions};
-use weft_compiler::passes::optimize;
 use weft_dsl::Checked;
 
 /// What can stop a run; each names the file, setting or step at fault.
@@ -157,22 +155,10 @@ pub fn start_over(dir: &Path) -> Result<Option<PathBuf>, TrainError> {
     Ok(Some(RunLock::acquire(dir)?.move_aside()?))
 }
 
-/// The differentiated training graph for a batch shape.
-pub fn training_graph(
-    spec: &Checked,
-    batch: usize,
-    seq: usize,
-    trainable: &[String],
-) -> Result<Graph, TrainError> {
-    let mut opts = LowerOptions::new(batch, seq);
-    opts.with_loss = true;
-    opts.trainable = trainable.to_vec();
-    opts.dropout = true;
-    let g = lower(spec, &opts)?;
-    let loss = g
-        .output("loss")
-        .ok_or_else(|| TrainError::Config("lowering produced no loss".into()))?;
-    Ok(optimize(&grad(&g, loss, &[ParamSelection::All])?)?)
+/// The differentiated training graph for a batch shape: the spec's training step as
+/// [`weft_compiler::pipeline::training_step`] builds it (dropout on, the spec's `trainable`).
+pub fn training_graph(spec: &Checked, batch: usize, seq: usize) -> Result<Graph, TrainError> {
+    Ok(weft_compiler::pipeline::training_step(spec, batch, seq)?)
 }
 
 /// Rows `lo..hi` of every `[B, T]` tensor of a batch.
@@ -303,7 +289,7 @@ pub fn train(
     let micro = p.batch / p.accumulate;
     // Before building anything the size of the model: refuse what cannot fit.
     budget::check_training(spec, &p)?;
-    let graph = training_graph(spec, micro, p.seq, &p.trainable)?;
+    let graph = training_graph(spec, micro, p.seq)?;
     budget::check_graph(&graph, &p)?;
     let hash = spec_hash(src);
     // One trainer per directory, held until this function returns (a killed trainer's OS

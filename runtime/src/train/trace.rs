@@ -9,9 +9,8 @@ use crate::rundir::{trace_kind, RunDir, Trace};
 use crate::{Backend, HookSelection, ParamStore, Tensor};
 use std::collections::BTreeMap;
 use weft_compiler::ir::Graph;
-use weft_compiler::lower::{lower, LowerOptions};
-use weft_dsl::ast::{ExprKind, Stmt};
-use weft_dsl::builtins::Kind;
+use weft_compiler::lower::manifest::{Manifest, RouteSite};
+use weft_compiler::lower::{lower, lower_with_manifest, LowerOptions};
 use weft_dsl::Checked;
 
 /// Validation batches evaluated per evaluation (the rest of the held-out set is skipped).
@@ -23,11 +22,13 @@ const SEGMENT_HOOKS: [&str; 3] = ["loss.segment_nll", "loss.segment_tokens", "lo
 
 pub struct Tracer<'a> {
     spec: &'a Checked,
-    probes: Vec<weft_dsl::check::value::CallValue>,
+    probes: Vec<weft_dsl::typed::Probe>,
     seed: u64,
     eval_graph: Graph,
     eval: Vec<Batch>,
     trace_graph: Graph,
+    /// The trace graph's sites: which hooks are routes into which pool, MoICE bases.
+    manifest: Manifest,
     trace_batch: Batch,
     token_text: Vec<String>,
 }
@@ -42,7 +43,7 @@ impl<'a> Tracer<'a> {
         eval.truncate(EVAL_BATCHES);
         let mut to = LowerOptions::new(1, p.seq);
         to.capture = vec!["*.attn.pattern".into()];
-        let trace_graph = lower(spec, &to)?;
+        let traced = lower_with_manifest(spec, &to)?;
         let first = data
             .eval_batches(1, p.seq)?
             .into_iter()
@@ -61,7 +62,8 @@ impl<'a> Tracer<'a> {
             seed: p.seed,
             eval_graph,
             eval,
-            trace_graph,
+            trace_graph: traced.graph,
+            manifest: traced.manifest,
             trace_batch: first,
             token_text,
         })
@@ -134,20 +136,21 @@ impl<'a> Tracer<'a> {
         let model = crate::probes::Model::new(self.spec, params, backend);
         let mut lines = Vec::new();
         let mut traces = Vec::new();
-        for call in &self.probes {
+        for probe in &self.probes {
+            let name = weft_dsl::typed::Resolved::name(probe);
             let result =
-                crate::probes::program::run_program(&model, call, self.seed).map_err(|e| {
-                    TrainError::Config(format!("eval probe `{}` at step {step}: {e}", call.name))
+                crate::probes::program::run_probe(&model, probe, self.seed).map_err(|e| {
+                    TrainError::Config(format!("eval probe `{name}` at step {step}: {e}"))
                 })?;
             let mut line = serde_json::Map::new();
             line.insert("kind".into(), "eval".into());
             line.insert("step".into(), step.into());
-            line.insert("probe".into(), call.name.clone().into());
+            line.insert("probe".into(), name.into());
             if let serde_json::Value::Object(fields) = &result {
                 for (k, v) in fields.iter().filter(|(_, v)| v.is_number()) {
                     line.insert(k.clone(), v.clone());
                 }
-                if let Some(t) = fields.get("scores").and_then(|s| head_table(call, s, step)) {
+                if let Some(t) = fields.get("scores").and_then(|s| head_table(name, s, step)) {
                     traces.push(t);
                 }
             }
@@ -228,15 +231,9 @@ impl<'a> Tracer<'a> {
                 .map_err(io)?;
             }
         }
-        for layer in 0..self.spec.model.layers.len() {
-            for (r, site) in route_sites(self.spec, layer).iter().enumerate() {
-                if let Some(trace) = routing_trace(&out.hooks, layer, r, site, step, &tokens, &text)
-                {
-                    run.write_trace(&trace).map_err(|source| TrainError::Io {
-                        path: run.root().to_path_buf(),
-                        source,
-                    })?;
-                }
+        for site in &self.manifest.routes {
+            if let Some(trace) = routing_trace(&out.hooks, site, step, &tokens, &text) {
+                run.write_trace(&trace).map_err(io)?;
             }
         }
         for (name, choice) in &out.hooks {
@@ -246,7 +243,10 @@ impl<'a> Tracer<'a> {
             let Some(logits) = out.hooks.get(&format!("{prefix}.router.logits")) else {
                 continue;
             };
-            let bases = moice_bases(self.spec, prefix);
+            let bases = self
+                .manifest
+                .attention_at(prefix)
+                .and_then(|a| a.bases.clone());
             if let Some(trace) =
                 base_routing_trace(prefix, choice, logits, bases, step, &tokens, &text)
             {
@@ -312,65 +312,6 @@ impl SegmentRows {
             attrs: serde_json::Map::new(),
         })
     }
-}
-
-/// The `bases` of the MoICE attention whose hooks start with `prefix`
-/// (`layers.{i}.attn` is the block's first attention call, `layers.{i}.attnK` its K-th);
-/// `None` when the call cannot be found (e.g. attention inside a routed pool).
-fn moice_bases(spec: &Checked, prefix: &str) -> Option<Vec<f64>> {
-    let mut parts = prefix.split('.');
-    let (Some("layers"), Some(layer), Some(site), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    let layer: usize = layer.parse().ok()?;
-    let nth = match site.strip_prefix("attn")? {
-        "" => 0,
-        k => k.parse::<usize>().ok()?.checked_sub(1)?,
-    };
-    let plan = spec.model.layers.get(layer)?;
-    let block = spec.model.blocks.get(&plan.block)?;
-    let mut calls = Vec::new();
-    fn walk(body: &[Stmt], out: &mut Vec<weft_dsl::ast::Expr>) {
-        for s in body {
-            match s {
-                Stmt::Assign(a) => find(&a.value, out),
-                Stmt::Repeat(r) => walk(&r.body, out),
-            }
-        }
-    }
-    fn find(e: &weft_dsl::ast::Expr, out: &mut Vec<weft_dsl::ast::Expr>) {
-        match &e.kind {
-            ExprKind::Call { func, args } => {
-                if func.name == "attention" && !out.iter().any(|c| c.span == e.span) {
-                    out.push(e.clone());
-                }
-                for a in args {
-                    find(&a.value, out);
-                }
-            }
-            ExprKind::Binary { lhs, rhs, .. } => {
-                find(lhs, out);
-                find(rhs, out);
-            }
-            ExprKind::Neg(i) => find(i, out),
-            _ => {}
-        }
-    }
-    walk(&block.body, &mut calls);
-    let call = spec
-        .model
-        .resolve_call(calls.get(nth)?, Kind::Tensor, &plan.args, &["x"])?;
-    let bases = call
-        .get("position")
-        .and_then(weft_dsl::check::value::Value::as_call)?
-        .get("bases")
-        .and_then(weft_dsl::check::value::Value::as_list)?;
-    bases
-        .iter()
-        .map(weft_dsl::check::value::Value::as_f64)
-        .collect()
 }
 
 /// A [`trace_kind::BASE_ROUTING`] trace from a MoICE router's `choice` (0/1 top-k) and
@@ -451,11 +392,7 @@ fn base_routing_trace(
 }
 
 /// A probe's `scores` `[[f64; H]; L]` as a `head_scores` trace.
-fn head_table(
-    call: &weft_dsl::check::value::CallValue,
-    scores: &serde_json::Value,
-    step: u64,
-) -> Option<Trace> {
+fn head_table(probe: &str, scores: &serde_json::Value, step: u64) -> Option<Trace> {
     let rows: Vec<Vec<f32>> = scores
         .as_array()?
         .iter()
@@ -474,9 +411,9 @@ fn head_table(
         return None;
     }
     let mut attrs = serde_json::Map::new();
-    attrs.insert("score".into(), call.name.clone().into());
+    attrs.insert("score".into(), probe.into());
     Some(Trace {
-        name: call.name.clone(),
+        name: probe.into(),
         kind: trace_kind::HEAD_SCORES.into(),
         step,
         tensors: BTreeMap::from([("scores".into(), Tensor::f32(&[l, h], rows.concat()))]),
@@ -499,98 +436,18 @@ fn layer_of(prefix: &str) -> Option<u64> {
         .ok()
 }
 
-/// A `route` call of a layer's block: its pool, pool size and whether SKIP is a choice.
-pub struct RouteSite {
-    pool: String,
-    modules: usize,
-    skip: bool,
-}
-
-/// The route calls of layer `i`'s block in source order (lowering numbers them the same way).
-fn route_sites(spec: &Checked, layer: usize) -> Vec<RouteSite> {
-    let plan = &spec.model.layers[layer];
-    let Some(block) = spec.model.blocks.get(&plan.block) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    fn walk(
-        spec: &Checked,
-        args: &BTreeMap<String, weft_dsl::check::value::Value>,
-        body: &[Stmt],
-        out: &mut Vec<RouteSite>,
-        seen: &mut Vec<usize>,
-    ) {
-        for s in body {
-            match s {
-                Stmt::Assign(a) => find(spec, args, &a.value, out, seen),
-                Stmt::Repeat(r) => walk(spec, args, &r.body, out, seen),
-            }
-        }
-    }
-    fn find(
-        spec: &Checked,
-        args: &BTreeMap<String, weft_dsl::check::value::Value>,
-        e: &weft_dsl::ast::Expr,
-        out: &mut Vec<RouteSite>,
-        seen: &mut Vec<usize>,
-    ) {
-        match &e.kind {
-            ExprKind::Call { func, .. } if func.name == "route" => {
-                if seen.contains(&e.span.start) {
-                    return;
-                }
-                seen.push(e.span.start);
-                if let Some(c) = spec.model.resolve_call(e, Kind::Tensor, args, &["x"]) {
-                    let pool = c.name_arg("pool").unwrap_or_default().to_string();
-                    let modules = spec
-                        .model
-                        .pools
-                        .get(&pool)
-                        .map(|p| p.size as usize)
-                        .unwrap_or(0);
-                    out.push(RouteSite {
-                        pool,
-                        modules,
-                        skip: c.bool("skip").unwrap_or(true),
-                    });
-                }
-            }
-            ExprKind::Binary { lhs, rhs, .. } => {
-                find(spec, args, lhs, out, seen);
-                find(spec, args, rhs, out, seen);
-            }
-            ExprKind::Neg(i) => find(spec, args, i, out, seen),
-            _ => {}
-        }
-    }
-    walk(spec, &plan.args, &block.body, &mut out, &mut Vec::new());
-    out
-}
-
 /// `choice` i32 `[iterations, 1, T, K]`: chosen module per slot (−1 = SKIP), and `weight` f32
 /// of the same shape: the router's probability of that choice.
 fn routing_trace(
     hooks: &BTreeMap<String, Tensor>,
-    layer: usize,
-    r: usize,
     site: &RouteSite,
     step: u64,
     tokens: &Tensor,
     text: &serde_json::Value,
 ) -> Option<Trace> {
     let mut iters = Vec::new();
-    for j in 0.. {
-        let key = |s: &str| {
-            hooks
-                .get(&format!("layers.{layer}.iter{j}.route{r}.{s}"))
-                .or_else(|| {
-                    if j == 0 {
-                        hooks.get(&format!("layers.{layer}.route{r}.{s}"))
-                    } else {
-                        None
-                    }
-                })
-        };
+    for prefix in &site.hooks {
+        let key = |s: &str| hooks.get(&format!("{prefix}.{s}"));
         match (key("choice"), key("probs")) {
             (Some(c), Some(p)) => iters.push((c.to_f32_vec(), p.to_f32_vec(), c.shape.clone())),
             _ => break,
@@ -632,13 +489,13 @@ fn routing_trace(
     }
     let shape = [iters.len(), 1, t, slots];
     let mut attrs = serde_json::Map::new();
-    attrs.insert("layer".into(), (layer as u64).into());
+    attrs.insert("layer".into(), (site.layer as u64).into());
     attrs.insert("pool".into(), site.pool.clone().into());
     attrs.insert("modules".into(), (site.modules as u64).into());
     attrs.insert("token_text".into(), text.clone());
     let ax = axes(&["iteration", "batch", "token", "slot"]);
     Some(Trace {
-        name: format!("layers.{layer}.route{r}"),
+        name: site.params.clone(),
         kind: trace_kind::ROUTING.into(),
         step,
         tensors: BTreeMap::from([
@@ -736,15 +593,39 @@ mod tests {
     }
 
     #[test]
-    fn moice_bases_come_from_the_layers_attention_call() {
+    fn moice_bases_come_from_the_manifest() {
+        let bases = |spec: &Checked, hook: &str| {
+            weft_compiler::lower::manifest(spec)
+                .unwrap()
+                .attention_at(hook)
+                .and_then(|a| a.bases.clone())
+        };
         let spec = check(include_str!("../../../examples/moice.weft"));
         let want = vec![10000.0, 12000.0, 15000.0, 20000.0, 30000.0];
-        assert_eq!(moice_bases(&spec, "layers.0.attn"), Some(want.clone()));
-        assert_eq!(moice_bases(&spec, "layers.1.attn"), Some(want));
-        assert_eq!(moice_bases(&spec, "layers.1.attn2"), None);
-        assert_eq!(moice_bases(&spec, "layers.9.attn"), None);
-        assert_eq!(moice_bases(&spec, "layers.0.pool.0.attn"), None);
+        assert_eq!(bases(&spec, "layers.0.attn"), Some(want.clone()));
+        assert_eq!(bases(&spec, "layers.1.attn"), Some(want));
+        assert_eq!(bases(&spec, "layers.1.attn2"), None);
+        assert_eq!(bases(&spec, "layers.9.attn"), None);
         let gpt = check(include_str!("../../../examples/gpt.weft"));
-        assert_eq!(moice_bases(&gpt, "layers.0.attn"), None);
+        assert_eq!(bases(&gpt, "layers.0.attn"), None);
+    }
+
+    #[test]
+    fn route_sites_come_from_the_manifest_per_iteration() {
+        let spec = check(include_str!("../../../examples/mom.weft"));
+        let m = weft_compiler::lower::manifest(&spec).unwrap();
+        let sites: Vec<_> = m.routes_of(1).collect();
+        assert_eq!(sites.len(), 2);
+        assert_eq!((sites[0].pool.as_str(), sites[0].modules), ("attn", 4));
+        assert_eq!((sites[1].pool.as_str(), sites[1].skip), ("ffn", true));
+        assert_eq!(sites[0].params, "layers.1.route0");
+        assert_eq!(
+            sites[1].hooks,
+            (0..4)
+                .map(|j| format!("layers.1.iter{j}.route1"))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(m.layers[1].iterations, 4);
+        assert_eq!(m.routes_of(0).count(), 0);
     }
 }

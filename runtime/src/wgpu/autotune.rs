@@ -596,11 +596,10 @@ pub fn spec_graphs(
     let seq = seq
         .or(plan.as_ref().map(|p| p.seq))
         .unwrap_or(spec.model.int("ctx").max(1) as usize);
-    let trainable = plan.map_or_else(|| vec!["*".into()], |p| p.trainable);
     let forward =
         weft_compiler::lower::lower(spec, &weft_compiler::lower::LowerOptions::new(batch, seq))
             .map_err(|e| format!("forward: {e}"))?;
-    let train = crate::train::training_graph(spec, batch, seq, &trainable)
+    let train = crate::train::training_graph(spec, batch, seq)
         .map_err(|e| format!("training step: {e}"))?;
     Ok(SpecGraphs {
         batch,

@@ -8,7 +8,6 @@ use weft_compiler::autodiff::{grad, ParamSelection};
 use weft_compiler::ir::Graph;
 use weft_compiler::lower::{lower, LowerOptions};
 use weft_compiler::passes::optimize;
-use weft_dsl::ast::{Decl, ExprKind, ModelItem};
 use weft_runtime::{init_params, Rng, Tensor};
 
 /// Vocabulary of the shrunk specs.
@@ -31,35 +30,12 @@ pub fn names() -> Vec<String> {
 pub fn shrunk(file: &str, t: usize) -> weft_dsl::Checked {
     let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
     let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut parsed = weft_dsl::parse(&src).unwrap_or_else(|e| panic!("{file}: {e:?}"));
-    for d in &mut parsed.decls {
-        match d {
-            Decl::Model(m) => {
-                for it in &mut m.items {
-                    if let ModelItem::Assign(a) = it {
-                        let v = match a.name.name.as_str() {
-                            "vocab" => Some(VOCAB as i64),
-                            "dim" => Some(16),
-                            "ctx" => Some(16),
-                            _ => None,
-                        };
-                        if let Some(v) = v {
-                            a.value.kind = ExprKind::Int(v);
-                        }
-                    }
-                }
-            }
-            Decl::Train(tr) => {
-                for a in &mut tr.items {
-                    if a.name.name == "seq" {
-                        a.value.kind = ExprKind::Int(t as i64);
-                    }
-                }
-            }
-            Decl::Program(_) => {}
-        }
-    }
-    let text = weft_dsl::format(&parsed, None);
+    let text = weft_dsl::edit::with_settings(
+        &src,
+        &[("vocab", VOCAB as i64), ("dim", 16), ("ctx", 16)],
+        &[("seq", Some(t as i64))],
+    )
+    .unwrap_or_else(|e| panic!("{file}: {e:?}"));
     weft_dsl::check_source(&text).unwrap_or_else(|e| panic!("{file}: {e:?}\n{text}"))
 }
 
@@ -67,14 +43,7 @@ pub fn shrunk(file: &str, t: usize) -> weft_dsl::Checked {
 pub fn options(spec: &weft_dsl::Checked, b: usize, t: usize) -> LowerOptions {
     let mut o = LowerOptions::new(b, t);
     o.with_loss = true;
-    if let Some(weft_dsl::check::value::Value::List(globs)) =
-        spec.train.as_ref().and_then(|tr| tr.get("trainable"))
-    {
-        o.trainable = globs
-            .iter()
-            .filter_map(|g| g.as_name().map(str::to_string))
-            .collect();
-    }
+    o.trainable = spec.trainable();
     o
 }
 

@@ -3,9 +3,9 @@
 //! so names and counts are exactly those of `weft params` and `weft eval --capture`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use weft_compiler::lower::{lower, LowerOptions};
-use weft_dsl::ast::{Expr, ExprKind, Stmt};
+use weft_compiler::lower::{lower_with_manifest, LowerOptions};
 use weft_dsl::check::value::Value;
+use weft_dsl::typed::Resolved;
 use weft_dsl::Checked;
 
 /// What a component of a layer is (picks its colour and shape in the graph).
@@ -93,8 +93,9 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
     let mut opts = LowerOptions::new(1, 1);
     // Every optional hook point too, so the graph lists what `--capture` can ask for.
     opts.capture = vec!["*".into()];
-    opts.trainable = trainable_globs(spec);
-    let graph = lower(spec, &opts).map_err(|e| format!("lowering failed: {e}"))?;
+    opts.trainable = spec.trainable();
+    let lowered = lower_with_manifest(spec, &opts).map_err(|e| format!("lowering failed: {e}"))?;
+    let (graph, manifest) = (lowered.graph, lowered.manifest);
     let model = &spec.model;
     let pools: BTreeMap<&str, usize> = model
         .pools
@@ -164,16 +165,11 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
     let mut pool_users: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
     let mut layers = Vec::new();
     for (i, plan) in model.layers.iter().enumerate() {
-        let mut routes = Vec::new();
-        let mut iterations = 1;
-        if let Some(b) = model.blocks.get(&plan.block) {
-            walk_stmts(&b.body, &mut routes, &mut iterations);
-        }
-        routes.sort_by_key(|r| r.0);
-        routes.dedup_by_key(|r| r.0);
+        let iterations = manifest.layers.get(i).map_or(1, |l| l.iterations);
         let mut components = std::mem::take(&mut layer_parts[i]);
-        for (r, (_, pool, text)) in routes.iter().enumerate() {
-            pool_users.entry(pool.clone()).or_default().push((i, r));
+        for site in manifest.routes_of(i) {
+            let (r, pool) = (site.index, &site.pool);
+            let text = format!("{} router", site.router.name());
             let name = format!("route{r}");
             match components.iter_mut().find(|c| c.name == name) {
                 Some(c) => {
@@ -185,7 +181,7 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
                     kind: ComponentKind::Router,
                     params: 0,
                     pool: Some(pool.clone()),
-                    detail: text.clone(),
+                    detail: text,
                 }),
             }
         }
@@ -241,27 +237,6 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
     })
 }
 
-/// `train { trainable = [...] }` globs, or everything.
-fn trainable_globs(spec: &Checked) -> Vec<String> {
-    let from_spec = spec
-        .train
-        .as_ref()
-        .and_then(|t| t.get("trainable"))
-        .and_then(|v| match v {
-            Value::List(l) => Some(
-                l.iter()
-                    .filter_map(|x| match x {
-                        Value::Str(s) => Some(s.clone()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            _ => None,
-        })
-        .filter(|l| !l.is_empty());
-    from_spec.unwrap_or_else(|| vec!["*".into()])
-}
-
 fn kind_of(part: &str) -> ComponentKind {
     if part.starts_with("norm") || part == "final_norm" {
         ComponentKind::Norm
@@ -287,52 +262,6 @@ fn fold_iteration(h: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
-}
-
-/// Route calls of a block body: (source position, pool name, call text), and the largest
-/// literal `repeat` count.
-fn walk_stmts(stmts: &[Stmt], routes: &mut Vec<(usize, String, String)>, iterations: &mut usize) {
-    for s in stmts {
-        match s {
-            Stmt::Assign(a) => walk_expr(&a.value, routes),
-            Stmt::Repeat(r) => {
-                if let ExprKind::Int(n) = r.count.kind {
-                    *iterations = (*iterations).max(n.max(1) as usize);
-                }
-                walk_stmts(&r.body, routes, iterations);
-            }
-        }
-    }
-}
-
-fn walk_expr(e: &Expr, routes: &mut Vec<(usize, String, String)>) {
-    match &e.kind {
-        ExprKind::Call { func, args } => {
-            if func.name == "route" {
-                if let Some(ExprKind::Ident(pool)) = args.first().map(|a| &a.value.kind) {
-                    let router = args
-                        .iter()
-                        .find(|a| a.name.as_ref().is_some_and(|n| n.name == "router"))
-                        .and_then(|a| match &a.value.kind {
-                            ExprKind::Call { func, .. } => Some(func.name.clone()),
-                            ExprKind::Ident(n) => Some(n.clone()),
-                            _ => None,
-                        })
-                        .unwrap_or_else(|| "mlp".into());
-                    routes.push((e.span.start, pool.clone(), format!("{router} router")));
-                }
-            }
-            for a in args {
-                walk_expr(&a.value, routes);
-            }
-        }
-        ExprKind::Binary { lhs, rhs, .. } => {
-            walk_expr(lhs, routes);
-            walk_expr(rhs, routes);
-        }
-        ExprKind::List(items) => items.iter().for_each(|x| walk_expr(x, routes)),
-        _ => {}
-    }
 }
 
 fn show_value(v: &Value) -> String {
