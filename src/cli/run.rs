@@ -6,7 +6,8 @@ use super::spec::load_checked;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use weft_compiler::lower::{lower, LowerOptions};
-use weft_runtime::probes::{program::run_program, Model};
+use weft_dsl::typed::Resolved;
+use weft_runtime::probes::{program::run_probe, Model};
 use weft_runtime::{init_params, tensor_file};
 
 /// Arguments of `weft run`.
@@ -58,11 +59,12 @@ fn run_inner(a: &RunArgs) -> Result<(), String> {
     let (backend, which) = weft_runtime::select_backend(&a.backend)?;
     eprintln!("{which}");
     let model = Model::new(&spec, &params, backend.as_ref());
-    let result = run_program(&model, &program.call, a.seed)
-        .map_err(|e| format!("program `{}` ({}): {e}", program.name, program.call.name))?;
+    let probe = program.probe.name();
+    let result = run_probe(&model, &program.probe, a.seed)
+        .map_err(|e| format!("program `{}` ({probe}): {e}", program.name))?;
     let doc = serde_json::json!({
         "program": program.name,
-        "probe": program.call.name,
+        "probe": probe,
         "args": program.call.args,
         "spec": spec_name,
         "model": spec.model.name,

@@ -16,7 +16,7 @@ pub(crate) fn layer(l: &mut Lowerer, i: usize, x: ValueId) -> Result<ValueId> {
     let block = l.spec.model.blocks[&plan.block].clone();
     let mut f = Frame::new(i, hooks::layer(i), plan.args.clone(), x);
     l.at(plan.span);
-    l.hook(&format!("layers.{i}.resid_pre"), x);
+    l.hook(&hooks::join(&f.prefix, hooks::RESID_PRE), x);
     let x_writes = count_x_writes(&block.body);
     let mut written = 0;
     let mut iterations = 1;
@@ -36,7 +36,7 @@ pub(crate) fn layer(l: &mut Lowerer, i: usize, x: ValueId) -> Result<ValueId> {
     }
     route::finish_balance(l, &mut f)?;
     let out = f.env["x"];
-    l.hook(&format!("layers.{i}.resid_post"), out);
+    l.hook(&hooks::join(&f.prefix, hooks::RESID_POST), out);
     Ok(out)
 }
 
@@ -72,7 +72,10 @@ fn stmts(
                         } else {
                             written.to_string()
                         };
-                        l.hook(&format!("{}.resid_mid{suffix}", f.prefix), v);
+                        l.hook(
+                            &format!("{}{suffix}", hooks::join(&f.prefix, hooks::RESID_MID)),
+                            v,
+                        );
                     }
                 }
             }
@@ -87,7 +90,10 @@ fn stmts(
                     stmts(l, f, &r.body, 0, written, iterations)?;
                     f.counters = saved;
                     let x = f.env["x"];
-                    l.hook(&format!("{}.iter{j}.resid_post", f.prefix), x);
+                    l.hook(
+                        &hooks::join(&hooks::iteration(&f.prefix, j), hooks::RESID_POST),
+                        x,
+                    );
                 }
                 f.iteration = None;
             }

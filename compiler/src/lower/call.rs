@@ -3,7 +3,7 @@
 
 use super::frame::Frame;
 use super::manifest::NormSite;
-use super::{attention, ffn, Lowerer, Result};
+use super::{attention, ffn, hooks, Lowerer, Result};
 use crate::ir::ValueId;
 use crate::IrError;
 use weft_dsl::typed::TensorCall;
@@ -46,7 +46,7 @@ pub(crate) fn apply(
     };
     let site = f.site("mlp");
     let out = ffn::feed_forward(l, &site, ffn, input)?;
-    let hook = format!("{}.mlp_out", f.hook_prefix());
+    let hook = hooks::join(&f.hook_prefix(), hooks::MLP_OUT);
     l.hook(&hook, out);
     Ok(out)
 }

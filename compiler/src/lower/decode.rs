@@ -3,7 +3,7 @@
 //! new ones, and attention composed from primitives — the fused `Attention` op wants queries
 //! and keys of one length, and a step has `seq` queries against `capacity + seq` keys.
 
-use super::{Lowerer, Result, DECODE_PAST, PAST_KV};
+use super::{hooks, Lowerer, Result, DECODE_PAST, PAST_KV};
 use crate::ir::{AttentionMask, AttentionRule, AttentionWeights, CmpOp, DType, ValueId};
 use crate::IrError;
 
@@ -131,9 +131,9 @@ pub(crate) fn attention(
     let scale = l.g.scalar(r.scale);
     let p = l.g.mul(p, scale)?;
     let full = [b, h, t, s_len];
-    if l.wants(&format!("{hp}.scores")) {
+    if l.wants(&hooks::join(hp, hooks::attention::SCORES)) {
         let s = l.g.reshape(p, &full)?;
-        l.hook(&format!("{hp}.scores"), s);
+        l.hook(&hooks::join(hp, hooks::attention::SCORES), s);
     }
     let signed = r.weights == AttentionWeights::Signed;
     let mag = if signed { l.g.abs(p)? } else { p };
@@ -148,8 +148,8 @@ pub(crate) fn attention(
         w = l.g.mul(w, sign)?;
     }
     let mut w = l.g.reshape(w, &full)?;
-    if l.wants(&format!("{hp}.pattern")) {
-        l.hook(&format!("{hp}.pattern"), w);
+    if l.wants(&hooks::join(hp, hooks::attention::PATTERN)) {
+        l.hook(&hooks::join(hp, hooks::attention::PATTERN), w);
     }
     w = l.dropout(&format!("{hp}.weights"), drop, w)?;
     let w = l.g.reshape(w, &[b, kv, group * t, s_len])?;

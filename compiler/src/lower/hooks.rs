@@ -71,3 +71,12 @@ pub mod attention {
 pub fn join(prefix: &str, suffix: &str) -> String {
     format!("{prefix}.{suffix}")
 }
+
+/// Layer hook suffix: the residual stream entering the layer `[B,T,D]`.
+pub const RESID_PRE: &str = "resid_pre";
+/// Layer hook suffix: the residual stream after the first of several `x = ...` writes.
+pub const RESID_MID: &str = "resid_mid";
+/// Layer hook suffix: the residual stream leaving the layer.
+pub const RESID_POST: &str = "resid_post";
+/// Layer hook suffix: the feed-forward output before it joins the residual stream.
+pub const MLP_OUT: &str = "mlp_out";

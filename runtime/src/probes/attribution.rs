@@ -9,6 +9,7 @@ use super::readout::{logit_diff, Readout};
 use super::{hook, logits, Model, ProbeError};
 use crate::init::Rng;
 use serde::Serialize;
+use weft_compiler::lower::hooks;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -56,7 +57,7 @@ pub fn head_attribution(
     );
     let ro = Readout::of(model)?;
     let (dm, v, layers) = (ro.dim, ro.vocab, model.layers());
-    let last = format!("layers.{}.resid_post", layers - 1);
+    let last = hooks::join(&hooks::layer(layers - 1), hooks::RESID_POST);
     let mut heads: Vec<Vec<f64>> = vec![Vec::new(); layers];
     let mut mlp = vec![0.0; layers];
     let (mut embed, mut total) = (0.0, 0.0);
@@ -72,11 +73,13 @@ pub fn head_attribution(
         let emb = hook(out, "embed")?.to_f64_vec();
         let lg = logits(out)?.to_f64_vec();
         let res: Vec<_> = (0..layers)
-            .map(|l| hook(out, &format!("layers.{l}.attn.result")))
+            .map(|l| hook(out, &hooks::join(&hooks::attn(l), hooks::attention::RESULT)))
             .collect::<Result<_, _>>()?;
         let res_v: Vec<Vec<f64>> = res.iter().map(|r| r.to_f64_vec()).collect();
         let mlps: Vec<Vec<f64>> = (0..layers)
-            .map(|l| hook(out, &format!("layers.{l}.mlp_out")).map(|x| x.to_f64_vec()))
+            .map(|l| {
+                hook(out, &hooks::join(&hooks::layer(l), hooks::MLP_OUT)).map(|x| x.to_f64_vec())
+            })
             .collect::<Result<_, _>>()?;
         let rows = fin.len() / (t * dm);
         for b in 0..rows {

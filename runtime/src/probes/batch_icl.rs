@@ -17,6 +17,7 @@ use crate::data::PAD;
 use crate::replace::Intervention;
 use crate::tensor::Tensor;
 use serde::Serialize;
+use weft_compiler::lower::hooks;
 
 /// One evaluation query.
 #[derive(Clone, Debug)]
@@ -77,7 +78,7 @@ fn last_positions(p: usize) -> Vec<i64> {
 }
 
 fn resid_mid(l: usize) -> String {
-    format!("layers.{l}.resid_mid")
+    hooks::join(&hooks::layer(l), hooks::RESID_MID)
 }
 
 /// Mean over the batch of `x` `[B, T, D]` at its last `p` positions: `[1, p, D]`.

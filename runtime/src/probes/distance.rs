@@ -6,6 +6,7 @@ use super::data::random_tokens;
 use super::{hook, Model, ProbeError};
 use crate::init::Rng;
 use serde::Serialize;
+use weft_compiler::lower::hooks;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -71,7 +72,10 @@ pub fn attention_distance(
     let mut sums: Vec<Sums> = vec![(Vec::new(), Vec::new()); layers];
     model.run_in_batches(&tokens, t, 4, &["layers.*.attn.pattern"], |_, out| {
         for (l, acc) in sums.iter_mut().enumerate() {
-            let p = hook(out, &format!("layers.{l}.attn.pattern"))?;
+            let p = hook(
+                out,
+                &hooks::join(&hooks::attn(l), hooks::attention::PATTERN),
+            )?;
             let (s, a) = by_distance(&p.to_f64_vec(), &p.shape);
             if acc.0.is_empty() {
                 *acc = (s, a);

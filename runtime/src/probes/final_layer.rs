@@ -29,6 +29,7 @@ use crate::tensor::Tensor;
 use serde::Serialize;
 use weft_compiler::ir::{AttentionWeights, Op};
 use weft_compiler::lower::glob::glob_match;
+use weft_compiler::lower::hooks;
 
 /// Which intervention `final_layer` measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -143,12 +144,12 @@ pub fn last_layer_run(
     let l = last_layer(model)?;
     let (n, t) = (prompts.answers.len(), prompts.seq);
     let (mid, mlp) = (
-        format!("layers.{l}.resid_mid"),
-        format!("layers.{l}.mlp_out"),
+        hooks::join(&hooks::layer(l), hooks::RESID_MID),
+        hooks::join(&hooks::layer(l), hooks::MLP_OUT),
     );
     let (pattern_glob, scores_glob) = (
-        format!("layers.{l}.*pattern"),
-        format!("layers.{l}.*scores"),
+        format!("{}.*pattern", hooks::layer(l)),
+        format!("{}.*scores", hooks::layer(l)),
     );
     let out = match change {
         LastLayerChange::None => {

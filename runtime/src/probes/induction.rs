@@ -5,6 +5,7 @@ use super::data::repeated_tokens;
 use super::{hook, Model, ProbeError};
 use crate::init::Rng;
 use serde::Serialize;
+use weft_compiler::lower::hooks;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -66,7 +67,10 @@ pub fn induction_score(model: &Model, cfg: &InductionConfig) -> Result<Induction
     let mut sums = vec![vec![0.0; heads]; layers];
     model.run_in_batches(&tokens, t, 8, &["layers.*.attn.pattern"], |_, out| {
         for (l, row) in sums.iter_mut().enumerate() {
-            let p = hook(out, &format!("layers.{l}.attn.pattern"))?;
+            let p = hook(
+                out,
+                &hooks::join(&hooks::attn(l), hooks::attention::PATTERN),
+            )?;
             let b = p.shape[0] as f64;
             for (s, x) in row
                 .iter_mut()

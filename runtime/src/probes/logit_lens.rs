@@ -8,6 +8,7 @@ use super::readout::{argmax, logit_diff, prob, Readout};
 use super::{hook, Model, ProbeError};
 use crate::init::Rng;
 use serde::Serialize;
+use weft_compiler::lower::hooks;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -54,7 +55,7 @@ pub fn logit_lens(model: &Model, cfg: &LensConfig) -> Result<LogitLens, ProbeErr
     let ro = Readout::of(model)?;
     let dm = ro.dim;
     let mut points = vec!["embed".to_string()];
-    points.extend((0..model.layers()).map(|l| format!("layers.{l}.resid_post")));
+    points.extend((0..model.layers()).map(|l| hooks::join(&hooks::layer(l), hooks::RESID_POST)));
     let k = points.len();
     let (mut p, mut p2, mut acc, mut ld) = (vec![0.0; k], vec![0.0; k], vec![0.0; k], vec![0.0; k]);
     let mut count = 0usize;

@@ -10,6 +10,7 @@ use super::linalg::{cosine, dot, project, solve};
 use super::readout::Readout;
 use super::{hook, Model, ProbeError};
 use serde::Serialize;
+use weft_compiler::lower::hooks;
 
 /// A least-squares fit with shared scalar weights and a vector intercept.
 #[derive(Clone, Debug, Serialize)]
@@ -147,9 +148,9 @@ pub fn mlp_decomposition(
     }
     let e = e as usize;
     let (rn, pn, mn) = (
-        format!("layers.{layer}.attn.result"),
-        format!("layers.{layer}.resid_pre"),
-        format!("layers.{layer}.mlp_out"),
+        hooks::join(&hooks::attn(layer), hooks::attention::RESULT),
+        hooks::join(&hooks::layer(layer), hooks::RESID_PRE),
+        hooks::join(&hooks::layer(layer), hooks::MLP_OUT),
     );
     let g = model.lower(n, t, &[rn.as_str()])?;
     let out = model.run(

@@ -6,6 +6,7 @@ use super::data::random_tokens;
 use super::{hook, Model, ProbeError};
 use crate::init::Rng;
 use serde::Serialize;
+use weft_compiler::lower::hooks;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -67,7 +68,10 @@ pub fn negative_mass(model: &Model, cfg: &NegativeMassConfig) -> Result<Negative
         (vec![Vec::new(); layers], vec![Vec::new(); layers]);
     model.run_in_batches(&tokens, t, 4, &["layers.*.attn.pattern"], |_, out| {
         for l in 0..layers {
-            let p = hook(out, &format!("layers.{l}.attn.pattern"))?;
+            let p = hook(
+                out,
+                &hooks::join(&hooks::attn(l), hooks::attention::PATTERN),
+            )?;
             let (s, c) = negative_share(&p.to_f64_vec(), &p.shape);
             if mass[l].is_empty() {
                 mass[l] = vec![0.0; s.len()];

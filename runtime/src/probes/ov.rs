@@ -12,6 +12,7 @@ use super::readout::Readout;
 use super::{Model, ProbeError};
 use crate::init::Rng;
 use serde::Serialize;
+use weft_compiler::lower::hooks;
 
 /// Which score.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -76,8 +77,8 @@ struct OvWeights {
 
 impl OvWeights {
     fn of(model: &Model, l: usize) -> Result<OvWeights, ProbeError> {
-        let wv = model.param(&format!("layers.{l}.attn.wv"))?;
-        let wo = model.param(&format!("layers.{l}.attn.wo"))?;
+        let wv = model.param(&hooks::join(&hooks::attn(l), "wv"))?;
+        let wo = model.param(&hooks::join(&hooks::attn(l), "wo"))?;
         let d = model.int("head_dim");
         let heads = wo.shape[0] / d.max(1);
         let kv = wv.shape[1] / d.max(1);
@@ -85,7 +86,7 @@ impl OvWeights {
             wv: wv.to_f64_vec(),
             bv: model
                 .params
-                .get(&format!("layers.{l}.attn.bv"))
+                .get(&hooks::join(&hooks::attn(l), "bv"))
                 .map(|t| t.to_f64_vec()),
             wo: wo.to_f64_vec(),
             kv_cols: wv.shape[1],
@@ -193,13 +194,13 @@ fn eigen_form(model: &Model) -> Result<OvCopyScore, ProbeError> {
 /// The pre-attention norm of layer l applied to one vector (RMSNorm, or LayerNorm when the
 /// norm has a bias), or the vector itself when the block has no `norm1`.
 fn norm1(model: &Model, l: usize, x: &[f64]) -> Vec<f64> {
-    let Some(g) = model.params.get(&format!("layers.{l}.norm1.weight")) else {
+    let Some(g) = model.params.get(&hooks::join(&first_norm(l), "weight")) else {
         return x.to_vec();
     };
     let g = g.to_f64_vec();
     let bias = model
         .params
-        .get(&format!("layers.{l}.norm1.bias"))
+        .get(&hooks::join(&first_norm(l), "bias"))
         .map(|b| b.to_f64_vec());
     let n = x.len() as f64;
     let mu = if bias.is_some() {
@@ -259,4 +260,9 @@ fn topk_form(model: &Model, cfg: &OvConfig) -> Result<OvCopyScore, ProbeError> {
         k: Some(cfg.k),
         tokens: Some(tokens.len()),
     })
+}
+
+/// `layers.{l}.norm1`: the parameters of a layer's first norm.
+fn first_norm(l: usize) -> String {
+    hooks::join(&hooks::layer(l), &hooks::call_site("norm", 1))
 }

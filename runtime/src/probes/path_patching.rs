@@ -15,6 +15,7 @@ use crate::init::Rng;
 use crate::replace::Intervention;
 use crate::tensor::Tensor;
 use serde::Serialize;
+use weft_compiler::lower::hooks;
 
 /// Prompts to patch: `clean` (and optional `corrupted` twins), `rows × seq` ids, the query
 /// position (negative: from the end, for left-padded prompts) and each row's answer.
@@ -100,7 +101,7 @@ pub fn freeze_qkv(model: &Model, clean: &Outputs) -> Result<Vec<Intervention>, P
     let mut out = Vec::new();
     for l in 0..model.layers() {
         for p in ["q", "k", "v"] {
-            let name = format!("layers.{l}.attn.{p}");
+            let name = hooks::join(&hooks::attn(l), p);
             out.push(Intervention::replace(
                 name.clone(),
                 hook(clean, &name)?.clone(),
@@ -155,7 +156,7 @@ pub fn path_patching(model: &Model, data: &PatchingData) -> Result<PathPatching,
     };
     let (mut heads, mut rel, mut mlp) = (Vec::new(), Vec::new(), Vec::new());
     for l in 0..layers {
-        let name = format!("layers.{l}.attn.result");
+        let name = hooks::join(&hooks::attn(l), hooks::attention::RESULT);
         let res = hook(&source, &name)?;
         let mean = batch_mean_at(res, e); // [1, 1, H, D]
         let h_count = res.shape[2];
@@ -173,7 +174,7 @@ pub fn path_patching(model: &Model, data: &PatchingData) -> Result<PathPatching,
         }
         heads.push(row);
         rel.push(row_rel);
-        let mname = format!("layers.{l}.mlp_out");
+        let mname = hooks::join(&hooks::layer(l), hooks::MLP_OUT);
         let mmean = batch_mean_at(hook(&source, &mname)?, e);
         mlp.push(run_with(Intervention::at_positions(mname, &[e as i64], mmean))? - pi_clean);
     }

@@ -10,6 +10,7 @@ use crate::{HookSelection, ParamStore, Rng, Tensor};
 use serde::Serialize;
 use std::collections::HashMap;
 use weft_compiler::ir::Op;
+use weft_compiler::lower::hooks;
 use weft_compiler::lower::{lower, lower_with_manifest, LowerOptions};
 use weft_compiler::passes::fold_gains;
 use weft_compiler::pipeline;
@@ -54,7 +55,7 @@ pub fn pear(model: &Model, cfg: &PearConfig) -> Result<Pear, ProbeError> {
         .take(cfg.heads)
         .map(|&(l, h)| (l, h, patched.heads[l][h]))
         .collect();
-    let gain_name = |l: usize| format!("layers.{l}.attn.gain");
+    let gain_name = |l: usize| hooks::join(&hooks::attn(l), "gain");
     if !model.params.contains_key(&gain_name(0)) {
         return Err(ProbeError::Model(
             "pear needs per-head gains: write `attention(..., gain: trainable)` (see examples/pear.weft)".into(),

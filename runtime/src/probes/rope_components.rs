@@ -11,6 +11,7 @@ use super::{hook, Model, ProbeError};
 use crate::init::Rng;
 use serde::Serialize;
 use weft_compiler::ir::{ConstValue, Graph, Op, RopeLayout};
+use weft_compiler::lower::hooks;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -101,7 +102,10 @@ pub fn rope_components(
             cfg.samples
         )));
     }
-    let (qn, kn) = (format!("layers.{l}.attn.q"), format!("layers.{l}.attn.k"));
+    let (qn, kn) = (
+        hooks::join(&hooks::attn(l), hooks::attention::Q),
+        hooks::join(&hooks::attn(l), hooks::attention::K),
+    );
     let g = model.lower(cfg.samples, t, &[])?;
     let (freqs, layout) = rotary_of(&g.graph, &qn)?;
     let tokens = random_tokens(
