@@ -162,9 +162,10 @@ fn run(a: &BenchArgs) -> Result<(), String> {
     let backends: Vec<BenchBackend> = bench::backends(&a.backend)?;
     let runs = a.runs.unwrap_or(if a.quick { 3 } else { 5 });
     let mut rows = Vec::new();
-    for w in workloads(a)? {
+    let all = workloads(a)?;
+    for w in &all {
         for b in &backends {
-            let time = bench::median_time(b.backend.as_ref(), &w, runs)
+            let time = bench::median_time(b.backend.as_ref(), w, runs)
                 .map_err(|e| format!("{} {} on {}: {e}", w.kernel, w.shape, b.name))?;
             eprintln!(
                 "  {} {} {}: {:.3} ms",
@@ -182,7 +183,15 @@ fn run(a: &BenchArgs) -> Result<(), String> {
             });
         }
     }
-    let t = table(&rows);
+    let mut t = table(&rows);
+    // The CPU fast path's training-step memory, step after step (it must not grow).
+    if let Some(w) = all.iter().find(|w| w.kernel == "train_step") {
+        if backends.iter().any(|b| b.name == "cpu") {
+            let steps =
+                bench::train_step_memory(w, 4).map_err(|e| format!("{} memory: {e}", w.shape))?;
+            t = format!("{t}\n{}", bench::memory_table(&w.shape, &steps));
+        }
+    }
     println!("{t}");
     if let Some(path) = &a.out {
         let cmd: Vec<String> = std::env::args().collect();

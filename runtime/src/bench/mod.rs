@@ -5,7 +5,10 @@
 //!
 //! Numbers are measured, never typed in: both front ends time these exact graphs.
 
+mod memory;
 mod workloads;
+
+pub use memory::{memory_table, peak_rss, train_step_memory, StepMemory};
 
 pub use workloads::{attention, matmul, train_step, Work, Workload};
 

@@ -184,18 +184,6 @@ impl Optimizer {
         ps.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut ms = self.state.m.iter_mut().peekable();
         let mut vs = self.state.v.iter_mut().peekable();
-        let mut take = |it: &mut std::iter::Peekable<
-            std::collections::btree_map::IterMut<'_, String, Tensor>,
-        >,
-                        name: &str| {
-            while it.peek().is_some_and(|(k, _)| k.as_str() < name) {
-                it.next();
-            }
-            match it.peek() {
-                Some((k, _)) if k.as_str() == name => it.next().map(|(_, t)| f32_mut(t)),
-                _ => None,
-            }
-        };
         let mut work: Vec<Chunk> = Vec::new();
         for ((name, p), (gname, g)) in ps.into_iter().zip(grads.iter()) {
             debug_assert_eq!(name.as_str(), gname);
@@ -253,6 +241,21 @@ struct Chunk<'a> {
     decays: bool,
 }
 
+/// The buffer named `name` from a name-ordered walk over a moment map, skipping the names
+/// before it (buffers of parameters that have no gradient this step).
+fn take<'a>(
+    it: &mut std::iter::Peekable<std::collections::btree_map::IterMut<'a, String, Tensor>>,
+    name: &str,
+) -> Option<&'a mut [f32]> {
+    while it.peek().is_some_and(|(k, _)| k.as_str() < name) {
+        it.next();
+    }
+    match it.peek() {
+        Some((k, _)) if k.as_str() == name => it.next().map(|(_, t)| f32_mut(t)),
+        _ => None,
+    }
+}
+
 fn buffer<'a>(
     bufs: &'a mut BTreeMap<String, Tensor>,
     name: &str,
@@ -266,5 +269,103 @@ fn f32_mut(t: &mut Tensor) -> &mut [f32] {
     match &mut t.data {
         TensorData::F32(v) => v,
         _ => unreachable!("validated as f32"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(shape: &[usize], seed: u64) -> Tensor {
+        let mut r = crate::Rng::new(seed);
+        let n = shape.iter().product();
+        Tensor::f32(shape, (0..n).map(|_| r.normal() as f32).collect())
+    }
+
+    /// The chunked parallel step against each parameter updated on its own by the serial
+    /// rules: parameters longer than a chunk, one without a gradient whose buffers exist
+    /// (it is skipped), and a 1-d one (no decay).
+    #[test]
+    fn the_parallel_step_is_the_per_parameter_update() {
+        let shapes: [(&str, &[usize]); 4] = [
+            ("a.big", &[300, 129]),
+            ("b.frozen", &[40, 3]),
+            ("c.gain", &[70_000]),
+            ("d.small", &[5, 7]),
+        ];
+        for config in [
+            OptimizerConfig::Adamw(AdamW {
+                weight_decay: 0.1,
+                ..AdamW::default()
+            }),
+            OptimizerConfig::Sgd(Sgd {
+                momentum: 0.9,
+                weight_decay: 0.01,
+                ..Sgd::default()
+            }),
+            OptimizerConfig::Sgd(Sgd::default()),
+        ] {
+            let mut params = ParamStore::new();
+            let mut grads = Gradients::new();
+            for (i, (name, shape)) in shapes.iter().enumerate() {
+                params.insert(name.to_string(), tensor(shape, i as u64));
+                if *name != "b.frozen" {
+                    grads.insert(*name, tensor(shape, 10 + i as u64));
+                }
+            }
+            let mut opt = Optimizer::new(config.clone());
+            let mut state = OptimizerState::default();
+            // A buffer for the parameter without a gradient, as a resumed run has.
+            state.m.insert("b.frozen".into(), tensor(&[40, 3], 99));
+            opt.state = state.clone();
+            let mut want = params.clone();
+            let mut want_state = state;
+            for step in 1..=2u64 {
+                opt.step(&mut params, &grads, 0.01).expect("steps");
+                for (name, g) in grads.iter() {
+                    let g = g.as_f32().unwrap();
+                    let p = f32_mut(want.get_mut(name).unwrap());
+                    let decays = p.len() != 70_000;
+                    match &config {
+                        OptimizerConfig::Adamw(a) => {
+                            let m = f32_mut(buffer(&mut want_state.m, name, &[g.len()]));
+                            let v = f32_mut(buffer(&mut want_state.v, name, &[g.len()]));
+                            let a = AdamW {
+                                weight_decay: if decays { a.weight_decay } else { 0.0 },
+                                ..a.clone()
+                            };
+                            a.update(p, g, m, v, 0.01, step);
+                        }
+                        OptimizerConfig::Sgd(s) => {
+                            let buf = (s.momentum != 0.0)
+                                .then(|| f32_mut(buffer(&mut want_state.m, name, &[g.len()])));
+                            let s = Sgd {
+                                weight_decay: if decays { s.weight_decay } else { 0.0 },
+                                ..s.clone()
+                            };
+                            s.update(p, g, buf, 0.01);
+                        }
+                    }
+                }
+            }
+            for (name, t) in &want {
+                assert_eq!(params[name], *t, "{config:?}: {name}");
+            }
+            assert_eq!(opt.state.m.len(), want_state.m.len());
+            for (name, t) in &want_state.m {
+                assert_eq!(
+                    opt.state.m[name].as_f32(),
+                    t.as_f32(),
+                    "{config:?}: m.{name}"
+                );
+            }
+            for (name, t) in &want_state.v {
+                assert_eq!(
+                    opt.state.v[name].as_f32(),
+                    t.as_f32(),
+                    "{config:?}: v.{name}"
+                );
+            }
+        }
     }
 }

@@ -23,7 +23,9 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 }
 
 /// Per-thread scratch: transposed keys and values (`[d, T]`), a block of weights and of
-/// their gradient (`[ROWS, T]`), and one transposed block (`[T, ROWS]`).
+/// their gradient (`[ROWS, T]`), and one transposed block (`[T, ROWS]`). Kept by each
+/// thread across calls, so a training step's attention allocates nothing once warm.
+#[derive(Default)]
 struct Scratch {
     kt: Vec<f32>,
     vt: Vec<f32>,
@@ -33,15 +35,33 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(t: usize, d: usize) -> Self {
-        Scratch {
-            kt: vec![0.0; d * t],
-            vt: vec![0.0; d * t],
-            w: vec![0.0; ROWS * t],
-            g: vec![0.0; ROWS * t],
-            tr: vec![0.0; ROWS * t],
+    /// Grows every buffer to what `[T, d]` heads need (never shrinks).
+    fn fit(&mut self, t: usize, d: usize) {
+        for (buf, n) in [
+            (&mut self.kt, d * t),
+            (&mut self.vt, d * t),
+            (&mut self.w, ROWS * t),
+            (&mut self.g, ROWS * t),
+            (&mut self.tr, ROWS * t),
+        ] {
+            if buf.len() < n {
+                buf.resize(n, 0.0);
+            }
         }
     }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch, grown for `[T, d]` heads.
+fn with_scratch(t: usize, d: usize, f: impl FnOnce(&mut Scratch)) {
+    SCRATCH.with(|cell| {
+        let mut s = cell.borrow_mut();
+        s.fit(t, d);
+        f(&mut s)
+    })
 }
 
 /// Raw scores `scale · q kᵀ` of rows `i0..i1` against keys `..kend`, normalised, into `w`
@@ -77,9 +97,8 @@ pub(crate) fn forward(
     y: &mut [f32],
 ) {
     let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
-    y.par_chunks_mut(hs).enumerate().for_each_init(
-        || Scratch::new(t, d),
-        |s, (bh, yh)| {
+    y.par_chunks_mut(hs).enumerate().for_each(|(bh, yh)| {
+        with_scratch(t, d, |s| {
             let r0 = bh * hs;
             let (qh, kh, vh) = (&q[r0..r0 + hs], &k[r0..r0 + hs], &v[r0..r0 + hs]);
             let sg = seg_of(seg, bh / dm.h, t);
@@ -96,8 +115,8 @@ pub(crate) fn forward(
                 block_weights(rule, (qh, &s.kt), sg, (i0, i1, kend, t, d), w, false);
                 gemm((i1 - i0, d, kend), 1.0, w, kend, vh, d, 0.0, yb, d);
             }
-        },
-    );
+        })
+    });
 }
 
 /// `(dq, dk, dv)` stacked as `[3,B,H,T,d]` into `out` (the VJP of `cpu::attention::backward`).
@@ -116,9 +135,8 @@ pub(crate) fn backward(
         .zip(dk.par_chunks_mut(hs))
         .zip(dv.par_chunks_mut(hs))
         .enumerate()
-        .for_each_init(
-            || Scratch::new(t, d),
-            |s, (bh, ((dqh, dkh), dvh))| {
+        .for_each(|(bh, ((dqh, dkh), dvh))| {
+            with_scratch(t, d, |s| {
                 let hr = bh * hs..(bh + 1) * hs;
                 let (qh, kh, vh) = (&q[hr.clone()], &k[hr.clone()], &v[hr.clone()]);
                 let (yh, dyh) = (&y[hr.clone()], &dy[hr]);
@@ -165,6 +183,6 @@ pub(crate) fn backward(
                     let dvb = &mut dvh[..kend * d];
                     gemm((kend, d, r), 1.0, tr, r, dyb, d, 1.0, dvb, d);
                 }
-            },
-        );
+            })
+        });
 }

@@ -108,6 +108,14 @@ impl FastCpuBackend {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.as_ref().map_or(0, |c| c.pool.allocated)
     }
+
+    /// Bytes of every float buffer the pool has allocated (held by it or by a run): the
+    /// arena a training step's activations and gradients live in, which stops growing
+    /// once the graph has run once (`weft bench` reports it per step).
+    pub fn arena_bytes(&self) -> usize {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.as_ref().map_or(0, |c| c.pool.bytes)
+    }
 }
 
 impl Backend for FastCpuBackend {
@@ -160,6 +168,9 @@ impl Backend for FastCpuBackend {
     }
 }
 
+/// Filler for the unused operand slots of a node.
+static NO_VALUE: Value<f32> = Value::F(Vec::new());
+
 fn execute(
     g: &Graph,
     plan: &Plan,
@@ -182,17 +193,25 @@ fn execute(
         for (i, node) in g.nodes.iter().enumerate() {
             if plan.root[i] == i {
                 let value = {
-                    let ins: Vec<&Value<f32>> = node
-                        .inputs
-                        .iter()
-                        .map(|v| {
-                            vals[plan.root[v.index()]]
-                                .as_ref()
-                                .expect("fast path bug: value freed early")
-                        })
-                        .collect();
+                    let get = |v: &ValueId| {
+                        vals[plan.root[v.index()]]
+                            .as_ref()
+                            .expect("fast path bug: value freed early")
+                    };
+                    // The operands on the stack: a run makes no allocation per node.
+                    let mut few: [&Value<f32>; 8] = [&NO_VALUE; 8];
+                    let many: Vec<&Value<f32>>;
+                    let ins: &[&Value<f32>] = if node.inputs.len() <= few.len() {
+                        for (slot, v) in few.iter_mut().zip(&node.inputs) {
+                            *slot = get(v);
+                        }
+                        &few[..node.inputs.len()]
+                    } else {
+                        many = node.inputs.iter().map(get).collect();
+                        &many
+                    };
                     let t0 = profile.then(std::time::Instant::now);
-                    let v = eval(g, i, &ins, pool, inputs, params)?;
+                    let v = eval(g, i, ins, pool, inputs, params)?;
                     if let Some(t0) = t0 {
                         let key = format!("{} {:?}", node.op.name(), node.shape);
                         let e = times.entry(key).or_default();

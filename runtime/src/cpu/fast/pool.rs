@@ -9,6 +9,8 @@ pub(crate) struct Pool {
     /// Buffers allocated because none of the length was free (a test reads it to check that
     /// the steady state allocates nothing).
     pub allocated: usize,
+    /// Their total size in bytes.
+    pub bytes: usize,
 }
 
 impl Pool {
@@ -19,6 +21,7 @@ impl Pool {
             Some(v) => v,
             None => {
                 self.allocated += 1;
+                self.bytes += n * std::mem::size_of::<f32>();
                 vec![0.0; n]
             }
         }
