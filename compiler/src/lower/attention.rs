@@ -25,10 +25,10 @@ pub(crate) struct Heads {
 impl Heads {
     pub fn of(l: &Lowerer, call: &Attention) -> Heads {
         let (heads, kv_heads) = (call.heads, call.kv_heads);
-        let head_dim = if heads == l.dim("heads") {
-            l.dim("head_dim")
+        let head_dim = if heads == l.cfg.heads {
+            l.cfg.head_dim
         } else {
-            l.dim("dim") / heads
+            l.cfg.dim / heads
         };
         Heads {
             heads,
@@ -83,7 +83,7 @@ pub(crate) fn project_qkv(
     bias: bool,
     x: ValueId,
 ) -> Result<(ValueId, ValueId, ValueId)> {
-    let dm = l.dim("dim");
+    let dm = l.cfg.dim;
     let proj = |l: &mut Lowerer, name: &str, n: usize| -> Result<ValueId> {
         let w = l.weight(&format!("{site}.w{name}"), &[dm, n * h.head_dim]);
         let b = bias.then(|| {
@@ -367,7 +367,7 @@ pub(crate) fn output(
     bias: bool,
     y: ValueId,
 ) -> Result<ValueId> {
-    let (b, t, dm) = (l.opts.batch, l.opts.seq, l.dim("dim"));
+    let (b, t, dm) = (l.opts.batch, l.opts.seq, l.cfg.dim);
     let hp = hook_prefix(f, site);
     let mut y = y;
     let trainable_gain = match call.gain {

@@ -6,7 +6,7 @@ use weft_dsl::typed::{Activation, Mlp, Norm, NormKind, Swiglu};
 
 /// `rms_norm` or `layer_norm` with parameters `{site}.weight` (and `.bias`).
 pub(crate) fn norm(l: &mut Lowerer, n: &Norm, site: &str, x: ValueId) -> Result<ValueId> {
-    let d = l.dim("dim");
+    let d = l.cfg.dim;
     let w = l.param(&format!("{site}.weight"), &[d], Init::Ones, true);
     match n.kind {
         NormKind::LayerNorm => {
@@ -35,7 +35,7 @@ impl Ffn<'_> {
 
 /// `mlp` (`w1`, `b1`, `w2`, `b2`) or `swiglu` (`w_gate`, `w_up`, `w_down`) under `site`.
 pub(crate) fn feed_forward(l: &mut Lowerer, site: &str, ffn: Ffn, x: ValueId) -> Result<ValueId> {
-    let d = l.dim("dim");
+    let d = l.cfg.dim;
     let hidden = ffn.hidden();
     let m = match ffn {
         Ffn::Swiglu(_) => {

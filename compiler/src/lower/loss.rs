@@ -70,7 +70,7 @@ pub(crate) fn build(l: &mut Lowerer, logits: ValueId, terms: &[LossTerm]) -> Res
 
 /// Per-token cross-entropy `[B,T]` (0 where the target is −1).
 fn token_ce(l: &mut Lowerer, logits: ValueId, targets: ValueId) -> Result<ValueId> {
-    let (b, t, v) = (l.opts.batch, l.opts.seq, l.dim("vocab"));
+    let (b, t, v) = (l.opts.batch, l.opts.seq, l.cfg.vocab);
     let flat = l.g.reshape(logits, &[b * t, v])?;
     let tg = l.g.reshape(targets, &[b * t])?;
     let ce = l.g.cross_entropy(flat, tg)?;

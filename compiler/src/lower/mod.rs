@@ -193,10 +193,6 @@ impl<'a> Lowerer<'a> {
         })
     }
 
-    pub fn dim(&self, key: &str) -> usize {
-        self.spec.model.int(key).max(0) as usize
-    }
-
     /// A parameter, trainable if a `trainable` glob matches and `allowed`.
     pub fn param(&mut self, name: &str, shape: &[usize], init: Init, allowed: bool) -> ValueId {
         let trainable = allowed && glob::any_match(&self.opts.trainable, name);
@@ -253,13 +249,8 @@ impl<'a> Lowerer<'a> {
             .unwrap_or_default();
         let model = &self.spec.model;
         self.at(model.span);
-        let (b, t, d, v) = (
-            self.opts.batch,
-            self.opts.seq,
-            self.dim("dim"),
-            self.dim("vocab"),
-        );
-        let ctx = self.dim("ctx");
+        let (b, t, d, v) = (self.opts.batch, self.opts.seq, self.cfg.dim, self.cfg.vocab);
+        let ctx = self.cfg.ctx;
         // A decode step's positions run up to capacity + seq − 1.
         let past = self.opts.decode.map_or(0, |dec| dec.capacity);
         if past + t > ctx {

@@ -220,7 +220,7 @@ fn router(
     k: usize,
 ) -> Result<ValueId> {
     let hidden = router.hidden();
-    let d = l.dim("dim");
+    let d = l.cfg.dim;
     let (b, t) = (l.opts.batch, l.opts.seq);
     let lin = |l: &mut Lowerer, name: &str, x: ValueId, i: usize, o: usize| -> Result<ValueId> {
         let w = l.weight(&format!("{site}.router.{name}.weight"), &[i, o]);

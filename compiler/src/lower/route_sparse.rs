@@ -34,7 +34,7 @@ pub(crate) fn ffn_pool(
     top_k: usize,
 ) -> Result<ValueId> {
     let m = inputs.len();
-    let (b, t, d) = (l.opts.batch, l.opts.seq, l.dim("dim"));
+    let (b, t, d) = (l.opts.batch, l.opts.seq, l.cfg.dim);
     let (n, k) = (b * t, l.g.shape(chosen)[2]);
     let r = n * top_k;
     // sel[b,t,s,e] = 1 where choice e is the token's (s+1)-th chosen one.

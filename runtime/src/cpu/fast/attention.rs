@@ -244,7 +244,7 @@ pub(crate) fn forward(
 /// `cpu::attention::backward`; tiles or `matrixmultiply` as for [`forward`].
 pub(crate) fn backward(
     rule: &AttentionRule,
-    qkv_y_dy: (&[f32], &[f32], &[f32], &[f32], &[f32]),
+    qkv_y_dy: Operands5<'_>,
     seg: Option<&[i32]>,
     dm: Dims,
     out: &mut [f32],
@@ -256,6 +256,9 @@ pub(crate) fn backward(
         backward_packed(rule, q, k, v, y, dy, seg, dm, out);
     }
 }
+
+/// The backward's operands: `q`, `k`, `v`, the forward's `y`, and `dy`.
+pub(super) type Operands5<'a> = (&'a [f32], &'a [f32], &'a [f32], &'a [f32], &'a [f32]);
 
 /// [`forward`] with `matrixmultiply`'s packed products.
 #[allow(clippy::too_many_arguments)]

@@ -6,7 +6,7 @@
 //! the weights (and the forward's output) have the reference's bits; the backward recomputes
 //! them with the vectorised one.
 
-use super::attention::{key_end, normalise, seg_of, ROWS};
+use super::attention::{key_end, normalise, seg_of, Operands5, ROWS};
 use super::simd::with_avx2;
 use super::small_gemm::gemm;
 use crate::cpu::attention::Dims;
@@ -122,7 +122,7 @@ pub(crate) fn forward(
 /// `(dq, dk, dv)` stacked as `[3,B,H,T,d]` into `out` (the VJP of `cpu::attention::backward`).
 pub(crate) fn backward(
     rule: &AttentionRule,
-    (q, k, v, y, dy): (&[f32], &[f32], &[f32], &[f32], &[f32]),
+    (q, k, v, y, dy): Operands5<'_>,
     seg: Option<&[i32]>,
     dm: Dims,
     out: &mut [f32],
