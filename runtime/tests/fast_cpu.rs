@@ -122,3 +122,28 @@ fn the_steady_state_allocates_no_activation_buffers() {
         "runs after the first take every buffer from the pool"
     );
 }
+
+/// The portable loops (what a machine without AVX2 and FMA runs, or `WEFT_CPU_SIMD=portable`)
+/// against the reference too: the two comparisons above again, in a child process of this
+/// test binary, because the switch is read once per process.
+#[test]
+fn the_portable_path_matches_the_reference() {
+    if std::env::var("WEFT_CPU_SIMD").is_ok() {
+        return; // already the child (or a run that chose its path)
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .env("WEFT_CPU_SIMD", "portable")
+        .args(["--exact", "--test-threads=1"])
+        .args([
+            "every_op_case_matches_the_reference",
+            "every_example_forward_and_gradient_matches_the_reference",
+        ])
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("2 passed"),
+        "portable path:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

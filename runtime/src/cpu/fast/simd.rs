@@ -8,9 +8,20 @@
 //! handed on to rayon runs on another thread through a pointer and is compiled for the
 //! build's baseline again.
 
-/// Whether this machine has AVX2 and FMA (the check is cached by `std`).
+/// Whether this machine has AVX2 and FMA and the portable path was not asked for
+/// (`WEFT_CPU_SIMD=portable`, read once: how tests and users on a suspect machine run the
+/// code the build's baseline compiles, which every non-x86 machine runs anyway).
 #[inline]
 pub(crate) fn avx2() -> bool {
+    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX2.get_or_init(|| {
+        let portable = std::env::var("WEFT_CPU_SIMD").is_ok_and(|v| v == "portable");
+        !portable && detected()
+    })
+}
+
+/// Whether the CPU has AVX2 and FMA (the check is cached by `std`).
+fn detected() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

@@ -8,16 +8,9 @@
 //! Measured on the development VM (one core, 32 × 32 × 32 to 128 × 32 × 32): 94–110 GFLOP/s
 //! against 40–83 for `matrixmultiply` on the same products.
 
-/// Whether [`gemm`] may be called on this machine.
+/// Whether [`gemm`] may be called on this machine (see [`super::simd::avx2`]).
 pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::simd::avx2()
 }
 
 /// `C = alpha·A·B + beta·C` for row-major `A` (`m × k`, row stride `lda`), `B` (`k × n`,
