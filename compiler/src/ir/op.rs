@@ -247,6 +247,33 @@ impl AttentionRule {
                 .is_some_and(|e| e.reads(RuleVar::QuerySeg) || e.reads(RuleVar::KeySeg))
     }
 
+    /// Why the rule's expressions are not ones every backend evaluates (see
+    /// [`RuleExpr::problem`]); `None` when they are.
+    pub fn problem(&self) -> Option<String> {
+        let mut exprs: Vec<&RuleExpr> = self.score.iter().collect();
+        if let AttentionMask::Rule(e) = &self.mask {
+            exprs.push(e);
+        }
+        let n = self.weights.normaliser();
+        let (a, b) = match &n {
+            Normaliser::Normalised {
+                factor, exponent, ..
+            } => (factor, Some(exponent)),
+            Normaliser::Direct(phi) => (phi, None),
+        };
+        exprs.push(a);
+        exprs.extend(b);
+        // The normaliser and mask never read parameters; the score reads up to `params`.
+        let limit = |e: &RuleExpr| {
+            if self.score.as_ref() == Some(e) {
+                self.params
+            } else {
+                0
+            }
+        };
+        exprs.iter().find_map(|e| e.problem(limit(e)))
+    }
+
     /// Whether this is a built-in rule (softmax or signed weights, a named mask, no score
     /// modification): the one the specialised kernels run.
     pub fn is_builtin(&self) -> bool {

@@ -183,6 +183,26 @@ impl RuleExpr {
         }
     }
 
+    /// Why the expression is not a rule the backends accept: a `Deriv` node (rules are
+    /// differentiated once, so none may hold a derivative) or a parameter index past `params`.
+    pub fn problem(&self, params: usize) -> Option<String> {
+        match self {
+            RuleExpr::Deriv(..) => Some("a rule expression holds a derivative".into()),
+            RuleExpr::Param(k) if *k >= params => {
+                Some(format!("rule parameter {k} of {params} read"))
+            }
+            RuleExpr::Const(_) | RuleExpr::Var(_) | RuleExpr::Param(_) => None,
+            RuleExpr::Unary(_, a) => a.problem(params),
+            RuleExpr::Binary(_, a, c) | RuleExpr::Compare(_, a, c) => {
+                a.problem(params).or_else(|| c.problem(params))
+            }
+            RuleExpr::Where(c, x, y) => c
+                .problem(params)
+                .or_else(|| x.problem(params))
+                .or_else(|| y.problem(params)),
+        }
+    }
+
     /// Whether the expression reads rule parameter `k`.
     pub fn reads_param(&self, k: usize) -> bool {
         match self {
@@ -302,8 +322,9 @@ pub enum Normaliser {
 }
 
 /// The derivative of a rule expression in the score. The IR's rules come from the
-/// checker's expressions, which hold no `Deriv` nodes, so the derivative exists;
-/// [`super::verify`] refuses a rule whose derivative does not (NaN would stand in).
+/// checker's expressions, which hold no `Deriv` nodes, so the derivative exists; shape
+/// inference (the builder and [`super::verify`]) refuses a rule that holds one
+/// ([`RuleExpr::problem`]), so the NaN below never stands in.
 pub fn d_ds(e: &RuleExpr) -> RuleExpr {
     d_wrt(e, Wrt::Score)
 }
@@ -311,4 +332,90 @@ pub fn d_ds(e: &RuleExpr) -> RuleExpr {
 /// [`d_ds`] with respect to `x`.
 pub fn d_wrt(e: &RuleExpr, x: Wrt) -> RuleExpr {
     e.derivative_wrt(x).unwrap_or(RuleExpr::Const(f32::NAN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(score: f64, params: &[Vec<f64>]) -> RuleEnv<'_, f64> {
+        RuleEnv {
+            score,
+            i: 5,
+            j: 2,
+            head: 1,
+            kv_head: 0,
+            keys: 7,
+            seg_i: 0,
+            seg_j: 0,
+            params,
+        }
+    }
+
+    /// `c·tanh(s/c) − θ·(i − j)` and `where(s > 0, s², −s) / max(s, 0.5)`.
+    fn samples() -> Vec<RuleExpr> {
+        use RuleExpr as E;
+        let s = E::s;
+        let softcap = E::binary(
+            BinaryOp::Mul,
+            E::Const(3.0),
+            E::unary(UnaryOp::Tanh, E::binary(BinaryOp::Div, s(), E::Const(3.0))),
+        );
+        let alibi = E::binary(
+            BinaryOp::Sub,
+            softcap.clone(),
+            E::binary(
+                BinaryOp::Mul,
+                E::Param(0),
+                E::binary(
+                    BinaryOp::Sub,
+                    E::Var(RuleVar::QueryPos),
+                    E::Var(RuleVar::KeyPos),
+                ),
+            ),
+        );
+        let piecewise = E::binary(
+            BinaryOp::Div,
+            E::Where(
+                Box::new(E::Compare(
+                    CmpOp::Gt,
+                    Box::new(s()),
+                    Box::new(E::Const(0.0)),
+                )),
+                Box::new(E::unary(UnaryOp::Square, s())),
+                Box::new(E::unary(UnaryOp::Neg, s())),
+            ),
+            E::binary(BinaryOp::Max, s(), E::Const(0.5)),
+        );
+        vec![softcap, alibi, piecewise]
+    }
+
+    #[test]
+    fn symbolic_derivatives_match_central_differences() {
+        let params = vec![vec![0.3, 0.7, 0.2]];
+        let h = 1e-6;
+        for e in samples() {
+            for s in [-1.3, -0.2, 0.4, 0.9, 2.5] {
+                let num = (e.eval(&env(s + h, &params)) - e.eval(&env(s - h, &params))) / (2.0 * h);
+                let an = d_ds(&e).eval(&env(s, &params));
+                assert!((an - num).abs() < 1e-6, "{e:?} at {s}: {an} vs {num}");
+                // In the parameter (read at head 1).
+                let mut up = params.clone();
+                up[0][1] += h;
+                let mut down = params.clone();
+                down[0][1] -= h;
+                let num = (e.eval(&env(s, &up)) - e.eval(&env(s, &down))) / (2.0 * h);
+                let an = d_wrt(&e, Wrt::Param(0)).eval(&env(s, &params));
+                assert!((an - num).abs() < 1e-6, "{e:?} in θ at {s}: {an} vs {num}");
+            }
+        }
+    }
+
+    #[test]
+    fn rules_holding_derivatives_or_unknown_parameters_are_refused() {
+        let e = samples()[1].clone();
+        assert!(e.problem(1).is_none());
+        assert!(e.problem(0).is_some());
+        assert!(d_ds(&e).problem(1).is_some());
+    }
 }

@@ -82,6 +82,9 @@ fn reduced(shape: &[usize], axis: usize, keepdim: bool) -> Shape {
 /// Checks the q/k/v(/y/dy) + optional segment inputs + rule parameters `[H]` of the
 /// attention ops; returns `[B,H,T,d]`.
 fn attention_inputs(ins: &[TypeRef], n_same: usize, rule: &AttentionRule) -> Result<Shape, String> {
+    if let Some(p) = rule.problem() {
+        return Err(p);
+    }
     let segments = rule.needs_segments();
     want_arity(ins, n_same + segments as usize + rule.params)?;
     let q = ins[0].0;
