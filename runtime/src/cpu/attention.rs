@@ -40,6 +40,7 @@ impl Dims {
 /// The applied weights `W [T,T]` of one (batch, head): `p = scale·q kᵀ`; softmax or
 /// signed `sign(p)·softmax(|p|)` over visible keys; hidden keys (and rows with no visible
 /// key) get weight 0.
+#[allow(clippy::too_many_arguments)]
 fn weights<T: CpuReal>(
     rule: &AttentionRule,
     q: &[T],
@@ -296,7 +297,7 @@ impl<'a, T: CpuReal> RuleRows<'a, T> {
             } => (d_ds(factor), d_ds(exponent)),
             Normaliser::Direct(phi) => (d_ds(phi), RuleExpr::Const(0.0)),
         };
-        for i in 0..t {
+        for (i, &delta_i) in delta.iter().enumerate().take(t) {
             for j in (0..t).filter(|&j| self.visible[i * t + j]) {
                 let x = i * t + j;
                 let e = self.at_s(i, j);
@@ -305,7 +306,7 @@ impl<'a, T: CpuReal> RuleRows<'a, T> {
                         factor, exponent, ..
                     } => {
                         let (h, dh, df) = (factor.eval(&e), d1.eval(&e), d2.eval(&e));
-                        self.prob(exponent, i, j) * (g[x] * (dh + h * df) - df * delta[i])
+                        self.prob(exponent, i, j) * (g[x] * (dh + h * df) - df * delta_i)
                     }
                     Normaliser::Direct(_) => g[x] * d1.eval(&e),
                 };
