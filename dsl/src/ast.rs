@@ -16,6 +16,16 @@ pub enum Decl {
     Model(Model),
     Train(Train),
     Program(Program),
+    Rule(RuleDef),
+}
+
+/// `rule NAME { score = ...; mask = ...; weights = ...; PARAM = head_param(...) }`: an
+/// attention rule written in the language (checked by `check::attn_rule`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleDef {
+    pub name: Ident,
+    pub items: Vec<Assign>,
+    pub span: Span,
 }
 
 /// `model NAME { ... }`: dimensions, blocks, pools and the layer schedule.
@@ -147,6 +157,8 @@ pub enum ExprKind {
         rhs: Box<Expr>,
     },
     Neg(Box<Expr>),
+    /// `!e` (rule definitions only).
+    Not(Box<Expr>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +167,15 @@ pub enum BinOp {
     Sub,
     Mul,
     Div,
+    // Comparisons and logic: only rule definitions (masks) accept them.
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    And,
+    Or,
 }
 
 impl BinOp {
@@ -164,15 +185,35 @@ impl BinOp {
             BinOp::Sub => "-",
             BinOp::Mul => "*",
             BinOp::Div => "/",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::And => "&&",
+            BinOp::Or => "||",
         }
     }
 
-    /// Binding strength: `*` and `/` bind tighter than `+` and `-`.
+    /// Binding strength: `||` < `&&` < comparisons < `+ -` < `* /` (prefix `-`/`!` bind
+    /// tighter than all, [`BinOp::PREFIX`]).
     pub fn precedence(self) -> u8 {
         match self {
-            BinOp::Add | BinOp::Sub => 1,
-            BinOp::Mul | BinOp::Div => 2,
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne => 3,
+            BinOp::Add | BinOp::Sub => 4,
+            BinOp::Mul | BinOp::Div => 5,
         }
+    }
+
+    /// The binding strength of the prefix operators `-` and `!`.
+    pub const PREFIX: u8 = 6;
+
+    /// Whether this is an arithmetic operator (the only ones outside rule definitions).
+    pub fn is_arithmetic(self) -> bool {
+        matches!(self, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div)
     }
 }
 
@@ -194,6 +235,13 @@ impl File {
     pub fn trains(&self) -> impl Iterator<Item = &Train> {
         self.decls.iter().filter_map(|d| match d {
             Decl::Train(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    pub fn rules(&self) -> impl Iterator<Item = &RuleDef> {
+        self.decls.iter().filter_map(|d| match d {
+            Decl::Rule(r) => Some(r),
             _ => None,
         })
     }
@@ -270,6 +318,11 @@ fn visit_file(file: &mut File, f: &mut impl FnMut(&mut Span)) {
                 visit_ident(f, &mut p.name);
                 visit_expr(f, &mut p.value);
             }
+            Decl::Rule(r) => {
+                f(&mut r.span);
+                visit_ident(f, &mut r.name);
+                r.items.iter_mut().for_each(|a| visit_assign(f, a));
+            }
         }
     }
 }
@@ -312,7 +365,7 @@ fn visit_expr(f: &mut impl FnMut(&mut Span), e: &mut Expr) {
             visit_expr(f, lhs);
             visit_expr(f, rhs);
         }
-        ExprKind::Neg(inner) => visit_expr(f, inner),
+        ExprKind::Neg(inner) | ExprKind::Not(inner) => visit_expr(f, inner),
         _ => {}
     }
 }

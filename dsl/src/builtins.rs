@@ -59,6 +59,8 @@ pub enum Ty {
     Of(Kind),
     /// The name of a `pool` in the model.
     Pool,
+    /// The name of an attention rule (`rule NAME { ... }` or the prelude's).
+    Rule,
     IntList,
     FloatList,
     StrList,
@@ -76,6 +78,7 @@ impl Ty {
             Ty::Choice(c) => format!("one of {}", quoted(c)),
             Ty::Of(k) => k.describe().into(),
             Ty::Pool => "the name of a pool".into(),
+            Ty::Rule => "the name of an attention rule".into(),
             Ty::IntList => "a list of integers".into(),
             Ty::FloatList => "a list of numbers".into(),
             Ty::StrList => "a list of strings".into(),
@@ -167,6 +170,7 @@ pub const BUILTINS: &[Builtin] = &[
             opt("bias", Ty::Bool, "false", "bias on the q/k/v/o projections"),
             opt("qkv_bias", Ty::Bool, "false", "bias on the q/k/v projections only, not o (Qwen2); implied by `bias`"),
             opt("dropout", Ty::Float, "0.0", "attention-weight dropout while training"),
+            opt("rule", Ty::Rule, "", "an attention rule (`rule NAME { ... }`): its score, and its mask and weights where it defines them (they replace `mask` and `weights`)"),
         ],
     },
     Builtin {

@@ -33,7 +33,7 @@ pub fn with_settings(
                     }
                 }
             }
-            Decl::Program(_) => {}
+            Decl::Program(_) | Decl::Rule(_) => {}
         }
     }
     Ok(crate::format(&file, None))

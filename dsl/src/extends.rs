@@ -185,6 +185,15 @@ pub fn merge(base: File, derived: File) -> File {
         }
     }
     decls.extend(programs.into_iter().map(Decl::Program));
+    // Rules merge by name like programs: a derived file's rule replaces the base's.
+    let mut rules: Vec<_> = base.rules().cloned().collect();
+    for r in derived.rules() {
+        match rules.iter().position(|q| q.name.name == r.name.name) {
+            Some(i) => rules[i] = r.clone(),
+            None => rules.push(r.clone()),
+        }
+    }
+    decls.extend(rules.into_iter().map(Decl::Rule));
     File { decls }
 }
 

@@ -23,6 +23,7 @@ pub fn format(file: &File, src: Option<&str>) -> String {
                 p.line(&format!("program {} = {}", g.name.name, expr(&g.value)));
                 p.pos = g.span.end;
             }
+            Decl::Rule(r) => p.rule(r),
         }
     }
     p.leading(usize::MAX, true);
@@ -38,6 +39,7 @@ fn decl_span(d: &Decl) -> crate::Span {
         Decl::Model(m) => m.span,
         Decl::Train(t) => t.span,
         Decl::Program(p) => p.span,
+        Decl::Rule(r) => r.span,
     }
 }
 
@@ -256,6 +258,17 @@ impl<'a> Printer<'a> {
         }
         self.close(t.span.end);
     }
+
+    fn rule(&mut self, r: &RuleDef) {
+        self.line(&format!("rule {} {{", r.name.name));
+        self.pos = self.pos.max(r.name.span.end);
+        self.indent += 1;
+        for a in &r.items {
+            self.leading(a.span.start, false);
+            self.assign(a);
+        }
+        self.close(r.span.end);
+    }
 }
 
 fn item_span(it: &ModelItem) -> crate::Span {
@@ -323,7 +336,8 @@ fn expr_prec(e: &Expr, parent: u8) -> String {
                 s
             }
         }
-        ExprKind::Neg(inner) => format!("-{}", expr_prec(inner, 3)),
+        ExprKind::Neg(inner) => format!("-{}", expr_prec(inner, BinOp::PREFIX)),
+        ExprKind::Not(inner) => format!("!{}", expr_prec(inner, BinOp::PREFIX)),
     }
 }
 

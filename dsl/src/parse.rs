@@ -307,7 +307,9 @@ fn describe_expected(rules: &[Rule]) -> String {
 fn rule_name(r: Rule) -> &'static str {
     match r {
         Rule::EOI => "end of file",
-        Rule::model | Rule::train | Rule::program | Rule::decl => "`model`, `train` or `program`",
+        Rule::model | Rule::train | Rule::program | Rule::decl | Rule::rule_def | Rule::rule_kw => {
+            "`model`, `train`, `program` or `rule`"
+        }
         Rule::block_def | Rule::pool_def | Rule::layers_def | Rule::model_item => {
             "a model item (`name = value`, `block`, `pool` or `layers`)"
         }
@@ -315,8 +317,20 @@ fn rule_name(r: Rule) -> &'static str {
         Rule::layer_rule | Rule::layer_range => "a layer rule (`0 .. 2 => block`)",
         Rule::params => "a parameter list",
         Rule::extends => "`extends \"base.weft\"`",
-        Rule::expr | Rule::primary | Rule::prefix | Rule::neg => "an expression",
-        Rule::infix | Rule::add | Rule::sub | Rule::mul | Rule::div => "an operator",
+        Rule::expr | Rule::primary | Rule::prefix | Rule::neg | Rule::not => "an expression",
+        Rule::infix
+        | Rule::add
+        | Rule::sub
+        | Rule::mul
+        | Rule::div
+        | Rule::or
+        | Rule::and
+        | Rule::eq
+        | Rule::ne
+        | Rule::lt
+        | Rule::le
+        | Rule::gt
+        | Rule::ge => "an operator",
         Rule::call | Rule::call_head => "a call",
         Rule::arg | Rule::arg_name => "an argument",
         Rule::list => "a list",
@@ -375,6 +389,7 @@ fn build_file(p: Pair<Rule>) -> File {
             Rule::model => decls.push(Decl::Model(build_model(d))),
             Rule::train => decls.push(Decl::Train(build_train(d))),
             Rule::program => decls.push(Decl::Program(build_program(d))),
+            Rule::rule_def => decls.push(Decl::Rule(build_rule(d))),
             _ => {}
         }
     }
@@ -520,6 +535,17 @@ fn build_train(p: Pair<Rule>) -> Train {
     }
 }
 
+fn build_rule(p: Pair<Rule>) -> RuleDef {
+    let span = span_of(&p);
+    let mut inner = p.into_inner().filter(|q| q.as_rule() != Rule::rule_kw);
+    let name = build_ident(inner.next().expect("rule name"));
+    RuleDef {
+        name,
+        items: inner.map(build_assign).collect(),
+        span,
+    }
+}
+
 fn build_program(p: Pair<Rule>) -> Program {
     let span = span_of(&p);
     let mut inner = p.into_inner();
@@ -532,9 +558,17 @@ fn pratt() -> &'static PrattParser<Rule> {
     static P: OnceLock<PrattParser<Rule>> = OnceLock::new();
     P.get_or_init(|| {
         PrattParser::new()
+            .op(Op::infix(Rule::or, Assoc::Left))
+            .op(Op::infix(Rule::and, Assoc::Left))
+            .op(Op::infix(Rule::eq, Assoc::Left)
+                | Op::infix(Rule::ne, Assoc::Left)
+                | Op::infix(Rule::lt, Assoc::Left)
+                | Op::infix(Rule::le, Assoc::Left)
+                | Op::infix(Rule::gt, Assoc::Left)
+                | Op::infix(Rule::ge, Assoc::Left))
             .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
             .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left))
-            .op(Op::prefix(Rule::neg))
+            .op(Op::prefix(Rule::neg) | Op::prefix(Rule::not))
     })
 }
 
@@ -543,13 +577,24 @@ fn build_expr(p: Pair<Rule>) -> Expr {
         .map_primary(build_primary)
         .map_prefix(|op, rhs| Expr {
             span: span_of(&op).join(rhs.span),
-            kind: ExprKind::Neg(Box::new(rhs)),
+            kind: match op.as_rule() {
+                Rule::not => ExprKind::Not(Box::new(rhs)),
+                _ => ExprKind::Neg(Box::new(rhs)),
+            },
         })
         .map_infix(|lhs, op, rhs| {
             let op = match op.as_rule() {
                 Rule::add => BinOp::Add,
                 Rule::sub => BinOp::Sub,
                 Rule::mul => BinOp::Mul,
+                Rule::or => BinOp::Or,
+                Rule::and => BinOp::And,
+                Rule::eq => BinOp::Eq,
+                Rule::ne => BinOp::Ne,
+                Rule::lt => BinOp::Lt,
+                Rule::le => BinOp::Le,
+                Rule::gt => BinOp::Gt,
+                Rule::ge => BinOp::Ge,
                 _ => BinOp::Div,
             };
             Expr {

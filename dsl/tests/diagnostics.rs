@@ -1469,4 +1469,35 @@ program p = mlp_decomposition(layer: 7)
             E { code: "bad-value", at: (15, 13), message: "layer 7 does not exist (the model has layers 0 .. 2)", help: None },
         ],
     },
+    Case {
+        name: "rule_not_online",
+        src: r#"rule bad {
+  weights = exp(s) / (1 + sum(exp(2.0 * s)))
+}
+model m {
+  vocab = 64; dim = 64; heads = 4; layers = 2; ctx = 32
+  block b { x = x + attention(rms_norm(x), rule: bad) }
+  layers { 0 .. layers => b }
+}
+"#,
+        expect: &[
+            E { code: "not-online", at: (2, 17), message: "these weights cannot be evaluated online: the numerator's exponent differs from the denominator's", help: Some("the fused kernels visit keys in blocks and keep a running maximum m of f(s); they can only rescale what they accumulated when the weights have the form `h(s) * exp(f(s)) / (c + sum(exp(f(s))))` with the same f in numerator and denominator and a constant c >= 0 (softmax: h = 1, f = s; Cog: h = sign(s), f = abs(s)), or no `sum` at all") },
+        ],
+    },
+    Case {
+        name: "rule_type_error",
+        src: r#"rule window {
+  mask = j <= i && i - j
+}
+model m {
+  vocab = 64; dim = 64; heads = 4; layers = 2; ctx = 32
+  block b { x = x + attention(rms_norm(x), rule: windw) }
+  layers { 0 .. layers => b }
+}
+"#,
+        expect: &[
+            E { code: "type-mismatch", at: (2, 20), message: "type mismatch in `mask`: expected a condition (true or false), found a number", help: Some("conditions compare numbers (`j <= i`) and combine with `&&`, `||`, `!`") },
+            E { code: "unknown-rule", at: (6, 50), message: "unknown attention rule `windw`", help: Some("did you mean `window`?") },
+        ],
+    },
 ];

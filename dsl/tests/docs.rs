@@ -267,10 +267,10 @@ fn every_weft_example_in_the_docs_checks() {
         let has_model = code.lines().any(|l| l.trim_start().starts_with("model "));
         let src = if has_model {
             block.clone()
-        } else if matches!(first, "train" | "program") {
+        } else if matches!(first, "train" | "program" | "rule") {
             format!("{TINY}\n{block}")
         } else {
-            problems.push(format!("docs line {line}: a ```weft block must be a spec, a `train` or a `program` (use ```text for fragments)"));
+            problems.push(format!("docs line {line}: a ```weft block must be a spec, a `train`, a `program` or a `rule` (use ```text for fragments)"));
             continue;
         };
         if let Err(ds) = check_source(&src) {

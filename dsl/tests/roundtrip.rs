@@ -25,7 +25,7 @@ fn examples() -> Vec<(String, String)> {
 #[test]
 fn every_example_round_trips_and_is_already_canonical() {
     let all = examples();
-    assert_eq!(all.len(), 11, "eleven example specs");
+    assert_eq!(all.len(), 12, "twelve example specs");
     for (name, src) in all {
         let ast = parse(&src).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let out = format(&ast, Some(&src));

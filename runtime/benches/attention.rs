@@ -28,7 +28,7 @@ fn attention(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(2));
         for rule in [AttentionWeights::Softmax, AttentionWeights::Signed] {
             for &t in &lengths {
-                let w = bench::attention(rule, 1, 2, t, 64, backward);
+                let w = bench::attention(rule.clone(), 1, 2, t, 64, backward);
                 if let Work::Flops(f) = w.work {
                     group.throughput(Throughput::Elements(f as u64));
                 }

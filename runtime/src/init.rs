@@ -95,6 +95,10 @@ pub fn init_tensor(init: &Init, shape: &[usize], rng: &mut Rng) -> Tensor {
         Init::Uniform { low, high } => (0..n)
             .map(|_| (low as f64 + (high - low) as f64 * rng.uniform()) as f32)
             .collect(),
+        // Lowering sizes the values to the shape; a short list pads with zeros.
+        Init::Values { ref values } => (0..n)
+            .map(|i| values.get(i).copied().unwrap_or(0.0))
+            .collect(),
     };
     Tensor::f32(shape, data)
 }

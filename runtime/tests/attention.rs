@@ -22,11 +22,7 @@ const WEIGHTS: [AttentionWeights; 2] = [AttentionWeights::Softmax, AttentionWeig
 const SHAPE: [usize; 4] = [2, 2, 6, 4];
 
 fn rule(weights: AttentionWeights, mask: AttentionMask) -> AttentionRule {
-    AttentionRule {
-        weights,
-        mask,
-        scale: 0.5,
-    }
+    AttentionRule::builtin(weights.clone(), mask.clone(), 0.5)
 }
 
 /// Segment ids with two documents per sequence, at different boundaries.
@@ -97,7 +93,7 @@ fn forward_graph(r: AttentionRule) -> weft_compiler::ir::Graph {
         .mask
         .needs_segments()
         .then(|| b.input("seg", &[2, 6], DType::I32));
-    let y = b.attention(r, q, k, v, seg).unwrap();
+    let y = b.attention(r.clone(), q, k, v, seg).unwrap();
     let w = b.attention_pattern(r, q, k, v, seg).unwrap();
     b.output("y", y);
     b.hook("attn.pattern", w);
@@ -108,17 +104,22 @@ fn forward_graph(r: AttentionRule) -> weft_compiler::ir::Graph {
 fn forward_and_pattern_match_naive_reference_for_every_rule() {
     for weights in WEIGHTS {
         for mask in MASKS {
-            let r = rule(weights, mask);
+            let r = rule(weights.clone(), mask.clone());
             let (ins, params) = inputs(3);
             let out = CpuBackend::f64()
-                .run(&forward_graph(r), &ins, &params, &HookSelection::All)
+                .run(
+                    &forward_graph(r.clone()),
+                    &ins,
+                    &params,
+                    &HookSelection::All,
+                )
                 .unwrap();
             let (q, k, v) = (
                 params["q"].to_f64_vec(),
                 params["k"].to_f64_vec(),
                 params["v"].to_f64_vec(),
             );
-            let want_w = naive_weights(r, &q, &k, segments().as_i32().unwrap());
+            let want_w = naive_weights(r.clone(), &q, &k, segments().as_i32().unwrap());
             let got_w = out.hook("attn.pattern").unwrap().to_f64_vec();
             for (a, b) in got_w.iter().zip(&want_w) {
                 assert!((a - b).abs() < 1e-12, "{r:?}: pattern {a} vs {b}");
@@ -138,7 +139,12 @@ fn forward_and_pattern_match_naive_reference_for_every_rule() {
             }
             // The f32 path agrees with f64.
             let out32 = CpuBackend::new()
-                .run(&forward_graph(r), &ins, &params, &HookSelection::None)
+                .run(
+                    &forward_graph(r.clone()),
+                    &ins,
+                    &params,
+                    &HookSelection::None,
+                )
                 .unwrap();
             for (a, b) in out32.get("y").unwrap().to_f64_vec().iter().zip(&y) {
                 assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()));
@@ -153,9 +159,14 @@ fn masks_hide_exactly_the_invisible_keys() {
     let seg = segments();
     let seg = seg.as_i32().unwrap();
     for mask in MASKS {
-        let r = rule(AttentionWeights::Softmax, mask);
+        let r = rule(AttentionWeights::Softmax, mask.clone());
         let out = CpuBackend::new()
-            .run(&forward_graph(r), &ins, &params, &HookSelection::All)
+            .run(
+                &forward_graph(r.clone()),
+                &ins,
+                &params,
+                &HookSelection::All,
+            )
             .unwrap();
         let w = out.hook("attn.pattern").unwrap().to_f64_vec();
         let t = 6;
@@ -172,6 +183,7 @@ fn masks_hide_exactly_the_invisible_keys() {
                         j <= i && (seg[bi * t + i] == seg[bi * t + j] || seg[bi * t + j] == 0)
                     }
                     AttentionMask::SelfOnly => j == i,
+                    AttentionMask::Rule(_) => unreachable!("the built-in masks only"),
                 };
                 assert_eq!(x > 0.0, visible, "{mask:?} row {row} key {j}: weight {x}");
             }
@@ -185,7 +197,12 @@ fn signed_rows_are_l1_normalised_and_negative_scores_give_negative_weights() {
     let (ins, params) = inputs(5);
     let r = rule(AttentionWeights::Signed, AttentionMask::Bidirectional);
     let out = CpuBackend::new()
-        .run(&forward_graph(r), &ins, &params, &HookSelection::All)
+        .run(
+            &forward_graph(r.clone()),
+            &ins,
+            &params,
+            &HookSelection::All,
+        )
         .unwrap();
     let w = out.hook("attn.pattern").unwrap().to_f64_vec();
     let (q, k) = (params["q"].to_f64_vec(), params["k"].to_f64_vec());
@@ -239,7 +256,7 @@ fn signed_zero_score_gives_zero_weight() {
 fn backward_matches_finite_differences_for_every_rule() {
     for (wi, weights) in WEIGHTS.into_iter().enumerate() {
         for (mi, mask) in MASKS.into_iter().enumerate() {
-            let r = rule(weights, mask);
+            let r = rule(weights.clone(), mask.clone());
             let mut ins = HashMap::new();
             ins.insert("seg".to_string(), segments());
             grad_check(200 + (wi * 10 + mi) as u64, ins, |b| {

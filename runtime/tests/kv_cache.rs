@@ -260,7 +260,7 @@ fn example_specs_generate_the_same_with_the_cache_or_are_refused() {
             }
         }
     }
-    assert_eq!(refused, ["cog_attention.weft"]);
+    assert_eq!(refused, ["attention_rules.weft", "cog_attention.weft"]);
 }
 
 #[test]

@@ -117,7 +117,7 @@ fn every_example_lowers_and_its_gradients_match_finite_differences() {
             .filter(|n| n.ends_with(".weft"))
             .collect();
     names.sort();
-    assert_eq!(names.len(), 11);
+    assert_eq!(names.len(), 12);
     for name in names {
         let c = case_of(&name, 7);
         let trainable = c.graph.params.iter().filter(|p| p.trainable).count();

@@ -72,12 +72,12 @@ fn build() -> Result<(Graph, ValueId), IrError> {
         let k = g.rope(k, freqs, pos, layout)?;
         let v = g.matmul(x, wv)?;
         let v = heads(&mut g, v)?;
-        let rule = AttentionRule {
-            weights,
-            mask: AttentionMask::Causal,
-            scale: 1.0 / (HD as f32).sqrt(),
-        };
-        let a = g.attention(rule, q, k, v, None)?;
+        let rule = AttentionRule::builtin(
+            weights.clone(),
+            AttentionMask::Causal,
+            1.0 / (HD as f32).sqrt(),
+        );
+        let a = g.attention(rule.clone(), q, k, v, None)?;
         let pat = g.attention_pattern(rule, q, k, v, None)?;
         g.hook(&p("attn.pattern"), pat);
         let a = g.permute(a, &[0, 2, 1, 3])?;

@@ -14,7 +14,7 @@ const T: usize = 8;
 #[test]
 fn every_kernel_of_every_example_validates_under_naga() {
     let names = examples::names();
-    assert_eq!(names.len(), 11, "{names:?}");
+    assert_eq!(names.len(), 12, "{names:?}");
     let unfused = CodegenOptions {
         fuse: false,
         ..CodegenOptions::default()

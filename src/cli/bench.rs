@@ -73,7 +73,7 @@ fn workloads(a: &BenchArgs) -> Result<Vec<Workload>, String> {
     for backward in [false, true] {
         for rule in [AttentionWeights::Softmax, AttentionWeights::Signed] {
             for &t in &lens {
-                out.push(bench::attention(rule, 1, 2, t, 64, backward));
+                out.push(bench::attention(rule.clone(), 1, 2, t, 64, backward));
             }
         }
     }

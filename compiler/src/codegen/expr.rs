@@ -48,7 +48,7 @@ pub(super) fn broadcast_index(i: &str, out: &[usize], inp: &[usize]) -> String {
     format!("({})", terms.join(" + "))
 }
 
-fn unary(op: UnaryOp, x: &str) -> String {
+pub(super) fn unary(op: UnaryOp, x: &str) -> String {
     match op {
         UnaryOp::Neg => format!("-{x}"),
         UnaryOp::Abs => format!("abs({x})"),
@@ -71,7 +71,7 @@ fn unary(op: UnaryOp, x: &str) -> String {
 }
 
 /// `f'(x)`, matching `UnaryOp::derivative`.
-fn derivative(op: UnaryOp, x: &str) -> String {
+pub(super) fn derivative(op: UnaryOp, x: &str) -> String {
     match op {
         UnaryOp::Neg => "-1.0".into(),
         UnaryOp::Abs => format!("sign0({x})"),
@@ -92,7 +92,7 @@ fn derivative(op: UnaryOp, x: &str) -> String {
     }
 }
 
-fn binary(op: BinaryOp, dt: DType, a: &str, b: &str) -> String {
+pub(super) fn binary(op: BinaryOp, dt: DType, a: &str, b: &str) -> String {
     match (op, dt) {
         (BinaryOp::Add, _) => format!("{a} + {b}"),
         (BinaryOp::Sub, _) => format!("{a} - {b}"),
@@ -107,7 +107,7 @@ fn binary(op: BinaryOp, dt: DType, a: &str, b: &str) -> String {
     }
 }
 
-fn compare(op: CmpOp) -> &'static str {
+pub(super) fn compare(op: CmpOp) -> &'static str {
     match op {
         CmpOp::Lt => "<",
         CmpOp::Le => "<=",

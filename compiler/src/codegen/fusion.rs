@@ -93,7 +93,8 @@ pub fn op_class(g: &Graph, v: ValueId) -> OpClass {
         Op::MatMul { .. }
         | Op::Attention(_)
         | Op::AttentionPattern(_)
-        | Op::AttentionBackward(_) => OpClass::Buffer,
+        | Op::AttentionBackward(_)
+        | Op::AttentionRuleGrad(_) => OpClass::Buffer,
     }
 }
 

@@ -117,6 +117,7 @@ fn kernels_for(
     let s = Shader::new(g, plan, format!("{}_{}", g.node(v).op.name(), v.0));
     Ok(match (&g.node(v).op, op_class(g, v)) {
         (Op::AttentionBackward(_), _) => attention::backward(g, plan, v)?.to_vec(),
+        (Op::AttentionRuleGrad(_), _) => vec![attention::rule_grad(s, v)?],
         (Op::Attention(_) | Op::AttentionPattern(_), _) => vec![attention::forward(s, v)?],
         (_, OpClass::Lane) => vec![lane::kernel(s, v)?],
         _ => {

@@ -31,7 +31,22 @@ fn lower(d: impl fmt::Debug) -> String {
 }
 
 fn rule_str(r: &AttentionRule) -> String {
-    format!("{} {} scale={:?}", lower(r.weights), lower(r.mask), r.scale)
+    let mut out = format!(
+        "{} {} scale={:?}",
+        lower(&r.weights),
+        lower(&r.mask),
+        r.scale
+    );
+    if let Some(s) = &r.score {
+        let _ = write!(out, " score={}", lower(s));
+    }
+    if r.group != 1 {
+        let _ = write!(out, " group={}", r.group);
+    }
+    if r.params != 0 {
+        let _ = write!(out, " params={}", r.params);
+    }
+    out
 }
 
 impl Display for Op {
@@ -106,6 +121,7 @@ impl Display for Op {
             Op::Attention(r) => write!(f, "attention {}", rule_str(r)),
             Op::AttentionPattern(r) => write!(f, "attention_pattern {}", rule_str(r)),
             Op::AttentionBackward(r) => write!(f, "attention_backward {}", rule_str(r)),
+            Op::AttentionRuleGrad(r) => write!(f, "attention_rule_grad {}", rule_str(r)),
             Op::Rope { layout, inverse } => {
                 write!(
                     f,
@@ -125,6 +141,7 @@ fn init_str(i: &Init) -> String {
         Init::Constant { value } => format!("constant({value:?})"),
         Init::Normal { std } => format!("normal(std={std:?})"),
         Init::Uniform { low, high } => format!("uniform({low:?}, {high:?})"),
+        Init::Values { values } => format!("values({values:?})"),
     }
 }
 
@@ -186,6 +203,9 @@ mod tests {
         g.set_label(None);
         let q4 = g.reshape(q, &[2, 1, 4, 8]).unwrap();
         let rule = AttentionRule {
+            score: None,
+            group: 1,
+            params: 0,
             weights: AttentionWeights::Signed,
             mask: AttentionMask::Causal,
             scale: 0.5,

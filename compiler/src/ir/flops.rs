@@ -19,7 +19,10 @@ pub fn flops(g: &Graph) -> f64 {
                 };
                 2.0 * numel(&n.shape) as f64 * k as f64
             }
-            Op::Attention(_) | Op::AttentionPattern(_) | Op::AttentionBackward(_) => {
+            Op::Attention(_)
+            | Op::AttentionPattern(_)
+            | Op::AttentionBackward(_)
+            | Op::AttentionRuleGrad(_) => {
                 let q = g.shape(n.inputs[0]);
                 let per = 4.0 * numel(q) as f64 * q[2] as f64;
                 if matches!(n.op, Op::AttentionBackward(_)) {

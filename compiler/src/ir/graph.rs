@@ -22,6 +22,10 @@ pub enum Init {
         low: f32,
         high: f32,
     },
+    /// These values, row-major (an attention rule's per-head parameters, e.g. ALiBi slopes).
+    Values {
+        values: Vec<f32>,
+    },
 }
 
 /// A named parameter of the graph.

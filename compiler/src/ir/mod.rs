@@ -12,6 +12,7 @@ mod display;
 mod flops;
 pub mod graph;
 pub mod op;
+pub mod rule;
 pub mod scalar;
 pub mod shape;
 pub mod types;
@@ -24,6 +25,7 @@ pub use op::{
     AttentionMask, AttentionRule, AttentionWeights, BinaryOp, CmpOp, ConstValue, Op, ReduceOp,
     RopeLayout, UnaryOp,
 };
+pub use rule::{Normaliser, RuleEnv, RuleExpr, RuleVar};
 pub use scalar::Real;
 pub use types::{numel, DType, Shape, ValueId};
 pub use verify::verify;

@@ -4,6 +4,7 @@
 //! Op parameters that fix the output (reshape target, cast dtype) are stored in the op, not
 //! only in the node's shape, so the text form and CSE see them.
 
+use super::rule::{Normaliser, RuleEnv, RuleExpr, RuleVar};
 use super::types::{DType, Shape};
 use serde::{Deserialize, Serialize};
 
@@ -81,17 +82,51 @@ pub enum ReduceOp {
     Max,
 }
 
-/// How attention turns scores into weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How attention turns scores into weights. `Softmax` and `Signed` are the prelude's rules
+/// (`Normaliser::Normalised` with `h = 1, f = s` and `h = sign(s), f = |s|`), kept as their
+/// own variants so every backend runs its specialised kernels for them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AttentionWeights {
     /// `w = softmax(p)` over visible keys.
     Softmax,
     /// Cog attention (METHODS §2.2): `w = sign(p) · softmax(|p|)`; rows have `Σ|w| = 1`.
     Signed,
+    /// A rule written in the spec.
+    Rule(Normaliser),
+}
+
+impl AttentionWeights {
+    /// The rule as a normaliser (the built-in variants' definitions).
+    pub fn normaliser(&self) -> Normaliser {
+        match self {
+            AttentionWeights::Softmax => Normaliser::Normalised {
+                factor: RuleExpr::Const(1.0),
+                exponent: RuleExpr::s(),
+                sink: 0.0,
+            },
+            AttentionWeights::Signed => Normaliser::Normalised {
+                factor: RuleExpr::unary(UnaryOp::Sign, RuleExpr::s()),
+                exponent: RuleExpr::unary(UnaryOp::Abs, RuleExpr::s()),
+                sink: 0.0,
+            },
+            AttentionWeights::Rule(n) => n.clone(),
+        }
+    }
+
+    /// The variant for a normaliser: the built-in ones when it is theirs.
+    pub fn of(n: Normaliser) -> AttentionWeights {
+        if n == AttentionWeights::Softmax.normaliser() {
+            AttentionWeights::Softmax
+        } else if n == AttentionWeights::Signed.normaliser() {
+            AttentionWeights::Signed
+        } else {
+            AttentionWeights::Rule(n)
+        }
+    }
 }
 
 /// Which keys a query may see.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AttentionMask {
     /// `j ≤ t`.
     Causal,
@@ -106,36 +141,149 @@ pub enum AttentionMask {
     TurnsKeepFirst,
     /// `j = t` only (factual-recall final-layer intervention).
     SelfOnly,
+    /// A condition written in the spec (non-zero: visible); it may read positions, heads,
+    /// the key count and segment ids.
+    Rule(RuleExpr),
 }
 
 impl AttentionMask {
     /// Whether the op takes the extra i32 `[B,T]` segment-id input.
-    pub fn needs_segments(self) -> bool {
-        matches!(
-            self,
-            AttentionMask::Document | AttentionMask::Turns | AttentionMask::TurnsKeepFirst
-        )
+    pub fn needs_segments(&self) -> bool {
+        match self {
+            AttentionMask::Document | AttentionMask::Turns | AttentionMask::TurnsKeepFirst => true,
+            AttentionMask::Causal | AttentionMask::Bidirectional | AttentionMask::SelfOnly => false,
+            AttentionMask::Rule(e) => e.reads(RuleVar::QuerySeg) || e.reads(RuleVar::KeySeg),
+        }
     }
 
     /// Whether key `j` is visible from query `t` with segment ids `seg_t`, `seg_j`
     /// (ignored by the rules that do not use them). Every backend uses this definition.
-    pub fn visible(self, t: usize, j: usize, seg_t: i32, seg_j: i32) -> bool {
+    /// A spec's mask rule reads the place through [`AttentionMask::visible_at`].
+    pub fn visible(&self, t: usize, j: usize, seg_t: i32, seg_j: i32) -> bool {
+        self.visible_at(&RuleEnv::<f32> {
+            score: 0.0,
+            i: t,
+            j,
+            head: 0,
+            kv_head: 0,
+            keys: 0,
+            seg_i: seg_t,
+            seg_j,
+            params: &[],
+        })
+    }
+
+    /// Whether the key at `env` is visible.
+    pub fn visible_at<T: super::Real>(&self, env: &RuleEnv<T>) -> bool {
+        let (t, j, seg_t, seg_j) = (env.i, env.j, env.seg_i, env.seg_j);
         match self {
             AttentionMask::Causal => j <= t,
             AttentionMask::Bidirectional => true,
             AttentionMask::Document | AttentionMask::Turns => j <= t && seg_t == seg_j,
             AttentionMask::TurnsKeepFirst => j <= t && (seg_t == seg_j || seg_j == 0),
             AttentionMask::SelfOnly => j == t,
+            AttentionMask::Rule(e) => e.eval(env) != T::zero(),
+        }
+    }
+
+    /// Whether visibility depends on more than `(t, j)` and segment ids (a rule reading
+    /// heads or the key count).
+    pub fn reads_place(&self) -> bool {
+        match self {
+            AttentionMask::Rule(e) => {
+                e.reads(RuleVar::Head) || e.reads(RuleVar::KvHead) || e.reads(RuleVar::Keys)
+            }
+            AttentionMask::Causal
+            | AttentionMask::Bidirectional
+            | AttentionMask::Document
+            | AttentionMask::Turns
+            | AttentionMask::TurnsKeepFirst
+            | AttentionMask::SelfOnly => false,
         }
     }
 }
 
-/// The attention rule of one attention op: scores `p = scale · q·kᵀ`, a mask, a normaliser.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// The attention rule of one attention op: raw scores `p = scale · q·kᵀ`, an optional score
+/// modification `s = score(p, i, j, head, ...)`, a mask and a normaliser of `s`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttentionRule {
     pub weights: AttentionWeights,
     pub mask: AttentionMask,
     pub scale: f32,
+    /// The score modification (`None`: `s = p`).
+    #[serde(default)]
+    pub score: Option<RuleExpr>,
+    /// Query heads per kv head of the attention (for `kv_head` in rule expressions).
+    #[serde(default = "one")]
+    pub group: usize,
+    /// Rule parameters: the op's last `params` inputs, each `[H]` (`RuleExpr::Param`).
+    #[serde(default)]
+    pub params: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl AttentionRule {
+    /// A built-in rule (no score modification).
+    pub fn builtin(weights: AttentionWeights, mask: AttentionMask, scale: f32) -> Self {
+        AttentionRule {
+            weights,
+            mask,
+            scale,
+            score: None,
+            group: 1,
+            params: 0,
+        }
+    }
+
+    /// Whether the op takes the i32 `[B,T]` segment-id input.
+    pub fn needs_segments(&self) -> bool {
+        self.mask.needs_segments()
+            || self
+                .score
+                .as_ref()
+                .is_some_and(|e| e.reads(RuleVar::QuerySeg) || e.reads(RuleVar::KeySeg))
+    }
+
+    /// Why the rule's expressions are not ones every backend evaluates (see
+    /// [`RuleExpr::problem`]); `None` when they are.
+    pub fn problem(&self) -> Option<String> {
+        let mut exprs: Vec<&RuleExpr> = self.score.iter().collect();
+        if let AttentionMask::Rule(e) = &self.mask {
+            exprs.push(e);
+        }
+        let n = self.weights.normaliser();
+        let (a, b) = match &n {
+            Normaliser::Normalised {
+                factor, exponent, ..
+            } => (factor, Some(exponent)),
+            Normaliser::Direct(phi) => (phi, None),
+        };
+        exprs.push(a);
+        exprs.extend(b);
+        // The normaliser and mask never read parameters; the score reads up to `params`.
+        let limit = |e: &RuleExpr| {
+            if self.score.as_ref() == Some(e) {
+                self.params
+            } else {
+                0
+            }
+        };
+        exprs.iter().find_map(|e| e.problem(limit(e)))
+    }
+
+    /// Whether this is a built-in rule (softmax or signed weights, a named mask, no score
+    /// modification): the one the specialised kernels run.
+    pub fn is_builtin(&self) -> bool {
+        self.score.is_none()
+            && matches!(
+                self.weights,
+                AttentionWeights::Softmax | AttentionWeights::Signed
+            )
+            && !matches!(self.mask, AttentionMask::Rule(_))
+    }
 }
 
 /// Where the two coordinates of rotary pair `i` live in a head vector of width `d`.
@@ -277,12 +425,16 @@ pub enum Op {
     // ---- composites with their own kernels ----
     /// `(logits f32 [N, V], targets i32 [N]) → f32 [N]`: `logsumexp(l) − l[t]`, 0 where `t < 0`.
     CrossEntropy,
-    /// `(q, k, v [B,H,T,d] [, segments i32 [B,T]]) → y [B,H,T,d]`.
+    /// `(q, k, v [B,H,T,d] [, segments i32 [B,T]], params f32 [H]...) → y [B,H,T,d]`.
     Attention(AttentionRule),
     /// Same inputs as `Attention` → the applied weights `[B,H,T,T]` (signed for Cog).
     AttentionPattern(AttentionRule),
-    /// `(q, k, v, y, dy [, segments]) → [3,B,H,T,d]` = (dq, dk, dv) stacked, for a fused kernel.
+    /// `(q, k, v, y, dy [, segments], params...) → [3,B,H,T,d]` = (dq, dk, dv) stacked, for a
+    /// fused kernel.
     AttentionBackward(AttentionRule),
+    /// `(q, k, v, y, dy [, segments], params...) → [B,H,T,P]`: each query row's contribution
+    /// to the gradients of the rule's `P` parameters (summed over batch and rows by the VJP).
+    AttentionRuleGrad(AttentionRule),
     /// `(x [B,H,T,d], freqs f32 [d/2], positions i32 [T] or [B,T]) → x` with pair i rotated by
     /// `pos · freqs[i]` (by the negative angle when `inverse`, which is the VJP).
     Rope { layout: RopeLayout, inverse: bool },
@@ -325,6 +477,7 @@ impl Op {
             Op::Attention(_) => "attention",
             Op::AttentionPattern(_) => "attention_pattern",
             Op::AttentionBackward(_) => "attention_backward",
+            Op::AttentionRuleGrad(_) => "attention_rule_grad",
             Op::Rope { .. } => "rope",
         }
     }

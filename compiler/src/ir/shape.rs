@@ -3,6 +3,7 @@
 //! calls it again to re-check a graph. Errors are plain messages; the caller adds the op
 //! name and span.
 
+use super::op::AttentionRule;
 use super::op::{Op, ReduceOp};
 use super::types::{numel, DType, Shape};
 
@@ -78,9 +79,14 @@ fn reduced(shape: &[usize], axis: usize, keepdim: bool) -> Shape {
     s
 }
 
-/// Checks the q/k/v(/y/dy) + optional segment inputs of the attention ops; returns `[B,H,T,d]`.
-fn attention_inputs(ins: &[TypeRef], n_same: usize, segments: bool) -> Result<Shape, String> {
-    want_arity(ins, n_same + segments as usize)?;
+/// Checks the q/k/v(/y/dy) + optional segment inputs + rule parameters `[H]` of the
+/// attention ops; returns `[B,H,T,d]`.
+fn attention_inputs(ins: &[TypeRef], n_same: usize, rule: &AttentionRule) -> Result<Shape, String> {
+    if let Some(p) = rule.problem() {
+        return Err(p);
+    }
+    let segments = rule.needs_segments();
+    want_arity(ins, n_same + segments as usize + rule.params)?;
     let q = ins[0].0;
     if q.len() != 4 {
         return Err(format!("q must be [B,H,T,d], got {q:?}"));
@@ -100,6 +106,15 @@ fn attention_inputs(ins: &[TypeRef], n_same: usize, segments: bool) -> Result<Sh
             return Err(format!(
                 "segment ids must be [B,T] = [{}, {}], got {s:?}",
                 q[0], q[2]
+            ));
+        }
+    }
+    for (k, (s, dt)) in ins[n_same + segments as usize..].iter().enumerate() {
+        want_dtype(&format!("rule parameter {k}"), *dt, DType::F32)?;
+        if *s != [q[1]] {
+            return Err(format!(
+                "rule parameter {k} must be [H] = [{}], got {s:?}",
+                q[1]
             ));
         }
     }
@@ -355,18 +370,19 @@ pub fn infer(op: &Op, ins: &[TypeRef]) -> Result<(Shape, DType), String> {
             }
             Ok((vec![l[0]], DType::F32))
         }
-        Op::Attention(rule) => Ok((
-            attention_inputs(ins, 3, rule.mask.needs_segments())?,
-            DType::F32,
-        )),
+        Op::Attention(rule) => Ok((attention_inputs(ins, 3, rule)?, DType::F32)),
         Op::AttentionPattern(rule) => {
-            let q = attention_inputs(ins, 3, rule.mask.needs_segments())?;
+            let q = attention_inputs(ins, 3, rule)?;
             Ok((vec![q[0], q[1], q[2], q[2]], DType::F32))
         }
         Op::AttentionBackward(rule) => {
-            let mut s = attention_inputs(ins, 5, rule.mask.needs_segments())?;
+            let mut s = attention_inputs(ins, 5, rule)?;
             s.insert(0, 3);
             Ok((s, DType::F32))
+        }
+        Op::AttentionRuleGrad(rule) => {
+            let q = attention_inputs(ins, 5, rule)?;
+            Ok((vec![q[0], q[1], q[2], rule.params], DType::F32))
         }
         Op::Rope { .. } => {
             want_arity(ins, 3)?;

@@ -11,9 +11,13 @@ use super::manifest::{AttentionSite, GainSite};
 use super::{decode, hooks, rotary};
 use super::{Lowerer, Result};
 use crate::ir::{
-    AttentionMask, AttentionRule, AttentionWeights, ConstValue, DType, Init, RopeLayout, ValueId,
+    AttentionMask, AttentionRule, AttentionWeights, BinaryOp, CmpOp, ConstValue, DType, Init,
+    Normaliser, Op, RopeLayout, RuleExpr, RuleVar, UnaryOp, ValueId,
 };
-use weft_dsl::typed::{Attention, Gain, Layout, MaskRule, PositionRule, WeightRule};
+use weft_dsl::typed::{
+    Attention, Gain, Layout, MaskRule, ParamInit, PositionRule, RuleFn, RuleOp, RuleWeights,
+    WeightRule,
+};
 
 /// Projections and rule of one attention call, shared by plain and routed (MoM) use.
 pub(crate) struct Heads {
@@ -114,12 +118,151 @@ fn repeat_kv(l: &mut Lowerer, x: ValueId, heads: usize) -> Result<ValueId> {
     l.g.reshape(y, &[b, heads, t, d])
 }
 
-fn rule(l: &Lowerer, call: &Attention, head_dim: usize) -> AttentionRule {
-    AttentionRule {
-        weights: weight_rule(call.weights),
-        mask: mask_rule(l.mask_override.unwrap_or(call.mask)),
-        scale: 1.0 / (head_dim as f32).sqrt(),
+/// The IR rule of an attention call: the `rule:` definition's parts where it has them, the
+/// call's `weights:` (the prelude's definition of `softmax` or `signed`) and `mask:`
+/// otherwise; a loss view's mask override wins over both.
+fn rule(
+    l: &mut Lowerer,
+    site: &str,
+    call: &Attention,
+    h: &Heads,
+    layer: usize,
+) -> Result<(AttentionRule, Vec<ValueId>)> {
+    let spec = l.spec;
+    let def =
+        match &call.rule {
+            Some(name) => Some(spec.model.rule(name).ok_or_else(|| {
+                crate::IrError::Builder(format!("unknown attention rule `{name}`"))
+            })?),
+            None => None,
+        };
+    // Per-head parameters: `{site}.rule.NAME` `[H]`, frozen unless the rule trains them.
+    let params: Vec<ValueId> = def
+        .map_or(&[][..], |d| &d.params[..])
+        .iter()
+        .map(|p| {
+            let init = Init::Values {
+                values: head_values(p.init, h.heads),
+            };
+            l.param(
+                &format!("{site}.rule.{}", p.name),
+                &[h.heads],
+                init,
+                p.trainable,
+            )
+        })
+        .collect();
+    let conv = RuleConv { layer };
+    let weights = match def.and_then(|d| d.weights.as_ref()) {
+        Some(w) => AttentionWeights::of(conv.weights(w)),
+        None => weight_rule(call.weights),
+    };
+    let mask = match (l.mask_override, def.and_then(|d| d.mask.as_ref())) {
+        (Some(m), _) => mask_rule(m),
+        (None, Some(e)) => AttentionMask::Rule(conv.expr(e)),
+        (None, None) => mask_rule(call.mask),
+    };
+    let rule = AttentionRule {
+        weights,
+        mask,
+        scale: 1.0 / (h.head_dim as f32).sqrt(),
+        score: def.and_then(|d| d.score.as_ref()).map(|e| conv.expr(e)),
+        group: (h.heads / h.kv_heads.max(1)).max(1),
+        params: params.len(),
+    };
+    Ok((rule, params))
+}
+
+/// Turns a checked rule's expressions into the IR's: the layer index becomes a constant,
+/// per-head parameters the op's parameter inputs.
+struct RuleConv {
+    layer: usize,
+}
+
+impl RuleConv {
+    fn weights(&self, w: &RuleWeights) -> Normaliser {
+        match w {
+            RuleWeights::Normalised {
+                factor,
+                exponent,
+                sink,
+            } => Normaliser::Normalised {
+                factor: factor
+                    .as_ref()
+                    .map_or(RuleExpr::Const(1.0), |f| self.expr(f)),
+                exponent: self.expr(exponent),
+                sink: *sink as f32,
+            },
+            RuleWeights::Direct(e) => Normaliser::Direct(self.expr(e)),
+        }
     }
+
+    fn expr(&self, e: &weft_dsl::typed::RuleExpr) -> RuleExpr {
+        use weft_dsl::typed::{RuleExpr as E, RuleVar as V};
+        let bx = |x: &E| Box::new(self.expr(x));
+        match e {
+            E::Num(v) => RuleExpr::Const(*v as f32),
+            E::Var(v) => RuleExpr::Var(match v {
+                V::Score => RuleVar::Score,
+                V::QueryPos => RuleVar::QueryPos,
+                V::KeyPos => RuleVar::KeyPos,
+                V::Head => RuleVar::Head,
+                V::KvHead => RuleVar::KvHead,
+                V::Keys => RuleVar::Keys,
+                V::QuerySeg => RuleVar::QuerySeg,
+                V::KeySeg => RuleVar::KeySeg,
+                V::Layer => return RuleExpr::Const(self.layer as f32),
+            }),
+            E::Param(i) => RuleExpr::Param(*i),
+            E::Neg(a) => RuleExpr::Unary(UnaryOp::Neg, bx(a)),
+            // Conditions are 0/1: `!c = 1 − c`, `a && b = a·b`, `a || b = max(a, b)`.
+            E::Not(a) => RuleExpr::Binary(BinaryOp::Sub, Box::new(RuleExpr::Const(1.0)), bx(a)),
+            E::Bin(op, a, c) => {
+                let (a, c) = (bx(a), bx(c));
+                match op {
+                    RuleOp::Add => RuleExpr::Binary(BinaryOp::Add, a, c),
+                    RuleOp::Sub => RuleExpr::Binary(BinaryOp::Sub, a, c),
+                    RuleOp::Mul => RuleExpr::Binary(BinaryOp::Mul, a, c),
+                    RuleOp::Div => RuleExpr::Binary(BinaryOp::Div, a, c),
+                    RuleOp::And => RuleExpr::Binary(BinaryOp::Mul, a, c),
+                    RuleOp::Or => RuleExpr::Binary(BinaryOp::Max, a, c),
+                    RuleOp::Lt => RuleExpr::Compare(CmpOp::Lt, a, c),
+                    RuleOp::Le => RuleExpr::Compare(CmpOp::Le, a, c),
+                    RuleOp::Gt => RuleExpr::Compare(CmpOp::Gt, a, c),
+                    RuleOp::Ge => RuleExpr::Compare(CmpOp::Ge, a, c),
+                    RuleOp::Eq => RuleExpr::Compare(CmpOp::Eq, a, c),
+                    RuleOp::Ne => RuleExpr::Compare(CmpOp::Ne, a, c),
+                }
+            }
+            E::Call(f, args) => {
+                let arg =
+                    |k: usize| Box::new(args.get(k).map_or(RuleExpr::Const(0.0), |x| self.expr(x)));
+                let un = |op| RuleExpr::Unary(op, arg(0));
+                match f {
+                    RuleFn::Exp => un(UnaryOp::Exp),
+                    RuleFn::Log => un(UnaryOp::Log),
+                    RuleFn::Tanh => un(UnaryOp::Tanh),
+                    RuleFn::Sigmoid => un(UnaryOp::Sigmoid),
+                    RuleFn::Abs => un(UnaryOp::Abs),
+                    RuleFn::Sign => un(UnaryOp::Sign),
+                    RuleFn::Sqrt => un(UnaryOp::Sqrt),
+                    RuleFn::Min => RuleExpr::Binary(BinaryOp::Min, arg(0), arg(1)),
+                    RuleFn::Max => RuleExpr::Binary(BinaryOp::Max, arg(0), arg(1)),
+                    RuleFn::Where => RuleExpr::Where(arg(0), arg(1), arg(2)),
+                }
+            }
+        }
+    }
+}
+
+/// A per-head parameter's values: ALiBi's slopes `2^(−8(h+1)/H)` or a constant.
+pub(crate) fn head_values(init: ParamInit, heads: usize) -> Vec<f32> {
+    (0..heads)
+        .map(|h| match init {
+            ParamInit::Alibi => (2f64).powf(-8.0 * (h + 1) as f64 / heads as f64) as f32,
+            ParamInit::Value(v) => v as f32,
+        })
+        .collect()
 }
 
 /// The IR's weight rule for the spec's.
@@ -142,15 +285,21 @@ pub(crate) fn mask_rule(m: MaskRule) -> AttentionMask {
     }
 }
 
-/// The id stream a mask rule needs: `segments` (documents) or `turns`.
-fn segment_input(l: &mut Lowerer, mask: AttentionMask) -> Option<ValueId> {
+/// The id stream a rule needs: `segments` (documents, and a spec's rule reading `seg_i` or
+/// `seg_j`) or `turns`.
+fn segment_input(l: &mut Lowerer, rule: &AttentionRule) -> Option<ValueId> {
     let (b, t) = (l.opts.batch, l.opts.seq);
-    match mask {
-        AttentionMask::Document => Some(l.g.input("segments", &[b, t], DType::I32)),
+    match rule.mask {
         AttentionMask::Turns | AttentionMask::TurnsKeepFirst => {
             Some(l.g.input("turns", &[b, t], DType::I32))
         }
-        _ => None,
+        AttentionMask::Document
+        | AttentionMask::Causal
+        | AttentionMask::Bidirectional
+        | AttentionMask::SelfOnly
+        | AttentionMask::Rule(_) => rule
+            .needs_segments()
+            .then(|| l.g.input("segments", &[b, t], DType::I32)),
     }
 }
 
@@ -177,13 +326,14 @@ pub(crate) fn core(
     } else {
         (repeat_kv(l, k, h.heads)?, repeat_kv(l, v, h.heads)?)
     };
-    let r = rule(l, call, h.head_dim);
+    let (r, rule_params) = rule(l, site, call, h, f.layer)?;
     l.manifest.attention.push(AttentionSite {
         layer: f.layer,
         hook: format!("{}{hp}", l.view_prefix),
         params: site.to_string(),
         weights: call.weights,
         mask: l.mask_override.unwrap_or(call.mask),
+        rule: call.rule.clone(),
         position: call.position.clone(),
         bases: None,
         heads: h.heads,
@@ -192,11 +342,14 @@ pub(crate) fn core(
         pool: None,
     });
     let seg = if decoding {
-        decode::check_mask(r.mask)?;
+        decode::check_rule(&r)?;
         None
     } else {
-        segment_input(l, r.mask)
+        segment_input(l, &r)
     };
+    // The op's inputs after q, k, v: segment ids (if the rule reads them), rule parameters.
+    let extra: Vec<ValueId> = seg.into_iter().chain(rule_params).collect();
+    let seg = &extra[..];
     let pos = &call.position;
     let tables = rotary::tables(pos, h.head_dim);
     let layout = match pos.layout() {
@@ -205,7 +358,7 @@ pub(crate) fn core(
     };
     let drop = if l.opts.dropout { call.dropout } else { 0.0 };
     let Some(tables) = tables else {
-        return weights(l, &hp, r, q, k, v, seg, drop);
+        return weights(l, &hp, &r, q, k, v, seg, drop);
     };
     let (q_pos, k_pos) = if decoding {
         let s = decode::state(l)?;
@@ -240,14 +393,14 @@ pub(crate) fn core(
         | PositionRule::Freqs { .. }
         | PositionRule::Nope => {
             let (qr, kr) = rotated[0];
-            return weights(l, &hp, r, qr, kr, v, seg, drop);
+            return weights(l, &hp, &r, qr, kr, v, seg, drop);
         }
     };
     if let (Some(a), PositionRule::Rope { bases, .. }) = (l.manifest.attention.last_mut(), pos) {
         a.bases = bases.clone();
     }
     let mix = Mixture { top_k, balance };
-    mixture(l, site, &hp, mix, h, r, &rotated, v, seg, drop)
+    mixture(l, site, &hp, mix, h, &r, &rotated, v, seg, drop)
 }
 
 /// Attention weights and their application; the pattern is materialised only if captured or
@@ -256,11 +409,11 @@ pub(crate) fn core(
 fn weights(
     l: &mut Lowerer,
     hp: &str,
-    r: AttentionRule,
+    r: &AttentionRule,
     q: ValueId,
     k: ValueId,
     v: ValueId,
-    seg: Option<ValueId>,
+    extra: &[ValueId],
     drop: f64,
 ) -> Result<ValueId> {
     if l.opts.decode.is_some() {
@@ -273,12 +426,14 @@ fn weights(
         l.hook(&hooks::join(hp, hooks::attention::SCORES), s);
     }
     if l.wants(&hooks::join(hp, hooks::attention::PATTERN)) || drop > 0.0 {
-        let w = l.g.attention_pattern(r, q, k, v, seg)?;
+        let ins: Vec<ValueId> = [q, k, v].into_iter().chain(extra.iter().copied()).collect();
+        let w = l.g.apply(Op::AttentionPattern(r.clone()), &ins)?;
         l.hook(&hooks::join(hp, hooks::attention::PATTERN), w);
         let w = l.dropout(&format!("{hp}.weights"), drop, w)?;
         return l.g.matmul(w, v);
     }
-    l.g.attention(r, q, k, v, seg)
+    let ins: Vec<ValueId> = [q, k, v].into_iter().chain(extra.iter().copied()).collect();
+    l.g.apply(Op::Attention(r.clone()), &ins)
 }
 
 /// The routing settings of a MoICE mixture.
@@ -299,10 +454,10 @@ fn mixture(
     hp: &str,
     pos: Mixture,
     h: &Heads,
-    r: AttentionRule,
+    r: &AttentionRule,
     rotated: &[(ValueId, ValueId)],
     v: ValueId,
-    seg: Option<ValueId>,
+    seg: &[ValueId],
     drop: f64,
 ) -> Result<ValueId> {
     let n = rotated.len();

@@ -123,6 +123,14 @@ pub(crate) fn tensor(l: &mut Lowerer, f: &mut Frame, e: &Expr) -> Result<ValueId
                 BinOp::Sub => l.g.sub(a, b),
                 BinOp::Mul => l.g.mul(a, b),
                 BinOp::Div => l.g.div(a, b),
+                BinOp::Lt
+                | BinOp::Le
+                | BinOp::Gt
+                | BinOp::Ge
+                | BinOp::Eq
+                | BinOp::Ne
+                | BinOp::And
+                | BinOp::Or => Err(bug(e, "a comparison in a tensor expression")),
             }
         }
         ExprKind::Call { func, args } => {
@@ -221,6 +229,14 @@ pub(crate) fn number(l: &Lowerer, f: &Frame, e: &Expr) -> Result<f64> {
                 BinOp::Sub => a - b,
                 BinOp::Mul => a * b,
                 BinOp::Div => a / b,
+                BinOp::Lt
+                | BinOp::Le
+                | BinOp::Gt
+                | BinOp::Ge
+                | BinOp::Eq
+                | BinOp::Ne
+                | BinOp::And
+                | BinOp::Or => return Err(bug(e, "a comparison in a number")),
             })
         }
         _ => Err(bug(e, "not a number")),

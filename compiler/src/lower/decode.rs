@@ -75,18 +75,24 @@ pub(crate) fn extend_kv(
     Ok((out[0], out[1]))
 }
 
-/// Refuses mask rules whose answer for the new tokens depends on more than the cache holds.
-pub(crate) fn check_mask(mask: AttentionMask) -> Result<()> {
-    match mask {
+/// Refuses rules a decode step cannot serve: masks whose answer for the new tokens depends
+/// on more than the cache holds, and rules written in the spec (decode composes attention
+/// from primitives for the built-in rules only).
+pub(crate) fn check_rule(rule: &AttentionRule) -> Result<()> {
+    if !rule.is_builtin() {
+        return Err(refuse("attention rules written in the spec"));
+    }
+    match rule.mask {
         AttentionMask::Causal | AttentionMask::SelfOnly => Ok(()),
         AttentionMask::Bidirectional => Err(refuse("bidirectional attention")),
         AttentionMask::Document => Err(refuse("the document mask")),
         AttentionMask::Turns | AttentionMask::TurnsKeepFirst => Err(refuse("turn masks")),
+        AttentionMask::Rule(_) => Err(refuse("attention rules written in the spec")),
     }
 }
 
 /// f32 `[seq, capacity + seq]`: 1 where new token i may see key slot j.
-fn visible(l: &mut Lowerer, mask: AttentionMask) -> Result<ValueId> {
+fn visible(l: &mut Lowerer, mask: &AttentionMask) -> Result<ValueId> {
     let st = state(l)?;
     let (t, cap) = (l.opts.seq, capacity(l));
     let shape = [t, cap + t];
@@ -94,7 +100,7 @@ fn visible(l: &mut Lowerer, mask: AttentionMask) -> Result<ValueId> {
     let i = l.g.iota(&shape, 0, DType::F32)?;
     let cap_c = l.g.scalar(cap as f32);
     let own = l.g.add(i, cap_c)?; // the slot of new token i
-    if mask == AttentionMask::SelfOnly {
+    if *mask == AttentionMask::SelfOnly {
         return l.g.compare(CmpOp::Eq, j, own);
     }
     // Causal: every filled cache slot, then the new tokens up to and including i.
@@ -112,13 +118,13 @@ fn visible(l: &mut Lowerer, mask: AttentionMask) -> Result<ValueId> {
 pub(crate) fn attention(
     l: &mut Lowerer,
     hp: &str,
-    r: AttentionRule,
+    r: &AttentionRule,
     q: ValueId,
     k: ValueId,
     v: ValueId,
     drop: f64,
 ) -> Result<ValueId> {
-    check_mask(r.mask)?;
+    check_rule(r)?;
     let qs = l.g.shape(q).to_vec();
     let (b, h, t, d) = (qs[0], qs[1], qs[2], qs[3]);
     let kv = l.g.shape(k)[1];
@@ -135,9 +141,9 @@ pub(crate) fn attention(
         let s = l.g.reshape(p, &full)?;
         l.hook(&hooks::join(hp, hooks::attention::SCORES), s);
     }
-    let signed = r.weights == AttentionWeights::Signed;
+    let signed = matches!(r.weights, AttentionWeights::Signed);
     let mag = if signed { l.g.abs(p)? } else { p };
-    let vis = visible(l, r.mask)?;
+    let vis = visible(l, &r.mask)?;
     // Hidden keys get exp(-1e30 - max) = 0, as in the fused op; a finite stand-in for −∞
     // keeps every backend's arithmetic NaN-free.
     let hidden = l.g.scalar(-1e30);

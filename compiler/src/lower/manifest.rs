@@ -51,6 +51,9 @@ pub struct AttentionSite {
     pub weights: WeightRule,
     /// The mask this attention applied (a loss view's override, if any).
     pub mask: MaskRule,
+    /// The spec's attention rule (`attention(rule: NAME)`), whose parts replace `weights`
+    /// and `mask` where it defines them.
+    pub rule: Option<String>,
     pub position: PositionRule,
     /// MoICE: the rotary bases mixed per token and head (hooks `{hook}.router.*`).
     pub bases: Option<Vec<f64>>,

@@ -72,6 +72,8 @@ impl Num {
 #[derive(Default)]
 pub struct Eval {
     pub diags: Vec<Diagnostic>,
+    /// The attention rules `attention(rule: ...)` may name (the prelude's and the file's).
+    pub rule_names: Vec<String>,
     /// Set while checking the defaults of the table itself: their errors are table bugs.
     default_cache: HashMap<&'static str, Expr>,
 }
@@ -147,6 +149,28 @@ impl Eval {
                 _ => self.const_value(e, ty, what, scope),
             },
             Ty::Of(kind) => self.builtin_value(e, kind, what, scope),
+            Ty::Rule => match &e.kind {
+                ExprKind::Ident(name) if self.rule_names.contains(name) => {
+                    Some(Value::Name(name.clone()))
+                }
+                ExprKind::Ident(name) if scope.get(name).is_none() => {
+                    let help = did_you_mean(name, self.rule_names.iter().map(String::as_str))
+                        .unwrap_or_else(|| {
+                            "define one at the top level: `rule NAME { score = ... }`".into()
+                        });
+                    self.error(
+                        Diagnostic::new(
+                            "unknown-rule",
+                            e.span,
+                            format!("unknown attention rule `{name}`"),
+                        )
+                        .label("no rule of this name")
+                        .help(help),
+                    );
+                    None
+                }
+                _ => self.const_value(e, ty, what, scope),
+            },
             Ty::Pool => match &e.kind {
                 ExprKind::Ident(name) => match scope.get(name) {
                     Some(Binding::Pool { .. }) => Some(Value::Name(name.clone())),
@@ -236,6 +260,7 @@ impl Eval {
             (Ty::Float, Value::Int(i)) => return Some(Value::Float(*i as f64)),
             (Ty::Float, Value::Float(_)) => true,
             (Ty::Choice(opts), Value::Name(n)) => opts.contains(&n.as_str()),
+            (Ty::Rule, Value::Name(n)) => self.rule_names.contains(n),
             (Ty::Of(k), Value::Call(c)) => builtins::lookup(&c.name, k).is_some(),
             (Ty::Of(Kind::Loss), Value::Losses(_)) => true,
             (Ty::IntList | Ty::FloatList | Ty::StrList | Ty::ListOf(_), Value::List(_)) => true,
@@ -320,6 +345,10 @@ impl Eval {
                     None
                 }
             },
+            ExprKind::Binary { op, .. } if !op.is_arithmetic() => {
+                self.error(logic_outside_rule(e.span, op.symbol()));
+                None
+            }
             ExprKind::Binary { op, lhs, rhs } => {
                 let a = self.number(lhs, scope);
                 let b = self.number(rhs, scope);
@@ -334,11 +363,23 @@ impl Eval {
     }
 
     fn arith(&mut self, op: BinOp, a: Num, b: Num, e: &Expr) -> Option<Num> {
+        if !op.is_arithmetic() {
+            self.error(logic_outside_rule(e.span, op.symbol()));
+            return None;
+        }
         if let (Num::Int(x), Num::Int(y)) = (a, b) {
             let r = match op {
                 BinOp::Add => x.checked_add(y),
                 BinOp::Sub => x.checked_sub(y),
                 BinOp::Mul => x.checked_mul(y),
+                BinOp::Lt
+                | BinOp::Le
+                | BinOp::Gt
+                | BinOp::Ge
+                | BinOp::Eq
+                | BinOp::Ne
+                | BinOp::And
+                | BinOp::Or => None,
                 BinOp::Div => {
                     if y == 0 {
                         self.error(
@@ -374,6 +415,14 @@ impl Eval {
             BinOp::Add => x + y,
             BinOp::Sub => x - y,
             BinOp::Mul => x * y,
+            BinOp::Lt
+            | BinOp::Le
+            | BinOp::Gt
+            | BinOp::Ge
+            | BinOp::Eq
+            | BinOp::Ne
+            | BinOp::And
+            | BinOp::Or => return None,
             BinOp::Div => {
                 if y == 0.0 {
                     self.error(
@@ -776,6 +825,19 @@ pub fn describe_expr(e: &Expr) -> &'static str {
         ExprKind::Ident(_) => "a name",
         ExprKind::List(_) => "a list",
         ExprKind::Call { .. } => "a call",
+        ExprKind::Binary { op, .. } if !op.is_arithmetic() => "a comparison",
+        ExprKind::Not(_) => "a comparison",
         ExprKind::Binary { .. } | ExprKind::Neg(_) => "an arithmetic expression",
     }
+}
+
+/// The diagnostic for a comparison or logic operator outside a rule definition.
+pub(crate) fn logic_outside_rule(span: Span, symbol: &str) -> Diagnostic {
+    Diagnostic::new(
+        "rule-only",
+        span,
+        format!("`{symbol}` is only valid inside a `rule` definition"),
+    )
+    .label("comparison or logic outside a rule")
+    .help("comparisons and `&&`/`||`/`!` build attention masks: `rule window { mask = j <= i && i - j < 64 }`")
 }

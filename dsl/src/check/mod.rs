@@ -5,6 +5,7 @@
 //! (divisibility, schedule coverage, pool sizes, table lengths) is enforced here with a
 //! diagnostic that points at the spec.
 
+pub mod attn_rule;
 pub mod bounds;
 mod eval;
 mod model;
@@ -52,6 +53,8 @@ pub struct ModelInfo {
     pub pools: BTreeMap<String, PoolInfo>,
     /// One entry per layer index, in order.
     pub layers: Vec<LayerPlan>,
+    /// Attention rules by name: the standard prelude's (`softmax`, `signed`) and the file's.
+    pub rules: BTreeMap<String, crate::typed::RuleDef>,
 }
 
 impl ModelInfo {
@@ -77,7 +80,7 @@ impl ModelInfo {
         kind: crate::builtins::Kind,
     ) -> Result<CallValue, Vec<Diagnostic>> {
         let e = crate::parse::parse_expr(src).map_err(|d| vec![d])?;
-        let mut ev = eval::Eval::default();
+        let mut ev = self.eval();
         match ev.expect(&e, crate::builtins::Ty::Of(kind), "call", &self.scope()) {
             Some(Value::Call(c)) if ev.diags.is_empty() => Ok(c),
             _ => Err(ev.diags),
@@ -93,6 +96,19 @@ impl ModelInfo {
     ) -> Option<Result<TensorCall, ResolveError>> {
         self.resolve_call(e, crate::builtins::Kind::Tensor, params, locals)
             .map(|c| TensorCall::from_call(&c))
+    }
+
+    /// An evaluator that knows the model's attention rules.
+    fn eval(&self) -> eval::Eval {
+        let mut ev = eval::Eval::default();
+        ev.rule_names = self.rules.keys().cloned().collect();
+        ev
+    }
+
+    /// The rule `attention(rule: NAME)` or `weights: NAME` names (the checker made sure
+    /// it exists).
+    pub fn rule(&self, name: &str) -> Option<&crate::typed::RuleDef> {
+        self.rules.get(name)
     }
 
     /// The scope block bodies are evaluated in (settings and pools), for lowering.
@@ -131,7 +147,7 @@ impl ModelInfo {
         for l in locals {
             scope.insert(l, Binding::Tensor(self.span));
         }
-        let mut ev = eval::Eval::default();
+        let mut ev = self.eval();
         match ev.expect(e, crate::builtins::Ty::Of(kind), "", &scope)? {
             Value::Call(c) => Some(c),
             _ => None,
@@ -214,7 +230,18 @@ pub fn check(file: &File) -> Result<Checked, Vec<Diagnostic>> {
                 .help("put each model in its own file"),
         );
     }
-    let info = model::check_model(&mut ev, model);
+    ev.rule_names = attn_rule::prelude()
+        .keys()
+        .cloned()
+        .chain(file.rules().map(|r| r.name.name.clone()))
+        .collect();
+    let mut info = model::check_model(&mut ev, model);
+    let empty = BTreeMap::new();
+    let consts = info.as_ref().map_or(&empty, |m| &m.settings);
+    let rules = attn_rule::check_rules(&mut ev, file.rules(), consts);
+    if let Some(m) = info.as_mut() {
+        m.rules = rules;
+    }
     let mut trains = file.trains();
     let train = trains
         .next()

@@ -250,6 +250,7 @@ pub fn check_model(ev: &mut Eval, m: &Model) -> Option<ModelInfo> {
         blocks,
         pools,
         layers: plan,
+        rules: BTreeMap::new(),
     })
 }
 
@@ -398,6 +399,10 @@ fn tensor(ev: &mut Eval, e: &Expr, scope: &Scope, ctx: Ctx) {
                 )),
             None => ev.unknown_name(name, e.span, scope),
         },
+        ExprKind::Binary { op, .. } if !op.is_arithmetic() => {
+            ev.error(super::eval::logic_outside_rule(e.span, op.symbol()));
+        }
+        ExprKind::Not(_) => ev.error(super::eval::logic_outside_rule(e.span, "!")),
         ExprKind::Binary { lhs, rhs, .. } => {
             let (l, r) = (is_scalar(lhs, scope), is_scalar(rhs, scope));
             if l && r {

@@ -1,9 +1,11 @@
 //! The rules of an attention: how scores become weights, which keys a query sees, how
 //! positions rotate queries and keys, and per-head output gains.
 //!
-//! Weight and mask rules are closed sets today; user-defined rules (rules written in the
-//! spec) are meant to join them as further variants carrying their definition, so every
-//! consumer's exhaustive match has to say what it does with them.
+//! `weights:` and `mask:` name built-in rules; `rule:` names a [`RuleDef`], an attention rule
+//! written in the language (`rule NAME { score = ...; mask = ...; weights = ... }`), whose
+//! expressions ([`RuleExpr`]) lowering turns into the IR's rule data. The built-in weight
+//! rules `softmax` and `signed` are themselves definitions of the standard prelude
+//! (`prelude.weft`).
 
 use super::{choice, Args, ResolveError, Resolved};
 use crate::builtins::Kind;
@@ -158,4 +160,199 @@ impl Resolved for PositionRule {
             PositionRule::Nope => "nope",
         }
     }
+}
+
+/// A variable an attention rule's expressions read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RuleVar {
+    /// `s`: the score (`q·k/√d` in `score`; the score after `score` in `weights`).
+    Score,
+    /// `i`: the query position.
+    QueryPos,
+    /// `j`: the key position.
+    KeyPos,
+    /// `head`: the query head index.
+    Head,
+    /// `kv_head`: the key/value head the query head reads (grouped-query attention).
+    KvHead,
+    /// `layer`: the layer index (a constant per attention site).
+    Layer,
+    /// `n`: the number of keys (the sequence length).
+    Keys,
+    /// `seg_i`: the query's segment (document) id.
+    QuerySeg,
+    /// `seg_j`: the key's segment (document) id.
+    KeySeg,
+}
+
+impl RuleVar {
+    /// Every variable, with its spelling in the language.
+    pub const ALL: [(RuleVar, &'static str); 9] = [
+        (RuleVar::Score, "s"),
+        (RuleVar::QueryPos, "i"),
+        (RuleVar::KeyPos, "j"),
+        (RuleVar::Head, "head"),
+        (RuleVar::KvHead, "kv_head"),
+        (RuleVar::Layer, "layer"),
+        (RuleVar::Keys, "n"),
+        (RuleVar::QuerySeg, "seg_i"),
+        (RuleVar::KeySeg, "seg_j"),
+    ];
+
+    /// The variable spelled `name`.
+    pub fn named(name: &str) -> Option<RuleVar> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+    }
+
+    /// Its spelling in the language.
+    pub fn spelling(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map_or("?", |(_, n)| n)
+    }
+}
+
+/// A function a rule expression may call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RuleFn {
+    Exp,
+    Log,
+    Tanh,
+    Sigmoid,
+    Abs,
+    Sign,
+    Sqrt,
+    /// `min(a, b)`.
+    Min,
+    /// `max(a, b)`.
+    Max,
+    /// `where(c, a, b)`: `a` where the condition holds, else `b`.
+    Where,
+}
+
+impl RuleFn {
+    /// Every function: spelling and argument count.
+    pub const ALL: [(RuleFn, &'static str, usize); 10] = [
+        (RuleFn::Exp, "exp", 1),
+        (RuleFn::Log, "log", 1),
+        (RuleFn::Tanh, "tanh", 1),
+        (RuleFn::Sigmoid, "sigmoid", 1),
+        (RuleFn::Abs, "abs", 1),
+        (RuleFn::Sign, "sign", 1),
+        (RuleFn::Sqrt, "sqrt", 1),
+        (RuleFn::Min, "min", 2),
+        (RuleFn::Max, "max", 2),
+        (RuleFn::Where, "where", 3),
+    ];
+
+    /// The function spelled `name`, with its argument count.
+    pub fn named(name: &str) -> Option<(RuleFn, usize)> {
+        Self::ALL
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(f, _, a)| (*f, *a))
+    }
+}
+
+/// An operator of a rule expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RuleOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    And,
+    Or,
+}
+
+/// A checked rule expression: numbers (spec constants already substituted), variables,
+/// per-head parameters, operators and function calls. Comparisons and logic give booleans
+/// (the checker keeps booleans and numbers apart).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RuleExpr {
+    Num(f64),
+    Var(RuleVar),
+    /// The rule's per-head parameter with this index (`RuleDef::params`).
+    Param(usize),
+    Neg(Box<RuleExpr>),
+    Not(Box<RuleExpr>),
+    Bin(RuleOp, Box<RuleExpr>, Box<RuleExpr>),
+    Call(RuleFn, Vec<RuleExpr>),
+}
+
+impl RuleExpr {
+    /// Whether the expression reads `v`.
+    pub fn reads(&self, v: RuleVar) -> bool {
+        match self {
+            RuleExpr::Var(x) => *x == v,
+            RuleExpr::Num(_) | RuleExpr::Param(_) => false,
+            RuleExpr::Neg(a) | RuleExpr::Not(a) => a.reads(v),
+            RuleExpr::Bin(_, a, b) => a.reads(v) || b.reads(v),
+            RuleExpr::Call(_, args) => args.iter().any(|a| a.reads(v)),
+        }
+    }
+
+    /// Whether the expression reads a per-head parameter.
+    pub fn reads_params(&self) -> bool {
+        match self {
+            RuleExpr::Param(_) => true,
+            RuleExpr::Num(_) | RuleExpr::Var(_) => false,
+            RuleExpr::Neg(a) | RuleExpr::Not(a) => a.reads_params(),
+            RuleExpr::Bin(_, a, b) => a.reads_params() || b.reads_params(),
+            RuleExpr::Call(_, args) => args.iter().any(RuleExpr::reads_params),
+        }
+    }
+}
+
+/// How a rule turns (modified) scores into weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RuleWeights {
+    /// `w_j = h(s_j)·exp(f(s_j)) / (sink + Σ_k exp(f(s_k)))` over visible keys: the form the
+    /// blocked kernels evaluate online with a running maximum of `f`.
+    Normalised {
+        /// `h`; `None` for 1.
+        factor: Option<RuleExpr>,
+        /// `f`.
+        exponent: RuleExpr,
+        /// The constant `c ≥ 0` in the denominator (1 for an attention sink).
+        sink: f64,
+    },
+    /// `w_j = φ(s_j)` with no normaliser (e.g. sigmoid attention).
+    Direct(RuleExpr),
+}
+
+/// How a per-head rule parameter starts.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ParamInit {
+    /// ALiBi's geometric slopes `2^(−8(h+1)/H)`.
+    Alibi,
+    /// Every head starts at this value.
+    Value(f64),
+}
+
+/// A per-head parameter of a rule (`slope = head_param(init: alibi, trainable: true)`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeadParam {
+    pub name: String,
+    pub init: ParamInit,
+    pub trainable: bool,
+}
+
+/// A checked `rule NAME { ... }`: each part absent means "as the attention call says".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleDef {
+    pub name: String,
+    /// The score modification `s ↦ score(s, i, j, head, ...)`.
+    pub score: Option<RuleExpr>,
+    /// Which keys a query sees (a boolean expression).
+    pub mask: Option<RuleExpr>,
+    pub weights: Option<RuleWeights>,
+    pub params: Vec<HeadParam>,
 }

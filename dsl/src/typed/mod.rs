@@ -13,7 +13,10 @@ mod probe;
 mod tensor;
 mod train;
 
-pub use attention::{Gain, Layout, MaskRule, MoiceRouter, PositionRule, WeightRule};
+pub use attention::{
+    Gain, HeadParam, Layout, MaskRule, MoiceRouter, ParamInit, PositionRule, RuleDef, RuleExpr,
+    RuleFn, RuleOp, RuleVar, RuleWeights, WeightRule,
+};
 pub use model::{AbsPosition, ModelConfig};
 pub use probe::{CollapseTaskName, FinalIntervention, OvForm, PatchCorruption, PatchTask, Probe};
 pub use tensor::{

@@ -49,6 +49,8 @@ pub struct Attention {
     pub qkv_bias: bool,
     /// Attention-weight dropout while training.
     pub dropout: f64,
+    /// The attention rule named by `rule:` (`ModelInfo::rule` holds its definition).
+    pub rule: Option<String>,
 }
 
 impl Attention {
@@ -138,6 +140,7 @@ impl Resolved for TensorCall {
                 bias: a.bool("bias")?,
                 qkv_bias: a.bool("qkv_bias")?,
                 dropout: a.float("dropout")?,
+                rule: a.opt("rule", Args::text)?,
             }),
             "mlp" => TensorCall::Mlp(Mlp {
                 hidden: a.count("hidden")?.max(1),

@@ -35,6 +35,7 @@ fn sample(ty: Ty) -> &'static str {
         Ty::Of(Kind::Router) => "mlp()",
         Ty::Of(_) => unreachable!("no required argument of another kind"),
         Ty::Pool => "experts",
+        Ty::Rule => "softmax",
         Ty::IntList => "[1]",
         Ty::FloatList => "[1.0, 0.5, 0.25, 0.125]",
         Ty::StrList => "[\"<mask>\"]",

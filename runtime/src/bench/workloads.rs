@@ -80,11 +80,11 @@ pub fn attention(
     let q = g.param("q", &shape, Init::Normal { std: 1.0 }, true);
     let k = g.param("k", &shape, Init::Normal { std: 1.0 }, true);
     let v = g.param("v", &shape, Init::Normal { std: 1.0 }, true);
-    let rule = AttentionRule {
-        weights,
-        mask: AttentionMask::Causal,
-        scale: 1.0 / (d as f32).sqrt(),
-    };
+    let rule = AttentionRule::builtin(
+        weights.clone(),
+        AttentionMask::Causal,
+        1.0 / (d as f32).sqrt(),
+    );
     let y = g.attention(rule, q, k, v, None).expect("attention");
     let n = b * h * t * d;
     let mut rng = Rng::new(2);
@@ -107,6 +107,7 @@ pub fn attention(
     let rule_name = match weights {
         AttentionWeights::Softmax => "softmax",
         AttentionWeights::Signed => "signed",
+        AttentionWeights::Rule(_) => "rule",
     };
     Workload {
         kernel: if backward {

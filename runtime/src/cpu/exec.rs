@@ -294,39 +294,45 @@ pub(crate) fn eval<T: CpuReal>(
         Op::OneHot { depth } => Value::F(index::one_hot(ins[0].i(), *depth)),
         Op::CrossEntropy => Value::F(index::cross_entropy(ins[0].f(), s(0)[1], ins[1].i(), id)?),
         Op::Attention(rule) => {
-            let seg = ins.get(3).map(|v| v.i());
+            let (seg, params) = attention::extras(rule, &ins[3..]);
             Value::F(attention::forward(
                 rule,
                 ins[0].f(),
                 ins[1].f(),
                 ins[2].f(),
                 seg,
+                &params,
                 Dims::from_shape(s(0)),
             ))
         }
         Op::AttentionPattern(rule) => {
-            let seg = ins.get(3).map(|v| v.i());
+            let (seg, params) = attention::extras(rule, &ins[3..]);
             Value::F(attention::pattern(
                 rule,
                 ins[0].f(),
                 ins[1].f(),
                 seg,
+                &params,
                 Dims::from_shape(s(0)),
             ))
         }
-        Op::AttentionBackward(rule) => {
-            let seg = ins.get(5).map(|v| v.i());
+        Op::AttentionBackward(rule) | Op::AttentionRuleGrad(rule) => {
+            let (seg, params) = attention::extras(rule, &ins[5..]);
             let dm = Dims::from_shape(s(0));
-            Value::F(attention::backward(
-                rule,
-                ins[0].f(),
-                ins[1].f(),
-                ins[2].f(),
-                ins[3].f(),
-                ins[4].f(),
+            let ops = attention::Operands {
+                q: ins[0].f(),
+                k: ins[1].f(),
+                v: ins[2].f(),
+                y: ins[3].f(),
+                dy: ins[4].f(),
                 seg,
-                dm,
-            ))
+                params: &params,
+            };
+            Value::F(if matches!(node.op, Op::AttentionBackward(_)) {
+                attention::backward(rule, &ops, dm)
+            } else {
+                attention::rule_grad(rule, &ops, dm)
+            })
         }
         Op::Rope { layout, inverse } => Value::F(rope(
             ins[0].f(),

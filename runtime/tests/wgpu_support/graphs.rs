@@ -349,7 +349,10 @@ fn segments(bsz: usize, t: usize) -> Tensor {
 /// Attention forward, pattern and backward for one rule, on random q, k, v, y, dy.
 pub fn attention(weights: AttentionWeights, mask: AttentionMask) -> Case {
     let shape = [2, 2, 7, 4];
-    let mut rng = Rng::new(6 + mask as u64 * 3 + weights as u64);
+    // The enums' former discriminants (their order in MASKS and WEIGHTS) keep the seeds.
+    let mi = MASKS.iter().position(|m| *m == mask).unwrap_or(0) as u64;
+    let wi = WEIGHTS.iter().position(|w| *w == weights).unwrap_or(0) as u64;
+    let mut rng = Rng::new(6 + mi * 3 + wi);
     let mut b = GraphBuilder::new();
     let mut ins = HashMap::new();
     let mut qkv = Vec::new();
@@ -357,19 +360,17 @@ pub fn attention(weights: AttentionWeights, mask: AttentionMask) -> Case {
         ins.insert(n.to_string(), randn(&mut rng, &shape));
         qkv.push(b.input(n, &shape, DType::F32));
     }
-    let rule = AttentionRule {
-        weights,
-        mask,
-        scale: 0.6,
-    };
+    let rule = AttentionRule::builtin(weights.clone(), mask.clone(), 0.6);
     let seg = mask.needs_segments().then(|| {
         ins.insert("seg".into(), segments(2, 7));
         b.input("seg", &[2, 7], DType::I32)
     });
-    let fwd = b.attention(rule, qkv[0], qkv[1], qkv[2], seg).unwrap();
+    let fwd = b
+        .attention(rule.clone(), qkv[0], qkv[1], qkv[2], seg)
+        .unwrap();
     b.output("y", fwd);
     let pat = b
-        .attention_pattern(rule, qkv[0], qkv[1], qkv[2], seg)
+        .attention_pattern(rule.clone(), qkv[0], qkv[1], qkv[2], seg)
         .unwrap();
     b.output("pattern", pat);
     let mut bwd_in = qkv.clone();
@@ -377,6 +378,49 @@ pub fn attention(weights: AttentionWeights, mask: AttentionMask) -> Case {
     let bwd = b.apply(Op::AttentionBackward(rule), &bwd_in).unwrap();
     b.output("backward", bwd);
     finish(&format!("attention {weights:?} {mask:?}"), b, ins)
+}
+
+/// Forward, pattern, backward and (with parameters) the parameter gradient of an attention
+/// rule written in a spec, on random q, k, v, y, dy `[2, 3, 7, 4]` and per-head parameters.
+pub fn attention_rule(name: &str, rule: &AttentionRule) -> Case {
+    let shape = [2, 3, 7, 4];
+    let mut rng = Rng::new(17);
+    let mut b = GraphBuilder::new();
+    let mut ins = HashMap::new();
+    let mut qkv = Vec::new();
+    for n in ["q", "k", "v", "y", "dy"] {
+        ins.insert(n.to_string(), randn(&mut rng, &shape));
+        qkv.push(b.input(n, &shape, DType::F32));
+    }
+    let mut extra = Vec::new();
+    if rule.needs_segments() {
+        ins.insert("seg".into(), segments(2, 7));
+        extra.push(b.input("seg", &[2, 7], DType::I32));
+    }
+    for k in 0..rule.params {
+        let n = format!("param{k}");
+        ins.insert(n.clone(), positive(&mut rng, &[3]));
+        extra.push(b.input(&n, &[3], DType::F32));
+    }
+    let fwd_in: Vec<ValueId> = qkv[..3].iter().chain(&extra).copied().collect();
+    let fwd = b.apply(Op::Attention(rule.clone()), &fwd_in).unwrap();
+    b.output("y", fwd);
+    let pat = b
+        .apply(Op::AttentionPattern(rule.clone()), &fwd_in)
+        .unwrap();
+    b.output("pattern", pat);
+    let bwd_in: Vec<ValueId> = qkv.iter().chain(&extra).copied().collect();
+    let bwd = b
+        .apply(Op::AttentionBackward(rule.clone()), &bwd_in)
+        .unwrap();
+    b.output("backward", bwd);
+    if rule.params > 0 {
+        let pg = b
+            .apply(Op::AttentionRuleGrad(rule.clone()), &bwd_in)
+            .unwrap();
+        b.output("rule_grad", pg);
+    }
+    finish(&format!("attention rule {name}"), b, ins)
 }
 
 pub const B: usize = 2;
@@ -443,13 +487,10 @@ pub fn transformer() -> (Graph, ValueId) {
             let k = g.rope(k, freqs, pos, layout)?;
             let v = g.matmul(x, wv)?;
             let v = heads(&mut g, v)?;
-            let rule = AttentionRule {
-                weights,
-                mask,
-                scale: 1.0 / (HD as f32).sqrt(),
-            };
-            let a = g.attention(rule, q, k, v, segs)?;
-            let pat = g.attention_pattern(rule, q, k, v, segs)?;
+            let rule =
+                AttentionRule::builtin(weights.clone(), mask.clone(), 1.0 / (HD as f32).sqrt());
+            let a = g.attention(rule.clone(), q, k, v, segs)?;
+            let pat = g.attention_pattern(rule.clone(), q, k, v, segs)?;
             g.hook(&p("attn.pattern"), pat);
             let a = g.permute(a, &[0, 2, 1, 3])?;
             let a = g.reshape(a, &[B, T, D])?;
@@ -534,7 +575,7 @@ pub fn all_cases() -> Vec<Case> {
     ];
     for w in WEIGHTS {
         for m in MASKS {
-            v.push(attention(w, m));
+            v.push(attention(w.clone(), m));
         }
     }
     v.push(transformer_forward());

@@ -35,8 +35,15 @@ pub(super) fn vjp(
             let w = b.reshape(w, &[n, 1])?;
             Ok(vec![Some(b.mul(d, w)?), None])
         }
-        Op::Attention(rule) => attention(b, *rule, ins, y, dy, wants),
-        Op::AttentionPattern(rule) => pattern(b, *rule, ins, y, dy, wants),
+        Op::Attention(rule) => attention(b, rule.clone(), ins, y, dy, wants),
+        Op::AttentionPattern(rule) if rule.is_builtin() => {
+            pattern(b, rule.clone(), ins, y, dy, wants)
+        }
+        // The T×T decomposition below is the built-in rules' derivative; a spec's rule
+        // reaches its weights only through the fused op's backward.
+        Op::AttentionPattern(_) => Err(crate::IrError::Grad(
+            "no gradient through a captured pattern of an attention rule written in the spec (attention dropout or a loss on `attn.pattern`)".into(),
+        )),
         Op::Rope { layout, inverse } => {
             let dx = b.apply(
                 Op::Rope {
@@ -117,7 +124,9 @@ fn matmul(
     Ok(out)
 }
 
-/// Attention's backward is one op producing `[3, B,H,T,d]` = (dq, dk, dv), split here.
+/// Attention's backward is one op producing `[3, B,H,T,d]` = (dq, dk, dv), split here. A
+/// rule's parameters (the last `rule.params` inputs) get theirs from `AttentionRuleGrad`'s
+/// per-row contributions `[B,H,T,P]`, summed over batch and rows.
 fn attention(
     b: &mut GraphBuilder,
     rule: AttentionRule,
@@ -127,14 +136,29 @@ fn attention(
     wants: &[bool],
 ) -> Result<Grads> {
     let mut bwd_ins = vec![ins[0], ins[1], ins[2], y, dy];
-    bwd_ins.extend(ins.get(3));
-    let packed = b.apply(Op::AttentionBackward(rule), &bwd_ins)?;
+    bwd_ins.extend(&ins[3..]);
     let qs = b.shape(ins[0]).to_vec();
     let mut out = vec![None; ins.len()];
-    for i in 0..3 {
-        if wants[i] {
-            let s = b.slice(packed, 0, i, i + 1)?;
-            out[i] = Some(b.reshape(s, &qs)?);
+    if wants[..3].iter().any(|w| *w) {
+        let packed = b.apply(Op::AttentionBackward(rule.clone()), &bwd_ins)?;
+        for i in 0..3 {
+            if wants[i] {
+                let s = b.slice(packed, 0, i, i + 1)?;
+                out[i] = Some(b.reshape(s, &qs)?);
+            }
+        }
+    }
+    let first = ins.len() - rule.params;
+    if rule.params > 0 && wants[first..].iter().any(|w| *w) {
+        let (heads, p) = (qs[1], rule.params);
+        let rows = b.apply(Op::AttentionRuleGrad(rule), &bwd_ins)?; // [B,H,T,P]
+        let per_head = b.sum(rows, 2, false)?; // [B,H,P]
+        let per_head = b.sum(per_head, 0, false)?; // [H,P]
+        for k in 0..p {
+            if wants[first + k] {
+                let s = b.slice(per_head, 1, k, k + 1)?;
+                out[first + k] = Some(b.reshape(s, &[heads])?);
+            }
         }
     }
     Ok(out)

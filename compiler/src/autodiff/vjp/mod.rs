@@ -27,7 +27,7 @@ pub(super) fn differentiable_inputs(op: &Op, n: usize) -> Vec<bool> {
         Op::Cast { to } => d.fill(*to == DType::F32),
         Op::Where => d[0] = false,
         Op::Gather | Op::ScatterAdd { .. } | Op::CrossEntropy => d[1] = false,
-        Op::Attention(r) | Op::AttentionPattern(r) if r.mask.needs_segments() => d[3] = false,
+        Op::Attention(r) | Op::AttentionPattern(r) if r.needs_segments() => d[3] = false,
         // Frequencies are treated as fixed tables (no gradient), positions are ids.
         Op::Rope { .. } => {
             d[1] = false;

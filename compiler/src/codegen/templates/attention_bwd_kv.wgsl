@@ -3,7 +3,7 @@
 //   dk_j = SCALE · Σ_t dp_tj q_t,   dv_j = Σ_t w_tj dy_t
 // writing slices 1 (dk) and 2 (dv) of the stacked [3,B,H,T,d] result. No atomics.
 
-fn visible(t: u32, j: u32, b: u32) -> bool {
+fn visible(t: u32, j: u32, b: u32, hh: u32) -> bool {
     return {{VISIBLE}};
 }
 
@@ -15,6 +15,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let j = row % T;
     let b = row / (H * T);
     let bh = row / T;
+    let hh = bh % H;
     let head = bh * T * D;
     var k: array<f32, D>;
     var v: array<f32, D>;
@@ -27,7 +28,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         dv[c] = 0.0;
     }
     for (var t = {{T_BEGIN}}; t < {{T_END}}; t = t + 1u) {
-        if (!visible(t, j, b)) { continue; }
+        if (!visible(t, j, b, hh)) { continue; }
         var p = 0.0;
         var g = 0.0;
         for (var c = 0u; c < D; c = c + 1u) {
@@ -35,11 +36,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             g = g + {{DY}}[head + t * D + c] * v[c];
         }
         p = p * SCALE;
+        let p_raw = p;
+        p = {{SCORE}};
         let st = (bh * T + t) * 3u;
         let m = {{STATS}}[st];
         let z = {{STATS}}[st + 1u];
         let delta = {{STATS}}[st + 2u];
-        let s = exp({{MAGNITUDE}} - m) / z;
+        let a = {{MAGNITUDE}};
+        let s = {{PROB}};
         let dp = {{DP}};
         let w = {{SIGN}} * s;
         for (var c = 0u; c < D; c = c + 1u) {

@@ -1,10 +1,12 @@
 // Attention forward, FlashAttention-style: one invocation per (batch, head, query row t),
 // one pass over the visible keys with an online normaliser — no T×T scores in memory.
-// Rule: p = SCALE · q·k; a = {{MAGNITUDE}}; weights = {{SIGN}} · softmax(a) over visible keys.
-// The running max is over a (|p| for signed attention); the numerator keeps the sign.
+// Rule: p = score(SCALE · q·k); a = f(p); weights = h(p) · exp(a − m) / (c·exp(−m) + Σ exp(a − m))
+// over visible keys (softmax: h = 1, f = p, c = 0; signed: h = sign(p), f = |p|). The running
+// max m is over a (and log c, a sink's constant); the numerator keeps h. Direct weights (no
+// normaliser) are a = 0, h = φ(p) and a row factor of 1.
 // Queries are read through a function, once per row: their rotation can be a prologue.
 
-fn visible(t: u32, j: u32, b: u32) -> bool {
+fn visible(t: u32, j: u32, b: u32, hh: u32) -> bool {
     return {{VISIBLE}};
 }
 
@@ -15,6 +17,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (row >= B * H * T) { return; }
     let t = row % T;
     let b = row / (H * T);
+    let hh = (row / T) % H;
     let head = (row / T) * T * D;
     var q: array<f32, D>;
     var acc: array<f32, D>;
@@ -22,14 +25,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         q[c] = {{Q}}(head + t * D + c);
         acc[c] = 0.0;
     }
-    var m = 0.0;
-    var l = 0.0;
-    var seen = false;
+    var m = {{M_INIT}};
+    var l = {{Z_INIT}};
+    var seen = {{SEEN_INIT}};
     for (var j = {{J_BEGIN}}; j < {{J_END}}; j = j + 1u) {
-        if (!visible(t, j, b)) { continue; }
+        if (!visible(t, j, b, hh)) { continue; }
         var p = 0.0;
         for (var c = 0u; c < D; c = c + 1u) { p = p + q[c] * {{K}}[head + j * D + c]; }
         p = p * SCALE;
+        let p_raw = p;
+        p = {{SCORE}};
         let a = {{MAGNITUDE}};
         if (!seen) { m = a; seen = true; }
         if (a > m) {
@@ -45,6 +50,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         for (var c = 0u; c < D; c = c + 1u) { acc[c] = acc[c] + w * {{V}}[head + j * D + c]; }
     }
     // A row with no visible key gets 0 (as the reference's zero weights give).
-    let inv = select(0.0, 1.0 / l, l > 0.0);
+    let inv = {{INV}};
     for (var c = 0u; c < D; c = c + 1u) { {{OUT}}[head + t * D + c] = acc[c] * inv; }
 }

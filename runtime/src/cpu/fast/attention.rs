@@ -458,13 +458,9 @@ mod tests {
                 AttentionMask::TurnsKeepFirst,
                 AttentionMask::SelfOnly,
             ] {
-                let rule = AttentionRule {
-                    weights,
-                    mask,
-                    scale: 0.35,
-                };
+                let rule = AttentionRule::builtin(weights.clone(), mask.clone(), 0.35);
                 let sg = mask.needs_segments().then_some(&seg[..]);
-                let want = crate::cpu::attention::forward(&rule, &q, &k, &v, sg, dm);
+                let want = crate::cpu::attention::forward(&rule, &q, &k, &v, sg, &[], dm);
                 let what = format!("{weights:?}/{mask:?}");
                 let mut y = vec![0.0; n];
                 forward_packed(&rule, &q, &k, &v, sg, dm, &mut y);
@@ -475,7 +471,16 @@ mod tests {
                 // captured pattern (the reference's weights times v) and without.
                 let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&yt), bits(&want), "{what} y bits");
-                let want = crate::cpu::attention::backward(&rule, &q, &k, &v, &y, &dy, sg, dm);
+                let ops = crate::cpu::attention::Operands {
+                    q: &q,
+                    k: &k,
+                    v: &v,
+                    y: &y,
+                    dy: &dy,
+                    seg: sg,
+                    params: &[],
+                };
+                let want = crate::cpu::attention::backward(&rule, &ops, dm);
                 let mut got = vec![0.0; 3 * n];
                 backward_packed(&rule, &q, &k, &v, &y, &dy, sg, dm, &mut got);
                 close(&got, &want, &format!("{what} packed grads"));

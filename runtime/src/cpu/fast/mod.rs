@@ -370,14 +370,15 @@ fn eval(
             strided::broadcast(ins[0].f(), s(0), shape, &mut o);
             o
         }
-        Op::Attention(rule) => {
+        // A spec's rule runs in the reference's kernels (evaluating its expressions).
+        Op::Attention(rule) if rule.is_builtin() => {
             let mut o = out();
             let seg = ins.get(3).map(|v| v.i());
             let (q, k, v) = (ins[0].f(), ins[1].f(), ins[2].f());
             attention::forward(rule, (q, k, v), seg, Dims::from_shape(s(0)), &mut o);
             o
         }
-        Op::AttentionBackward(rule) => {
+        Op::AttentionBackward(rule) if rule.is_builtin() => {
             let mut o = out();
             let seg = ins.get(5).map(|v| v.i());
             let (q, k, v, y, dy) = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
