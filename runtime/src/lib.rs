@@ -23,7 +23,8 @@ pub mod probes;
 pub mod replace;
 pub mod rundir;
 mod select;
-mod tensor;
+/// The host tensor lives in weft-rundir (traces are files of tensors); re-exported here.
+use weft_rundir::tensor;
 pub mod tensor_file;
 pub mod train;
 pub mod wgpu;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The folder of a run directory that holds program results.
-pub const PROGRAMS_DIR: &str = "programs";
+pub use weft_rundir::PROGRAMS_DIR;
 
 /// One `programs/*.json` file: its name and what reading it gave.
 #[derive(Clone, Debug)]
