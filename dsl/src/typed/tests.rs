@@ -166,7 +166,7 @@ program p = pear(heads: 2)
             ..
         }
     ));
-    let cfg = c.model.config().unwrap();
+    let cfg = &c.model.config;
     assert_eq!((cfg.kv_heads, cfg.head_dim), (2, 8));
     assert_eq!(cfg.final_norm, NormKind::RmsNorm);
 }
