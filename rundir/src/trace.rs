@@ -100,7 +100,7 @@ fn le_bytes(t: &Tensor) -> (Dtype, Vec<u8>) {
     }
 }
 
-/// Reads a trace file written by [`RunDir::write_trace`].
+/// Reads a trace file written by [`write_trace`].
 pub fn read_trace(path: &Path) -> io::Result<Trace> {
     let bad = |what: String| {
         io::Error::new(

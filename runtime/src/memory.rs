@@ -10,6 +10,10 @@
 //! Sizes are counted in `u128`: a spec's numbers are bounded one by one (`weft_dsl::check::
 //! bounds`), but their products and sums are not, and a count must never wrap.
 
+// `MemoryError` carries every number its message reports; it is returned once per command,
+// before anything large is allocated, so its size costs nothing.
+#![allow(clippy::result_large_err)]
+
 use std::fmt;
 use weft_compiler::ir::{Graph, Op};
 use weft_compiler::passes::plan_memory;
