@@ -1,10 +1,11 @@
 //! The one way a spec becomes the graph of a training step: lowering with the loss,
 //! reverse-mode autodiff of the loss with respect to every trainable parameter, and the
-//! default passes. The trainer, `weft compile --grad`, the benchmarks and the PEAR probe all
-//! build their steps here, so a benchmark times the graph training runs.
+//! default passes. The trainer, `weft compile --grad`, the benchmarks (the spec's training
+//! step, and [`backward`] for the hand-built attention graph) and the PEAR probe all build
+//! their steps here, so a benchmark times the graph training runs.
 
 use crate::autodiff::{grad, ParamSelection};
-use crate::ir::Graph;
+use crate::ir::{Graph, ValueId};
 use crate::lower::{lower, LowerOptions};
 use crate::passes::optimize;
 use crate::IrError;
@@ -33,7 +34,14 @@ pub fn step_graph(spec: &Checked, opts: &LowerOptions) -> Result<Graph> {
     let loss = g.output("loss").ok_or_else(|| {
         IrError::Builder("a training step needs the loss: lower with `with_loss`".into())
     })?;
-    optimize(&grad(&g, loss, &[ParamSelection::All])?)
+    backward(&g, loss)
+}
+
+/// `g` with its backward: `loss` differentiated with respect to every trainable parameter
+/// (outputs `grad.NAME`), then the default passes — the one place autodiff and the passes
+/// are chained.
+pub fn backward(g: &Graph, loss: ValueId) -> Result<Graph> {
+    optimize(&grad(g, loss, &[ParamSelection::All])?)
 }
 
 /// The graph of one training step of `spec` at `[batch, seq]`, exactly as `weft train` runs

@@ -53,7 +53,7 @@ mod tests {
         )
         .unwrap();
         let c = crate::check_source(&out).unwrap();
-        assert_eq!((c.model.int("dim"), c.model.int("ctx")), (16, 8));
+        assert_eq!((c.model.config.dim, c.model.config.ctx), (16, 8));
         let t = c.train.unwrap();
         // `seq` removed: its default, the model's ctx.
         assert_eq!((t.seq, t.batch), (8, 2));

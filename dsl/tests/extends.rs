@@ -49,8 +49,8 @@ train {
     );
     let c = check_file(&spec).unwrap_or_else(|e| panic!("{}", e[0].render()));
     assert_eq!(c.model.name, "moice");
-    assert_eq!(c.model.int("ctx"), 64, "overridden setting");
-    assert_eq!(c.model.int("kv_heads"), 2, "inherited setting");
+    assert_eq!(c.model.config.ctx, 64, "overridden setting");
+    assert_eq!(c.model.config.kv_heads, 2, "inherited setting");
     assert_eq!(
         c.model.setting("note").and_then(Value::as_name),
         Some("derived")

@@ -1,3 +1,10 @@
+//! The [`Backend`] trait every executor implements — the numerical reference
+//! `cpu::CpuBackend` (`--backend cpu-ref`), the fast CPU path `cpu::FastCpuBackend`
+//! (`--backend cpu`) and `wgpu::WgpuBackend` (generated WGSL on any adapter) — with what a run
+//! takes and returns: parameters by name ([`ParamStore`]), the hook points to capture
+//! ([`HookSelection`]) and the outputs and captured hooks ([`Outputs`]). Hook replacement
+//! (`run_replacing`) has a default that reports "unsupported"; every backend here overrides it.
+
 use crate::error::RunError;
 use crate::replace::Intervention;
 use crate::tensor::Tensor;

@@ -21,8 +21,8 @@ use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The value of [`CheckpointMeta::format`] this code writes and reads.
@@ -190,35 +190,8 @@ fn err(path: &Path, problem: impl Into<Problem>) -> CheckpointError {
     }
 }
 
-/// Writes `bytes` to `path` so that `path` is always either absent/old or complete: temp file
-/// in the same directory (same filesystem, so the rename is atomic), `sync_all`, rename,
-/// `fsync` of the directory (so the rename itself survives a power loss).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
+/// Atomic file writes: shared with the rest of the run directory (`weft-rundir`).
+pub use weft_rundir::write_atomic;
 
 struct Bytes {
     dtype: Dtype,
@@ -477,7 +450,7 @@ impl CheckpointDir {
 
     /// The file a checkpoint of `step` is written to.
     pub fn file_for(&self, step: u64) -> PathBuf {
-        self.dir.join(format!("step-{step:08}.safetensors"))
+        self.dir.join(weft_rundir::step_file(step))
     }
 
     /// Writes the checkpoint of `meta.step`, then points `latest` at it. Returns its path.
@@ -544,8 +517,7 @@ impl CheckpointDir {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?;
-                Some((step.parse().ok()?, e.path()))
+                Some((weft_rundir::parse_step_file(&name)?, e.path()))
             })
             .collect();
         files.sort();

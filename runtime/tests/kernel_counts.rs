@@ -96,7 +96,7 @@ fn one_fused_gpt_layer_launches_the_stated_number_of_kernels() {
 #[test]
 fn gpt_attention_forward_allocates_no_tt_buffer_unless_the_pattern_is_captured() {
     let spec = gpt(4);
-    let heads = spec.model.int("heads") as usize;
+    let heads = spec.model.config.heads;
     let tt = B * heads * T * T;
     let g = forward(4, &[]);
     let p = fused(&g, &[]);

@@ -155,7 +155,7 @@ fn cog_schedule_signs_middle_layers_only() {
         }
     }
     let out = run_hooks(&g, &ins, &params);
-    let layers = spec.model.int("layers") as usize;
+    let layers = spec.model.config.layers;
     for i in 0..layers {
         let p = out
             .hook(&format!("layers.{i}.attn.pattern"))
@@ -304,7 +304,7 @@ fn folded_gains_give_equal_logits_and_leave_no_gain_op() {
         .outputs["logits"]
         .to_f32_vec();
     let (folded, folds) = weft_compiler::passes::fold_gains(&g, &lowered.manifest.gains).unwrap();
-    assert_eq!(folds.len(), spec.model.int("layers") as usize);
+    assert_eq!(folds.len(), spec.model.config.layers);
     assert!(folded.nodes.iter().all(|n| match &n.op {
         Op::Param { index } => !folded.params[*index].name.ends_with(".gain"),
         _ => true,

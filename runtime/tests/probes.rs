@@ -5,6 +5,7 @@
 //! sum to the captured scores; a one-prompt batch mean patches nothing).
 
 use weft_compiler::lower::{lower, LowerOptions};
+use weft_dsl::typed::{Probe, Resolved};
 use weft_runtime::probes::attribution::{head_attribution, AttributionConfig};
 use weft_runtime::probes::batch_icl::{aggregate, batch_icl, inject, BatchIclConfig, IclQuery};
 use weft_runtime::probes::collapse::{collapse_probe, CollapseConfig};
@@ -13,7 +14,7 @@ use weft_runtime::probes::induction::{induction_from_pattern, induction_score, I
 use weft_runtime::probes::mlp_decomposition::fit_shared_weights;
 use weft_runtime::probes::ov::{ov_copy_score, OvConfig, OvForm};
 use weft_runtime::probes::path_patching::{path_patching, PatchingData};
-use weft_runtime::probes::program::run_program;
+use weft_runtime::probes::program::run_probe;
 use weft_runtime::probes::rope_components::{rope_components, RopeComponentsConfig};
 use weft_runtime::probes::{logits, Model, ProbeError};
 use weft_runtime::{init_params, CpuBackend, ParamStore, Rng, Tensor};
@@ -440,43 +441,44 @@ fn collapse_probe_is_normalised_by_its_first_length() {
 }
 
 #[test]
-fn programs_run_by_name_and_unimplemented_ones_say_so() {
+fn programs_run_typed_and_bad_calls_say_why() {
     let s = spec();
     let p = params(&s, 11);
     let cpu = CpuBackend::new();
     let m = Model::new(&s, &p, &cpu);
     // PEAR on a model without per-head gains says what to add.
-    let e = run_program(&m, &s.programs[0].call, 0).unwrap_err();
+    let e = run_probe(&m, &s.programs[0].probe, 0).unwrap_err();
     assert!(
         matches!(&e, ProbeError::Model(msg) if msg.contains("gain: trainable")),
         "{e}"
     );
-    // Every probe of the language is implemented; a name the library does not know says so.
-    let mut unimplemented = s.programs[0].call.clone();
-    unimplemented.name = "no_such_probe".into();
-    let e = run_program(&m, &unimplemented, 0).unwrap_err();
+    // Calls reach probes only typed: a name the language does not know, or a hand-built call
+    // missing arguments the checker would have filled, fails to convert and says which.
+    let mut unknown = s.programs[0].call.clone();
+    unknown.name = "no_such_probe".into();
+    let e = Probe::from_call(&unknown).unwrap_err();
     assert!(
-        matches!(&e, ProbeError::NotImplemented(n) if n == "no_such_probe"),
+        e.arg.is_none() && e.to_string().contains("`no_such_probe`"),
         "{e}"
     );
-    assert!(e.to_string().contains("`no_such_probe`"));
-    // A hand-built call missing arguments the checker would have filled says which.
     let mut bare = s.programs[0].call.clone();
     bare.name = "batch_icl".into();
     bare.args.clear();
-    let e = run_program(&m, &bare, 0).unwrap_err().to_string();
+    let e = Probe::from_call(&bare).unwrap_err().to_string();
     assert!(e.contains("`demos`"), "{e}");
     // Batch-ICL needs a label-mapping source: a clear error, not a panic.
     let probe = |src: &str| {
-        s.model
+        let call = s
+            .model
             .call_source(src, weft_dsl::builtins::Kind::Probe)
-            .unwrap()
+            .unwrap();
+        Probe::from_call(&call).unwrap()
     };
-    let e = run_program(&m, &probe("batch_icl()"), 0)
+    let e = run_probe(&m, &probe("batch_icl()"), 0)
         .unwrap_err()
         .to_string();
     assert!(e.contains("label_mapping"), "{e}");
-    let json = run_program(&m, &probe("copy_accuracy()"), 0).unwrap();
+    let json = run_probe(&m, &probe("copy_accuracy()"), 0).unwrap();
     let acc = json["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
 }
@@ -506,7 +508,7 @@ fn every_example_program_runs() {
         let cpu = CpuBackend::new();
         let m = Model::new(&s, &p, &cpu);
         for prog in &s.programs {
-            match run_program(&m, &prog.call, 0) {
+            match run_probe(&m, &prog.probe, 0) {
                 Ok(json) => {
                     assert!(json.is_object(), "{name}: {}", prog.name);
                     ran += 1;

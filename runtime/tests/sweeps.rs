@@ -11,7 +11,7 @@ use weft_runtime::probes::final_layer::{
 };
 use weft_runtime::probes::length_sweep::{length_sweep, LengthSweepConfig, LengthTask};
 use weft_runtime::probes::needle_sweep::{needle_sweep, NeedleSweepConfig};
-use weft_runtime::probes::program::{run_program, IMPLEMENTED};
+use weft_runtime::probes::program::run_probe;
 use weft_runtime::probes::prompts::recall_prompts;
 use weft_runtime::probes::readout::Readout;
 use weft_runtime::probes::shots_sweep::{shots_sweep, ShotsSweepConfig};
@@ -389,16 +389,8 @@ fn final_layer_reports_before_and_after() {
 
 #[test]
 fn the_sweep_programs_write_the_documented_fields() {
-    // Every probe of the language has an implementation.
-    for b in weft_dsl::builtins::BUILTINS {
-        if b.kind == weft_dsl::builtins::Kind::Probe {
-            assert!(
-                IMPLEMENTED.contains(&b.name),
-                "{} is not implemented",
-                b.name
-            );
-        }
-    }
+    // Every probe of the language has an implementation: `run_probe` matches the typed
+    // probes exhaustively, and `weft_dsl::typed::tests` keeps them equal to the table.
     let s = spec();
     let p = params(&s, 10);
     let cpu = CpuBackend::new();
@@ -428,8 +420,8 @@ fn the_sweep_programs_write_the_documented_fields() {
         ),
     ];
     for (prog, keys) in fields {
-        let call = &s.programs.iter().find(|p| p.name == *prog).unwrap().call;
-        let json = run_program(&m, call, 1).unwrap();
+        let call = &s.programs.iter().find(|p| p.name == *prog).unwrap().probe;
+        let json = run_probe(&m, call, 1).unwrap();
         for k in *keys {
             assert!(json.get(k).is_some(), "{prog}: no `{k}` in {json}");
         }
@@ -439,8 +431,8 @@ fn the_sweep_programs_write_the_documented_fields() {
         .iter()
         .find(|p| p.name == "lengths")
         .unwrap()
-        .call;
-    let json = run_program(&m, call, 1).unwrap();
+        .probe;
+    let json = run_probe(&m, call, 1).unwrap();
     assert_eq!(json["train_len"], 24);
     assert_eq!(json["lengths"], serde_json::json!([16, 24, 32]));
     let call = &s
@@ -448,8 +440,8 @@ fn the_sweep_programs_write_the_documented_fields() {
         .iter()
         .find(|p| p.name == "needles")
         .unwrap()
-        .call;
-    let json = run_program(&m, call, 1).unwrap();
+        .probe;
+    let json = run_probe(&m, call, 1).unwrap();
     assert_eq!(json["len"], 24);
     assert_eq!(json["positions"].as_array().unwrap().len(), 4);
     let call = &s
@@ -457,14 +449,11 @@ fn the_sweep_programs_write_the_documented_fields() {
         .iter()
         .find(|p| p.name == "last_self")
         .unwrap()
-        .call;
+        .probe;
+    assert_eq!(run_probe(&m, call, 1).unwrap()["intervention"], "self_only");
+    let call = &s.programs.iter().find(|p| p.name == "last").unwrap().probe;
     assert_eq!(
-        run_program(&m, call, 1).unwrap()["intervention"],
-        "self_only"
-    );
-    let call = &s.programs.iter().find(|p| p.name == "last").unwrap().call;
-    assert_eq!(
-        run_program(&m, call, 1).unwrap()["intervention"],
+        run_probe(&m, call, 1).unwrap()["intervention"],
         "remove_intercept"
     );
     // shots_sweep builds its prompts from the spec's label_mapping source.
@@ -478,8 +467,13 @@ fn the_sweep_programs_write_the_documented_fields() {
         + "program shots = shots_sweep(shots: [0, 2, 40])\n";
     let s2 = weft_dsl::check_source(&src).unwrap();
     let m2 = Model::new(&s2, &p, &cpu);
-    let call = &s2.programs.iter().find(|p| p.name == "shots").unwrap().call;
-    let json = run_program(&m2, call, 1).unwrap();
+    let call = &s2
+        .programs
+        .iter()
+        .find(|p| p.name == "shots")
+        .unwrap()
+        .probe;
+    let json = run_probe(&m2, call, 1).unwrap();
     for k in ["shots", "accuracy", "zero_shot_accuracy", "samples"] {
         assert!(json.get(k).is_some(), "shots: no `{k}` in {json}");
     }
@@ -487,6 +481,6 @@ fn the_sweep_programs_write_the_documented_fields() {
     // k = 0 is the zero-shot prompt.
     assert_eq!(json["accuracy"][0], json["zero_shot_accuracy"]);
     // On the kv spec, the sweep says what it needs.
-    let e = run_program(&m, call, 1).unwrap_err().to_string();
+    let e = run_probe(&m, call, 1).unwrap_err().to_string();
     assert!(e.contains("label_mapping"), "{e}");
 }

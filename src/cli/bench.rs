@@ -92,7 +92,7 @@ fn train_step(a: &BenchArgs, path: &Path, src: &str) -> Result<Workload, String>
         .map_or("spec".into(), |n| n.to_string_lossy().to_string());
     let spec = weft_dsl::check_source(src)
         .map_err(|_| format!("{} has errors (run `weft check`)", path.display()))?;
-    let ctx = spec.model.int("ctx").max(1) as usize;
+    let ctx = spec.model.config.ctx.max(1);
     let (b, t) = match (a.quick, a.full) {
         (true, _) => (2, 32),
         (_, true) => (16, 128),

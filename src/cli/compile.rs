@@ -34,7 +34,7 @@ pub fn compile(
     let Some((spec, src)) = load_checked(path) else {
         return ExitCode::FAILURE;
     };
-    let seq = seq.unwrap_or(spec.model.int("ctx") as usize);
+    let seq = seq.unwrap_or(spec.model.config.ctx);
     // `--grad`: the training step exactly as `weft train` builds it.
     let built = if grad {
         weft_compiler::pipeline::training_step(&spec, batch, seq)
@@ -106,7 +106,7 @@ pub fn params(path: &Path) -> ExitCode {
     // Counted in u128: each spec number is bounded, their products and sums are not.
     let (mut total, mut trainable) = (0u128, 0u128);
     for p in &graph.params {
-        let n = weft_runtime::train::budget::elements(&p.shape);
+        let n = weft_runtime::memory::elements(&p.shape);
         total += n;
         if p.trainable {
             trainable += n;
@@ -125,8 +125,8 @@ pub fn params(path: &Path) -> ExitCode {
     // What that means in memory, so a model too large for the machine is obvious here.
     println!(
         "f32 weights {}; training with AdamW holds at least {} (weights, gradients, moments)",
-        weft_runtime::train::budget::bytes(4 * total),
-        weft_runtime::train::budget::bytes(4 * total + 16 * trainable)
+        weft_runtime::memory::bytes(4 * total),
+        weft_runtime::memory::bytes(4 * total + 16 * trainable)
     );
     ExitCode::SUCCESS
 }

@@ -40,7 +40,7 @@ pub fn eval(a: &EvalArgs) -> ExitCode {
 fn run(a: &EvalArgs) -> Result<(), String> {
     let (spec, _) =
         load_checked(&a.spec).ok_or_else(|| format!("{} has errors", a.spec.display()))?;
-    let vocab = spec.model.int("vocab");
+    let vocab = spec.model.config.vocab as i64;
     let (tokens, source) = match (&a.tokens, &a.text) {
         (Some(p), None) => (read_tokens(p, vocab)?, p.display().to_string()),
         (None, Some(text)) => (
@@ -55,7 +55,7 @@ fn run(a: &EvalArgs) -> Result<(), String> {
         _ => return Err("give exactly one of --tokens and --text".into()),
     };
     let (b, t) = (tokens.shape[0], tokens.shape[1]);
-    let ctx = spec.model.int("ctx") as usize;
+    let ctx = spec.model.config.ctx;
     if t > ctx {
         return Err(format!(
             "{source}: sequences have {t} tokens, the model's ctx is {ctx}"
@@ -69,7 +69,7 @@ fn run(a: &EvalArgs) -> Result<(), String> {
         .extend(replace.iter().map(|r| r.name().to_string()));
     let graph = lower(&spec, &opts).map_err(|e| format!("{}: {e}", a.spec.display()))?;
     // Refuse a model or input too large for this machine before allocating its weights.
-    weft_runtime::train::budget::check_inference(&graph, "evaluation")
+    weft_runtime::memory::check_inference(&graph, "evaluation")
         .map_err(|e| format!("{}: {e}", a.spec.display()))?;
     let params = match &a.weights {
         Some(w) => load_weights(w, &graph)?,

@@ -103,8 +103,7 @@ fn run(a: &GenerateArgs) -> Result<(), String> {
         }
     };
     let graph = lower(&spec, &LowerOptions::new(1, 1)).map_err(|e| e.to_string())?;
-    weft_runtime::train::budget::check_inference(&graph, "generation")
-        .map_err(|e| e.to_string())?;
+    weft_runtime::memory::check_inference(&graph, "generation").map_err(|e| e.to_string())?;
     let params = load_weights(&a.weights, &graph)?;
     let (backend, which) = weft_runtime::select_backend(&a.backend)?;
     eprintln!("{which}; tokenizer {tok_path}");

@@ -73,7 +73,7 @@ fn run_inner(a: &RunArgs) -> Result<(), String> {
         "backend": backend.name(),
         "result": result,
     });
-    let dir = a.out.join("programs");
+    let dir = a.out.join(weft_runtime::rundir::PROGRAMS_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join(format!("{}.json", program.name));
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;

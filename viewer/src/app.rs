@@ -24,7 +24,7 @@ pub struct ViewState {
 impl ViewState {
     /// Starts on `tab`, or on the first tab with something to show.
     pub fn new(snap: &Snapshot, tab: Option<Tab>) -> Self {
-        use weft_runtime::rundir::trace_kind;
+        use weft_rundir::trace_kind;
         let tab = tab.unwrap_or_else(|| {
             if !snap.metrics.train.is_empty() || !snap.metrics.eval.is_empty() {
                 Tab::Curves

@@ -1,4 +1,4 @@
-//! Synthetic run directories in the real format (written with `weft_runtime::rundir`), for
+//! Synthetic run directories in the real format (written with `weft_rundir`), for
 //! tests, the frame-time measurement and screenshots: signed attention maps with negative
 //! weights (Cog), MoM routing traces, MoICE base-routing traces, head scores over training,
 //! and metrics.
@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use weft_runtime::rundir::{trace_kind, RunDir, StepMetrics, Trace};
-use weft_runtime::Tensor;
+use weft_rundir::Tensor;
+use weft_rundir::{trace_kind, RunFiles, StepMetrics, Trace};
 
 /// What to write.
 #[derive(Clone, Debug)]
@@ -26,7 +26,7 @@ pub struct Synthetic {
     /// Write MoM routing traces (two pools, 4 modules each, 4 iterations, SKIP).
     pub routing: bool,
     /// Write MoICE `base_routing` traces for every layer (each head picks the top 2 of
-    /// [`MOICE_BASES`] per token), as `weft_runtime::train::trace` writes them.
+    /// [`MOICE_BASES`] per token), as the trainer (`weft_runtime::train::trace`) writes them.
     pub moice: bool,
     /// The spec saved as `spec.weft`.
     pub spec: &'static str,
@@ -105,7 +105,7 @@ impl Synthetic {
 
     /// Writes the run directory at `dir` (created; existing files are appended to).
     pub fn write(&self, dir: &Path) -> io::Result<()> {
-        let mut run = RunDir::create(dir, self.spec)?;
+        let mut run = RunFiles::create(dir, self.spec)?;
         let mut rng = Rng(0x5eed);
         for m in self.metrics(&mut rng) {
             match m {

@@ -1,10 +1,10 @@
-//! The data model on synthetic run directories written with `weft_runtime::rundir`,
+//! The data model on synthetic run directories written with `weft_rundir`,
 //! including partial and corrupt ones: everything is read or reported, nothing panics.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use weft_runtime::rundir::{trace_kind, RunDir, StepMetrics, METRICS_FILE};
+use weft_rundir::{trace_kind, RunFiles, StepMetrics, METRICS_FILE};
 use weft_viewer::data::attention::AttentionMaps;
 use weft_viewer::data::head_scores::HeadTable;
 use weft_viewer::data::model::ModelSummary;
@@ -115,7 +115,7 @@ fn reads_a_complete_synthetic_run() {
 #[test]
 fn a_live_run_is_picked_up_line_by_line_and_a_torn_line_waits() {
     let dir = tmp("live");
-    let mut run = RunDir::create(&dir, "model m {}\n").unwrap();
+    let mut run = RunFiles::create(&dir, "model m {}\n").unwrap();
     let mut w = RunWatcher::open(Source::from_path(&dir));
     assert!(w.snapshot().metrics.train.is_empty());
     assert!(w.snapshot().problems.is_empty(), "{:?}", messages(&w));
@@ -163,7 +163,7 @@ fn a_live_run_is_picked_up_line_by_line_and_a_torn_line_waits() {
 #[test]
 fn a_resumed_run_that_rewrites_metrics_has_no_duplicate_steps() {
     let dir = tmp("resume");
-    let mut run = RunDir::create(&dir, "").unwrap();
+    let mut run = RunFiles::create(&dir, "").unwrap();
     for s in 1..=4 {
         run.metrics().log(&step_line(s)).unwrap();
     }
@@ -340,7 +340,7 @@ fn a_spec_reads_as_layers_pools_routers_and_parameter_counts() {
 /// with the same invariants: distinct bases by decreasing weight, weights summing to 1.
 #[test]
 fn synthetic_moice_traces_match_a_real_run() {
-    use weft_runtime::rundir::read_trace;
+    use weft_rundir::read_trace;
     use weft_viewer::data::bases::BaseChoices;
     let dir = tmp("moice-synthetic");
     Synthetic {
@@ -358,7 +358,7 @@ fn synthetic_moice_traces_match_a_real_run() {
     let real = RunWatcher::open(Source::from_path(&real_dir));
     let real_e = real.snapshot().traces.at(trace_kind::BASE_ROUTING, 6)[0].clone();
     let real_t = read_trace(&real.snapshot().traces_dir().join(&real_e.file)).unwrap();
-    let layout = |t: &weft_runtime::rundir::Trace| {
+    let layout = |t: &weft_rundir::Trace| {
         let tensors: Vec<(String, String, usize)> = t
             .tensors
             .iter()

@@ -104,7 +104,7 @@ fn moice_bases_panel_frame_time_12x12_heads_512_tokens() {
     let entries = app
         .snap
         .traces
-        .at(weft_runtime::rundir::trace_kind::BASE_ROUTING, 1000);
+        .at(weft_rundir::trace_kind::BASE_ROUTING, 1000);
     assert_eq!(entries.len(), 12, "12 layers of base_routing traces");
     assert_eq!(entries[0].shape("choice"), Some(&[1, 12, 512, 2][..]));
     let mut h = harness(app, [1400.0, 900.0]);

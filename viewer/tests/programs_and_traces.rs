@@ -7,7 +7,7 @@ mod common;
 use common::{copy_dir, fixture};
 use std::fs;
 use std::path::PathBuf;
-use weft_runtime::rundir::{read_trace, trace_kind};
+use weft_rundir::{read_trace, trace_kind};
 use weft_viewer::data::bases::BaseChoices;
 use weft_viewer::data::programs::{ProbeResult, Program};
 use weft_viewer::data::segments::Segments;

@@ -63,10 +63,10 @@ pub fn run(src: &str, seq_hint: usize) -> (Reached, Option<String>) {
         }
     };
     let _ = weft_dsl::format(&file, Some(src));
-    if checked.model.int("layers") > MAX_LOWERED_LAYERS {
+    if (checked.model.config.layers as i64) > MAX_LOWERED_LAYERS {
         return (Reached::Check, None);
     }
-    let ctx = checked.model.int("ctx").max(1) as usize;
+    let ctx = checked.model.config.ctx.max(1);
     let seq = seq_hint.clamp(1, ctx.min(16));
     let mut error = None;
     if let Err(e) = lower(&checked, &LowerOptions::new(1, seq)) {

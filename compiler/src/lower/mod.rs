@@ -177,7 +177,7 @@ pub(crate) struct Lowerer<'a> {
 
 impl<'a> Lowerer<'a> {
     fn new(spec: &'a Checked, opts: &'a LowerOptions) -> Result<Self> {
-        let cfg = spec.model.config().map_err(unresolved)?;
+        let cfg = spec.model.config.clone();
         Ok(Lowerer {
             spec,
             opts,

@@ -47,7 +47,11 @@ impl Checked {
 pub struct ModelInfo {
     pub name: String,
     pub span: Span,
-    /// Every setting of `MODEL_SETTINGS` (defaults filled) and every user constant.
+    /// The `MODEL_SETTINGS` entries, typed (`vocab`, `dim`, `heads`, ...): what consumers
+    /// read. Resolved once by the checker, defaults filled.
+    pub config: ModelConfig,
+    /// Every setting of `MODEL_SETTINGS` (defaults filled) and every user constant, as block
+    /// bodies see them.
     pub settings: BTreeMap<String, Value>,
     pub blocks: BTreeMap<String, BlockDef>,
     pub pools: BTreeMap<String, PoolInfo>,
@@ -58,18 +62,10 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    /// An integer setting (`vocab`, `dim`, `heads`, `kv_heads`, `head_dim`, `layers`, `ctx`).
-    pub fn int(&self, key: &str) -> i64 {
-        self.settings.get(key).and_then(Value::as_int).unwrap_or(0)
-    }
-
+    /// A setting or user constant by name, as block bodies read it (`hidden`, `seq`); the
+    /// model's own settings are read typed, from [`ModelInfo::config`].
     pub fn setting(&self, key: &str) -> Option<&Value> {
         self.settings.get(key)
-    }
-
-    /// The `MODEL_SETTINGS` entries, typed.
-    pub fn config(&self) -> Result<ModelConfig, ResolveError> {
-        ModelConfig::from_settings(&self.settings, self.span)
     }
 
     /// Resolves weft source for one builtin call of `kind` (`"batch_icl(demos: 2)"`) in the
@@ -258,9 +254,6 @@ pub fn check(file: &File) -> Result<Checked, Vec<Diagnostic>> {
     }
     let programs = check_programs(&mut ev, file.programs(), info.as_ref());
     let mut diags = ev.diags;
-    if let (true, Some(Err(e))) = (diags.is_empty(), info.as_ref().map(ModelInfo::config)) {
-        diags.push(unresolved(e));
-    }
     if diags.is_empty() {
         if let (Some(model), Some(programs)) = (info, programs) {
             return Ok(Checked {

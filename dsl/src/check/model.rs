@@ -10,6 +10,7 @@ use crate::ast::{BlockDef, Expr, ExprKind, LayersDef, Model, ModelItem, Stmt};
 use crate::builtins::{self, Kind, Ty, MODEL_SETTINGS};
 use crate::diagnostic::did_you_mean;
 use crate::diagnostic::Diagnostic;
+use crate::typed::ModelConfig;
 use crate::Span;
 use std::collections::BTreeMap;
 
@@ -155,6 +156,13 @@ pub fn check_model(ev: &mut Eval, m: &Model) -> Option<ModelInfo> {
     if !ok {
         return None;
     }
+    let config = match ModelConfig::from_settings(&settings, m.span) {
+        Ok(c) => c,
+        Err(e) => {
+            ev.error(super::unresolved(e));
+            return None;
+        }
+    };
 
     // Pools, then blocks (generically), then the schedule with each instantiation.
     let mut pools = BTreeMap::new();
@@ -246,6 +254,7 @@ pub fn check_model(ev: &mut Eval, m: &Model) -> Option<ModelInfo> {
     Some(ModelInfo {
         name: m.name.name.clone(),
         span: m.span,
+        config,
         settings,
         blocks,
         pools,

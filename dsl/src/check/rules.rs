@@ -334,8 +334,8 @@ fn position_rules(ev: &mut Eval, pos: &CallValue, head_dim: i64, span: Span) {
 
 /// Rules for probes and programs that refer to the model's shape.
 pub fn probe_rules(ev: &mut Eval, call: &CallValue, m: &ModelInfo) {
-    let layers = m.int("layers");
-    let heads = m.int("heads");
+    let layers = m.config.layers as i64;
+    let heads = m.config.heads as i64;
     if let Some(l) = call.int("layer") {
         let limit = if call.name == "batch_icl" {
             layers

@@ -155,7 +155,7 @@ pub fn check_train(
         }
     }
     if let (Some(seq), Some(m)) = (settings.get("seq").and_then(Value::as_int), info) {
-        let ctx = m.int("ctx");
+        let ctx = m.config.ctx as i64;
         if seq < 1 || seq > ctx {
             ev.error(
                 Diagnostic::new(

@@ -167,7 +167,7 @@ program p = pear(heads: 2)
             ..
         }
     ));
-    let cfg = c.model.config().unwrap();
+    let cfg = &c.model.config;
     assert_eq!((cfg.kv_heads, cfg.head_dim), (2, 8));
     assert_eq!(cfg.final_norm, NormKind::RmsNorm);
 }
@@ -191,4 +191,22 @@ fn a_position_rule_keeps_its_optional_arguments() {
             ..
         }
     ));
+}
+
+/// `ModelConfig` has one field per `MODEL_SETTINGS` entry, so a setting added to the table is
+/// read typed (and a field never outlives its setting).
+#[test]
+fn model_config_and_settings_table_agree() {
+    let cfg = serde_json::to_value(&model().config).unwrap();
+    let fields: BTreeSet<&str> = cfg
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let table: BTreeSet<&str> = crate::builtins::MODEL_SETTINGS
+        .iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(fields, table);
 }

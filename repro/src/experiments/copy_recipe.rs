@@ -123,7 +123,7 @@ pub(crate) fn train(
     let seq = spec.train_int("seq").unwrap_or(64).max(1) as usize;
     let steps = spec.train_int("steps").unwrap_or(1000).max(1) as usize;
     let batch = spec.train_int("batch").unwrap_or(16).max(1) as usize;
-    let vocab = spec.checked.model.int("vocab").max(0) as usize;
+    let vocab = spec.checked.model.config.vocab;
     let corpus = corpus_path(lab, seed, vocab, seq);
     if !corpus.is_file() {
         // Every training window is read once (the spec's `valid` holds out a small tail).

@@ -35,7 +35,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
         lab.train(&specs[1], "dr", None)?,
     ];
 
-    let ctx = specs[0].checked.model.int("ctx").max(2) as usize;
+    let ctx = specs[0].checked.model.config.ctx.max(2);
     let max_k = (ctx - 2) / 2;
     let shots: Vec<usize> = std::iter::successors(Some(1usize), |k| Some(k * 2))
         .take_while(|&k| k <= max_k)
@@ -233,7 +233,7 @@ fn demo_weights(
         .max(1) as usize;
     let seq = spec
         .train_int("seq")
-        .unwrap_or(spec.checked.model.int("ctx"))
+        .unwrap_or(spec.checked.model.config.ctx as i64)
         .max(2) as usize;
     let eval = lm.eval_batches(batch, seq).map_err(|e| e.to_string())?;
     let rows: Vec<Vec<i32>> = eval

@@ -231,7 +231,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
         "Budget: 3000 steps, set after 1500-step runs of the same RoPE model (Grok-to-copy's \
          weight-decay-0 arm) mostly ended below the recipe's bar; the criterion was not changed.",
     );
-    let head_dim = specs[1].checked.model.int("head_dim").max(2) as usize;
+    let head_dim = specs[1].checked.model.config.head_dim.max(2);
     let kept = (0..head_dim / 2)
         .filter(|&i| {
             let theta = 10000f64.powf(-2.0 * i as f64 / head_dim as f64);
@@ -256,7 +256,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
          to {}, {} steps of batch {}. The training copies are at most {MAX_SPAN} tokens apart, so \
          n = 32 (length T) already asks for longer copy distances than trained. For reference, uniform \
          causal attention gives far / middle ≈ 0.68 in the distance table.",
-        specs[0].checked.model.int("vocab"),
+        specs[0].checked.model.config.vocab,
         8 * t,
         specs[0].train_int("steps").unwrap_or(0),
         specs[0].train_int("batch").unwrap_or(0),

@@ -57,7 +57,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     let seen: Vec<Vec<u32>> = task.train_problems()[..n_train].to_vec();
     let seq = specs[0]
         .train_int("seq")
-        .unwrap_or(specs[0].checked.model.int("ctx")) as usize;
+        .unwrap_or(specs[0].checked.model.config.ctx as i64) as usize;
     let batch = specs[0].train_int("batch").unwrap_or(16) as f64;
     let problems = task.train_problems().len() as f64;
 
@@ -215,7 +215,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
              {name} (the Llama-2/GSM8K script's setting) ends at held-out exact match {f:.3}, against \
              SFT's {:.3} and the headline MFT's {:.3}{}. Both variants were run before the headline \
              was fixed; read the two together.",
-            specs[0].checked.model.int("vocab"),
+            specs[0].checked.model.config.vocab,
             finals[0],
             finals[1],
             if f < finals[0] {
@@ -241,7 +241,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
         batch,
         steps as f64 * batch / problems,
         specs[0].checked.model.layers.len(),
-        specs[0].checked.model.int("dim"),
+        specs[0].checked.model.config.dim,
     ));
     Ok(())
 }
@@ -263,7 +263,7 @@ struct Point {
 fn task(lab: &Lab, spec: &Spec) -> Result<Arithmetic, ReproError> {
     let p = weft_runtime::train::plan(&spec.checked, None, Some(lab.seed()))
         .map_err(|e| ReproError::Other(format!("{}: {e}", spec.path.display())))?;
-    let vocab = spec.checked.model.int("vocab") as usize;
+    let vocab = spec.checked.model.config.vocab;
     let weft_dsl::typed::DataSource::Arithmetic {
         terms,
         modulus,

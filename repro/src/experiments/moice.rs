@@ -231,7 +231,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
          2 layers, 4 heads, vocab {}, T = {len}, {pairs} pairs, base pretrained {} steps of batch \
          {}; routers trained {} steps of batch {} (lr {}; loss on the answer token only, the paper \
          trains on all tokens of chat data).",
-        base_spec.checked.model.int("vocab"),
+        base_spec.checked.model.config.vocab,
         base_spec.train_int("steps").unwrap_or(0),
         base_spec.train_int("batch").unwrap_or(0),
         moice_spec.train_int("steps").unwrap_or(0),

@@ -258,7 +258,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
          trained from scratch (the paper's initialisation of MoM from a trained vanilla model is not \
          done). Dense-masked execution: every module runs on every token, so a MoM step costs about \
          {:.1}× a vanilla step here (same steps, not same compute).",
-        specs[1].checked.model.int("dim"),
+        specs[1].checked.model.config.dim,
         specs[0].checked.model.layers.len(),
         specs[0].train_int("steps").unwrap_or(0),
         specs[0].train_int("batch").unwrap_or(0),
@@ -276,7 +276,7 @@ fn held_out(lab: &Lab, spec: &Spec, n: usize) -> Result<Vec<Batch>, ReproError> 
         .parent()
         .map(|d| d.to_path_buf())
         .unwrap_or_default();
-    let vocab = spec.checked.model.int("vocab") as usize;
+    let vocab = spec.checked.model.config.vocab;
     let data = weft_runtime::train::data_source(&p.data, &dir, vocab, p.seed)
         .map_err(|e| ReproError::Other(format!("{}: {e}", spec.path.display())))?;
     let mut b = data

@@ -4,12 +4,10 @@ use crate::backend::ParamStore;
 use crate::init::{init_params, Rng};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
-use weft_compiler::autodiff::{grad, ParamSelection};
 use weft_compiler::ir::{
     AttentionMask, AttentionRule, AttentionWeights, ConstValue, DType, Graph, GraphBuilder, Init,
 };
 use weft_compiler::lower::lower;
-use weft_compiler::passes::optimize;
 use weft_compiler::pipeline;
 
 /// What a run of a workload does, for throughput columns.
@@ -98,8 +96,7 @@ pub fn attention(
     let graph = g.finish().expect("attention graph");
     let params = init_params(&graph, 3);
     let graph = if backward {
-        let gg = grad(&graph, loss, &[ParamSelection::All]).expect("attention gradient");
-        optimize(&gg).expect("passes")
+        pipeline::backward(&graph, loss).expect("attention gradient")
     } else {
         graph
     };
@@ -138,7 +135,7 @@ pub fn train_step(
     let params = init_params(&g, 4);
     let forward_flops = weft_compiler::ir::flops(&g);
     let gg = pipeline::step_graph(spec, &opts).map_err(|e| format!("{name}: {e}"))?;
-    let vocab = spec.model.int("vocab").max(1) as u64;
+    let vocab = spec.model.config.vocab.max(1) as u64;
     let mut rng = Rng::new(5);
     let mut inputs = HashMap::new();
     for info in &gg.inputs {

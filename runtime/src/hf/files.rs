@@ -6,7 +6,7 @@ use super::{spec, verify, Arch, AttnBias, HfConfig, HfError, Result};
 use crate::{tensor_file, Tensor};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use weft_dsl::check::value::Value;
+use weft_dsl::typed::{AbsPosition, NormKind};
 use weft_dsl::Checked;
 
 /// An imported checkpoint: its config, the weft spec text and the weights under weft names.
@@ -149,18 +149,24 @@ fn shards(index: &Path) -> Result<Vec<String>> {
 
 /// The HF layout a spec exports to, judged by its parameters and settings.
 pub fn arch_of(spec: &Checked, weights: &BTreeMap<String, Tensor>) -> Result<Arch> {
-    let m = &spec.model;
-    let name = |k: &str| m.setting(k).and_then(Value::as_name).unwrap_or("");
-    let tied = m.setting("tie_embeddings").and_then(Value::as_bool) == Some(true);
+    let cfg = &spec.model.config;
+    let learned = match cfg.position {
+        AbsPosition::Learned => true,
+        AbsPosition::None => false,
+    };
+    let layer_norm = match cfg.final_norm {
+        NormKind::LayerNorm => true,
+        NormKind::RmsNorm => false,
+    };
     if weights.contains_key("layers.0.mlp.w1") {
-        if name("position") != "learned" || name("final_norm") != "layer_norm" || !tied {
+        if !learned || !layer_norm || !cfg.tie_embeddings {
             return Err(HfError::new(
                 "a GPT-2 export needs `position = learned`, `final_norm = layer_norm` and `tie_embeddings = true`",
             ));
         }
         Ok(Arch::Gpt2)
     } else if weights.contains_key("layers.0.mlp.w_gate") {
-        if name("position") == "learned" || name("final_norm") == "layer_norm" {
+        if learned || layer_norm {
             return Err(HfError::new(
                 "a Llama export needs rotary positions and `final_norm = rms_norm`",
             ));

@@ -174,8 +174,8 @@ fn run_path(
     path: Path,
     each: &mut dyn FnMut(u32, &[f32]),
 ) -> Result<Output> {
-    let ctx = spec.model.int("ctx").max(0) as usize;
-    let vocab = spec.model.int("vocab").max(0) as u32;
+    let ctx = spec.model.config.ctx;
+    let vocab = spec.model.config.vocab as u32;
     if prompt.is_empty() {
         return Err(HfError::new("the prompt has no tokens"));
     }

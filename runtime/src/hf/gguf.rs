@@ -76,7 +76,7 @@ pub fn import_gguf(path: &Path, name: &str) -> Result<ImportedGguf> {
         .iter()
         .map(|t| t.n_elements().unwrap_or(u64::MAX) as u128)
         .sum();
-    crate::train::budget::check_import(elements).map_err(|e| HfError::new(format!("{p}: {e}")))?;
+    crate::memory::check_import(elements).map_err(|e| HfError::new(format!("{p}: {e}")))?;
     let weights = map_tensors(&file, &config, &arch, &shapes)
         .map_err(|e| HfError::new(format!("{p}: {}", e.0)))?;
     let tokenizer = gguf_tokenizer::tokenizer_json(&file);

@@ -2,7 +2,6 @@
 //! export).
 
 use super::{Arch, AttnBias, HfConfig, HfError, Result};
-use weft_dsl::check::value::Value;
 use weft_dsl::typed::{NormKind, PositionRule};
 use weft_dsl::Checked;
 
@@ -92,7 +91,7 @@ pub fn config_of(
     attn_bias: AttnBias,
 ) -> Result<HfConfig> {
     let m = &spec.model;
-    let int = |k: &str| m.int(k).max(0) as usize;
+    let c = &m.config;
     if m.layers.is_empty() {
         return Err(HfError::new("the spec has no layers"));
     }
@@ -121,17 +120,17 @@ pub fn config_of(
         .unwrap_or(10000.0);
     Ok(HfConfig {
         arch,
-        vocab: int("vocab"),
-        dim: int("dim"),
-        heads: int("heads"),
-        kv_heads: int("kv_heads"),
-        head_dim: int("head_dim"),
-        layers: int("layers"),
-        ctx: int("ctx"),
+        vocab: c.vocab,
+        dim: c.dim,
+        heads: c.heads,
+        kv_heads: c.kv_heads,
+        head_dim: c.head_dim,
+        layers: c.layers,
+        ctx: c.ctx,
         hidden,
         eps,
         rope_theta,
-        tie_embeddings: m.setting("tie_embeddings").and_then(Value::as_bool) == Some(true),
+        tie_embeddings: c.tie_embeddings,
         attn_bias,
     })
 }

@@ -50,7 +50,7 @@ impl LengthTask {
                     .into(),
             )
         })?;
-        let vocab = spec.model.int("vocab").max(0) as usize;
+        let vocab = spec.model.config.vocab;
         Ok(match data {
             Data::KvRecall { pairs, .. } => LengthTask::KvRecall { pairs: *pairs },
             Data::CopyTask { vocab: v, .. } => LengthTask::Copy {

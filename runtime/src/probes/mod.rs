@@ -1,8 +1,8 @@
 //! Probes: interpretability measurements and evaluation sweeps over a model (METHODS §1.6,
 //! §2.5, §3.3–3.4, §4.2, §5.2, §7.4, §8.3–8.6, §10.2, §11.9). Each probe is a library function taking a [`Model`] and a small
 //! config (with a seed for its built-in data generator) and returning a plain result struct
-//! that serialises to JSON; [`program::run_program`] maps a spec's `program NAME = probe(...)`
-//! onto them.
+//! that serialises to JSON; [`program::run_probe`] maps a spec's typed `program NAME = probe(...)`
+//! (`weft_dsl::typed::Probe`, matched exhaustively) onto them.
 //!
 //! They run on any [`crate::Backend`]; those that patch values (path patching, Batch-ICL)
 //! need [`crate::Backend::run_replacing`].
@@ -53,9 +53,6 @@ pub enum ProbeError {
     /// A numerical routine failed (a singular system, QR without convergence).
     #[error("{0}")]
     Numerical(String),
-    /// The probe exists in the language but has no implementation yet.
-    #[error("probe `{0}` is not implemented yet (see docs/programs.md for those that are)")]
-    NotImplemented(String),
 }
 
 /// Mean of a slice (NaN when empty).

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use weft_compiler::ir::Graph;
 use weft_compiler::lower::glob::glob_match;
 use weft_compiler::lower::{lower, LowerOptions};
-use weft_dsl::check::value::Value;
+use weft_dsl::typed::ModelConfig;
 use weft_dsl::Checked;
 
 /// A model to probe.
@@ -38,9 +38,9 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// An integer model setting (`vocab`, `dim`, `heads`, `head_dim`, `ctx`...).
-    pub fn int(&self, key: &str) -> usize {
-        self.spec.model.int(key).max(0) as usize
+    /// The model's typed settings (`vocab`, `dim`, `heads`, `head_dim`, `ctx`, norms...).
+    pub fn config(&self) -> &'a ModelConfig {
+        &self.spec.model.config
     }
 
     /// Number of layers L.
@@ -50,22 +50,22 @@ impl<'a> Model<'a> {
 
     /// Heads per layer H.
     pub fn heads(&self) -> usize {
-        self.int("heads")
+        self.config().heads
     }
 
     /// Model width D.
     pub fn dim(&self) -> usize {
-        self.int("dim")
+        self.config().dim
     }
 
     /// Vocabulary size V.
     pub fn vocab(&self) -> usize {
-        self.int("vocab")
+        self.config().vocab
     }
 
     /// Longest sequence the model takes.
     pub fn ctx(&self) -> usize {
-        self.int("ctx")
+        self.config().ctx
     }
 
     /// The weight called `name`, or an error naming it.
@@ -73,11 +73,6 @@ impl<'a> Model<'a> {
         self.params
             .get(name)
             .ok_or_else(|| ProbeError::Model(format!("the weights have no tensor `{name}`")))
-    }
-
-    /// A `model { }` setting given as a name (`final_norm = layer_norm`), if any.
-    pub fn setting_name(&self, key: &str) -> Option<&str> {
-        self.spec.model.setting(key).and_then(Value::as_name)
     }
 
     /// Lowers the model for `batch × seq` tokens, materialising the expensive hook points

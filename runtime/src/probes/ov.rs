@@ -79,7 +79,7 @@ impl OvWeights {
     fn of(model: &Model, l: usize) -> Result<OvWeights, ProbeError> {
         let wv = model.param(&hooks::join(&hooks::attn(l), "wv"))?;
         let wo = model.param(&hooks::join(&hooks::attn(l), "wo"))?;
-        let d = model.int("head_dim");
+        let d = model.config().head_dim;
         let heads = wo.shape[0] / d.max(1);
         let kv = wv.shape[1] / d.max(1);
         Ok(OvWeights {

@@ -1,4 +1,5 @@
-//! `program NAME = probe(...)`: maps a checked probe call onto its library function and
+//! `program NAME = probe(...)`: maps a typed probe (`weft_dsl::typed::Probe`, one variant per
+//! probe of the builtins table, matched exhaustively) onto its library function and
 //! returns the result as JSON (the body of `programs/NAME.json`, see docs/programs.md).
 
 use super::attribution::{head_attribution, AttributionConfig};
@@ -27,12 +28,7 @@ use super::{Model, ProbeError};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::path::Path;
-use weft_dsl::check::value::CallValue;
 use weft_dsl::typed::{self as spec, DataSource, Probe, Resolved};
-
-/// Probes that `run_program` implements: every probe of the language, since
-/// [`run_probe`] matches the typed probes exhaustively.
-pub const IMPLEMENTED: &[&str] = <Probe as Resolved>::NAMES;
 
 /// Queries Batch-ICL and `icl_orders` evaluate.
 const ICL_QUERIES: usize = 32;
@@ -40,16 +36,6 @@ const ICL_QUERIES: usize = 32;
 fn json<T: Serialize>(r: T) -> Result<Json, ProbeError> {
     serde_json::to_value(r)
         .map_err(|e| ProbeError::Numerical(format!("serialising the result: {e}")))
-}
-
-/// Runs the probe `call` on `model`; data generators are seeded from `seed`. A call that
-/// names no probe of the language is [`ProbeError::NotImplemented`].
-pub fn run_program(model: &Model, call: &CallValue, seed: u64) -> Result<Json, ProbeError> {
-    let probe = Probe::from_call(call).map_err(|e| match e.arg {
-        None => ProbeError::NotImplemented(call.name.clone()),
-        Some(_) => ProbeError::Config(e.to_string()),
-    })?;
-    run_probe(model, &probe, seed)
 }
 
 /// Runs one typed probe on `model`; data generators are seeded from `seed`.

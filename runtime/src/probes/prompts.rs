@@ -34,7 +34,7 @@ pub fn facts_of(spec: &Checked, seed: u64) -> Result<Facts, ProbeError> {
             }
         },
     };
-    let vocab = spec.model.int("vocab").max(0) as usize;
+    let vocab = spec.model.config.vocab;
     Facts::new(pairs, templates, vocab, seed)
         .map_err(|e| ProbeError::Config(format!("facts prompts: {e}")))
 }
@@ -137,7 +137,7 @@ pub fn label_mapping_of(
     else {
         return Err(ProbeError::Config(format!("{probe} builds its prompts from `train {{ data = label_mapping(...) }}`, which this spec does not have")));
     };
-    let vocab = spec.model.int("vocab").max(0) as usize;
+    let vocab = spec.model.config.vocab;
     LabelMapping::new(tasks, inputs, labels, shots, noise, vocab, seed)
         .map_err(|e| ProbeError::Config(format!("{probe} prompts: {e}")))
 }

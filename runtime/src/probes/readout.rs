@@ -5,7 +5,7 @@
 //! embedding `[V,D]` when `tie_embeddings = true`.
 
 use super::{Model, ProbeError};
-use weft_dsl::check::value::Value;
+use weft_dsl::typed::NormKind;
 
 /// Final norm and unembedding of one model.
 pub struct Readout {
@@ -25,20 +25,18 @@ impl Readout {
     /// Reads the final norm and unembedding weights of `model`.
     pub fn of(model: &Model) -> Result<Readout, ProbeError> {
         let (d, v) = (model.dim(), model.vocab());
-        let layer_norm = model.setting_name("final_norm") == Some("layer_norm");
+        let cfg = model.config();
+        let layer_norm = match cfg.final_norm {
+            NormKind::LayerNorm => true,
+            NormKind::RmsNorm => false,
+        };
         let gamma = model.param("final_norm.weight")?.to_f64_vec();
         let beta = if layer_norm {
             Some(model.param("final_norm.bias")?.to_f64_vec())
         } else {
             None
         };
-        let tied = model
-            .spec
-            .model
-            .setting("tie_embeddings")
-            .and_then(Value::as_bool)
-            == Some(true);
-        let rows = if tied {
+        let rows = if cfg.tie_embeddings {
             model.param("embed.weight")?.to_f64_vec()
         } else {
             let u = model.param("unembed.weight")?.to_f64_vec();

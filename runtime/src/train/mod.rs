@@ -66,11 +66,11 @@ pub enum TrainError {
     )]
     Exists { dir: PathBuf, what: String },
     #[error(transparent)]
-    Memory(Box<budget::MemoryError>),
+    Memory(Box<crate::memory::MemoryError>),
 }
 
-impl From<budget::MemoryError> for TrainError {
-    fn from(e: budget::MemoryError) -> Self {
+impl From<crate::memory::MemoryError> for TrainError {
+    fn from(e: crate::memory::MemoryError) -> Self {
         TrainError::Memory(Box::new(e))
     }
 }
@@ -270,7 +270,7 @@ pub fn train(
     o: TrainOptions,
 ) -> Result<TrainReport, TrainError> {
     let p = plan(spec, o.steps, o.seed)?;
-    let vocab = spec.model.int("vocab") as usize;
+    let vocab = spec.model.config.vocab;
     let data = data_source(&p.data, &o.spec_dir, vocab, p.seed)?;
     // `extend_vocab`: the model trains with the added ids; the data keeps the spec's vocab.
     let extended;
@@ -279,9 +279,12 @@ pub fn train(
         spec
     } else {
         let mut s = spec.clone();
+        // Both views of the setting: the typed one lowering reads, and the constant block
+        // bodies see.
+        s.model.config.vocab = vocab + p.extra_tokens.len();
         s.model.settings.insert(
             "vocab".into(),
-            weft_dsl::check::value::Value::Int((vocab + p.extra_tokens.len()) as i64),
+            weft_dsl::check::value::Value::Int(s.model.config.vocab as i64),
         );
         extended = s;
         &extended

@@ -86,7 +86,7 @@ pub fn plan(spec: &Checked, steps: Option<u64>, seed: Option<u64>) -> Result<Pla
             Transform::MaskedThought { .. } => Vec::new(),
         })
         .collect();
-    let vocab = spec.model.int("vocab") as i32;
+    let vocab = spec.model.config.vocab as i32;
     let mask_id = extra_tokens
         .iter()
         .position(|t| t == "<mask>")

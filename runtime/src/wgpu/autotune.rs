@@ -595,7 +595,7 @@ pub fn spec_graphs(
         .max(1);
     let seq = seq
         .or(plan.as_ref().map(|p| p.seq))
-        .unwrap_or(spec.model.int("ctx").max(1) as usize);
+        .unwrap_or(spec.model.config.ctx.max(1));
     let forward =
         weft_compiler::lower::lower(spec, &weft_compiler::lower::LowerOptions::new(batch, seq))
             .map_err(|e| format!("forward: {e}"))?;

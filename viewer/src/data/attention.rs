@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use weft_runtime::rundir::Trace;
+use weft_rundir::Trace;
 
 use super::{TraceEntry, TraceStore};
 

@@ -7,7 +7,7 @@ use super::{TraceEntry, TraceStore};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use weft_runtime::rundir::Trace;
+use weft_rundir::Trace;
 
 /// One layer's base choices.
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! `head_scores` traces: one number per (layer, head), possibly recorded over training.
 
-use weft_runtime::rundir::Trace;
+use weft_rundir::Trace;
 
 /// An `[L, H]` table of one score at one step.
 #[derive(Clone, Debug, PartialEq)]

@@ -84,6 +84,6 @@ impl Snapshot {
 
     /// `traces/` of the run directory (a spec has none).
     pub fn traces_dir(&self) -> PathBuf {
-        self.source.path().join(weft_runtime::rundir::TRACES_DIR)
+        self.source.path().join(weft_rundir::TRACES_DIR)
     }
 }

@@ -221,10 +221,17 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
             used_by: pool_users.remove(name).unwrap_or_default(),
         })
         .collect();
-    let sizes = ["vocab", "dim", "heads", "layers", "ctx"]
-        .iter()
-        .map(|k| (k.to_string(), model.int(k)))
-        .collect();
+    let c = &model.config;
+    let sizes = [
+        ("vocab", c.vocab),
+        ("dim", c.dim),
+        ("heads", c.heads),
+        ("layers", c.layers),
+        ("ctx", c.ctx),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v as i64))
+    .collect();
     Ok(ModelSummary {
         name: model.name.clone(),
         sizes,

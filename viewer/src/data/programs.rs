@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The folder of a run directory that holds program results.
-pub const PROGRAMS_DIR: &str = "programs";
+pub use weft_rundir::PROGRAMS_DIR;
 
 /// One `programs/*.json` file: its name and what reading it gave.
 #[derive(Clone, Debug)]
@@ -180,6 +180,33 @@ impl Program {
     }
 }
 
+/// Probes the Programs panel draws as plots or tables of their own.
+pub const DRAWN: &[&str] = &[
+    "attention_distance",
+    "batch_icl",
+    "icl_orders",
+    "length_sweep",
+    "needle_sweep",
+    "shots_sweep",
+    "final_layer",
+];
+
+/// Probes the Programs panel shows as their JSON (their results are a few scalars or a small
+/// table already readable as text).
+pub const GENERIC: &[&str] = &[
+    "copy_accuracy",
+    "induction_score",
+    "ov_copy_score",
+    "logit_lens",
+    "head_attribution",
+    "rope_components",
+    "negative_mass",
+    "collapse_probe",
+    "path_patching",
+    "pear",
+    "mlp_decomposition",
+];
+
 impl ProbeResult {
     /// The typed view of `probe`'s result; [`ProbeResult::Other`] for probes the panel does
     /// not draw.
@@ -249,6 +276,9 @@ impl ProbeResult {
                 })
             }
             "final_layer" => ProbeResult::FinalLayer(final_table(o.0)),
+            // The `GENERIC` probes, shown as their JSON by decision (a test keeps `DRAWN` and
+            // `GENERIC` together equal to the language's probes), and a file from another
+            // version of weft naming a probe this one does not know.
             _ => ProbeResult::Other,
         })
     }
@@ -501,5 +531,25 @@ impl ProgramsReader {
         let mut entries: Vec<ProgramEntry> = self.seen.values().map(|(_, e)| e.clone()).collect();
         entries.sort_by(|a, b| a.file.cmp(&b.file));
         (entries, changed)
+    }
+}
+
+#[cfg(test)]
+mod in_step {
+    use super::{DRAWN, GENERIC};
+    use std::collections::BTreeSet;
+    use weft_dsl::typed::{Probe, Resolved};
+
+    /// A probe added to the language needs a decision here: drawn, or shown as JSON.
+    #[test]
+    fn every_probe_of_the_language_is_drawn_or_shown_as_json() {
+        let ours: BTreeSet<&str> = DRAWN.iter().chain(GENERIC).copied().collect();
+        let language: BTreeSet<&str> = <Probe as Resolved>::NAMES.iter().copied().collect();
+        assert_eq!(ours, language);
+        assert_eq!(
+            ours.len(),
+            DRAWN.len() + GENERIC.len(),
+            "a probe in both lists"
+        );
     }
 }

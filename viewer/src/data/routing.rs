@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::sync::Arc;
-use weft_runtime::rundir::Trace;
+use weft_rundir::Trace;
 
 /// One routed pool's choices over all iterations.
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 //! `weight` and `tokens` f32 `[N, K]`, demonstration k of held-out sequence n, `tokens` = 0
 //! where a sequence has no demonstration k) and the per-index means the Curves panel draws.
 
-use weft_runtime::rundir::Trace;
+use weft_rundir::Trace;
 
 /// Means over the sequences that have each demonstration index.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use weft_runtime::rundir::{read_trace, Trace, TRACE_META_KEY};
+use weft_rundir::{read_trace, Trace, TRACE_META_KEY};
 
 /// One line of `traces/index.jsonl` (or a file found by scanning `traces/`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
-use weft_runtime::rundir::{CHECKPOINTS_DIR, METRICS_FILE, SPEC_FILE, TRACES_DIR, TRACE_INDEX};
+use weft_rundir::{CHECKPOINTS_DIR, METRICS_FILE, SPEC_FILE, TRACES_DIR, TRACE_INDEX};
 
 /// Reads a run directory (or a spec) into a [`Snapshot`] and re-reads only what changed:
 /// new metrics lines, new index lines, new trace files, a rewritten spec.
@@ -272,13 +272,7 @@ impl RunWatcher {
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_prefix("step-")?
-                    .strip_suffix(".safetensors")?
-                    .parse()
-                    .ok()
-            })
+            .filter_map(|e| weft_rundir::parse_step_file(e.file_name().to_str()?))
             .collect();
         steps.sort_unstable();
         let changed = steps != self.snapshot.checkpoints;

@@ -13,7 +13,7 @@ use eframe::egui::{
     Vec2,
 };
 use std::sync::Arc;
-use weft_runtime::rundir::trace_kind;
+use weft_rundir::trace_kind;
 
 /// What the Attention panel is looking at.
 #[derive(Clone, Debug, PartialEq)]

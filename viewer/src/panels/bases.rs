@@ -13,7 +13,7 @@ use eframe::egui::{
 };
 use std::ops::Range;
 use std::sync::Arc;
-use weft_runtime::rundir::trace_kind;
+use weft_rundir::trace_kind;
 
 /// What the MoICE view is looking at.
 #[derive(Clone, Debug, Default, PartialEq)]

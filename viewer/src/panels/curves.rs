@@ -8,7 +8,7 @@ use crate::data::segments::Segments;
 use crate::data::Snapshot;
 use eframe::egui::{self, Color32, Id};
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points, VLine};
-use weft_runtime::rundir::trace_kind;
+use weft_rundir::trace_kind;
 
 /// What the Curves panel shows.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -11,7 +11,7 @@ use crate::widgets::legend::{fmt_value, legend};
 use eframe::egui::{self, Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 use egui_plot::{Line, Plot, PlotPoints, VLine};
 use std::collections::BTreeMap;
-use weft_runtime::rundir::trace_kind;
+use weft_rundir::trace_kind;
 
 /// Per score: which step is shown and which head is selected.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -15,7 +15,7 @@ use eframe::egui::{
 use egui_plot::{Bar, BarChart, Plot};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use weft_runtime::rundir::trace_kind;
+use weft_rundir::trace_kind;
 
 /// What the routing panel is looking at.
 #[derive(Clone, Debug, Default, PartialEq)]

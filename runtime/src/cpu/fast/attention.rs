@@ -64,7 +64,8 @@ pub(super) fn normalise(
             AttentionMask::Causal => Some((0, (i + 1).min(kend))),
             AttentionMask::Bidirectional => Some((0, kend)),
             AttentionMask::SelfOnly => Some((i.min(kend), (i + 1).min(kend))),
-            _ => None,
+            // Segment masks: each key is tested against the rule.
+            AttentionMask::Document | AttentionMask::Turns | AttentionMask::TurnsKeepFirst => None,
         };
         match run {
             Some((lo, hi)) if fast && signed => normalise_run_fast::<true>(row, lo, hi),
