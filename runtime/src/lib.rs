@@ -21,6 +21,7 @@ pub mod init;
 pub mod optim;
 pub mod probes;
 pub mod replace;
+pub mod resident;
 pub mod rundir;
 mod select;
 mod tensor;

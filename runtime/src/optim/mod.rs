@@ -31,7 +31,7 @@ pub use accumulate::GradAccumulator;
 pub use adamw::AdamW;
 pub use clip::{clip_grad_norm, global_norm};
 pub use error::OptimError;
-pub use gradients::Gradients;
+pub use gradients::{Gradients, GRAD_PREFIX};
 pub use optimizer::{Optimizer, OptimizerConfig, OptimizerState};
 pub use schedule::Schedule;
 pub use sgd::Sgd;
