@@ -23,19 +23,23 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// `file` from examples/ with model settings replaced, the train settings `train` replaced
-/// (or removed where `None`), its `eval` probes dropped and a metrics line every step.
+/// `file` from examples/ with model settings replaced, the train settings `train` set (or
+/// removed where `None`), its `eval` probes dropped and a metrics line every step.
 fn spec_text(file: &str, model: &[(&str, i64)], train: &[(&str, Option<i64>)]) -> String {
     let src = std::fs::read_to_string(examples().join(file)).unwrap();
-    let mut drop: Vec<(&str, Option<i64>)> = train.to_vec();
+    // Every named setting is removed, then the given ones written: a spec need not have
+    // written them (`seq` defaults to `ctx`).
+    let mut drop: Vec<(&str, Option<i64>)> = train.iter().map(|(k, _)| (*k, None)).collect();
     drop.extend([("eval", None), ("log_every", None), ("eval_every", None)]);
     let text = weft_dsl::edit::with_settings(&src, model, &drop)
         .unwrap_or_else(|e| panic!("{file}: {e:?}"));
-    text.replacen(
-        "train {",
-        "train {\n  log_every = 1\n  eval_every = 100000",
-        1,
-    )
+    let mut set = String::from("train {\n  log_every = 1\n  eval_every = 100000");
+    for (k, v) in train {
+        if let Some(v) = v {
+            set.push_str(&format!("\n  {k} = {v}"));
+        }
+    }
+    text.replacen("train {", &set, 1)
 }
 
 /// Trains `src` for `steps` into `out` on `backend`; `stop_at` stops (with a checkpoint)
@@ -132,7 +136,8 @@ fn a_steady_state_gpt_step_moves_only_the_batch() {
     }
 }
 
-/// The trained curve of every example spec (shrunk: dim 16, batch 2, seq 16) on wgpu equals
+/// The trained curve of every example spec (shrunk: dim 16, two layers where the schedule
+/// allows, batch 2, seq 32, shorter task samples) on wgpu equals
 /// the CPU backend's after 20 steps within float noise (the device updates in f32, the host
 /// in f64).
 #[test]
@@ -140,11 +145,25 @@ fn every_example_trains_on_wgpu_like_on_the_cpu() {
     let Some(gpu) = gpu_or_skip() else { return };
     let mut failures = Vec::new();
     for file in wgpu_support::examples::names() {
-        let src = spec_text(
-            &file,
-            &[("dim", 16)],
-            &[("batch", Some(2)), ("seq", Some(16)), ("accumulate", None)],
-        );
+        let train = [("batch", Some(2)), ("seq", Some(32)), ("accumulate", None)];
+        // Two layers where the spec's layer schedule allows it (fewer kernels to build).
+        let two = spec_text(&file, &[("dim", 16), ("layers", 2)], &train);
+        let src = if weft_dsl::check_source(&two).is_ok() {
+            two
+        } else {
+            spec_text(&file, &[("dim", 16)], &train)
+        };
+        // Tasks whose samples are longer than 16 tokens, shortened.
+        let src = src
+            .replace(
+                "kv_recall(pairs: 8, len: 128)",
+                "kv_recall(pairs: 4, len: 16)",
+            )
+            .replace(
+                "kv_recall(pairs: 16, len: 256)",
+                "kv_recall(pairs: 4, len: 16)",
+            )
+            .replace("copy_task(len: 50)", "copy_task(len: 16)");
         let name = file.trim_end_matches(".weft");
         let cpu_out = tmpdir(&format!("{name}-cpu"));
         let cpu = run(&src, &FastCpuBackend::new(), &cpu_out, 20, false, None);
@@ -237,4 +256,31 @@ fn a_resumed_wgpu_run_repeats_an_uninterrupted_one_bit_for_bit() {
             straight.final_loss
         );
     }
+}
+
+/// `examples/scale/gpt2_small.weft` (what `benchmarks/gpu.sh` times) checks, and has GPT-2
+/// small's size: 12 layers of width 768, 124M parameters with the tied 50304-row embedding.
+#[test]
+fn the_gpt2_small_spec_checks_at_gpt2_small_size() {
+    let path = examples().join("scale/gpt2_small.weft");
+    let src = std::fs::read_to_string(&path).unwrap();
+    let spec = weft_dsl::check_source(&src).unwrap_or_else(|e| panic!("{e:?}"));
+    let g =
+        weft_compiler::lower::lower(&spec, &weft_compiler::lower::LowerOptions::new(1, 8)).unwrap();
+    let count: usize = g
+        .params
+        .iter()
+        .map(|p| p.shape.iter().product::<usize>())
+        .sum();
+    eprintln!("gpt2_small: {count} parameters");
+    assert!(
+        (123_000_000..126_000_000).contains(&count),
+        "{count} parameters"
+    );
+    let (m, t) = (&spec.model, spec.train.as_ref().unwrap());
+    assert_eq!(
+        (m.int("layers"), m.int("dim"), m.int("heads"), m.int("ctx")),
+        (12, 768, 12, 1024)
+    );
+    assert_eq!(t.seq, 1024);
 }

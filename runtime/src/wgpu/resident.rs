@@ -181,10 +181,6 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST)
     .union(wgpu::BufferUsages::COPY_SRC);
 
-fn f32s(t: &Tensor) -> Vec<u8> {
-    bytes_of(t)
-}
-
 impl<'a> WgpuResident<'a> {
     /// Compiles `graph` (a training step), uploads the parameters and the optimizer state
     /// once and builds the optimizer kernels' pipelines and bind groups.
@@ -236,7 +232,7 @@ impl<'a> WgpuResident<'a> {
                 Some(b) => b.clone(),
                 None => buffer(device, &info.name, (numel(&info.shape) * 4) as u64, STORAGE),
             };
-            let bytes = f32s(t);
+            let bytes = bytes_of(t);
             traffic.other_up += bytes.len() as u64;
             be.queue.write_buffer(&buf, 0, &bytes);
             params.push(Param {
@@ -335,7 +331,7 @@ impl<'a> WgpuResident<'a> {
                 let b = buffer(device, &format!("{prefix}{}", p.name), bytes, STORAGE);
                 // wgpu zeroes new buffers: only a resumed run's state is sent.
                 if let Some(t) = map.get(&p.name) {
-                    let data = f32s(t);
+                    let data = bytes_of(t);
                     traffic.other_up += data.len() as u64;
                     be.queue.write_buffer(&b, 0, &data);
                 }
@@ -612,15 +608,14 @@ impl ResidentTrainer for WgpuResident<'_> {
                     label: Some("weft resident step"),
                 });
             encode_kernels(&self.compiled, &mut enc);
-            for t in &self.trained {
-                if k == 0 {
+            if k == 0 {
+                for t in &self.trained {
                     if let Some(acc) = &t.acc {
                         let bytes = acc.size().min(t.source.size());
                         enc.copy_buffer_to_buffer(&t.source, 0, acc, 0, bytes);
                     }
                 }
-            }
-            if k > 0 {
+            } else {
                 let mut pass = enc.begin_compute_pass(&Default::default());
                 for t in &self.trained {
                     if let Some(b) = &t.accumulate {
