@@ -181,7 +181,8 @@ fn every_example_trains_on_wgpu_like_on_the_cpu() {
             "{name}: loss after 20 steps cpu {:.6} wgpu {:.6} (rel {rel:.2e}); first cpu {:.6} wgpu {:.6}",
             cpu.final_loss, dev.final_loss, cpu_curve[0], dev_curve[0]
         );
-        if !(rel <= 2e-3) || cpu_curve.len() != dev_curve.len() {
+        // NaN fails too.
+        if rel.is_nan() || rel > 2e-3 || cpu_curve.len() != dev_curve.len() {
             failures.push(format!(
                 "{name}: cpu {} vs wgpu {}",
                 cpu.final_loss, dev.final_loss
