@@ -11,11 +11,16 @@
 # summary.md (a row per stage, tokens/s), all.log (every stage's output), bench.md,
 # metrics-*.jsonl and the autotune cache. Each stage has its own time limit so one slow stage
 # cannot eat the others'; the limits add up to 9 minutes, inside one 10-minute command.
+#
+# WEFT_GPU_TINY=1 (for trying the script on lavapipe in a few minutes, never for numbers):
+# bench --quick, tuning at B1 T16, a 2-layer width-64 copy of gpt2_small and a few steps.
+# WEFT_BIN_DIR=DIR runs the `weft` (and test binaries, where present) in DIR instead of the
+# packed .dev/ ones, e.g. a local debug build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 # wgpu test binaries that compare generated kernels with the CPU reference.
-GPU_TESTS=(wgpu_ops wgpu_attention wgpu_matmul_tiles wgpu_examples wgpu_transformer)
+GPU_TESTS=(wgpu_ops wgpu_attention wgpu_matmul_tiles wgpu_examples wgpu_transformer wgpu_train kernel_counts)
 
 prepare() {
   set -e
@@ -32,6 +37,7 @@ prepare() {
   strip .dev/bin/*
   # Stripped, the binaries are about 20 MB each: packed, they fit the 64 MiB that may travel.
   tar -C .dev -czf .dev/bin.tar.gz bin && rm -rf .dev/bin
+  pwd >.dev/root
   if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
     local o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
     mkdir -p /tmp/amd64/partial
@@ -60,17 +66,34 @@ tokens_per_s() { # the mean tokens_per_s of a run directory's train lines after 
     awk '{ s += $1; n++ } END { if (n) printf "%.0f tokens/s over %d logged intervals\n", s / n, n; else print "no train lines" }'
 }
 
+host_bytes() { # host<->device bytes per step (the last train line's host_device_bytes)
+  grep '"train"' "$1/metrics.jsonl" 2>/dev/null | tail -1 |
+    grep -o '"host_device_bytes":[0-9.e+]*' | cut -d: -f2 |
+    awk '{ printf "%.0f host<->device bytes per step\n", $1 } END { if (!NR) print "no host_device_bytes" }'
+}
+
 run() {
   OUT=${OUT:-$PWD/gpu-out}
   mkdir -p "$OUT"
-  tar -C .dev -xzf .dev/bin.tar.gz
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
+  local tiny=${WEFT_GPU_TINY:-0} bin
+  if [ -n "${WEFT_BIN_DIR:-}" ]; then
+    bin=$(cd "$WEFT_BIN_DIR" && pwd)
+  else
+    tar -C .dev -xzf .dev/bin.tar.gz
+    bin=$PWD/.dev/bin
+  fi
+  if ls .gl/*.deb >/dev/null 2>&1; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+  fi
   if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   fi
-  # Tests find the repo through CARGO_MANIFEST_DIR baked in at build time (/work/main/...).
-  [ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
+  # Tests find the repo through CARGO_MANIFEST_DIR baked in at build time: the checkout
+  # `prepare` ran in (.dev/root).
+  local root
+  root=$(cat .dev/root 2>/dev/null || echo /work/main)
+  [ -e "$root" ] || { mkdir -p "$(dirname "$root")" && ln -s "$PWD" "$root"; }
   export WEFT_REQUIRE_GPU=1 WEFT_CACHE_DIR="$OUT/cache"
   {
     echo "# weft on a GPU machine, $(date -u +%FT%TZ)"
@@ -80,16 +103,36 @@ run() {
     echo "| stage | exit | wall |"
     echo "|---|---|---|"
   } >"$OUT/summary.md"
-  for t in "${GPU_TESTS[@]}"; do stage "test-$t" 45 ".dev/bin/$t"; done
-  stage tune-gpt 40 .dev/bin/weft tune examples/gpt.weft --batch 16 --seq 128
-  stage tune-gpt2-small 60 .dev/bin/weft tune benchmarks/gpu/gpt2_small.weft --batch 8 --seq 1024
-  stage bench 120 .dev/bin/weft bench --backend all --full --out "$OUT/bench.md"
-  stage train-gpt 40 .dev/bin/weft train examples/gpt.weft --backend wgpu --steps 60 --out "$OUT/runs/gpt"
-  stage train-gpt2-small 75 .dev/bin/weft train benchmarks/gpu/gpt2_small.weft --backend wgpu --steps 20 --out "$OUT/runs/gpt2_small"
+  local gpt2=examples/scale/gpt2_small.weft
+  if [ "$tiny" = 1 ]; then
+    # Same spec, 2 layers of width 64 (in examples/scale/ for its data path).
+    gpt2=examples/scale/gpt2_tiny.weft
+    sed -e 's/vocab = 50304/vocab = 256/' -e 's/dim = 768/dim = 64/' -e 's/heads = 12 /heads = 4 /' \
+      -e 's/layers = 12/layers = 2/' -e 's/ctx = 1024/ctx = 64/' -e 's/seq = 1024/seq = 64/' \
+      -e 's/batch = 8/batch = 2/' examples/scale/gpt2_small.weft >"$gpt2"
+    trap 'rm -f examples/scale/gpt2_tiny.weft' RETURN
+  fi
+  # The tests find examples/ through the manifest dir baked in at build time; 30 s each.
+  for t in "${GPU_TESTS[@]}"; do
+    if [ -x "$bin/$t" ]; then stage "test-$t" 30 "$bin/$t"; else echo "| test-$t | no binary | - |" >>"$OUT/summary.md"; fi
+  done
+  if [ "$tiny" = 1 ]; then
+    stage tune-gpt 60 "$bin/weft" tune examples/gpt.weft --batch 1 --seq 16 --repeats 1
+    stage tune-gpt2-small 60 "$bin/weft" tune "$gpt2" --batch 1 --seq 16 --repeats 1
+    stage bench 120 "$bin/weft" bench --backend all --quick --out "$OUT/bench.md"
+    stage train-gpt 90 "$bin/weft" train examples/gpt.weft --backend wgpu --steps 3 --out "$OUT/runs/gpt"
+    stage train-gpt2-small 90 "$bin/weft" train "$gpt2" --backend wgpu --steps 2 --out "$OUT/runs/gpt2_small"
+  else
+    stage tune-gpt 40 "$bin/weft" tune examples/gpt.weft --batch 16 --seq 128
+    stage tune-gpt2-small 60 "$bin/weft" tune "$gpt2" --batch 8 --seq 1024
+    stage bench 120 "$bin/weft" bench --backend all --full --out "$OUT/bench.md"
+    stage train-gpt 40 "$bin/weft" train examples/gpt.weft --backend wgpu --steps 60 --out "$OUT/runs/gpt"
+    stage train-gpt2-small 75 "$bin/weft" train "$gpt2" --backend wgpu --steps 20 --out "$OUT/runs/gpt2_small"
+  fi
   {
     echo
-    echo "gpt.weft (B16 T64, wgpu): $(tokens_per_s "$OUT/runs/gpt")"
-    echo "gpt2_small.weft (B8 T1024, wgpu): $(tokens_per_s "$OUT/runs/gpt2_small")"
+    echo "gpt.weft (B16 T64, wgpu): $(tokens_per_s "$OUT/runs/gpt"); $(host_bytes "$OUT/runs/gpt")"
+    echo "gpt2_small.weft (B8 T1024, wgpu): $(tokens_per_s "$OUT/runs/gpt2_small"); $(host_bytes "$OUT/runs/gpt2_small")"
   } >>"$OUT/summary.md"
   # Only a few files come back: keep the metrics, drop checkpoints and traces.
   for r in gpt gpt2_small; do cp "$OUT/runs/$r/metrics.jsonl" "$OUT/metrics-$r.jsonl" 2>/dev/null; done

@@ -302,3 +302,64 @@ fn compile_writes_kernels_with_a_manifest_as_wgsl_and_spirv() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("give a directory"));
 }
+
+/// The GPT-2-small-sized spec `benchmarks/gpu.sh` times checks like the examples do.
+#[test]
+fn check_accepts_the_gpt2_small_spec() {
+    let out = weft(&["check", "examples/scale/gpt2_small.weft"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `weft train --backend wgpu` trains on the device and says in each train line how many
+/// bytes a step moved between host and device (skipped without an adapter unless
+/// `WEFT_REQUIRE_GPU=1`).
+#[test]
+fn wgpu_train_lines_carry_host_device_bytes() {
+    let dir = std::env::temp_dir().join(format!("weft-cli-wgpu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("tiny.weft");
+    std::fs::write(
+        &spec,
+        "model m {\n  vocab = 16\n  dim = 16\n  heads = 2\n  layers = 1\n  ctx = 16\n  block b {\n    x = x + attention(rms_norm(x))\n  }\n  layers {\n    0 => b\n  }\n}\ntrain {\n  data = copy_task(len: 4)\n  steps = 3\n  seq = 8\n  batch = 2\n  log_every = 1\n}\n",
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let out = weft(&[
+        "train",
+        spec.to_str().unwrap(),
+        "--backend",
+        "wgpu",
+        "--steps",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains("no GPU adapter") {
+        assert_ne!(
+            std::env::var("WEFT_REQUIRE_GPU").as_deref(),
+            Ok("1"),
+            "WEFT_REQUIRE_GPU=1 but: {err}"
+        );
+        eprintln!("skipped: {err}");
+        return;
+    }
+    assert!(out.status.success(), "{err}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let train: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["kind"] == "train")
+        .collect();
+    assert_eq!(train.len(), 3, "{metrics}");
+    for l in &train {
+        // Tokens and targets, i32, 2×8 each, plus step scalars and the loss and norm.
+        let bytes = l["host_device_bytes"].as_f64().expect("host_device_bytes");
+        assert!((128.0..4096.0).contains(&bytes), "{l}");
+    }
+}

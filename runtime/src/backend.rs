@@ -7,6 +7,7 @@
 
 use crate::error::RunError;
 use crate::replace::Intervention;
+use crate::resident::{ResidentSetup, ResidentTrainer};
 use crate::tensor::Tensor;
 use std::collections::{BTreeMap, HashMap};
 use weft_compiler::ir::Graph;
@@ -59,6 +60,18 @@ pub trait Backend {
         params: &ParamStore,
         hooks: &HookSelection,
     ) -> Result<Outputs, RunError>;
+
+    /// A trainer that keeps parameters, gradients and optimizer state on this backend's
+    /// device for a whole run of `graph` (a training step: loss and `grad.*` outputs; see
+    /// [`crate::resident`]). `None`, the default, when the backend trains through
+    /// [`Backend::run`] and the host optimizer.
+    fn resident_trainer<'a>(
+        &'a self,
+        _graph: &Graph,
+        _setup: &ResidentSetup,
+    ) -> Option<Result<Box<dyn ResidentTrainer + 'a>, RunError>> {
+        None
+    }
 
     /// Like [`Backend::run`], with hook points overwritten as `replace` says: each listed hook
     /// point's value is replaced (in order) right after it is computed, so every node that

@@ -26,6 +26,7 @@ pub mod memory;
 pub mod optim;
 pub mod probes;
 pub mod replace;
+pub mod resident;
 pub mod rundir;
 mod select;
 /// The host tensor lives in weft-rundir (traces are files of tensors); re-exported here.

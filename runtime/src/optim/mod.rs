@@ -17,6 +17,11 @@
 //! Parameters are a [`ParamStore`](crate::ParamStore); gradients are the graph outputs named
 //! `grad.{param}`. Only parameters that have a gradient are touched, so a parameter that autodiff
 //! did not select (frozen) stays bit-identical.
+//!
+//! On a backend with memory of its own (wgpu) the loop hands this whole sequence to a
+//! [`ResidentTrainer`](crate::resident::ResidentTrainer), which runs it as device kernels
+//! with the same formulas in f32 (`runtime/src/wgpu/optim/*.wgsl`), so parameters and state
+//! never cross to the host between steps.
 
 mod accumulate;
 mod adamw;
@@ -31,7 +36,7 @@ pub use accumulate::GradAccumulator;
 pub use adamw::AdamW;
 pub use clip::{clip_grad_norm, global_norm};
 pub use error::OptimError;
-pub use gradients::Gradients;
+pub use gradients::{Gradients, GRAD_PREFIX};
 pub use optimizer::{Optimizer, OptimizerConfig, OptimizerState};
 pub use schedule::Schedule;
 pub use sgd::Sgd;

@@ -19,6 +19,7 @@ pub use plan::{data_source, plan, Plan};
 use crate::checkpoint::{spec_hash, CheckpointMeta, DataPosition, Expect};
 use crate::data::{step_rng, Batch};
 use crate::optim::{clip_grad_norm, GradAccumulator, Gradients, Optimizer};
+use crate::resident::ResidentSetup;
 use crate::rundir::{existing_run, RunDir, RunLock, StepMetrics};
 use crate::{init_params, Backend, HookSelection, ParamStore, Tensor};
 use std::collections::{BTreeMap, HashMap};
@@ -258,8 +259,22 @@ fn start_from(params: &mut ParamStore, init: &ParamStore) -> Result<(), TrainErr
     Ok(())
 }
 
-fn scalar(out: &BTreeMap<String, Tensor>, name: &str) -> Option<f64> {
-    out.get(name).map(|t| t.to_f64_vec()[0])
+/// The outputs of a training graph the loop reads each step: the objective and its parts.
+fn objective(name: &str) -> bool {
+    name == "loss" || name.starts_with("term.") || name.starts_with("aux.")
+}
+
+/// The error of a step whose gradient norm is not finite, naming the parameters at fault.
+fn non_finite_norm(norm: f64, step: u64, grads: &Gradients, kept: &Option<PathBuf>) -> TrainError {
+    let kept = kept
+        .as_ref()
+        .map(|c| c.display().to_string())
+        .unwrap_or_else(|| "none yet".into());
+    TrainError::NonFinite(format!(
+        "gradient norm is {norm} at step {}: {}; last good checkpoint: {kept}",
+        step + 1,
+        nan::locate_grad(grads)
+    ))
 }
 
 /// Trains `spec` (its source text `src`) on `backend`.
@@ -414,6 +429,32 @@ pub fn train(
         Ok(path)
     };
 
+    let run_err = |step: u64| {
+        move |source| TrainError::Run {
+            backend: backend.name().into(),
+            step,
+            source,
+        }
+    };
+    // Device-resident training where the backend offers it (wgpu): from here on the device
+    // holds the parameters and optimizer state, and `params`/`optimizer` are refreshed from
+    // it only when something on the host reads them (`*_fresh`).
+    let mut resident = match backend.resident_trainer(
+        &graph,
+        &ResidentSetup {
+            params: &params,
+            optimizer: &optimizer,
+            trainable: &trainable,
+            clip: p.clip,
+            accumulate: p.accumulate,
+        },
+    ) {
+        None => None,
+        Some(r) => Some(r.map_err(run_err(start))?),
+    };
+    let (mut params_fresh, mut optimizer_fresh) = (true, true);
+    // Step traffic at the start of the logging window, and other traffic likewise.
+    let (mut window_bytes, mut window_other, mut window_steps) = (0u64, 0u64, 0u64);
     let t0 = Instant::now();
     let mut last_save = Instant::now();
     let (mut window_tokens, mut window_start) = (0u64, Instant::now());
@@ -429,27 +470,62 @@ pub fn train(
         if let Some(mt) = &p.masked_thought {
             mt.apply(&mut full, step, p.steps, &mut rng);
         }
+        let lr = p.schedule.lr(p.optimizer.lr(), step, p.steps);
+        let micro_batches: Vec<Batch> = (0..p.accumulate)
+            .map(|m| {
+                if p.accumulate == 1 {
+                    full.clone()
+                } else {
+                    rows(&full, m * micro, (m + 1) * micro)
+                }
+            })
+            .collect();
+        let feeds: Vec<HashMap<String, Tensor>> = micro_batches
+            .iter()
+            .enumerate()
+            .map(|(m, b)| {
+                let mut ins = inputs_for(&graph, b);
+                add_dropout_masks(&graph, &mut ins, p.seed, step, m);
+                ins
+            })
+            .collect();
         let mut acc = GradAccumulator::new();
         let mut loss_sum = 0.0;
         let mut parts: BTreeMap<String, f64> = BTreeMap::new();
-        for m in 0..p.accumulate {
-            let b = if p.accumulate == 1 {
-                full.clone()
+        // Per micro-batch: its scalar outputs (the host path also gathers its gradients).
+        let mut outs: Vec<BTreeMap<String, f64>> = Vec::new();
+        let resident_norm = match resident.as_mut() {
+            Some(r) => {
+                let st = r.step(&feeds, lr).map_err(run_err(step))?;
+                params_fresh = false;
+                optimizer_fresh = false;
+                outs = st.outputs;
+                Some(st.grad_norm)
+            }
+            None => None,
+        };
+        for (m, b) in micro_batches.iter().enumerate() {
+            let out = if resident.is_some() {
+                std::mem::take(&mut outs[m])
             } else {
-                rows(&full, m * micro, (m + 1) * micro)
+                let out = backend
+                    .run(&graph, &feeds[m], &params, &HookSelection::None)
+                    .map_err(run_err(step))?;
+                acc.add(&Gradients::from_outputs(&out));
+                out.outputs
+                    .iter()
+                    .filter(|(n, _)| objective(n))
+                    .map(|(n, t)| (n.clone(), t.to_f64_vec()[0]))
+                    .collect()
             };
-            let mut ins = inputs_for(&graph, &b);
-            add_dropout_masks(&graph, &mut ins, p.seed, step, m);
-            let out = backend
-                .run(&graph, &ins, &params, &HookSelection::None)
-                .map_err(|source| TrainError::Run {
-                    backend: backend.name().into(),
-                    step,
-                    source,
-                })?;
-            let loss = scalar(&out.outputs, "loss").unwrap_or(f64::NAN);
+            let loss = out.get("loss").copied().unwrap_or(f64::NAN);
             if !loss.is_finite() {
-                let at = nan::locate(spec, backend, &params, &b, micro, p.seq);
+                if let (Some(r), false) = (resident.as_mut(), params_fresh) {
+                    if let Ok(now) = r.params() {
+                        params = now;
+                    }
+                }
+                let at = nan::locate(spec, backend, &params, b, micro, p.seq);
                 let kept = last_checkpoint
                     .as_ref()
                     .map(|c: &PathBuf| c.display().to_string())
@@ -460,45 +536,45 @@ pub fn train(
                 )));
             }
             loss_sum += loss;
-            for (name, t) in &out.outputs {
-                if name.starts_with("term.") || name.starts_with("aux.") {
-                    *parts.entry(name.clone()).or_default() +=
-                        t.to_f64_vec()[0] / p.accumulate as f64;
+            for (name, x) in &out {
+                if name != "loss" {
+                    *parts.entry(name.clone()).or_default() += x / p.accumulate as f64;
                 }
             }
-            acc.add(&Gradients::from_outputs(&out));
-            tokens_seen += b
+            let counted = b
                 .targets
                 .as_i32()
                 .map(|v| v.iter().filter(|&&x| x >= 0).count() as u64)
                 .unwrap_or(0);
-            window_tokens += b
-                .targets
-                .as_i32()
-                .map(|v| v.iter().filter(|&&x| x >= 0).count() as u64)
-                .unwrap_or(0);
+            tokens_seen += counted;
+            window_tokens += counted;
         }
-        let mut grads = acc.finish().unwrap_or_default();
-        grads.retain(|n| trainable.iter().any(|t| t == n));
-        let norm = if p.clip > 0.0 {
-            clip_grad_norm(&mut grads, p.clip)
-        } else {
-            crate::optim::global_norm(&grads)
+        let norm = match (resident.as_mut(), resident_norm) {
+            (Some(r), Some(norm)) => {
+                if !norm.is_finite() {
+                    // The update kernels skipped the step: parameters and state are intact.
+                    let grads = r.gradients().map_err(run_err(step))?;
+                    return Err(non_finite_norm(norm, step, &grads, &last_checkpoint));
+                }
+                norm
+            }
+            _ => {
+                let mut grads = acc.finish().unwrap_or_default();
+                grads.retain(|n| trainable.iter().any(|t| t == n));
+                let norm = if p.clip > 0.0 {
+                    clip_grad_norm(&mut grads, p.clip)
+                } else {
+                    crate::optim::global_norm(&grads)
+                };
+                if !norm.is_finite() {
+                    return Err(non_finite_norm(norm, step, &grads, &last_checkpoint));
+                }
+                optimizer.step(&mut params, &grads, lr)?;
+                norm
+            }
         };
-        if !norm.is_finite() {
-            let kept = last_checkpoint
-                .as_ref()
-                .map(|c| c.display().to_string())
-                .unwrap_or_else(|| "none yet".into());
-            return Err(TrainError::NonFinite(format!(
-                "gradient norm is {norm} at step {}: {}; last good checkpoint: {kept}",
-                step + 1,
-                nan::locate_grad(&grads)
-            )));
-        }
-        let lr = p.schedule.lr(p.optimizer.lr(), step, p.steps);
-        optimizer.step(&mut params, &grads, lr)?;
         step += 1;
+        window_steps += 1;
         final_loss = loss_sum / p.accumulate as f64;
         if step.is_multiple_of(p.log_every) || step == p.steps {
             let secs = window_start.elapsed().as_secs_f64().max(1e-9);
@@ -512,21 +588,62 @@ pub fn train(
                 tokens_per_s: window_tokens as f64 / secs,
                 wall_s: t0.elapsed().as_secs_f64(),
             };
-            run.metrics().log(&m).map_err(io_err(&o.out))?;
+            let mut line = serde_json::to_value(&m).map_err(|e| TrainError::Io {
+                path: o.out.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            if let (Some(r), Some(obj)) = (resident.as_ref(), line.as_object_mut()) {
+                // Bytes between host and device per step over this window, and (separately)
+                // what evaluation, traces and checkpoints moved in it.
+                let t = r.traffic();
+                let moved = t.step_up + t.step_down;
+                let other = t.other_up + t.other_down;
+                obj.insert(
+                    "host_device_bytes".into(),
+                    ((moved - window_bytes) as f64 / window_steps.max(1) as f64).into(),
+                );
+                obj.insert(
+                    "host_device_bytes_other".into(),
+                    (other - window_other).into(),
+                );
+                (window_bytes, window_other) = (moved, other);
+            }
+            if let Some(obj) = line.as_object_mut() {
+                obj.insert("kind".into(), "train".into());
+            }
+            run.metrics().log_value(&line).map_err(io_err(&o.out))?;
             (o.on_log)(&m, p.steps);
             window_tokens = 0;
+            window_steps = 0;
             window_start = Instant::now();
         }
         let mut val = None;
-        if step.is_multiple_of(p.eval_every) || step == p.steps {
+        let stop = o.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+        let timed =
+            p.checkpoint_secs > 0.0 && last_save.elapsed().as_secs_f64() >= p.checkpoint_secs;
+        let evaluate = step.is_multiple_of(p.eval_every) || step == p.steps;
+        if let (Some(r), false) = (resident.as_mut(), params_fresh) {
+            // Evaluation, checkpoints and the end of the run read the parameters on the host.
+            if evaluate
+                || step.is_multiple_of(p.checkpoint_every)
+                || step == p.steps
+                || stop
+                || timed
+            {
+                params = r.params().map_err(run_err(step))?;
+                params_fresh = true;
+            }
+        }
+        if evaluate {
             val = Some(tracer.evaluate(&mut run, backend, &params, step)?);
         }
         // A new best held-out loss is saved now, so `best` names exactly the weights it scored.
         let improved = val.is_some_and(|v| v.is_finite() && best_val.is_none_or(|b| v < b));
-        let stop = o.stop.is_some_and(|s| s.load(Ordering::SeqCst));
-        let timed =
-            p.checkpoint_secs > 0.0 && last_save.elapsed().as_secs_f64() >= p.checkpoint_secs;
         if step.is_multiple_of(p.checkpoint_every) || step == p.steps || stop || timed || improved {
+            if let (Some(r), false) = (resident.as_mut(), optimizer_fresh) {
+                optimizer = r.optimizer().map_err(run_err(step))?;
+                optimizer_fresh = true;
+            }
             let path = save(
                 &run,
                 step,
@@ -548,6 +665,9 @@ pub fn train(
             interrupted = true;
             break;
         }
+    }
+    if let (Some(r), false) = (resident.as_mut(), params_fresh) {
+        params = r.params().map_err(run_err(step))?;
     }
     Ok(TrainReport {
         steps_done: step,

@@ -41,6 +41,18 @@ fn storage_buffer(device: &wgpu::Device, label: &str, bytes: usize) -> wgpu::Buf
 impl Compiled {
     /// Creates every device object for `program`.
     pub fn new(device: &wgpu::Device, g: &Graph, program: Program) -> Result<Self, RunError> {
+        Self::build(device, g, program, true)
+    }
+
+    /// Like [`Compiled::new`]; without `staging` no readback buffer is made (a resident
+    /// trainer reads back only a few scalars, through its own buffer, and must not hold a
+    /// host-visible copy of every gradient).
+    pub fn build(
+        device: &wgpu::Device,
+        g: &Graph,
+        program: Program,
+        staging: bool,
+    ) -> Result<Self, RunError> {
         let mut planned = Vec::new();
         for (i, &bytes) in program.buffers.buffer_bytes.iter().enumerate() {
             planned.push(storage_buffer(device, &format!("planned {i}"), bytes));
@@ -148,6 +160,7 @@ impl Compiled {
             .outputs
             .iter()
             .chain(&compiled.program.hooks)
+            .filter(|_| staging)
         {
             let bytes = (numel(&r.shape) * r.dtype.size_bytes()).max(4) as u64;
             compiled

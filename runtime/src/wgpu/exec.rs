@@ -32,6 +32,12 @@ impl<'a> Feeds<'a> {
 /// Checks every declared input and every parameter the graph uses, with the CPU backend's
 /// errors (so both backends reject the same feeds the same way).
 pub(super) fn check_feeds(g: &Graph, inputs: Feeds, params: &ParamStore) -> Result<(), RunError> {
+    check_inputs(g, inputs)?;
+    check_params(g, params)
+}
+
+/// Every declared input is fed with its dtype and shape (the CPU backend's errors).
+pub(super) fn check_inputs(g: &Graph, inputs: Feeds) -> Result<(), RunError> {
     for info in &g.inputs {
         let t = inputs
             .get(&info.name)
@@ -54,6 +60,11 @@ pub(super) fn check_feeds(g: &Graph, inputs: Feeds, params: &ParamStore) -> Resu
             });
         }
     }
+    Ok(())
+}
+
+/// Every parameter the graph uses is given, f32 and of its shape.
+pub(super) fn check_params(g: &Graph, params: &ParamStore) -> Result<(), RunError> {
     for info in &g.params {
         let used = g
             .nodes
@@ -80,7 +91,7 @@ pub(super) fn check_feeds(g: &Graph, inputs: Feeds, params: &ParamStore) -> Resu
 }
 
 /// Host bytes of a tensor as the device stores it (f64 host data is rounded to f32).
-fn bytes_of(t: &Tensor) -> Vec<u8> {
+pub(super) fn bytes_of(t: &Tensor) -> Vec<u8> {
     match &t.data {
         TensorData::F32(v) => bytemuck::cast_slice(v).to_vec(),
         TensorData::I32(v) => bytemuck::cast_slice(v).to_vec(),
@@ -133,19 +144,7 @@ pub(super) fn run(
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("weft run"),
         });
-    {
-        // One pass: wgpu orders the dispatches' storage accesses within it.
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("weft kernels"),
-            timestamp_writes: None,
-        });
-        for (k, kernel) in c.program.kernels.iter().enumerate() {
-            pass.set_pipeline(&c.pipelines[k]);
-            pass.set_bind_group(0, &c.bind_groups[k], &[]);
-            let [x, y, z] = kernel.dispatch;
-            pass.dispatch_workgroups(x, y, z);
-        }
-    }
+    encode_kernels(c, &mut enc);
     let readbacks: Vec<_> = c.program.outputs.iter().chain(&c.program.hooks).collect();
     for (r, staging) in readbacks.iter().zip(&c.staging) {
         let bytes = staging.size().min(c.buffer(&r.buffer).size());
@@ -212,6 +211,21 @@ pub(super) fn run(
         }
     }
     Ok(Outputs { outputs, hooks })
+}
+
+/// Records every kernel of `c` in launch order, as one compute pass: wgpu orders the
+/// dispatches' storage accesses within it.
+pub(super) fn encode_kernels(c: &Compiled, enc: &mut wgpu::CommandEncoder) {
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("weft kernels"),
+        timestamp_writes: None,
+    });
+    for (k, kernel) in c.program.kernels.iter().enumerate() {
+        pass.set_pipeline(&c.pipelines[k]);
+        pass.set_bind_group(0, &c.bind_groups[k], &[]);
+        let [x, y, z] = kernel.dispatch;
+        pass.dispatch_workgroups(x, y, z);
+    }
 }
 
 fn unmap_all(c: &Compiled) {

@@ -16,6 +16,7 @@ pub mod autotune;
 mod compiled;
 mod exec;
 pub mod profile;
+pub mod resident;
 
 use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
 use crate::error::RunError;
@@ -277,6 +278,19 @@ impl Backend for WgpuBackend {
         hooks: &HookSelection,
     ) -> Result<Outputs, RunError> {
         self.run_replacing(graph, inputs, params, hooks, &[])
+    }
+
+    /// Parameters, gradients and AdamW/SGD state stay in this device's buffers; the
+    /// gradient norm, clipping and the update are kernels ([`resident`]).
+    fn resident_trainer<'a>(
+        &'a self,
+        graph: &Graph,
+        setup: &crate::resident::ResidentSetup,
+    ) -> Option<Result<Box<dyn crate::resident::ResidentTrainer + 'a>, RunError>> {
+        Some(
+            resident::WgpuResident::new(self, graph, setup)
+                .map(|r| Box::new(r) as Box<dyn crate::resident::ResidentTrainer + 'a>),
+        )
     }
 
     /// Runs `graph` rewritten by [`split`] (when anything is replaced): readers of a
