@@ -169,6 +169,7 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
         let mut components = std::mem::take(&mut layer_parts[i]);
         for site in manifest.routes_of(i) {
             let (r, pool) = (site.index, &site.pool);
+            pool_users.entry(pool.clone()).or_default().push((i, r));
             let text = format!("{} router", site.router.name());
             let name = format!("route{r}");
             match components.iter_mut().find(|c| c.name == name) {
