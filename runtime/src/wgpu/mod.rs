@@ -148,7 +148,7 @@ impl WgpuBackend {
             errors,
             cache: Mutex::default(),
             poison: false,
-            timeout: Duration::from_secs(60),
+            timeout: wait_limit(),
             tuning,
         })
     }
@@ -326,4 +326,15 @@ impl Backend for WgpuBackend {
         let compiled = self.compiled(graph, &hooks)?;
         exec::run(self, graph, &compiled, feeds, params)
     }
+}
+
+/// How long a submission may take before it counts as hung: 60 s, or `WEFT_GPU_TIMEOUT_S`
+/// (a software adapter such as lavapipe on a loaded machine can need longer; CI sets it).
+fn wait_limit() -> Duration {
+    let secs = std::env::var("WEFT_GPU_TIMEOUT_S")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(60);
+    Duration::from_secs(secs)
 }
