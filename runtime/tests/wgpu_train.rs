@@ -278,10 +278,7 @@ fn the_gpt2_small_spec_checks_at_gpt2_small_size() {
         (123_000_000..126_000_000).contains(&count),
         "{count} parameters"
     );
-    let (m, t) = (&spec.model, spec.train.as_ref().unwrap());
-    assert_eq!(
-        (m.int("layers"), m.int("dim"), m.int("heads"), m.int("ctx")),
-        (12, 768, 12, 1024)
-    );
+    let (m, t) = (&spec.model.config, spec.train.as_ref().unwrap());
+    assert_eq!((m.layers, m.dim, m.heads, m.ctx), (12, 768, 12, 1024));
     assert_eq!(t.seq, 1024);
 }

@@ -64,8 +64,11 @@ pub(super) fn normalise(
             AttentionMask::Causal => Some((0, (i + 1).min(kend))),
             AttentionMask::Bidirectional => Some((0, kend)),
             AttentionMask::SelfOnly => Some((i.min(kend), (i + 1).min(kend))),
-            // Segment masks: each key is tested against the rule.
-            AttentionMask::Document | AttentionMask::Turns | AttentionMask::TurnsKeepFirst => None,
+            // Segment masks and a spec's mask expression: each key is tested against the rule.
+            AttentionMask::Document
+            | AttentionMask::Turns
+            | AttentionMask::TurnsKeepFirst
+            | AttentionMask::Rule(_) => None,
         };
         match run {
             Some((lo, hi)) if fast && signed => normalise_run_fast::<true>(row, lo, hi),
