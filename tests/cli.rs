@@ -26,7 +26,7 @@ fn example_paths() -> Vec<String> {
 #[test]
 fn check_accepts_every_example() {
     let files = example_paths();
-    assert_eq!(files.len(), 11);
+    assert_eq!(files.len(), 12);
     let args: Vec<&str> = std::iter::once("check")
         .chain(files.iter().map(String::as_str))
         .collect();
@@ -36,7 +36,7 @@ fn check_accepts_every_example() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("11 specs checked, no errors"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("12 specs checked, no errors"));
 }
 
 #[test]

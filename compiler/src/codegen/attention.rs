@@ -67,7 +67,11 @@ fn key_range(mask: &AttentionMask) -> (&'static str, &'static str) {
     match mask {
         AttentionMask::Bidirectional | AttentionMask::Rule(_) => ("0u", "T"),
         AttentionMask::SelfOnly => ("t", "t + 1u"),
-        _ => ("0u", "t + 1u"),
+        // Every segment mask is causal within its segments.
+        AttentionMask::Causal
+        | AttentionMask::Document
+        | AttentionMask::Turns
+        | AttentionMask::TurnsKeepFirst => ("0u", "t + 1u"),
     }
 }
 
@@ -76,7 +80,10 @@ fn query_range(mask: &AttentionMask) -> (&'static str, &'static str) {
     match mask {
         AttentionMask::Bidirectional | AttentionMask::Rule(_) => ("0u", "T"),
         AttentionMask::SelfOnly => ("j", "j + 1u"),
-        _ => ("j", "T"),
+        AttentionMask::Causal
+        | AttentionMask::Document
+        | AttentionMask::Turns
+        | AttentionMask::TurnsKeepFirst => ("j", "T"),
     }
 }
 
