@@ -217,12 +217,13 @@ pub fn check_import_with(
     judge("import", parts, available, false)
 }
 
+/// A small trainable spec and a fixed memory limit, shared with the trainer's budget tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use weft_compiler::lower::{lower, LowerOptions};
 
-    const SPEC: &str = "model tiny {
+    pub(crate) const SPEC: &str = "model tiny {
   vocab = 64
   dim = 32
   heads = 4
@@ -242,7 +243,7 @@ train {
 }
 ";
 
-    fn limit(n: u128) -> Option<(u64, String)> {
+    pub(crate) fn limit(n: u128) -> Option<(u64, String)> {
         Some((n as u64, "the test".into()))
     }
 

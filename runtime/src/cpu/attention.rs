@@ -443,23 +443,7 @@ pub(crate) fn backward<T: CpuReal>(rule: &AttentionRule, ops: &Operands<T>, dm: 
             );
             let sg = segments(seg, bh / dm.h, t);
             let w = weights(rule, qh, kh, sg, ops.params, bh % dm.h, t, d);
-            let mut g = vec![T::zero(); t * t];
-            T::gemm(
-                t,
-                d,
-                t,
-                T::one(),
-                dyh,
-                (d, 1),
-                vh,
-                (1, d),
-                T::zero(),
-                &mut g,
-                (t, 1),
-            );
-            let delta: Vec<T> = (0..t)
-                .map(|i| (0..d).fold(T::zero(), |a, c| a + dyh[i * d + c] * yh[i * d + c]))
-                .collect();
+            let (g, delta) = upstream(dyh, vh, yh, t, d);
             let dp = if rule.is_builtin() {
                 let mut dp = g;
                 for i in 0..t {
@@ -527,6 +511,29 @@ pub(crate) fn backward<T: CpuReal>(rule: &AttentionRule, ops: &Operands<T>, dm: 
     out
 }
 
+/// What both backward passes start from for one (batch, head): `g = dY·Vᵀ` (the gradient
+/// of the applied weights, `[T,T]`) and `delta_i = dy_i·y_i` (the normaliser's term).
+fn upstream<T: CpuReal>(dyh: &[T], vh: &[T], yh: &[T], t: usize, d: usize) -> (Vec<T>, Vec<T>) {
+    let mut g = vec![T::zero(); t * t];
+    T::gemm(
+        t,
+        d,
+        t,
+        T::one(),
+        dyh,
+        (d, 1),
+        vh,
+        (1, d),
+        T::zero(),
+        &mut g,
+        (t, 1),
+    );
+    let delta = (0..t)
+        .map(|i| (0..d).fold(T::zero(), |a, c| a + dyh[i * d + c] * yh[i * d + c]))
+        .collect();
+    (g, delta)
+}
+
 /// The rule parameters' per-row gradient contributions `[B,H,T,P]` (`AttentionRuleGrad`).
 pub(crate) fn rule_grad<T: CpuReal>(rule: &AttentionRule, ops: &Operands<T>, dm: Dims) -> Vec<T> {
     let hs = dm.head();
@@ -543,23 +550,7 @@ pub(crate) fn rule_grad<T: CpuReal>(rule: &AttentionRule, ops: &Operands<T>, dm:
                 &ops.y[r.clone()],
                 &ops.dy[r],
             );
-            let mut g = vec![T::zero(); t * t];
-            T::gemm(
-                t,
-                d,
-                t,
-                T::one(),
-                dyh,
-                (d, 1),
-                vh,
-                (1, d),
-                T::zero(),
-                &mut g,
-                (t, 1),
-            );
-            let delta: Vec<T> = (0..t)
-                .map(|i| (0..d).fold(T::zero(), |a, c| a + dyh[i * d + c] * yh[i * d + c]))
-                .collect();
+            let (g, delta) = upstream(dyh, vh, yh, t, d);
             let sg = segments(ops.seg, bh / dm.h, t);
             let rows = RuleRows::new(rule, qh, kh, sg, ops.params, bh % dm.h, t, d);
             for (i, row) in rows.param_rows(&g, &delta).iter().enumerate() {

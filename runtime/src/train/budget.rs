@@ -120,31 +120,8 @@ pub fn check_graph_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::tests::{limit, SPEC};
     use weft_compiler::passes::plan_memory;
-
-    const SPEC: &str = "model tiny {
-  vocab = 64
-  dim = 32
-  heads = 4
-  layers = 2
-  ctx = 64
-  block b {
-    x = x + attention(rms_norm(x))
-    x = x + swiglu(rms_norm(x), hidden: 64)
-  }
-  layers { 0 .. layers => b }
-}
-train {
-  data = copy_task(len: 4)
-  seq = 64
-  batch = 64
-  steps = 3
-}
-";
-
-    fn limit(n: u128) -> Option<(u64, String)> {
-        Some((n as u64, "the test".into()))
-    }
 
     fn plan_of(src: &str) -> (Checked, Plan) {
         let spec = weft_dsl::check_source(src).unwrap();
