@@ -9,8 +9,10 @@
 #
 # `run` writes under $OUT (default ./gpu-out) at most the 8 files the device tool brings back:
 # summary.md (a row per stage, tokens/s), all.log (every stage's output), bench.md,
-# metrics-*.jsonl and the autotune cache. Each stage has its own time limit so one slow stage
-# cannot eat the others'; the limits add up to 9 minutes, inside one 10-minute command.
+# metrics-*.jsonl, peer.jsonl (PyTorch-CUDA on the same GPU: benchmarks/peer/torch_gpu_kernels.py
+# and torch_gpt.py --device cuda) and the autotune cache. Each stage has its own time limit so
+# one slow stage cannot eat the others'; the limits add up to 9.3 minutes, inside one 10-minute
+# command.
 #
 # WEFT_GPU_TINY=1 (for trying the script on lavapipe in a few minutes, never for numbers):
 # bench --quick, tuning at B1 T16, a 2-layer width-64 copy of gpt2_small and a few steps.
@@ -21,6 +23,8 @@ cd "$(dirname "$0")/.."
 
 # wgpu test binaries that compare generated kernels with the CPU reference.
 GPU_TESTS=(wgpu_ops wgpu_attention wgpu_matmul_tiles wgpu_examples wgpu_transformer wgpu_train kernel_counts)
+# Their time limits on the GPU machine (seconds; measured 1-23 s there, wgpu_examples more).
+TEST_LIMITS=(15 15 40 45 15 30 10)
 
 prepare() {
   set -e
@@ -103,7 +107,9 @@ run() {
     echo "| stage | exit | wall |"
     echo "|---|---|---|"
   } >"$OUT/summary.md"
-  local gpt=examples/gpt.weft gpt2=examples/scale/gpt2_small.weft
+  # gpt.weft at B16 T128 and its Cog twin: the specs PyTorch's torch_gpt.py builds exactly.
+  local gpt=benchmarks/peer/gpt_b16_t128.weft cog=benchmarks/peer/cog_b16_t128.weft
+  local gpt2=examples/scale/gpt2_small.weft
   if [ "$tiny" = 1 ]; then
     # Same spec, 2 layers of width 64 (in examples/scale/ for its data path).
     gpt2=examples/scale/gpt2_tiny.weft
@@ -115,30 +121,39 @@ run() {
     sed -e 's/batch = 16/batch = 2/' -e 's/seq = 64/seq = 32/' -e 's|"data/|"../data/|' examples/gpt.weft >"$gpt"
     trap 'rm -f examples/scale/gpt2_tiny.weft examples/scale/gpt_tiny.weft' RETURN
   fi
-  # The tests find examples/ through the manifest dir baked in at build time; 30 s each.
-  for t in "${GPU_TESTS[@]}"; do
-    if [ -x "$bin/$t" ]; then stage "test-$t" 30 "$bin/$t"; else echo "| test-$t | no binary | - |" >>"$OUT/summary.md"; fi
+  # The tests find examples/ through the manifest dir baked in at build time.
+  local i
+  for i in "${!GPU_TESTS[@]}"; do
+    local t=${GPU_TESTS[$i]}
+    if [ -x "$bin/$t" ]; then stage "test-$t" "${TEST_LIMITS[$i]}" "$bin/$t"; else echo "| test-$t | no binary | - |" >>"$OUT/summary.md"; fi
   done
   if [ "$tiny" = 1 ]; then
     stage tune-gpt 60 "$bin/weft" tune "$gpt" --batch 1 --seq 16 --repeats 1
     stage tune-gpt2-small 60 "$bin/weft" tune "$gpt2" --batch 1 --seq 16 --repeats 1
-    stage bench 120 "$bin/weft" bench --backend all --quick --out "$OUT/bench.md"
+    stage bench 120 "$bin/weft" bench --backend all --quick --tune --out "$OUT/bench.md"
     stage train-gpt 90 "$bin/weft" train "$gpt" --backend wgpu --steps 3 --out "$OUT/runs/gpt"
     stage train-gpt2-small 90 "$bin/weft" train "$gpt2" --backend wgpu --steps 2 --out "$OUT/runs/gpt2_small"
   else
-    stage tune-gpt 40 "$bin/weft" tune examples/gpt.weft --batch 16 --seq 128
-    stage tune-gpt2-small 60 "$bin/weft" tune "$gpt2" --batch 8 --seq 1024
-    stage bench 120 "$bin/weft" bench --backend all --full --out "$OUT/bench.md"
-    stage train-gpt 40 "$bin/weft" train examples/gpt.weft --backend wgpu --steps 60 --out "$OUT/runs/gpt"
-    stage train-gpt2-small 75 "$bin/weft" train "$gpt2" --backend wgpu --steps 20 --out "$OUT/runs/gpt2_small"
+    stage tune-gpt 20 "$bin/weft" tune "$gpt" --batch 16 --seq 128
+    stage tune-gpt2-small 75 "$bin/weft" tune "$gpt2" --batch 8 --seq 1024
+    # --tune: the matmul workloads' own shapes (4096) are tuned too; GPU kernel times beside.
+    stage bench 100 "$bin/weft" bench --backend all --full --tune --runs 3 --out "$OUT/bench.md"
+    stage train-gpt 30 "$bin/weft" train "$gpt" --backend wgpu --steps 60 --out "$OUT/runs/gpt"
+    stage train-cog 30 "$bin/weft" train "$cog" --backend wgpu --steps 60 --out "$OUT/runs/cog"
+    stage train-gpt2-small 55 "$bin/weft" train "$gpt2" --backend wgpu --steps 20 --out "$OUT/runs/gpt2_small"
+    # The peer on the same GPU: kernels (CUDA events) and the two training runs' tokens/s.
+    stage peer 70 bash -c "python3 benchmarks/peer/torch_gpu_kernels.py --runs 10 >>'$OUT/peer.jsonl' &&
+      for r in softmax cog; do python3 benchmarks/peer/torch_gpt.py --device cuda --threads 16 \
+        --rule \$r --warmup 5 --steps 50 --data examples/data/shakespeare.txt >>'$OUT/peer.jsonl'; done"
   fi
   {
     echo
-    echo "gpt.weft (B16 T64, wgpu): $(tokens_per_s "$OUT/runs/gpt"); $(host_bytes "$OUT/runs/gpt")"
+    echo "gpt.weft (B16 T128, wgpu): $(tokens_per_s "$OUT/runs/gpt"); $(host_bytes "$OUT/runs/gpt")"
+    echo "cog (B16 T128, wgpu): $(tokens_per_s "$OUT/runs/cog"); $(host_bytes "$OUT/runs/cog")"
     echo "gpt2_small.weft (B8 T1024, wgpu): $(tokens_per_s "$OUT/runs/gpt2_small"); $(host_bytes "$OUT/runs/gpt2_small")"
   } >>"$OUT/summary.md"
   # Only a few files come back: keep the metrics, drop checkpoints and traces.
-  for r in gpt gpt2_small; do cp "$OUT/runs/$r/metrics.jsonl" "$OUT/metrics-$r.jsonl" 2>/dev/null; done
+  for r in gpt cog gpt2_small; do cp "$OUT/runs/$r/metrics.jsonl" "$OUT/metrics-$r.jsonl" 2>/dev/null; done
   cp "$OUT"/cache/autotune-*.json "$OUT/" 2>/dev/null
   rm -rf "$OUT/runs" "$OUT/cache" "$OUT/stage.log"
   cat "$OUT/summary.md"

@@ -163,7 +163,8 @@ enum Command {
         /// Small sizes, 3 runs each (a smoke test of the table).
         #[arg(long)]
         quick: bool,
-        /// Also matmul 4096 and the spec's own batch and length (for real GPUs).
+        /// Also matmul 4096, attention at B·H 32 T 2048 and the spec's own batch and length
+        /// (for real GPUs).
         #[arg(long)]
         full: bool,
         /// Matmul sizes and attention lengths (comma-separated) instead of the defaults.
@@ -181,6 +182,9 @@ enum Command {
         /// Instead: time each kernel of this spec's training step, fused and unfused.
         #[arg(long, value_name = "SPEC")]
         profile: Option<PathBuf>,
+        /// Autotune each workload's matmul tilings on the wgpu adapter first (cached).
+        #[arg(long)]
+        tune: bool,
     },
     /// Autotune the matmul tilings of a spec's forward and training step on the wgpu
     /// adapter; choices are cached per adapter (see BENCHMARKS.md, "How to tune").
@@ -374,6 +378,7 @@ fn main() -> ExitCode {
             spec,
             out,
             profile,
+            tune,
         } => weft::cli::bench(&weft::cli::BenchArgs {
             backend,
             quick,
@@ -383,6 +388,7 @@ fn main() -> ExitCode {
             spec,
             out,
             profile,
+            tune,
         }),
         Command::Tune {
             file,

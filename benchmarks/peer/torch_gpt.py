@@ -11,6 +11,9 @@ biases; mean next-token cross-entropy; AdamW(lr 3e-3, betas (0.9, 0.95), eps 1e-
 `w = sign(p) · softmax(|p|)` over the visible keys. Softmax layers use PyTorch's fused
 `scaled_dot_product_attention` (its fastest eager path) unless `--attn manual`.
 
+`--device cuda` runs it on the GPU instead (f32 with TF32 off, as weft computes): the peer of
+weft's wgpu training in `benchmarks/gpu.sh`.
+
 Prints one JSON line: tokens/s over the timed steps (after warm-up), the torch version and
 the thread count.
 """
@@ -28,9 +31,9 @@ def rms_norm(x, w, eps=1e-6):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def rope_tables(t, d, base=10000.0):
-    inv = base ** (-torch.arange(0, d // 2, dtype=torch.float32) * 2.0 / d)
-    ang = torch.arange(t, dtype=torch.float32)[:, None] * inv[None, :]
+def rope_tables(t, d, device, base=10000.0):
+    inv = base ** (-torch.arange(0, d // 2, dtype=torch.float32, device=device) * 2.0 / d)
+    ang = torch.arange(t, dtype=torch.float32, device=device)[:, None] * inv[None, :]
     return ang.cos(), ang.sin()
 
 
@@ -80,8 +83,8 @@ class Gpt(torch.nn.Module):
         x = self.embed[ids]
         dim = x.shape[-1]
         hd = dim // self.heads
-        cos, sin = rope_tables(t, hd)
-        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        cos, sin = rope_tables(t, hd, x.device)
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         scale = 1.0 / math.sqrt(hd)
         for i, b in enumerate(self.blocks):
             h = rms_norm(x, b.norm1)
@@ -110,13 +113,17 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--data", required=True, help="a text file, read as bytes")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     layers = 4
     signed = set(range(1, layers - 1)) if args.rule == "cog" else set()
     model = Gpt(vocab=256, dim=128, heads=4, layers=layers, hidden=512, signed_layers=signed)
+    model.to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     keep = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -131,6 +138,7 @@ def main():
     def batch():
         starts = torch.randint(0, len(data) - args.seq - 1, (args.batch,), generator=gen)
         rows = torch.stack([data[s : s + args.seq + 1] for s in starts.tolist()])
+        rows = rows.to(device)
         return rows[:, :-1], rows[:, 1:]
 
     def step():
@@ -156,6 +164,7 @@ def main():
                 "rule": args.rule,
                 "attn": args.attn,
                 "threads": torch.get_num_threads(),
+                "device": args.device,
                 "tokens_per_s": args.batch * args.seq * args.steps / secs,
                 "step_ms": 1000 * secs / args.steps,
                 "final_loss": loss,

@@ -35,7 +35,7 @@ fn attention(c: &mut Criterion) {
                 for b in &backends {
                     let id = BenchmarkId::new(format!("{}/{rule:?}", b.name), t);
                     group.bench_with_input(id, &w, |bench_, w| {
-                        bench_.iter(|| bench::run_once(b.backend.as_ref(), w).expect("run"))
+                        bench_.iter(|| bench::run_once(b.backend(), w).expect("run"))
                     });
                 }
             }

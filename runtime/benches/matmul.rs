@@ -25,7 +25,7 @@ fn matmul(c: &mut Criterion) {
         }
         for b in &backends {
             group.bench_with_input(BenchmarkId::new(b.name, n), &w, |bench_, w| {
-                bench_.iter(|| bench::run_once(b.backend.as_ref(), w).expect("run"))
+                bench_.iter(|| bench::run_once(b.backend(), w).expect("run"))
             });
         }
     }

@@ -22,7 +22,7 @@ fn train_step(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for be in &backends {
         group.bench_with_input(BenchmarkId::new(be.name, &w.shape), &w, |bench_, w| {
-            bench_.iter(|| bench::run_once(be.backend.as_ref(), w).expect("run"))
+            bench_.iter(|| bench::run_once(be.backend(), w).expect("run"))
         });
     }
     group.finish();

@@ -1,25 +1,49 @@
 //! Attention on the wgpu backend: forward (online softmax), pattern and the two-kernel
 //! backward, for both weight rules × all five masks, and for attention rules written in a
-//! spec (with their parameter gradients), against the CPU reference.
+//! spec (with their parameter gradients), against the CPU reference. Both forward kernels
+//! are checked: the tiled one GPUs run (`gpu_or_skip`'s backend) and the one-row-per-
+//! invocation one CPU adapters run; the tiled one also at a length spanning several query
+//! and key blocks with an odd head size.
 
 mod wgpu_support;
+use std::sync::OnceLock;
 use weft_compiler::ir::AttentionWeights;
-use weft_runtime::HookSelection;
+use weft_runtime::{HookSelection, WgpuBackend};
 use wgpu_support::graphs::{self, MASKS};
 use wgpu_support::{check_against_cpu, gpu_or_skip};
 
+/// The tiled forward's backend (`gpu_or_skip`'s) and the per-row forward's.
+fn backends() -> Option<[&'static WgpuBackend; 2]> {
+    static PER_ROW: OnceLock<WgpuBackend> = OnceLock::new();
+    let tiled = gpu_or_skip()?;
+    let per_row = PER_ROW.get_or_init(|| {
+        let mut b = WgpuBackend::with_options(weft_compiler::codegen::CodegenOptions {
+            tiled_attention: false,
+            ..WgpuBackend::native_options()
+        })
+        .expect("an adapter (gpu_or_skip found one)");
+        b.poison = true;
+        b
+    });
+    Some([tiled, per_row])
+}
+
 fn check_rule(weights: AttentionWeights) {
-    let Some(gpu) = gpu_or_skip() else { return };
+    let Some(gpus) = backends() else { return };
     for mask in MASKS {
-        let case = graphs::attention(weights.clone(), mask);
-        check_against_cpu(
-            gpu,
-            &case.name,
-            &case.graph,
-            &case.inputs,
-            &case.params,
-            &HookSelection::None,
-        );
+        let small = graphs::attention(weights.clone(), mask.clone());
+        // 70 queries: two query blocks of 64 and three key blocks of 32, head size 5.
+        let long = graphs::attention_shaped(weights.clone(), mask, [1, 2, 70, 5]);
+        for (gpu, case) in [(gpus[0], &small), (gpus[1], &small), (gpus[0], &long)] {
+            check_against_cpu(
+                gpu,
+                &case.name,
+                &case.graph,
+                &case.inputs,
+                &case.params,
+                &HookSelection::None,
+            );
+        }
     }
 }
 
@@ -74,7 +98,7 @@ model m {{
 
 #[test]
 fn spec_rules_forward_pattern_backward_and_parameter_gradients_match_cpu() {
-    let Some(gpu) = gpu_or_skip() else { return };
+    let Some(gpus) = backends() else { return };
     for name in [
         "alibi",
         "softcap",
@@ -88,14 +112,16 @@ fn spec_rules_forward_pattern_backward_and_parameter_gradients_match_cpu() {
         for mask in ["causal", "bidirectional"] {
             let rule = lowered_rule(name, mask);
             let case = graphs::attention_rule(&format!("{name}/{mask}"), &rule);
-            check_against_cpu(
-                gpu,
-                &case.name,
-                &case.graph,
-                &case.inputs,
-                &case.params,
-                &HookSelection::None,
-            );
+            for gpu in gpus {
+                check_against_cpu(
+                    gpu,
+                    &case.name,
+                    &case.graph,
+                    &case.inputs,
+                    &case.params,
+                    &HookSelection::None,
+                );
+            }
         }
     }
 }

@@ -109,18 +109,21 @@ fn a_transformer_gradient_matches_cpu_with_each_tiling() {
         TileConfig::Register {
             workgroup: 128,
             rows: 8,
+            cols: 4,
         },
         TileConfig::Workgroup {
             bm: 32,
             bn: 32,
             bk: 8,
             rows: 4,
+            cols: 4,
         },
         TileConfig::Workgroup {
             bm: 64,
             bn: 64,
             bk: 16,
             rows: 8,
+            cols: 8,
         },
     ] {
         check_against_cpu(
@@ -137,17 +140,19 @@ fn a_transformer_gradient_matches_cpu_with_each_tiling() {
 #[test]
 fn every_example_gradient_matches_cpu_with_each_tiling() {
     let Some(_) = gpu_or_skip() else { return };
-    // 8-row tiles of both kinds (4-row ones are covered above).
+    // 8-row tiles of both kinds, 8×8 in workgroup memory (4-row ones are covered above).
     let configs = [
         TileConfig::Register {
             workgroup: 128,
             rows: 8,
+            cols: 8,
         },
         TileConfig::Workgroup {
             bm: 64,
             bn: 64,
             bk: 16,
             rows: 8,
+            cols: 8,
         },
     ];
     let backends: Vec<WgpuBackend> = configs.into_iter().map(backend).collect();
@@ -201,12 +206,14 @@ fn autotune_caches_choices_per_adapter_and_a_second_backend_reuses_them() {
         TileConfig::Register {
             workgroup: 128,
             rows: 8,
+            cols: 4,
         },
         TileConfig::Workgroup {
             bm: 32,
             bn: 32,
             bk: 8,
             rows: 4,
+            cols: 4,
         },
     ];
     let opts = AutotuneOptions {

@@ -2,6 +2,9 @@
 //! forward and forward + backward for both weight rules, one training step of a spec) on
 //! each backend, and prints one table: median time, throughput, and — measured in the same
 //! run — wgpu fused/unfused and wgpu/cpu time ratios. `--out` writes it as markdown.
+//! wgpu rows also show the GPU time of the workload's kernels alone (`bench::kernel_time`:
+//! timestamps, no upload, readback or submission waits), which is what a kernel's speed on
+//! a real GPU is judged by; `--tune` first autotunes each workload's matmul tilings.
 //!
 //! `--profile SPEC` times instead each kernel of SPEC's training step (the `train_step`
 //! workload) on wgpu, fused and unfused (`WgpuBackend::profile`), and pairs each fused kernel
@@ -23,7 +26,8 @@ pub struct BenchArgs {
     pub backend: String,
     /// Small sizes and few runs: a smoke test of the whole table.
     pub quick: bool,
-    /// Also matmul 4096 (meant for real GPUs) and the spec's own batch and length.
+    /// Also matmul 4096 and attention at B·H 32, T 2048 (meant for real GPUs; the CPU
+    /// reference interpreter is not timed on them), and the spec's own batch and length.
     pub full: bool,
     /// Matmul sizes and attention lengths instead of the defaults.
     pub sizes: Option<Vec<usize>>,
@@ -35,6 +39,8 @@ pub struct BenchArgs {
     pub out: Option<PathBuf>,
     /// Profile this spec's training step kernel by kernel instead of the table.
     pub profile: Option<PathBuf>,
+    /// Autotune each workload's matmul tilings on the wgpu adapter before timing it.
+    pub tune: bool,
 }
 
 pub fn bench(a: &BenchArgs) -> ExitCode {
@@ -53,6 +59,8 @@ struct Row {
     shape: String,
     backend: &'static str,
     time: Duration,
+    /// wgpu only: the summed GPU time of the kernels, and whether it is from timestamps.
+    kernels: Option<(Duration, profile::Clock)>,
     work: Work,
 }
 
@@ -74,6 +82,10 @@ fn workloads(a: &BenchArgs) -> Result<Vec<Workload>, String> {
         for rule in [AttentionWeights::Softmax, AttentionWeights::Signed] {
             for &t in &lens {
                 out.push(bench::attention(rule.clone(), 1, 2, t, 64, backward));
+            }
+            if a.full {
+                // The GPU-sized case: B·H = 32 heads of 2048 positions.
+                out.push(bench::attention(rule.clone(), 1, 32, 2048, 64, backward));
             }
         }
     }
@@ -101,6 +113,12 @@ fn train_step(a: &BenchArgs, path: &Path, src: &str) -> Result<Workload, String>
     bench::train_step(&name, &spec, b, t.min(ctx))
 }
 
+/// Whether `w` is one of `--full`'s GPU sizes (over 10 GFLOP a run), which the reference
+/// interpreter would take minutes on.
+fn gpu_sized(w: &Workload) -> bool {
+    matches!(w.work, Work::Flops(f) if f > 1e10)
+}
+
 /// `12.3 GFLOP/s`, `1.23 TFLOP/s` or `4.5 GB/s`.
 fn throughput(work: Work, t: Duration) -> String {
     let s = t.as_secs_f64().max(1e-12);
@@ -125,8 +143,8 @@ fn table(rows: &[Row]) -> String {
             .map(|r| r.time)
     };
     let mut t = String::from(
-        "| kernel | shape | backend | median time | throughput | fused/unfused | wgpu/cpu |\n\
-         |---|---|---|---:|---:|---:|---:|\n",
+        "| kernel | shape | backend | median time | throughput | GPU kernels | kernel throughput | fused/unfused | wgpu/cpu |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let (fu, wc) = if r.backend == "wgpu" {
@@ -137,9 +155,19 @@ fn table(rows: &[Row]) -> String {
         } else {
             ("-".into(), "-".into())
         };
+        let (kt, kx) = match r.kernels {
+            Some((k, clock)) => {
+                let mark = if clock == profile::Clock::Wall { " (wall)" } else { "" };
+                (
+                    format!("{:.3} ms{mark}", k.as_secs_f64() * 1e3),
+                    throughput(r.work, k),
+                )
+            }
+            None => ("-".into(), "-".into()),
+        };
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {:.3} ms | {} | {fu} | {wc} |",
+            "| {} | {} | {} | {:.3} ms | {} | {kt} | {kx} | {fu} | {wc} |",
             r.kernel,
             r.shape,
             r.backend,
@@ -165,20 +193,35 @@ fn run(a: &BenchArgs) -> Result<(), String> {
     let all = workloads(a)?;
     for w in &all {
         for b in &backends {
-            let time = bench::median_time(b.backend.as_ref(), w, runs)
-                .map_err(|e| format!("{} {} on {}: {e}", w.kernel, w.shape, b.name))?;
+            if b.name == "cpu-ref" && gpu_sized(w) {
+                continue;
+            }
+            let what = |e| format!("{} {} on {}: {e}", w.kernel, w.shape, b.name);
+            if let (true, Some(gpu)) = (a.tune, b.wgpu()) {
+                bench::tune(gpu, w).map_err(what)?;
+            }
+            let time = bench::median_time(b.backend(), w, runs).map_err(what)?;
+            let kernels = match b.wgpu() {
+                Some(gpu) => Some(bench::kernel_time(gpu, w, runs).map_err(what)?),
+                None => None,
+            };
             eprintln!(
-                "  {} {} {}: {:.3} ms",
+                "  {} {} {}: {:.3} ms{}",
                 w.kernel,
                 w.shape,
                 b.name,
-                time.as_secs_f64() * 1e3
+                time.as_secs_f64() * 1e3,
+                kernels.map_or(String::new(), |(k, _)| format!(
+                    " ({:.3} ms in kernels)",
+                    k.as_secs_f64() * 1e3
+                ))
             );
             rows.push(Row {
                 kernel: w.kernel.clone(),
                 shape: w.shape.clone(),
                 backend: b.name,
                 time,
+                kernels,
                 work: w.work,
             });
         }
@@ -197,8 +240,10 @@ fn run(a: &BenchArgs) -> Result<(), String> {
         let cmd: Vec<String> = std::env::args().collect();
         let doc = format!(
             "# weft bench\n\n{adapter}; CPU threads: {}; median of {runs} runs after a warm-up \
-             run; times include upload and readback.\n\nCommand: `{}`\n\n{t}",
+             run; times include upload and readback, GPU kernels (wgpu) do not: the kernels' summed GPU \
+             time, each dispatched alone{}.\n\nCommand: `{}`\n\n{t}",
             std::thread::available_parallelism().map_or(1, |n| n.get()),
+            if a.tune { "; matmuls autotuned first" } else { "" },
             cmd.join(" ")
         );
         std::fs::write(path, doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -278,16 +323,26 @@ mod tests {
 
     #[test]
     fn ratios_compare_wgpu_with_unfused_and_cpu_of_the_same_row() {
-        let row = |backend, ms| Row {
+        let row = |backend, ms, kernels| Row {
             kernel: "matmul".into(),
             shape: "8x8x8".into(),
             backend,
             time: Duration::from_millis(ms),
+            kernels,
             work: Work::Flops(1e9),
         };
-        let t = table(&[row("cpu", 40), row("wgpu", 10), row("wgpu-unfused", 20)]);
+        let gpu = Some((Duration::from_millis(1), profile::Clock::Timestamp));
+        let t = table(&[
+            row("cpu", 40, None),
+            row("wgpu", 10, gpu),
+            row("wgpu-unfused", 20, None),
+        ]);
         let wgpu = t.lines().find(|l| l.contains("| wgpu |")).unwrap();
         assert!(wgpu.ends_with("| 0.50 | 0.25 |"), "{wgpu}");
         assert!(wgpu.contains("100.00 GFLOP/s"), "{wgpu}");
+        // The kernels' own time and throughput sit beside the wall time.
+        assert!(wgpu.contains("| 1.000 ms | 1.00 TFLOP/s |"), "{wgpu}");
+        let cpu = t.lines().find(|l| l.contains("| cpu |")).unwrap();
+        assert!(cpu.contains("| - | - |"), "{cpu}");
     }
 }

@@ -261,10 +261,16 @@ pub(super) fn kernel(
         config = TileConfig::default();
     }
     let tm = config.rows() as usize;
+    // vec4 column chunks per invocation.
+    let cv = config.cols() as usize / 4;
     let wg = config.invocations();
+    let (block_m, block_n) = match config {
+        TileConfig::Workgroup { bm, bn, .. } => (bm as usize, bn as usize),
+        TileConfig::Register { rows, .. } => (rows as usize, 4 * cv),
+    };
     let lanes = ["x", "y", "z", "w"];
     let shared = matches!(config, TileConfig::Workgroup { .. });
-    let rows: Vec<String> = (0..tm / 4)
+    let mut rows: Vec<String> = (0..tm / 4)
         .map(|h| {
             format!(
                 "    let rows{h} = min(vec4<u32>(m0) + vec4<u32>({}u, {}u, {}u, {}u), vec4<u32>(M - 1u));",
@@ -275,6 +281,15 @@ pub(super) fn kernel(
             )
         })
         .collect();
+    if !shared {
+        // The register kernel's column chunks are adjacent.
+        rows.extend((0..cv).map(|c| {
+            format!(
+                "    let cols{c} = min(vec4<u32>(n0 + {}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(N - 1u));",
+                4 * c
+            )
+        }));
+    }
     let (mut setup, mut stage, mut step, mut tiles) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut shared_decls = Vec::new();
@@ -294,7 +309,10 @@ pub(super) fn kernel(
             }
             continue;
         }
-        shared_decls.push(format!("var<workgroup> sa{ai}: array<f32, BK * SA>;"));
+        // vec4 elements, so the K loop reads four rows (or columns) in one load.
+        shared_decls.push(format!(
+            "var<workgroup> sa{ai}: array<vec4<f32>, BK * SA / 4u>;"
+        ));
         setup.push(format!("    let ab{ai} = {a_batch};"));
         // Consecutive invocations walk the operand's contiguous axis (coalesced loads).
         let (r, kk) = if *a_cs == 1 {
@@ -308,30 +326,29 @@ pub(super) fn kernel(
             let kk = {kk};
             let k = k0 + kk;
             let v = {a}(ab{ai} + min(bm0 + r, M - 1u) * {} + min(k, K - 1u) * {});
-            sa{ai}[kk * SA + r] = select(0.0, v, k < K);
+            let i = kk * SA + r;
+            sa{ai}[i / 4u][i % 4u] = select(0.0, v, k < K);
         }}",
             u(*a_rs),
             u(*a_cs)
         ));
         for h in 0..tm / 4 {
-            let at = |l: usize| format!("sa{ai}[kk * SA + lr + {}u]", 4 * h + l);
             step.push(format!(
-                "            let a{ai}_{h} = vec4<f32>({}, {}, {}, {});",
-                at(0),
-                at(1),
-                at(2),
-                at(3)
+                "            let a{ai}_{h} = sa{ai}[(kk * SA + lr) / 4u + {h}u];"
             ));
         }
     }
     for (j, p) in products.iter().enumerate() {
         let ai = a_of[j];
-        for r in 0..tm {
-            setup.push(format!("    var acc{j}_{r} = vec4<f32>(0.0);"));
+        // acc{j}_{t}: row t / cv, column chunk t % cv.
+        for t in 0..tm * cv {
+            setup.push(format!("    var acc{j}_{t} = vec4<f32>(0.0);"));
         }
         let indent = if shared { "            " } else { "        " };
         if shared {
-            shared_decls.push(format!("var<workgroup> sb{j}: array<f32, BK * SB>;"));
+            shared_decls.push(format!(
+                "var<workgroup> sb{j}: array<vec4<f32>, BK * SB / 4u>;"
+            ));
             setup.push(format!("    let bb{j} = {};", p.b_batch));
             let (c, kk) = if p.b_cs == 1 {
                 ("e % BN", "e / BN")
@@ -344,45 +361,52 @@ pub(super) fn kernel(
             let kk = {kk};
             let k = k0 + kk;
             let v = {}(bb{j} + min(k, K - 1u) * {} + min(bn0 + c, N - 1u) * {});
-            sb{j}[kk * SB + c] = select(0.0, v, k < K);
+            let i = kk * SB + c;
+            sb{j}[i / 4u][i % 4u] = select(0.0, v, k < K);
         }}",
                 p.b,
                 u(p.b_rs),
                 u(p.b_cs)
             ));
-            let at = |l: usize| format!("sb{j}[kk * SB + lc + {l}u]");
-            step.push(format!(
-                "{indent}let b{j} = vec4<f32>({}, {}, {}, {});",
-                at(0),
-                at(1),
-                at(2),
-                at(3)
-            ));
+            // Chunk c of this invocation's columns is c·BN/cv columns right of its first.
+            for c in 0..cv {
+                step.push(format!(
+                    "{indent}let b{j}_{c} = sb{j}[(kk * SB + lc) / 4u + {}u];",
+                    c * block_n / (4 * cv)
+                ));
+            }
         } else {
-            setup.push(format!(
-                "    let cb{j} = cols * {} + vec4<u32>({});",
-                u(p.b_cs),
-                p.b_batch
-            ));
-            step.push(format!(
-                "{indent}let b{j} = {};",
-                load4(&p.b, &format!("cb{j}"), &format!("k * {}", u(p.b_rs)))
-            ));
+            for c in 0..cv {
+                setup.push(format!(
+                    "    let cb{j}_{c} = cols{c} * {} + vec4<u32>({});",
+                    u(p.b_cs),
+                    p.b_batch
+                ));
+                step.push(format!(
+                    "{indent}let b{j}_{c} = {};",
+                    load4(&p.b, &format!("cb{j}_{c}"), &format!("k * {}", u(p.b_rs)))
+                ));
+            }
         }
-        for r in 0..tm {
+        for t in 0..tm * cv {
+            let (r, c) = (t / cv, t % cv);
             step.push(format!(
-                "{indent}acc{j}_{r} = acc{j}_{r} + a{ai}_{}.{} * b{j};",
+                "{indent}acc{j}_{t} = acc{j}_{t} + a{ai}_{}.{} * b{j}_{c};",
                 r / 4,
                 lanes[r % 4]
             ));
         }
-        let row = |r: usize| match &p.row_factor {
-            Some(f) => format!("acc{j}_{r} * {f}(ra{ai}_{}.{})", r / 4, lanes[r % 4]),
-            None => format!("acc{j}_{r}"),
+        let cell = |t: usize| {
+            let r = t / cv;
+            match &p.row_factor {
+                Some(f) => format!("acc{j}_{t} * {f}(ra{ai}_{}.{})", r / 4, lanes[r % 4]),
+                None => format!("acc{j}_{t}"),
+            }
         };
         tiles.push(format!(
-            "    let tile{j} = array<vec4<f32>, {tm}>({});",
-            (0..tm).map(row).collect::<Vec<_>>().join(", ")
+            "    let tile{j} = array<vec4<f32>, {}>({});",
+            tm * cv,
+            (0..tm * cv).map(cell).collect::<Vec<_>>().join(", ")
         ));
     }
     let tile_of = |v: ValueId| products.iter().position(|p| p.value == v).unwrap_or(0);
@@ -396,7 +420,7 @@ pub(super) fn kernel(
         let out = s.write(*root);
         if plan.epilogue_of(*root).is_empty() {
             store.push(format!(
-                "{indent}{out}[idx] = tile{}[r][c];",
+                "{indent}{out}[idx] = tile{}[r * CV + c / 4u][c % 4u];",
                 tile_of(*root)
             ));
             continue;
@@ -404,7 +428,7 @@ pub(super) fn kernel(
         for &mm in ms {
             s.private_f32(&super::shader::accumulator(mm));
             store.push(format!(
-                "{indent}{} = tile{}[r][c];",
+                "{indent}{} = tile{}[r * CV + c / 4u][c % 4u];",
                 super::shader::accumulator(mm),
                 tile_of(mm)
             ));
@@ -416,16 +440,14 @@ pub(super) fn kernel(
         ));
         store.push(format!("{indent}{out}[idx] = epilogue_{}(idx);", root.0));
     }
-    let (block_m, block_n) = match config {
-        TileConfig::Workgroup { bm, bn, .. } => (bm as usize, bn as usize),
-        TileConfig::Register { rows, .. } => (rows as usize, 4),
-    };
     for (name, v) in [
         ("M", m),
         ("N", n),
         ("K", k),
         ("BATCH", batch),
         ("TM", tm),
+        ("TN", 4 * cv),
+        ("CV", cv),
         ("TILES_M", m.div_ceil(block_m)),
         ("TILES_N", n.div_ceil(block_n)),
     ] {
@@ -556,10 +578,15 @@ mod tests {
                 let grouped = mm.iter().any(|k| k.matmul.unwrap().products > 1);
                 assert_eq!(grouped, fuse, "{cfg}");
                 for k in mm {
-                    assert_eq!(k.tile, Some(cfg), "{cfg}: {}", k.name);
-                    let shared = matches!(cfg, TileConfig::Workgroup { .. });
+                    // Grouped products whose slices exceed 16 KiB take the default kernel.
+                    let products = k.matmul.unwrap().products;
+                    let fits = cfg.workgroup_bytes(1, products) <= 16384;
+                    let want = if fits { cfg } else { TileConfig::default() };
+                    assert_eq!(k.tile, Some(want), "{cfg}: {}", k.name);
+                    assert!(fits || products > 1, "{cfg}: {}", k.name);
+                    let shared = matches!(want, TileConfig::Workgroup { .. });
                     assert_eq!(k.wgsl.contains("workgroupBarrier()"), shared, "{}", k.name);
-                    assert_eq!(k.workgroup_size, cfg.invocations());
+                    assert_eq!(k.workgroup_size, want.invocations());
                 }
             }
         }
@@ -574,6 +601,7 @@ mod tests {
             bn: 64,
             bk: 16,
             rows: 8,
+            cols: 4,
         };
         // Room for one product's slices, not for two or three products'.
         let opts = CodegenOptions {
@@ -605,6 +633,7 @@ mod tests {
         let reg8 = TileConfig::Register {
             workgroup: 128,
             rows: 8,
+            cols: 4,
         };
         let mut tiles = TuningTable::default();
         tiles.shapes.insert(first, reg8);
@@ -630,6 +659,7 @@ mod tests {
             tiles: TuningTable::uniform(TileConfig::Register {
                 workgroup: 64,
                 rows: 5,
+                cols: 4,
             }),
             ..CodegenOptions::default()
         };

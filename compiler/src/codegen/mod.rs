@@ -54,6 +54,11 @@ pub struct CodegenOptions {
     pub max_workgroup_storage_bytes: u32,
     /// Invocations one workgroup may have (WebGPU's default is 256); likewise.
     pub max_invocations_per_workgroup: u32,
+    /// Attention forward as the workgroup-tiled kernel (`templates/attention_fwd_tiled.wgsl`:
+    /// a block of queries per workgroup, keys and values streamed through workgroup memory)
+    /// instead of one independent invocation per query row. GPUs need it; CPU adapters run
+    /// barriers slowly, so the wgpu backend turns it on for GPUs only.
+    pub tiled_attention: bool,
 }
 
 impl Default for CodegenOptions {
@@ -66,6 +71,7 @@ impl Default for CodegenOptions {
             tiles: TuningTable::default(),
             max_workgroup_storage_bytes: 16 << 10,
             max_invocations_per_workgroup: 256,
+            tiled_attention: false,
         }
     }
 }
@@ -118,7 +124,9 @@ fn kernels_for(
     Ok(match (&g.node(v).op, op_class(g, v)) {
         (Op::AttentionBackward(_), _) => attention::backward(g, plan, v)?.to_vec(),
         (Op::AttentionRuleGrad(_), _) => vec![attention::rule_grad(s, v)?],
-        (Op::Attention(_) | Op::AttentionPattern(_), _) => vec![attention::forward(s, v)?],
+        (Op::Attention(_) | Op::AttentionPattern(_), _) => {
+            vec![attention::forward(s, v, opts)?]
+        }
         (_, OpClass::Lane) => vec![lane::kernel(s, v)?],
         _ => {
             let s = Shader::new(g, plan, ids("elementwise"));

@@ -48,8 +48,8 @@ impl fmt::Display for MatmulShape {
     }
 }
 
-/// How one matmul kernel is tiled. Both variants give each invocation `rows × 4` outputs in
-/// registers (columns stay 4: one `vec4` of B per step).
+/// How one matmul kernel is tiled. Both variants give each invocation a `rows × cols` block
+/// of outputs in registers (`cols / 4` vec4s of B per step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TileConfig {
@@ -60,6 +60,10 @@ pub enum TileConfig {
         workgroup: u32,
         /// Output rows per invocation: 4 or 8.
         rows: u32,
+        /// Output columns per invocation, adjacent: 4 or 8 (cache files written before this
+        /// field existed mean 4).
+        #[serde(default = "four")]
+        cols: u32,
     },
     /// `templates/matmul_shared.wgsl`: a workgroup computes a `bm × bn` block, staging
     /// `bk`-deep slices of A and B in `var<workgroup>` arrays between barriers, so each
@@ -73,9 +77,19 @@ pub enum TileConfig {
         bn: u32,
         /// Depth of the K chunk staged per barrier pair.
         bk: u32,
-        /// Output rows per invocation: 4 or 8 (so `(bm / rows) · (bn / 4)` invocations).
+        /// Output rows per invocation: 4 or 8.
         rows: u32,
+        /// Output columns per invocation: 4 or 8, as `cols / 4` vec4 chunks `bn / (cols / 4)`
+        /// columns apart (so `(bm / rows) · (bn / cols)` invocations). More outputs per
+        /// invocation means more multiply-adds per workgroup-memory read: 8×8 is the usual
+        /// tile of a fast GPU GEMM. Cache files written before this field existed mean 4.
+        #[serde(default = "four")]
+        cols: u32,
     },
+}
+
+fn four() -> u32 {
+    4
 }
 
 /// Floats of padding after each `bk`-row of a staged slice in workgroup memory. Staging
@@ -91,6 +105,7 @@ impl Default for TileConfig {
         TileConfig::Register {
             workgroup: 64,
             rows: 4,
+            cols: 4,
         }
     }
 }
@@ -98,13 +113,23 @@ impl Default for TileConfig {
 impl fmt::Display for TileConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            TileConfig::Register { workgroup, rows } => {
-                write!(f, "register {rows}x4 wg{workgroup}")
+            TileConfig::Register {
+                workgroup,
+                rows,
+                cols,
+            } => {
+                write!(f, "register {rows}x{cols} wg{workgroup}")
             }
-            TileConfig::Workgroup { bm, bn, bk, rows } => {
+            TileConfig::Workgroup {
+                bm,
+                bn,
+                bk,
+                rows,
+                cols,
+            } => {
                 write!(
                     f,
-                    "shared {bm}x{bn} k{bk} {rows}x4 wg{}",
+                    "shared {bm}x{bn} k{bk} {rows}x{cols} wg{}",
                     self.invocations()
                 )
             }
@@ -113,19 +138,36 @@ impl fmt::Display for TileConfig {
 }
 
 impl TileConfig {
-    /// The configurations the autotuner tries for every shape: the register kernel at three
-    /// workgroup sizes and two tile heights, and three workgroup-tiled blocks (64, 256 and
-    /// 128 invocations: all within WebGPU's default limits of 256 invocations and 16 KiB of
-    /// workgroup memory for one product).
+    /// The configurations the autotuner tries for every shape: the register kernel with
+    /// 4×4, 8×4 and 8×8 tiles, and workgroup-tiled blocks from 32×32 to 128×128 (all within
+    /// WebGPU's default limits of 256 invocations and 16 KiB of workgroup memory for one
+    /// product). On an H200 the 8×4 register kernel won 4096² and the 64×64 and 128×128
+    /// blocks most transformer shapes; 8×8 blocks of 64 and 128 invocations lost everywhere
+    /// and are not tried (BENCHMARKS.md).
     pub fn candidates() -> Vec<TileConfig> {
         let mut out = Vec::new();
-        for rows in [4, 8] {
+        for (rows, cols) in [(4, 4), (8, 4), (8, 8)] {
             for workgroup in [64, 128, 256] {
-                out.push(TileConfig::Register { workgroup, rows });
+                out.push(TileConfig::Register {
+                    workgroup,
+                    rows,
+                    cols,
+                });
             }
         }
-        for (bm, bn, bk, rows) in [(32, 32, 8, 4), (64, 64, 8, 4), (64, 64, 16, 8)] {
-            out.push(TileConfig::Workgroup { bm, bn, bk, rows });
+        for (bm, bn, bk, rows, cols) in [
+            (32, 32, 8, 4, 4),
+            (64, 64, 8, 4, 4),
+            (64, 64, 16, 8, 4),
+            (128, 128, 8, 8, 8),
+        ] {
+            out.push(TileConfig::Workgroup {
+                bm,
+                bn,
+                bk,
+                rows,
+                cols,
+            });
         }
         out
     }
@@ -137,11 +179,20 @@ impl TileConfig {
         }
     }
 
+    /// Output columns per invocation.
+    pub fn cols(&self) -> u32 {
+        match *self {
+            TileConfig::Register { cols, .. } | TileConfig::Workgroup { cols, .. } => cols,
+        }
+    }
+
     /// Invocations per workgroup.
     pub fn invocations(&self) -> u32 {
         match *self {
             TileConfig::Register { workgroup, .. } => workgroup,
-            TileConfig::Workgroup { bm, bn, rows, .. } => (bm / rows.max(1)).saturating_mul(bn / 4),
+            TileConfig::Workgroup {
+                bm, bn, rows, cols, ..
+            } => (bm / rows.max(1)).saturating_mul(bn / cols.max(1)),
         }
     }
 
@@ -159,16 +210,26 @@ impl TileConfig {
     }
 
     /// Whether the parameters describe a kernel codegen can write (a cache file edited by
-    /// hand may hold anything): rows 4 or 8, blocks a whole number of sub-tiles, and
-    /// 1 to 1024 invocations.
+    /// hand may hold anything): rows and columns 4 or 8, blocks a whole number of
+    /// sub-tiles, and 1 to 1024 invocations.
     pub fn check(&self) -> Result<(), String> {
         if !matches!(self.rows(), 4 | 8) {
             return Err(format!("{self}: rows must be 4 or 8"));
         }
-        if let TileConfig::Workgroup { bm, bn, bk, rows } = *self {
-            if bm == 0 || bm % rows != 0 || bn == 0 || bn % 4 != 0 {
+        if !matches!(self.cols(), 4 | 8) {
+            return Err(format!("{self}: columns must be 4 or 8"));
+        }
+        if let TileConfig::Workgroup {
+            bm,
+            bn,
+            bk,
+            rows,
+            cols,
+        } = *self
+        {
+            if bm == 0 || bm % rows != 0 || bn == 0 || bn % cols != 0 {
                 return Err(format!(
-                    "{self}: the block must be a whole number of {rows}x4 sub-tiles"
+                    "{self}: the block must be a whole number of {rows}x{cols} sub-tiles"
                 ));
             }
             if !(1..=64).contains(&bk) {
@@ -284,27 +345,48 @@ mod tests {
             bn: 32,
             bk: 8,
             rows: 8,
+            cols: 4,
         };
         let s = serde_json::to_string(&w).unwrap();
-        assert_eq!(s, r#"{"kind":"workgroup","bm":64,"bn":32,"bk":8,"rows":8}"#);
+        assert_eq!(
+            s,
+            r#"{"kind":"workgroup","bm":64,"bn":32,"bk":8,"rows":8,"cols":4}"#
+        );
         assert_eq!(serde_json::from_str::<TileConfig>(&s).unwrap(), w);
+        // A cache written before `cols` existed still reads, as 4 columns.
+        let old = r#"{"kind":"workgroup","bm":64,"bn":32,"bk":8,"rows":8}"#;
+        assert_eq!(serde_json::from_str::<TileConfig>(old).unwrap(), w);
         assert_eq!(w.invocations(), 64);
+        let with_cols = |cols| TileConfig::Workgroup {
+            bm: 64,
+            bn: 32,
+            bk: 8,
+            rows: 8,
+            cols,
+        };
+        let wide = with_cols(8);
+        assert_eq!(wide.invocations(), 32);
+        wide.check().unwrap();
         let bad = TileConfig::Workgroup {
             bm: 30,
             bn: 32,
             bk: 8,
             rows: 4,
+            cols: 4,
         };
         assert!(bad.check().is_err());
+        assert!(with_cols(6).check().is_err());
         assert!(TileConfig::Register {
             workgroup: 64,
-            rows: 3
+            rows: 3,
+            cols: 4,
         }
         .check()
         .is_err());
         assert!(TileConfig::Register {
             workgroup: 0,
-            rows: 4
+            rows: 4,
+            cols: 4,
         }
         .check()
         .is_err());

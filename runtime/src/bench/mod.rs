@@ -14,6 +14,8 @@ pub use workloads::{attention, matmul, train_step, Work, Workload};
 
 use crate::backend::{Backend, HookSelection};
 use crate::error::RunError;
+use crate::wgpu::autotune::AutotuneOptions;
+use crate::wgpu::profile::Clock;
 use crate::{CpuBackend, FastCpuBackend, WgpuBackend};
 use std::time::{Duration, Instant};
 use weft_compiler::codegen::CodegenOptions;
@@ -27,7 +29,34 @@ pub fn full() -> bool {
 pub struct BenchBackend {
     /// `cpu` (the fast path), `cpu-ref` (the reference interpreter), `wgpu` or `wgpu-unfused`.
     pub name: &'static str,
-    pub backend: Box<dyn Backend>,
+    engine: Engine,
+}
+
+/// The backend behind a [`BenchBackend`], kept concrete so wgpu's kernel timer and
+/// autotuner are reachable.
+enum Engine {
+    Cpu(FastCpuBackend),
+    CpuRef(CpuBackend),
+    Wgpu(WgpuBackend),
+}
+
+impl BenchBackend {
+    /// The backend, to run workloads on.
+    pub fn backend(&self) -> &dyn Backend {
+        match &self.engine {
+            Engine::Cpu(b) => b,
+            Engine::CpuRef(b) => b,
+            Engine::Wgpu(b) => b,
+        }
+    }
+
+    /// The wgpu backend, for the per-kernel GPU timer and the autotuner.
+    pub fn wgpu(&self) -> Option<&WgpuBackend> {
+        match &self.engine {
+            Engine::Wgpu(b) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 /// The GPU adapter's name and device type, when wgpu finds one.
@@ -49,28 +78,29 @@ pub fn backends(which: &str) -> Result<Vec<BenchBackend>, String> {
     if matches!(which, "cpu" | "all") {
         out.push(BenchBackend {
             name: "cpu",
-            backend: Box::new(FastCpuBackend::new()),
+            engine: Engine::Cpu(FastCpuBackend::new()),
         });
         out.push(BenchBackend {
             name: "cpu-ref",
-            backend: Box::new(CpuBackend::new()),
+            engine: Engine::CpuRef(CpuBackend::new()),
         });
     }
     if matches!(which, "wgpu" | "all") {
         match WgpuBackend::new() {
             Ok(b) => {
-                out.push(BenchBackend {
-                    name: "wgpu",
-                    backend: Box::new(b),
-                });
+                // Everything as the fused backend (prologues, tiled attention) but fusion.
                 let unfused = WgpuBackend::with_options(CodegenOptions {
                     fuse: false,
-                    ..CodegenOptions::default()
+                    ..b.options().clone()
                 })
                 .map_err(|e| format!("wgpu (unfused): {e}"))?;
                 out.push(BenchBackend {
+                    name: "wgpu",
+                    engine: Engine::Wgpu(b),
+                });
+                out.push(BenchBackend {
                     name: "wgpu-unfused",
-                    backend: Box::new(unfused),
+                    engine: Engine::Wgpu(unfused),
                 });
             }
             Err(e) if which == "wgpu" => return Err(format!("wgpu backend: {e}")),
@@ -102,4 +132,26 @@ pub fn median_time(b: &dyn Backend, w: &Workload, runs: usize) -> Result<Duratio
     }
     times.sort();
     Ok(times[times.len() / 2])
+}
+
+/// The summed GPU time of every kernel of `w` on `b`, each timed alone
+/// ([`WgpuBackend::profile`]: median of `repeats` dispatches): the device's own time,
+/// without the upload, readback and per-submission waits [`median_time`] includes. The
+/// clock says whether GPU timestamps were available (else each kernel's submit-and-wait
+/// wall time is summed).
+pub fn kernel_time(
+    b: &WgpuBackend,
+    w: &Workload,
+    repeats: usize,
+) -> Result<(Duration, Clock), RunError> {
+    let times = b.profile(&w.graph, &w.inputs, &w.params, &HookSelection::None, repeats)?;
+    let clock = times.first().map_or(Clock::Wall, |t| t.clock);
+    let ms: f64 = times.iter().map(|t| t.median_ms).sum();
+    Ok((Duration::from_secs_f64(ms / 1e3), clock))
+}
+
+/// Autotunes `w`'s matmul shapes on `b` (choices cached per adapter, see
+/// [`crate::wgpu::autotune`]), so the timings that follow use the adapter's best tiling.
+pub fn tune(b: &WgpuBackend, w: &Workload) -> Result<(), RunError> {
+    b.autotune(&w.graph, &AutotuneOptions::default()).map(|_| ())
 }

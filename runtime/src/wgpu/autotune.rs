@@ -693,6 +693,7 @@ mod tests {
                 config: TileConfig::Register {
                     workgroup: 64,
                     rows: 3,
+                    cols: 4,
                 },
                 ..choices[&shape].clone()
             }],

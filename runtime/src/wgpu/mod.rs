@@ -62,16 +62,20 @@ impl WgpuBackend {
     /// training step measured prologues slower there (BENCHMARKS.md).
     pub fn new() -> Result<Self, RunError> {
         let mut be = Self::with_options(Self::native_options())?;
-        be.options.matmul_prologues = be.info.device_type != wgpu::DeviceType::Cpu;
+        let gpu = be.info.device_type != wgpu::DeviceType::Cpu;
+        be.options.matmul_prologues = gpu;
+        // The tiled attention forward's barriers are slow on a CPU adapter too.
+        be.options.tiled_attention = gpu;
         Ok(be)
     }
 
     /// Codegen options that take every limit from the device (see [`WgpuBackend::new`]),
-    /// with matmul prologues on.
+    /// with matmul prologues and the tiled attention forward on (what a GPU runs).
     pub fn native_options() -> CodegenOptions {
         CodegenOptions {
             max_storage_buffers_per_stage: u32::MAX,
             max_storage_buffer_binding_size: u64::MAX,
+            tiled_attention: true,
             ..CodegenOptions::default()
         }
     }

@@ -348,7 +348,11 @@ fn segments(bsz: usize, t: usize) -> Tensor {
 
 /// Attention forward, pattern and backward for one rule, on random q, k, v, y, dy.
 pub fn attention(weights: AttentionWeights, mask: AttentionMask) -> Case {
-    let shape = [2, 2, 7, 4];
+    attention_shaped(weights, mask, [2, 2, 7, 4])
+}
+
+/// Like [`attention`], on q, k, v of `shape` `[B, H, T, d]`.
+pub fn attention_shaped(weights: AttentionWeights, mask: AttentionMask, shape: [usize; 4]) -> Case {
     // The enums' former discriminants (their order in MASKS and WEIGHTS) keep the seeds.
     let mi = MASKS.iter().position(|m| *m == mask).unwrap_or(0) as u64;
     let wi = WEIGHTS.iter().position(|w| *w == weights).unwrap_or(0) as u64;
@@ -362,8 +366,8 @@ pub fn attention(weights: AttentionWeights, mask: AttentionMask) -> Case {
     }
     let rule = AttentionRule::builtin(weights.clone(), mask.clone(), 0.6);
     let seg = mask.needs_segments().then(|| {
-        ins.insert("seg".into(), segments(2, 7));
-        b.input("seg", &[2, 7], DType::I32)
+        ins.insert("seg".into(), segments(shape[0], shape[2]));
+        b.input("seg", &[shape[0], shape[2]], DType::I32)
     });
     let fwd = b
         .attention(rule.clone(), qkv[0], qkv[1], qkv[2], seg)
@@ -377,7 +381,7 @@ pub fn attention(weights: AttentionWeights, mask: AttentionMask) -> Case {
     bwd_in.extend(seg);
     let bwd = b.apply(Op::AttentionBackward(rule), &bwd_in).unwrap();
     b.output("backward", bwd);
-    finish(&format!("attention {weights:?} {mask:?}"), b, ins)
+    finish(&format!("attention {weights:?} {mask:?} {shape:?}"), b, ins)
 }
 
 /// Forward, pattern, backward and (with parameters) the parameter gradient of an attention

@@ -2,6 +2,7 @@
 // (m, z, δ) from part 1, recomputes the scores that see key j and accumulates
 //   dk_j = SCALE · Σ_t dp_tj q_t,   dv_j = Σ_t w_tj dy_t
 // writing slices 1 (dk) and 2 (dv) of the stacked [3,B,H,T,d] result. No atomics.
+// The row's k, v, dk and dv live in registers as ⌈D/4⌉ named vec4s, as in part 1.
 
 fn visible(t: u32, j: u32, b: u32, hh: u32) -> bool {
     return {{VISIBLE}};
@@ -17,27 +18,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let bh = row / T;
     let hh = bh % H;
     let head = bh * T * D;
-    var k: array<f32, D>;
-    var v: array<f32, D>;
-    var dk: array<f32, D>;
-    var dv: array<f32, D>;
-    for (var c = 0u; c < D; c = c + 1u) {
-        k[c] = {{K}}[head + j * D + c];
-        v[c] = {{V}}[head + j * D + c];
-        dk[c] = 0.0;
-        dv[c] = 0.0;
-    }
+    let at_j = head + j * D;
+{{LOAD}}
     for (var t = {{T_BEGIN}}; t < {{T_END}}; t = t + 1u) {
         if (!visible(t, j, b, hh)) { continue; }
-        var p = 0.0;
-        var g = 0.0;
-        for (var c = 0u; c < D; c = c + 1u) {
-            p = p + {{Q}}[head + t * D + c] * k[c];
-            g = g + {{DY}}[head + t * D + c] * v[c];
-        }
-        p = p * SCALE;
-        let p_raw = p;
-        p = {{SCORE}};
+        let at_t = head + t * D;
+        let p_raw = ({{QK}}) * SCALE;
+        let g = {{GV}};
+        let p = {{SCORE}};
         let st = (bh * T + t) * 3u;
         let m = {{STATS}}[st];
         let z = {{STATS}}[st + 1u];
@@ -46,14 +34,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let s = {{PROB}};
         let dp = {{DP}};
         let w = {{SIGN}} * s;
-        for (var c = 0u; c < D; c = c + 1u) {
-            dk[c] = dk[c] + dp * {{Q}}[head + t * D + c];
-            dv[c] = dv[c] + w * {{DY}}[head + t * D + c];
-        }
+{{ACCUMULATE}}
     }
     let n = B * H * T * D;
-    for (var c = 0u; c < D; c = c + 1u) {
-        {{OUT}}[n + head + j * D + c] = SCALE * dk[c];
-        {{OUT}}[2u * n + head + j * D + c] = dv[c];
-    }
+{{STORE}}
 }

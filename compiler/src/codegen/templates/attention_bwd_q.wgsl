@@ -3,6 +3,9 @@
 //   dq_t = SCALE · Σ_j dp_tj k_j,   dp_tj = {{DP}}
 // with s the normalised |p|- or p-softmax weight and g = dy_t·v_j (METHODS §2.2). Stores
 // (m, z, δ) per row in STATS for part 2, which needs them for every query of a key.
+// The row's q, dy and dq live in registers as ⌈D/4⌉ named vec4s (q0.., dy0.., dq0..; the
+// head size is known when the kernel is generated, so every loop over it is written out:
+// arrays indexed in loops end up in slow local memory on GPUs).
 
 fn visible(t: u32, j: u32, b: u32, hh: u32) -> bool {
     return {{VISIBLE}};
@@ -17,55 +20,38 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let b = row / (H * T);
     let hh = (row / T) % H;
     let head = (row / T) * T * D;
-    var q: array<f32, D>;
-    var dy: array<f32, D>;
-    var dq: array<f32, D>;
-    var delta = 0.0;
-    for (var c = 0u; c < D; c = c + 1u) {
-        q[c] = {{Q}}[head + t * D + c];
-        dy[c] = {{DY}}[head + t * D + c];
-        dq[c] = 0.0;
-        delta = delta + dy[c] * {{Y}}[head + t * D + c];
-    }
+    let at_t = head + t * D;
+{{LOAD}}
     var m = {{M_INIT}};
     var seen = {{SEEN_INIT}};
     for (var j = {{J_BEGIN}}; j < {{J_END}}; j = j + 1u) {
         if (!visible(t, j, b, hh)) { continue; }
-        var p = 0.0;
-        for (var c = 0u; c < D; c = c + 1u) { p = p + q[c] * {{K}}[head + j * D + c]; }
-        p = p * SCALE;
-        let p_raw = p;
-        p = {{SCORE}};
+        let at_j = head + j * D;
+        let p_raw = ({{QK}}) * SCALE;
+        let p = {{SCORE}};
         let a = {{MAGNITUDE}};
         if (!seen || a > m) { m = a; seen = true; }
     }
     var z = {{Z_INIT}};
     for (var j = {{J_BEGIN}}; j < {{J_END}}; j = j + 1u) {
         if (!visible(t, j, b, hh)) { continue; }
-        var p = 0.0;
-        for (var c = 0u; c < D; c = c + 1u) { p = p + q[c] * {{K}}[head + j * D + c]; }
-        p = p * SCALE;
-        let p_raw = p;
-        p = {{SCORE}};
+        let at_j = head + j * D;
+        let p_raw = ({{QK}}) * SCALE;
+        let p = {{SCORE}};
         z = z + exp({{MAGNITUDE}} - m);
     }
     for (var j = {{J_BEGIN}}; j < {{J_END}}; j = j + 1u) {
         if (!visible(t, j, b, hh)) { continue; }
-        var p = 0.0;
-        var g = 0.0;
-        for (var c = 0u; c < D; c = c + 1u) {
-            p = p + q[c] * {{K}}[head + j * D + c];
-            g = g + dy[c] * {{V}}[head + j * D + c];
-        }
-        p = p * SCALE;
-        let p_raw = p;
-        p = {{SCORE}};
+        let at_j = head + j * D;
+        let p_raw = ({{QK}}) * SCALE;
+        let g = {{GV}};
+        let p = {{SCORE}};
         let a = {{MAGNITUDE}};
         let s = {{PROB}};
         let dp = {{DP}};
-        for (var c = 0u; c < D; c = c + 1u) { dq[c] = dq[c] + dp * {{K}}[head + j * D + c]; }
+{{ACCUMULATE}}
     }
-    for (var c = 0u; c < D; c = c + 1u) { {{OUT}}[head + t * D + c] = SCALE * dq[c]; }
+{{STORE}}
     {{STATS}}[row * 3u] = m;
     {{STATS}}[row * 3u + 1u] = z;
     {{STATS}}[row * 3u + 2u] = delta;

@@ -1,5 +1,6 @@
 // Batched matmul C[batch, M, N] = op(A) · op(B), register-tiled: each invocation keeps a
-// TM×4 block of C in registers (TM = 4 or 8, see `TileConfig::Register`) and streams K.
+// TM×TN block of C in registers (4 or 8 each, see `TileConfig::Register`; TN / 4 = CV
+// adjacent vec4 column chunks) and streams K.
 // No workgroup memory and no barriers: software adapters (lavapipe) run barriers very
 // slowly, and register tiling wins there (`matmul_shared.wgsl` is the variant for GPUs).
 // One launch may accumulate several products of the same M×N×K side by side (a horizontally
@@ -18,10 +19,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let tm = (id / TILES_N) % TILES_M;
     let bi = id / (TILES_N * TILES_M);
     let m0 = tm * TM;
-    let n0 = tn * 4u;
+    let n0 = tn * TN;
     // Rows/columns past the edge read the last valid one (in bounds) and are never stored.
 {{ROWS}}
-    let cols = min(vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(N - 1u));
 {{SETUP}}
     for (var k = 0u; k < K; k = k + 1u) {
 {{STEP}}
@@ -31,7 +31,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     for (var r = 0u; r < TM; r = r + 1u) {
         let m = m0 + r;
         if (m >= M) { break; }
-        for (var c = 0u; c < 4u; c = c + 1u) {
+        for (var c = 0u; c < TN; c = c + 1u) {
             if (n0 + c < N) {
                 let idx = c0 + m * N + n0 + c;
 {{STORE}}
