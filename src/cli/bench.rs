@@ -157,7 +157,11 @@ fn table(rows: &[Row]) -> String {
         };
         let (kt, kx) = match r.kernels {
             Some((k, clock)) => {
-                let mark = if clock == profile::Clock::Wall { " (wall)" } else { "" };
+                let mark = if clock == profile::Clock::Wall {
+                    " (wall)"
+                } else {
+                    ""
+                };
                 (
                     format!("{:.3} ms{mark}", k.as_secs_f64() * 1e3),
                     throughput(r.work, k),

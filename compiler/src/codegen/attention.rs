@@ -441,7 +441,9 @@ fn tiled_keys(d: usize, c: &RuleCode) -> String {
 
 /// The tiled forward's store of row `o` (= `head + t·D`) from the accumulator.
 fn tiled_store(d: usize, out: &str) -> String {
-    lanes_of(d, &|x, c, l| format!("        {out}[o + {x}u] = acc{c}.{l} * inv;"))
+    lanes_of(d, &|x, c, l| {
+        format!("        {out}[o + {x}u] = acc{c}.{l} * inv;")
+    })
 }
 
 /// The two backward kernels of `root` (`[3,B,H,T,d]` = dq, dk, dv): part 1 writes dq and the
@@ -494,15 +496,23 @@ pub(super) fn backward(
         .set("J_BEGIN", jb)
         .set("J_END", je)
         .set("LOAD", load)
-        .set("QK", dot(&|c| format!("dot(q{c}, {})", row4(&k, "at_j", d, c))))
-        .set("GV", dot(&|c| format!("dot(dy{c}, {})", row4(&v, "at_j", d, c))))
+        .set(
+            "QK",
+            dot(&|c| format!("dot(q{c}, {})", row4(&k, "at_j", d, c))),
+        )
+        .set(
+            "GV",
+            dot(&|c| format!("dot(dy{c}, {})", row4(&v, "at_j", d, c))),
+        )
         .set(
             "ACCUMULATE",
             lines(&|c| format!("        dq{c} = dq{c} + dp * {};", row4(&k, "at_j", d, c))),
         )
         .set(
             "STORE",
-            lanes_of(d, &|x, c, l| format!("    {out}[at_t + {x}u] = SCALE * dq{c}.{l};")),
+            lanes_of(d, &|x, c, l| {
+                format!("    {out}[at_t + {x}u] = SCALE * dq{c}.{l};")
+            }),
         )
         .set("STATS", st)
         .render()?;
@@ -684,7 +694,12 @@ mod tests {
             }
         }
         // Four keys and values of 520 floats exceed 16 KiB of workgroup memory.
-        let k = forward(&AttentionWeights::Softmax, &AttentionMask::Causal, 520, true);
+        let k = forward(
+            &AttentionWeights::Softmax,
+            &AttentionMask::Causal,
+            520,
+            true,
+        );
         assert!(!k.wgsl.contains("workgroupBarrier()"));
     }
 }

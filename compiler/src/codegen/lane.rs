@@ -2,17 +2,26 @@
 //! scatter-add. One invocation per lane (or per output element for scatter-add); inputs are
 //! read through their value functions, so an elementwise prologue fuses in.
 
-use super::shader::{dispatch_for, Shader, WORKGROUP};
+use super::shader::{dispatch_for, dispatch_groups, Shader, WORKGROUP};
 use super::template::Template;
 use super::{CodegenError, Kernel};
 use crate::ir::{numel, DType, Op, ReduceOp, ValueId};
 
 const REDUCE: &str = include_str!("templates/reduce.wgsl");
+const REDUCE_WIDE: &str = include_str!("templates/reduce_wide.wgsl");
 const LOGSUMEXP: &str = include_str!("templates/logsumexp.wgsl");
 const SOFTMAX: &str = include_str!("templates/softmax.wgsl");
 const SCAN: &str = include_str!("templates/scan.wgsl");
 const TOPK: &str = include_str!("templates/topk.wgsl");
 const SCATTER: &str = include_str!("templates/scatter_add.wgsl");
+
+/// Lanes at least this long are reduced by a workgroup each (`templates/reduce_wide.wgsl`):
+/// one invocation folding a whole lane serially took a quarter of a second for a 4M-element
+/// sum on an H200 (BENCHMARKS.md).
+pub(super) const WIDE_EXTENT: usize = 1024;
+
+/// Invocations of a wide reduction's workgroup (at most `WIDE_EXTENT`).
+const WIDE_WORKGROUP: u32 = 256;
 
 /// `(outer, extent, inner)` of `shape` around `axis`.
 fn split(shape: &[usize], axis: usize) -> (usize, usize, usize) {
@@ -48,6 +57,16 @@ pub(super) fn kernel(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenErro
                 ReduceOp::Mean => ("acc = acc + x;", "acc / f32(EXTENT)".to_string()),
                 ReduceOp::Max => ("if (x > acc) { acc = x; }", "acc".to_string()),
             };
+            if xs[*axis] >= WIDE_EXTENT && node.dtype == DType::F32 {
+                let t = Template::new("reduce_wide", REDUCE_WIDE)
+                    .set("WG", WIDE_WORKGROUP.to_string())
+                    .set("LOAD", load)
+                    .set("COMBINE", combine)
+                    .set("RESULT", result)
+                    .set("OUT", out);
+                let main = t.render()?;
+                return Ok(s.finish(main, WIDE_WORKGROUP, dispatch_groups(items), &[root]));
+            }
             let t = Template::new("reduce", REDUCE)
                 .set("WG", wg)
                 .set("LOAD", load)
@@ -144,4 +163,52 @@ pub(super) fn kernel(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenErro
         }
     };
     Ok(s.finish(main, WORKGROUP, dispatch_for(items), &[root]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codegen::{compile, CodegenOptions};
+    use crate::ir::{GraphBuilder, ReduceOp};
+
+    /// Long f32 lanes get a workgroup each (validated by naga and the barrier check); short
+    /// lanes and i32 ones keep one invocation per lane.
+    #[test]
+    fn long_lanes_are_reduced_by_a_workgroup_each() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[2, WIDE_EXTENT + 5, 3], DType::F32);
+        let xi = b.input("xi", &[2, WIDE_EXTENT + 5, 3], DType::I32);
+        let short = b.input("short", &[4, WIDE_EXTENT - 1], DType::F32);
+        for (name, v, axis) in [("wide", x, 1), ("int", xi, 1), ("short", short, 1)] {
+            for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+                if op == ReduceOp::Mean && v == xi {
+                    continue;
+                }
+                let y = b.reduce(op, v, axis, false).unwrap();
+                b.output(&format!("{name}_{op:?}"), y);
+            }
+        }
+        let g = b.finish().unwrap();
+        let opts = CodegenOptions {
+            fuse: false,
+            ..CodegenOptions::default()
+        };
+        let p = compile(&g, &[], &opts).unwrap();
+        let reduces: Vec<_> = p
+            .kernels
+            .iter()
+            .filter(|k| k.name.starts_with("reduce"))
+            .collect();
+        assert_eq!(reduces.len(), 8);
+        let wide: Vec<_> = reduces
+            .iter()
+            .filter(|k| k.wgsl.contains("workgroupBarrier()"))
+            .collect();
+        assert_eq!(wide.len(), 3, "only the long f32 lanes");
+        for k in wide {
+            assert_eq!(k.workgroup_size, WIDE_WORKGROUP);
+            // One workgroup per lane: 2 × 3 lanes.
+            assert_eq!(k.dispatch, [6, 1, 1], "{}", k.name);
+        }
+    }
 }

@@ -35,25 +35,25 @@ pub struct BenchBackend {
 /// The backend behind a [`BenchBackend`], kept concrete so wgpu's kernel timer and
 /// autotuner are reachable.
 enum Engine {
-    Cpu(FastCpuBackend),
-    CpuRef(CpuBackend),
-    Wgpu(WgpuBackend),
+    Cpu(Box<FastCpuBackend>),
+    CpuRef(Box<CpuBackend>),
+    Wgpu(Box<WgpuBackend>),
 }
 
 impl BenchBackend {
     /// The backend, to run workloads on.
     pub fn backend(&self) -> &dyn Backend {
         match &self.engine {
-            Engine::Cpu(b) => b,
-            Engine::CpuRef(b) => b,
-            Engine::Wgpu(b) => b,
+            Engine::Cpu(b) => b.as_ref(),
+            Engine::CpuRef(b) => b.as_ref(),
+            Engine::Wgpu(b) => b.as_ref(),
         }
     }
 
     /// The wgpu backend, for the per-kernel GPU timer and the autotuner.
     pub fn wgpu(&self) -> Option<&WgpuBackend> {
         match &self.engine {
-            Engine::Wgpu(b) => Some(b),
+            Engine::Wgpu(b) => Some(b.as_ref()),
             _ => None,
         }
     }
@@ -78,11 +78,11 @@ pub fn backends(which: &str) -> Result<Vec<BenchBackend>, String> {
     if matches!(which, "cpu" | "all") {
         out.push(BenchBackend {
             name: "cpu",
-            engine: Engine::Cpu(FastCpuBackend::new()),
+            engine: Engine::Cpu(Box::new(FastCpuBackend::new())),
         });
         out.push(BenchBackend {
             name: "cpu-ref",
-            engine: Engine::CpuRef(CpuBackend::new()),
+            engine: Engine::CpuRef(Box::new(CpuBackend::new())),
         });
     }
     if matches!(which, "wgpu" | "all") {
@@ -96,11 +96,11 @@ pub fn backends(which: &str) -> Result<Vec<BenchBackend>, String> {
                 .map_err(|e| format!("wgpu (unfused): {e}"))?;
                 out.push(BenchBackend {
                     name: "wgpu",
-                    engine: Engine::Wgpu(b),
+                    engine: Engine::Wgpu(Box::new(b)),
                 });
                 out.push(BenchBackend {
                     name: "wgpu-unfused",
-                    engine: Engine::Wgpu(unfused),
+                    engine: Engine::Wgpu(Box::new(unfused)),
                 });
             }
             Err(e) if which == "wgpu" => return Err(format!("wgpu backend: {e}")),
@@ -144,7 +144,13 @@ pub fn kernel_time(
     w: &Workload,
     repeats: usize,
 ) -> Result<(Duration, Clock), RunError> {
-    let times = b.profile(&w.graph, &w.inputs, &w.params, &HookSelection::None, repeats)?;
+    let times = b.profile(
+        &w.graph,
+        &w.inputs,
+        &w.params,
+        &HookSelection::None,
+        repeats,
+    )?;
     let clock = times.first().map_or(Clock::Wall, |t| t.clock);
     let ms: f64 = times.iter().map(|t| t.median_ms).sum();
     Ok((Duration::from_secs_f64(ms / 1e3), clock))
@@ -153,5 +159,6 @@ pub fn kernel_time(
 /// Autotunes `w`'s matmul shapes on `b` (choices cached per adapter, see
 /// [`crate::wgpu::autotune`]), so the timings that follow use the adapter's best tiling.
 pub fn tune(b: &WgpuBackend, w: &Workload) -> Result<(), RunError> {
-    b.autotune(&w.graph, &AutotuneOptions::default()).map(|_| ())
+    b.autotune(&w.graph, &AutotuneOptions::default())
+        .map(|_| ())
 }

@@ -184,7 +184,8 @@ pub fn binary_ops() -> Case {
     finish("binary", b, ins)
 }
 
-/// Reductions, scans, softmax, logsumexp, argmax, top-k over every axis; i32 reductions.
+/// Reductions, scans, softmax, logsumexp, argmax, top-k over every axis; i32 reductions;
+/// reductions of long lanes.
 pub fn reduce_ops() -> Case {
     let mut rng = Rng::new(3);
     let mut b = GraphBuilder::new();
@@ -224,6 +225,25 @@ pub fn reduce_ops() -> Case {
         b.output(&format!("argmax{axis}"), y);
         let y = b.topk_mask(x, 2, axis).unwrap();
         b.output(&format!("topk{axis}"), y);
+    }
+    // Long lanes (at least 1024 elements: one workgroup per lane) along the last axis and
+    // along a middle one, lengths that are no multiple of the workgroup.
+    for (name, shape, axis) in [
+        ("long_last", [3, 1, 2100], 2),
+        ("long_mid", [2, 1500, 3], 1),
+    ] {
+        let x = b.input(name, &shape, DType::F32);
+        ins.insert(name.into(), randn(&mut rng, &shape));
+        let pre = b.tanh(x).unwrap();
+        let pre = b.mul(pre, x).unwrap();
+        for (op_name, op) in [
+            ("sum", ReduceOp::Sum),
+            ("mean", ReduceOp::Mean),
+            ("max", ReduceOp::Max),
+        ] {
+            let y = b.reduce(op, pre, axis, false).unwrap();
+            b.output(&format!("{name}_{op_name}"), y);
+        }
     }
     finish("reduce", b, ins)
 }
