@@ -1,8 +1,9 @@
 //! Incremental decoding with a key/value cache (`LowerOptions::decode`): a decode step over
 //! the new tokens, fed the cached keys/values, gives the logits the full graph gives at
 //! those positions — for every position rule (RoPE in both layouts, HoPE, MoICE, learned,
-//! NoPE), signed weights and GQA — and greedy generation with the cache equals generation
-//! without it. Specs a cache cannot serve are refused by name.
+//! NoPE), signed weights, GQA and attention rules written in the spec — and greedy
+//! generation with the cache equals generation without it. Specs a cache cannot serve are
+//! refused by name.
 
 mod wgpu_support;
 
@@ -14,10 +15,12 @@ use weft_runtime::{init_params, Backend, CpuBackend, HookSelection, ParamStore, 
 /// Relative error allowed between the cached and uncached logits.
 const RTOL: f64 = 1e-4;
 
-/// A small spec: `model_extra` goes among the model settings, `attn` into `attention(...)`.
+/// A small spec: `model_extra` goes among the model settings, `attn` into `attention(...)`;
+/// the rules of [`RULES`] are defined.
 fn spec(model_extra: &str, attn: &str) -> weft_dsl::Checked {
     let src = format!(
-        "model m {{
+        "{RULES}
+model m {{
   vocab = 40
   dim = 32
   heads = 4
@@ -37,6 +40,24 @@ fn spec(model_extra: &str, attn: &str) -> weft_dsl::Checked {
     );
     weft_dsl::check_source(&src).unwrap_or_else(|e| panic!("{e:?}\n{src}"))
 }
+
+/// Attention rules written in the spec: a trainable per-head parameter with positions, a
+/// score modification, direct weights and a sink, which a decode step serves; a mask of the
+/// rule's own and the key count `n`, which it refuses.
+const RULES: &str = "
+rule alibi {
+  slope = head_param(init: alibi, trainable: true)
+  score = s - slope * (i - j)
+}
+rule softcap { score = 2.0 * tanh(s / 2.0) }
+rule sigmoid { weights = sigmoid(s - 1.0) }
+rule sigmoid_attn {
+  score = s - log(n)
+  weights = sigmoid(s)
+}
+rule sink { weights = exp(s) / (1 + sum(exp(s))) }
+rule window { mask = j <= i && i - j < 3 }
+";
 
 /// The spec variants every test runs: (name, model settings, attention arguments).
 const CASES: &[(&str, &str, &str)] = &[
@@ -59,6 +80,14 @@ const CASES: &[(&str, &str, &str)] = &[
         ", position: rope(bases: [10000, 300, 40], router: swiglu, top_k: 2)",
     ),
     ("self only", "", ", mask: self_only"),
+    (
+        "rule alibi, GQA",
+        "kv_heads = 2",
+        ", rule: alibi, position: nope",
+    ),
+    ("rule softcap", "", ", rule: softcap"),
+    ("rule sigmoid", "", ", rule: sigmoid"),
+    ("rule sink", "", ", rule: sink, position: nope"),
 ];
 
 fn params_of(spec: &weft_dsl::Checked, seed: u64) -> ParamStore {
@@ -270,6 +299,11 @@ fn masks_a_cache_cannot_serve_are_refused() {
         (", mask: bidirectional", "bidirectional attention"),
         (", mask: document", "the document mask"),
         (", mask: turns", "turn masks"),
+        (", rule: window", "attention rules with a mask of their own"),
+        (
+            ", rule: sigmoid_attn",
+            "attention rules that read the key count `n`",
+        ),
     ] {
         let s = spec("", attn);
         let params = params_of(&s, 1);

@@ -330,6 +330,16 @@ fn a_spec_reads_as_layers_pools_routers_and_parameter_counts() {
         ModelSummary::from_source(include_str!("../../examples/cog_attention.weft"), "c").unwrap();
     assert_eq!(cog.layers[1].args, "rule: signed");
     assert_eq!(cog.layers[0].args, "rule: softmax");
+    // The Attention panel's rule names, by hook prefix.
+    assert_eq!(cog.attention_rules["layers.0.attn"], "softmax · document");
+    assert_eq!(cog.attention_rules["layers.1.attn"], "signed · document");
+    let rules = ModelSummary::from_source(
+        include_str!("../../examples/attention_rules.weft"),
+        "rules.weft",
+    )
+    .unwrap();
+    assert_eq!(rules.attention_rules["layers.0.attn"], "rule alibi_local");
+    assert_eq!(rules.attention_rules["layers.1.attn"], "rule softcap");
 
     let err = ModelSummary::from_source("model m { dim = }", "bad.weft").unwrap_err();
     assert!(err.contains("bad.weft"), "{err}");

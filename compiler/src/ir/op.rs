@@ -247,6 +247,26 @@ impl AttentionRule {
                 .is_some_and(|e| e.reads(RuleVar::QuerySeg) || e.reads(RuleVar::KeySeg))
     }
 
+    /// Whether any of the rule's expressions (score, mask, normaliser) reads `v`.
+    pub fn reads(&self, v: RuleVar) -> bool {
+        let n = self.weights.normaliser();
+        let weights: Vec<&RuleExpr> = match &n {
+            Normaliser::Normalised {
+                factor, exponent, ..
+            } => vec![factor, exponent],
+            Normaliser::Direct(phi) => vec![phi],
+        };
+        let mask = match &self.mask {
+            AttentionMask::Rule(e) => Some(e),
+            _ => None,
+        };
+        self.score
+            .iter()
+            .chain(mask)
+            .chain(weights)
+            .any(|e| e.reads(v))
+    }
+
     /// Why the rule's expressions are not ones every backend evaluates (see
     /// [`RuleExpr::problem`]); `None` when they are.
     pub fn problem(&self) -> Option<String> {

@@ -417,7 +417,7 @@ fn weights(
     drop: f64,
 ) -> Result<ValueId> {
     if l.opts.decode.is_some() {
-        return decode::attention(l, hp, r, q, k, v, drop);
+        return decode::attention(l, hp, r, q, k, v, extra, drop);
     }
     if l.wants(&hooks::join(hp, hooks::attention::SCORES)) {
         let s = l.g.matmul_t(q, k, false, true)?;

@@ -1,10 +1,14 @@
 //! Decode steps against a key/value cache (`LowerOptions::decode`, described on
 //! [`super::Decode`]): the new tokens' absolute positions, cached keys/values joined to the
 //! new ones, and attention composed from primitives — the fused `Attention` op wants queries
-//! and keys of one length, and a step has `seq` queries against `capacity + seq` keys.
+//! and keys of one length, and a step has `seq` queries against `capacity + seq` keys. A rule
+//! written in the spec is composed from its expression trees ([`rule_value`]) the same way.
 
 use super::{hooks, Lowerer, Result, DECODE_PAST, PAST_KV};
-use crate::ir::{AttentionMask, AttentionRule, AttentionWeights, CmpOp, DType, ValueId};
+use crate::ir::{
+    AttentionMask, AttentionRule, AttentionWeights, BinaryOp, CmpOp, DType, Normaliser, ReduceOp,
+    RuleExpr, RuleVar, UnaryOp, ValueId,
+};
 use crate::IrError;
 
 /// Values every attention of a decode step shares, built once per graph.
@@ -76,18 +80,173 @@ pub(crate) fn extend_kv(
 }
 
 /// Refuses rules a decode step cannot serve: masks whose answer for the new tokens depends
-/// on more than the cache holds, and rules written in the spec (decode composes attention
-/// from primitives for the built-in rules only).
+/// on more than the cache holds, rules with a mask of their own (whether one lets a query
+/// see later keys — which a cache never holds — is not known here), rules reading segment
+/// ids or the key count. Other score modifications and weights written in the spec are
+/// served.
 pub(crate) fn check_rule(rule: &AttentionRule) -> Result<()> {
-    if !rule.is_builtin() {
-        return Err(refuse("attention rules written in the spec"));
-    }
     match rule.mask {
-        AttentionMask::Causal | AttentionMask::SelfOnly => Ok(()),
-        AttentionMask::Bidirectional => Err(refuse("bidirectional attention")),
-        AttentionMask::Document => Err(refuse("the document mask")),
-        AttentionMask::Turns | AttentionMask::TurnsKeepFirst => Err(refuse("turn masks")),
-        AttentionMask::Rule(_) => Err(refuse("attention rules written in the spec")),
+        AttentionMask::Causal | AttentionMask::SelfOnly => {}
+        AttentionMask::Bidirectional => return Err(refuse("bidirectional attention")),
+        AttentionMask::Document => return Err(refuse("the document mask")),
+        AttentionMask::Turns | AttentionMask::TurnsKeepFirst => return Err(refuse("turn masks")),
+        AttentionMask::Rule(_) => return Err(refuse("attention rules with a mask of their own")),
+    }
+    if rule.needs_segments() || rule.reads(RuleVar::QuerySeg) || rule.reads(RuleVar::KeySeg) {
+        return Err(refuse("attention rules that read segment ids"));
+    }
+    // The key count is the whole sequence's: keys and values cached under a shorter one
+    // would differ from a recomputation.
+    if rule.reads(RuleVar::Keys) {
+        return Err(refuse("attention rules that read the key count `n`"));
+    }
+    Ok(())
+}
+
+/// What a rule expression reads in a decode step, each broadcastable against the scores
+/// `[B, kv, group, seq, S]` (query head = kv head · group + index in the group).
+struct RuleInputs {
+    /// Absolute query positions, f32 `[1,1,1,seq,1]`.
+    query: ValueId,
+    /// Absolute key positions of the slots, f32 `[1,1,1,1,S]`.
+    key: ValueId,
+    /// f32 `[1,kv,group,1,1]`.
+    head: ValueId,
+    kv_head: ValueId,
+    /// Keys a query of the full sequence has: cached positions + seq, f32 `[1]`.
+    keys: ValueId,
+    /// The rule's parameters, `[H]` each, as `[1,kv,group,1,1]`.
+    params: Vec<ValueId>,
+}
+
+fn rule_inputs(l: &mut Lowerer, params: &[ValueId], kv: usize, group: usize) -> Result<RuleInputs> {
+    let st = state(l)?;
+    let (t, s_len) = (l.opts.seq, capacity(l) + l.opts.seq);
+    let query = l.g.cast(st.q_pos, DType::F32)?;
+    let query = l.g.reshape(query, &[1, 1, 1, t, 1])?;
+    let key = l.g.cast(st.k_pos, DType::F32)?;
+    let key = l.g.reshape(key, &[1, 1, 1, 1, s_len])?;
+    let kv_head = l.g.iota(&[1, kv, group, 1, 1], 1, DType::F32)?;
+    let within = l.g.iota(&[1, kv, group, 1, 1], 2, DType::F32)?;
+    let g = l.g.scalar(group as f32);
+    let head = l.g.mul(kv_head, g)?;
+    let head = l.g.add(head, within)?;
+    let seq = l.g.scalar(t as f32);
+    let keys = l.g.add(st.past, seq)?;
+    let params = params
+        .iter()
+        .map(|&p| l.g.reshape(p, &[1, kv, group, 1, 1]))
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(RuleInputs {
+        query,
+        key,
+        head,
+        kv_head,
+        keys,
+        params,
+    })
+}
+
+/// Rule expression `e` as graph ops over the scores `score` (see [`RuleInputs`]).
+fn rule_value(l: &mut Lowerer, e: &RuleExpr, score: ValueId, x: &RuleInputs) -> Result<ValueId> {
+    let go = |l: &mut Lowerer, a: &RuleExpr| rule_value(l, a, score, x);
+    Ok(match e {
+        RuleExpr::Const(c) => l.g.scalar(*c),
+        RuleExpr::Var(v) => match v {
+            RuleVar::Score => score,
+            RuleVar::QueryPos => x.query,
+            RuleVar::KeyPos => x.key,
+            RuleVar::Head => x.head,
+            RuleVar::KvHead => x.kv_head,
+            RuleVar::Keys => x.keys,
+            RuleVar::QuerySeg | RuleVar::KeySeg => {
+                return Err(refuse("attention rules that read segment ids"))
+            }
+        },
+        RuleExpr::Param(k) => *x
+            .params
+            .get(*k)
+            .ok_or_else(|| IrError::Builder(format!("rule parameter {k} is missing")))?,
+        RuleExpr::Unary(op, a) => {
+            let a = go(l, a)?;
+            l.g.unary(*op, a)?
+        }
+        RuleExpr::Deriv(..) => {
+            return Err(IrError::Builder(
+                "a rule holds a derivative node (rules from the spec never do)".into(),
+            ))
+        }
+        RuleExpr::Binary(op, a, c) => {
+            let (a, c) = (go(l, a)?, go(l, c)?);
+            l.g.binary(*op, a, c)?
+        }
+        RuleExpr::Compare(op, a, c) => {
+            let (a, c) = (go(l, a)?, go(l, c)?);
+            l.g.compare(*op, a, c)?
+        }
+        RuleExpr::Where(c, a, b) => {
+            let (c, a, b) = (go(l, c)?, go(l, a)?, go(l, b)?);
+            l.g.where_(c, a, b)?
+        }
+    })
+}
+
+/// The weights of a rule written in the spec over the scaled scores `p`
+/// `[B,kv,group,seq,S]` and the visible slots `vis` `[seq,S]`, as the fused op computes
+/// them: `h(s)·exp(f(s) − m) / (c·exp(−m) + Σ exp(f(s) − m))` over visible keys (`m` the
+/// largest `f(s)`, and `log c` with a sink `c`), or `φ(s)` on visible keys; 0 elsewhere.
+fn spec_rule_weights(
+    l: &mut Lowerer,
+    r: &AttentionRule,
+    p: ValueId,
+    vis: ValueId,
+    params: &[ValueId],
+    kv: usize,
+    group: usize,
+) -> Result<ValueId> {
+    let x = rule_inputs(l, params, kv, group)?;
+    let s = match &r.score {
+        Some(e) => rule_value(l, e, p, &x)?,
+        None => p,
+    };
+    let zero = l.g.scalar(0.0);
+    match r.weights.normaliser() {
+        Normaliser::Direct(phi) => {
+            let w = rule_value(l, &phi, s, &x)?;
+            l.g.where_(vis, w, zero)
+        }
+        Normaliser::Normalised {
+            factor,
+            exponent,
+            sink,
+        } => {
+            let f = rule_value(l, &exponent, s, &x)?;
+            let hidden = l.g.scalar(-1e30);
+            let masked = l.g.where_(vis, f, hidden)?;
+            let mut m = l.g.reduce(ReduceOp::Max, masked, 4, true)?;
+            if sink > 0.0 {
+                let log_c = l.g.scalar(sink.ln());
+                m = l.g.binary(BinaryOp::Max, m, log_c)?;
+            }
+            let e = l.g.sub(masked, m)?;
+            let e = l.g.unary(UnaryOp::Exp, e)?;
+            let e = l.g.mul(e, vis)?;
+            let mut z = l.g.reduce(ReduceOp::Sum, e, 4, true)?;
+            if sink > 0.0 {
+                let neg = l.g.unary(UnaryOp::Neg, m)?;
+                let c = l.g.unary(UnaryOp::Exp, neg)?;
+                let sink = l.g.scalar(sink);
+                let c = l.g.mul(c, sink)?;
+                z = l.g.add(z, c)?;
+            }
+            // A row that sees nothing gets 0, not 0/0.
+            let some = l.g.compare(CmpOp::Gt, z, zero)?;
+            let one = l.g.scalar(1.0);
+            let z = l.g.where_(some, z, one)?;
+            let h = rule_value(l, &factor, s, &x)?;
+            let w = l.g.binary(BinaryOp::Div, e, z)?;
+            l.g.mul(h, w)
+        }
     }
 }
 
@@ -113,8 +272,10 @@ fn visible(l: &mut Lowerer, mask: &AttentionMask) -> Result<ValueId> {
 
 /// Attention of the new queries `q [B,H,seq,d]` over the joined keys and values
 /// `[B,kv,S,d]` with `rule`, the same function as the fused op: softmax (or signed
-/// `sign(p)·softmax(|p|)`) over visible keys. Query heads are grouped by their kv head
-/// instead of repeating k and v, so no `[B,H,S,d]` copy is made.
+/// `sign(p)·softmax(|p|)`, or a rule written in the spec, whose parameters are `params`)
+/// over visible keys. Query heads are grouped by their kv head instead of repeating k and
+/// v, so no `[B,H,S,d]` copy is made.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     l: &mut Lowerer,
     hp: &str,
@@ -122,6 +283,7 @@ pub(crate) fn attention(
     q: ValueId,
     k: ValueId,
     v: ValueId,
+    params: &[ValueId],
     drop: f64,
 ) -> Result<ValueId> {
     check_rule(r)?;
@@ -141,18 +303,23 @@ pub(crate) fn attention(
         let s = l.g.reshape(p, &full)?;
         l.hook(&hooks::join(hp, hooks::attention::SCORES), s);
     }
-    let signed = matches!(r.weights, AttentionWeights::Signed);
-    let mag = if signed { l.g.abs(p)? } else { p };
     let vis = visible(l, &r.mask)?;
-    // Hidden keys get exp(-1e30 - max) = 0, as in the fused op; a finite stand-in for −∞
-    // keeps every backend's arithmetic NaN-free.
-    let hidden = l.g.scalar(-1e30);
-    let masked = l.g.where_(vis, mag, hidden)?;
-    let mut w = l.g.softmax(masked, 4)?;
-    if signed {
-        let sign = l.g.sign(p)?;
-        w = l.g.mul(w, sign)?;
-    }
+    let w = if r.is_builtin() {
+        let signed = matches!(r.weights, AttentionWeights::Signed);
+        let mag = if signed { l.g.abs(p)? } else { p };
+        // Hidden keys get exp(-1e30 - max) = 0, as in the fused op; a finite stand-in for −∞
+        // keeps every backend's arithmetic NaN-free.
+        let hidden = l.g.scalar(-1e30);
+        let masked = l.g.where_(vis, mag, hidden)?;
+        let mut w = l.g.softmax(masked, 4)?;
+        if signed {
+            let sign = l.g.sign(p)?;
+            w = l.g.mul(w, sign)?;
+        }
+        w
+    } else {
+        spec_rule_weights(l, r, p, vis, params, kv, group)?
+    };
     let mut w = l.g.reshape(w, &full)?;
     if l.wants(&hooks::join(hp, hooks::attention::PATTERN)) {
         l.hook(&hooks::join(hp, hooks::attention::PATTERN), w);

@@ -73,6 +73,10 @@ pub struct ModelSummary {
     pub outputs: Vec<Component>,
     pub total_params: usize,
     pub trainable_params: usize,
+    /// Each attention's rule by hook prefix (`layers.1.attn`, `layers.2.iter0.attn`): the
+    /// spec rule's name (`rule alibi`), else its built-in weights and mask
+    /// (`signed · causal`). The Attention panel names the rule of the map it shows.
+    pub attention_rules: BTreeMap<String, String>,
 }
 
 impl ModelSummary {
@@ -233,6 +237,17 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v as i64))
     .collect();
+    let attention_rules = manifest
+        .attention
+        .iter()
+        .map(|site| {
+            let rule = match &site.rule {
+                Some(name) => format!("rule {name}"),
+                None => format!("{} · {}", site.weights.name(), site.mask.name()),
+            };
+            (site.hook.clone(), rule)
+        })
+        .collect();
     Ok(ModelSummary {
         name: model.name.clone(),
         sizes,
@@ -242,6 +257,7 @@ fn summarise(spec: &Checked, src: &str) -> Result<ModelSummary, String> {
         outputs,
         total_params: total,
         trainable_params: trainable,
+        attention_rules,
     })
 }
 

@@ -5,6 +5,7 @@
 use crate::cache::Caches;
 use crate::colormap::Scale;
 use crate::data::attention::{token_label, AttentionMaps};
+use crate::data::model::ModelSummary;
 use crate::data::{Snapshot, TraceEntry};
 use crate::widgets::heatmap::{self, ValueMap};
 use crate::widgets::legend::{fmt_value, legend};
@@ -12,6 +13,7 @@ use eframe::egui::{
     self, epaint::TextShape, Align2, Color32, FontId, Key, Pos2, Rect, Sense, Stroke, StrokeKind,
     Vec2,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft_rundir::trace_kind;
 
@@ -30,6 +32,9 @@ pub struct AttentionView {
     /// Whether a head was chosen yet; the first view opens on the head with the most
     /// negative mass (a Cog head), or layer 0 head 0.
     pub chosen: bool,
+    /// The spec text the rules were read from, and each attention's rule by hook prefix
+    /// (`ModelSummary::attention_rules`; empty when the spec does not check).
+    pub rules: Option<(String, BTreeMap<String, String>)>,
 }
 
 impl Default for AttentionView {
@@ -41,6 +46,7 @@ impl Default for AttentionView {
             batch: 0,
             gamma: 0.5,
             chosen: false,
+            rules: None,
         }
     }
 }
@@ -67,6 +73,15 @@ pub fn show(ui: &mut egui::Ui, snap: &Snapshot, caches: &mut Caches, view: &mut 
         }
     }
     navigate(ui, view, &entries);
+    if let Some(src) = &snap.spec {
+        if view.rules.as_ref().is_none_or(|(s, _)| s != src) {
+            let name = snap.source.path().display().to_string();
+            let rules = ModelSummary::from_source(src, &name)
+                .map(|m| m.attention_rules)
+                .unwrap_or_default();
+            view.rules = Some((src.clone(), rules));
+        }
+    }
 
     ui.horizontal(|ui| {
         let label = ui.label("step");
@@ -172,6 +187,14 @@ fn heads_of(e: &TraceEntry) -> usize {
 
 fn layer_label(e: &TraceEntry, i: usize) -> String {
     format!("L{}", e.layer().unwrap_or(i))
+}
+
+/// The rule of the attention whose pattern `e` traced (`layers.1.attn.pattern` is the
+/// attention at hook prefix `layers.1.attn`), when the spec names it.
+fn rule_of<'a>(view: &'a AttentionView, e: &TraceEntry) -> Option<&'a str> {
+    let (_, rules) = view.rules.as_ref()?;
+    let hook = e.name.strip_suffix(".pattern")?;
+    rules.get(hook).map(String::as_str)
 }
 
 fn signed_map(maps: &AttentionMaps, b: usize, h: usize, gamma: f32) -> ValueMap {
@@ -338,6 +361,9 @@ fn detail(
     let stats = maps.stats(b, h);
     ui.horizontal(|ui| {
         ui.heading(format!("{} · head {h}", layer_label(e, view.layer)));
+        if let Some(rule) = rule_of(view, e) {
+            ui.strong(rule);
+        }
         ui.label(format!(
             "step {step} · {}×{} · max |w| {} · negative mass {:.1}%",
             maps.queries,
