@@ -8,9 +8,9 @@
 mod wgpu_support;
 use std::sync::OnceLock;
 use weft_compiler::ir::AttentionWeights;
-use weft_runtime::{HookSelection, WgpuBackend};
+use weft_runtime::WgpuBackend;
 use wgpu_support::graphs::{self, MASKS};
-use wgpu_support::{check_against_cpu, gpu_or_skip};
+use wgpu_support::{check_case, gpu_or_skip};
 
 /// The tiled forward's backend (`gpu_or_skip`'s) and the per-row forward's.
 fn backends() -> Option<[&'static WgpuBackend; 2]> {
@@ -35,14 +35,7 @@ fn check_rule(weights: AttentionWeights) {
         // 70 queries: two query blocks of 64 and three key blocks of 32, head size 5.
         let long = graphs::attention_shaped(weights.clone(), mask, [1, 2, 70, 5]);
         for (gpu, case) in [(gpus[0], &small), (gpus[1], &small), (gpus[0], &long)] {
-            check_against_cpu(
-                gpu,
-                &case.name,
-                &case.graph,
-                &case.inputs,
-                &case.params,
-                &HookSelection::None,
-            );
+            check_case(gpu, case);
         }
     }
 }
@@ -113,14 +106,7 @@ fn spec_rules_forward_pattern_backward_and_parameter_gradients_match_cpu() {
             let rule = lowered_rule(name, mask);
             let case = graphs::attention_rule(&format!("{name}/{mask}"), &rule);
             for gpu in gpus {
-                check_against_cpu(
-                    gpu,
-                    &case.name,
-                    &case.graph,
-                    &case.inputs,
-                    &case.params,
-                    &HookSelection::None,
-                );
+                check_case(gpu, &case);
             }
         }
     }

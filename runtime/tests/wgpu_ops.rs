@@ -2,20 +2,12 @@
 //! 1e-4; planned buffers are NaN-poisoned before each run so unwritten elements fail).
 
 mod wgpu_support;
-use weft_runtime::HookSelection;
 use wgpu_support::graphs::{self, Case};
-use wgpu_support::{check_against_cpu, gpu_or_skip};
+use wgpu_support::{check_case, gpu_or_skip};
 
 fn check(case: Case) {
     let Some(gpu) = gpu_or_skip() else { return };
-    check_against_cpu(
-        gpu,
-        &case.name,
-        &case.graph,
-        &case.inputs,
-        &case.params,
-        &HookSelection::None,
-    );
+    check_case(gpu, &case);
 }
 
 #[test]

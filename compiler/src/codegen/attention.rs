@@ -354,21 +354,12 @@ pub(super) fn forward(
 /// The tiled forward's query `q0..` (read through `q`, pre-scaled, zero-padded past `d`)
 /// and accumulator `acc0..`, one vec4 per 4 elements of the head.
 fn tiled_query(d: usize, q: &str) -> String {
-    let mut lines = Vec::new();
-    for c in 0..d.div_ceil(4) {
-        let lane = |x: usize| {
-            if x < d {
-                format!("{q}(head + t * D + {x}u)")
-            } else {
-                "0.0".into()
-            }
-        };
-        let lanes: Vec<String> = (4 * c..4 * c + 4).map(lane).collect();
-        lines.push(format!(
-            "    let q{c} = vec4<f32>({}) * SCALE;\n    var acc{c} = vec4<f32>(0.0);",
-            lanes.join(", ")
-        ));
-    }
+    let lines: Vec<String> = (0..d.div_ceil(4))
+        .map(|c| {
+            let q4 = vec4_of(d, c, &|x| format!("{q}(head + t * D + {x}u)"));
+            format!("    let q{c} = {q4} * SCALE;\n    var acc{c} = vec4<f32>(0.0);")
+        })
+        .collect();
     lines.join("\n")
 }
 
@@ -576,13 +567,12 @@ pub(super) fn backward(
 /// Elements `4c .. 4c + 4` of the `d`-element row of buffer `buf` at offset `at`, as a vec4
 /// zero-padded past `d`.
 fn row4(buf: &str, at: &str, d: usize, c: usize) -> String {
-    let lane = |x: usize| {
-        if x < d {
-            format!("{buf}[{at} + {x}u]")
-        } else {
-            "0.0".into()
-        }
-    };
+    vec4_of(d, c, &|x| format!("{buf}[{at} + {x}u]"))
+}
+
+/// `vec4<f32>(read(4c), …, read(4c + 3))`, with 0 for elements past `d`.
+fn vec4_of(d: usize, c: usize, read: &dyn Fn(usize) -> String) -> String {
+    let lane = |x: usize| if x < d { read(x) } else { "0.0".into() };
     let lanes: Vec<String> = (4 * c..4 * c + 4).map(lane).collect();
     format!("vec4<f32>({})", lanes.join(", "))
 }

@@ -177,7 +177,7 @@ pub(super) fn run(
     }
     let mut mapped: Vec<Option<String>> =
         vec![Some("not mapped after the device finished".into()); c.staging.len()];
-    for (i, r) in rx.try_iter() {
+    for (i, r) in be.map_results(&rx, c.staging.len()) {
         mapped[i] = r.err().map(|e| e.to_string());
     }
     if let Some((i, Some(why))) = mapped.iter().enumerate().find(|(_, m)| m.is_some()) {

@@ -187,6 +187,21 @@ impl WgpuBackend {
         )?)
     }
 
+    /// The `n` map callbacks' results on `rx`, once the submission they follow has finished
+    /// (fewer if the timeout passes first). Our own wait can return before they arrive:
+    /// another thread polling the same device may be running them at that moment (wgpu runs
+    /// callbacks outside its locks), so this polls until all are in.
+    fn map_results<T>(&self, rx: &std::sync::mpsc::Receiver<T>, n: usize) -> Vec<T> {
+        let deadline = std::time::Instant::now() + self.timeout;
+        let mut got: Vec<T> = rx.try_iter().collect();
+        while got.len() < n && std::time::Instant::now() < deadline {
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            std::thread::sleep(Duration::from_micros(200));
+            got.extend(rx.try_iter());
+        }
+        got
+    }
+
     /// Errors the device reported since the last call.
     fn take_errors(&self) -> Vec<String> {
         std::mem::take(&mut *self.errors.lock().unwrap_or_else(|p| p.into_inner()))

@@ -263,7 +263,7 @@ impl WgpuBackend {
             t.readback.unmap();
             return Err(e);
         }
-        match rx.try_recv() {
+        match self.map_results(&rx, 1).pop().ok_or(()) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 t.readback.unmap();

@@ -514,7 +514,14 @@ impl<'a> WgpuResident<'a> {
             timeout: Some(be.timeout),
         });
         let errors = be.take_errors();
-        let mapped = rx.try_recv();
+        // Wait for the callback only when the device finished well (it may never come else).
+        let mapped = if errors.is_empty() && waited.is_ok() {
+            be.map_results(&rx, 1)
+        } else {
+            rx.try_iter().collect()
+        }
+        .pop()
+        .ok_or(());
         let fail = |why: String| {
             if matches!(mapped, Ok(Ok(()))) {
                 staging.unmap();

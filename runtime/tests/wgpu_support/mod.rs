@@ -41,6 +41,18 @@ pub fn gpu_or_skip() -> Option<&'static WgpuBackend> {
     }
 }
 
+/// [`check_against_cpu`] on a test case, without hooks.
+pub fn check_case(gpu: &WgpuBackend, case: &graphs::Case) {
+    check_against_cpu(
+        gpu,
+        &case.name,
+        &case.graph,
+        &case.inputs,
+        &case.params,
+        &HookSelection::None,
+    );
+}
+
 /// Largest error of `got` against `want`, relative to `max(|want_i|, rms(want))`: plain
 /// per-element relative error is unbounded near zero crossings (sin, sums that cancel) for
 /// any two correct f32 implementations, so entries far below the tensor's scale are judged
