@@ -1,8 +1,9 @@
 //! The evaluation sweeps and the final-layer analysis on small seeded models (CPU): the length
 //! sweep at the training length is the training loop's validation loss; needles land at the
 //! depths asked for; a random model's shots curve sits at chance; replacing the last layer's
-//! attention pattern by the identity is lowering that layer with `mask: self_only` (softmax and
-//! signed weights); removing an intercept moves the final residual by exactly the intercept.
+//! attention pattern by the identity is lowering that layer with `mask: self_only` (softmax,
+//! signed and rules written in the spec: a score with a trainable per-head parameter, a sink,
+//! direct weights); removing an intercept moves the final residual by exactly the intercept.
 
 use weft_compiler::lower::{lower, LowerOptions};
 use weft_runtime::data::{DataSource, KvRecall, LabelMapping};
@@ -18,8 +19,15 @@ use weft_runtime::probes::shots_sweep::{shots_sweep, ShotsSweepConfig};
 use weft_runtime::probes::Model;
 use weft_runtime::{init_params, Backend, CpuBackend, HookSelection, ParamStore, Tensor};
 
-/// `{RULE}` is the attention weight rule, `{LAYERS}` the layer schedule.
+/// `{RULE}` is the attention rule (the prelude's `softmax` and `signed`, or one defined
+/// here), `{LAYERS}` the layer schedule.
 const TEMPLATE: &str = "
+rule alibi {
+  slope = head_param(init: alibi, trainable: true)
+  score = s - slope * (i - j)
+}
+rule sink { weights = exp(s) / (1 + sum(exp(s))) }
+rule sigmoid { weights = sigmoid(s - 1.0) }
 model kv {
   vocab = 40
   dim = 16
@@ -27,7 +35,7 @@ model kv {
   layers = 2
   ctx = 32
   block decoder(mask_rule) {
-    x = x + attention(rms_norm(x), mask: mask_rule, weights: {RULE}, position: rope(base: 100))
+    x = x + attention(rms_norm(x), mask: mask_rule, rule: {RULE}, position: rope(base: 100))
     x = x + swiglu(rms_norm(x))
   }
   layers {
@@ -263,7 +271,7 @@ fn a_random_models_shots_curve_sits_at_chance() {
 
 #[test]
 fn identity_patterns_in_the_last_layer_are_a_self_only_mask() {
-    for rule in ["softmax", "signed"] {
+    for rule in ["softmax", "signed", "alibi", "sink", "sigmoid"] {
         let causal = spec_with(rule, CAUSAL);
         let self_last = spec_with(rule, SELF_LAST);
         let p = params(&causal, 6);

@@ -13,7 +13,9 @@
 //! - `self_only`: every position attends only to itself. Done by replacing each of the layer's
 //!   `attn.pattern` hooks (one per rotary base under MoICE) by the pattern a `self_only` mask
 //!   produces — the identity for softmax weights, `diag(sign(score_ii))` for signed (Cog)
-//!   weights — which is exactly what lowering that layer with `mask: self_only` computes.
+//!   weights, the rule's weight of a lone key for a rule written in the spec
+//!   ([`self_only_weight`]) — which is exactly what lowering that layer with
+//!   `mask: self_only` computes.
 //! - `remove_intercept`: the fitted intercept `b` is subtracted from the layer's `mlp_out` at
 //!   the query position.
 //!
@@ -27,7 +29,7 @@ use super::{hook, logits, Model, ProbeError};
 use crate::replace::Intervention;
 use crate::tensor::Tensor;
 use serde::Serialize;
-use weft_compiler::ir::{AttentionWeights, Op};
+use weft_compiler::ir::{AttentionRule, AttentionWeights, Normaliser, Op, RuleEnv};
 use weft_compiler::lower::glob::glob_match;
 use weft_compiler::lower::hooks;
 
@@ -182,27 +184,54 @@ pub fn last_layer_run(
         }
         LastLayerChange::SelfOnly => {
             let g = model.lower(n, t, &[pattern_glob.as_str(), scores_glob.as_str()])?;
-            let patterns: Vec<(String, bool)> = g
-                .graph
-                .hooks
-                .iter()
-                .filter(|(name, _)| glob_match(&pattern_glob, name))
-                .map(|(name, v)| {
-                    let signed = matches!(&g.graph.node(*v).op,
-                        Op::AttentionPattern(r) if r.weights == AttentionWeights::Signed);
-                    (name.clone(), signed)
-                })
-                .collect();
+            // Each pattern hook with its rule and the rule's parameters (`[k][head]`).
+            let mut patterns: Vec<(String, Option<RuleWithParams>)> = Vec::new();
+            for (name, v) in &g.graph.hooks {
+                if !glob_match(&pattern_glob, name) {
+                    continue;
+                }
+                let node = g.graph.node(*v);
+                let Op::AttentionPattern(r) = &node.op else {
+                    patterns.push((name.clone(), None));
+                    continue;
+                };
+                // Plain softmax puts weight 1 on a lone key: no scores needed.
+                if r.weights == AttentionWeights::Softmax && r.score.is_none() {
+                    patterns.push((name.clone(), None));
+                    continue;
+                }
+                let params = node.inputs[node.inputs.len() - r.params..]
+                    .iter()
+                    .map(|&p| match g.graph.node(p).op {
+                        Op::Param { index } => {
+                            let pname = &g.graph.params[index].name;
+                            model
+                                .params
+                                .get(pname)
+                                .map(Tensor::to_f64_vec)
+                                .ok_or_else(|| {
+                                    ProbeError::Model(format!(
+                                        "final_layer: no parameter `{pname}`"
+                                    ))
+                                })
+                        }
+                        _ => Err(ProbeError::Model(
+                            "final_layer: an attention rule's parameter is not a parameter".into(),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+                patterns.push((name.clone(), Some((r.clone(), params))));
+            }
             if patterns.is_empty() {
                 return Err(ProbeError::Model(format!(
                     "final_layer: layer {l} has no attention pattern hook (`layers.{l}.attn.pattern`)"
                 )));
             }
-            // Signed weights keep the score's sign on the one visible key, so they need the
-            // diagonal scores; a first run reads them.
+            // Other rules' weight on the one visible key depends on its score (signed weights
+            // keep its sign), so they need the diagonal scores; a first run reads them.
             let scores: Vec<String> = patterns
                 .iter()
-                .filter(|(_, s)| *s)
+                .filter(|(_, r)| r.is_some())
                 .map(|(p, _)| format!("{}scores", p.trim_end_matches("pattern")))
                 .collect();
             let first = if scores.is_empty() {
@@ -212,15 +241,32 @@ pub fn last_layer_run(
                 Some(model.run(&g, &prompts.tokens, &names, &[])?)
             };
             let mut replace = Vec::new();
-            for (name, signed) in &patterns {
+            for (name, rule) in &patterns {
                 let shape = g.graph.shape(hook_id(&g.graph, name)).to_vec();
                 let (b, h, tq) = (shape[0], shape[1], shape[2]);
-                let diag: Vec<f32> = if *signed {
-                    let s = format!("{}scores", name.trim_end_matches("pattern"));
-                    let sv = hook(first.as_ref().expect("scores were read"), &s)?.to_f64_vec();
-                    (0..b * h * tq).map(|i| sign(sv[i * tq + i % tq])).collect()
-                } else {
-                    vec![1.0; b * h * tq]
+                let diag: Vec<f32> = match rule {
+                    Some((r, params)) => {
+                        let s = format!("{}scores", name.trim_end_matches("pattern"));
+                        let sv = hook(first.as_ref().expect("scores were read"), &s)?.to_f64_vec();
+                        (0..b * h * tq)
+                            .map(|x| {
+                                let (head, i) = ((x / tq) % h, x % tq);
+                                let env = RuleEnv {
+                                    score: sv[x * tq + i],
+                                    i,
+                                    j: i,
+                                    head,
+                                    kv_head: head / r.group.max(1),
+                                    keys: tq,
+                                    seg_i: 0,
+                                    seg_j: 0,
+                                    params,
+                                };
+                                self_only_weight(r, env) as f32
+                            })
+                            .collect()
+                    }
+                    None => vec![1.0; b * h * tq],
                 };
                 let mut w = vec![0.0f32; b * h * tq * tq];
                 for (i, &x) in diag.iter().enumerate() {
@@ -274,17 +320,6 @@ fn hook_id(g: &weft_compiler::ir::Graph, name: &str) -> weft_compiler::ir::Value
         .find(|(n, _)| n == name)
         .map(|(_, v)| *v)
         .expect("the name came from the graph's hooks")
-}
-
-/// The sign the signed attention rule gives a lone visible key (0 stays 0).
-fn sign(x: f64) -> f32 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
-    } else {
-        0.0
-    }
 }
 
 /// Entropy of `softmax(logits)` in nats.
@@ -367,4 +402,78 @@ pub fn final_layer(model: &Model, cfg: &FinalLayerConfig) -> Result<FinalLayer, 
         intercept_toward_generic: nonempty(&generic),
         samples: p.answers.len(),
     })
+}
+
+/// An attention rule and its parameters' values, `[k][head]`.
+type RuleWithParams = (AttentionRule, Vec<Vec<f64>>);
+
+/// The weight `rule` puts on key `env.j = env.i` when it is the only key a query sees (what
+/// `mask: self_only` gives), from its raw score `env.score`: `h(s)·e^{f(s)} / (c + e^{f(s)})`
+/// for a normalised rule (1 for softmax, `sign(s)` for signed), `φ(s)` for direct weights,
+/// with `s` the rule's score modification of the raw score.
+fn self_only_weight(rule: &AttentionRule, env: RuleEnv<f64>) -> f64 {
+    let s = rule.score.as_ref().map_or(env.score, |e| e.eval(&env));
+    let env = env.with_score(s);
+    match rule.weights.normaliser() {
+        Normaliser::Normalised {
+            factor,
+            exponent,
+            sink,
+        } => {
+            // e^f / (c + e^f) = 1 / (c·e^{−f} + 1), finite for any f.
+            let lone = 1.0 / (f64::from(sink) * (-exponent.eval(&env)).exp() + 1.0);
+            factor.eval(&env) * lone
+        }
+        Normaliser::Direct(phi) => phi.eval(&env),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_compiler::ir::{AttentionMask, BinaryOp, RuleExpr, UnaryOp};
+
+    fn at(score: f64) -> RuleEnv<'static, f64> {
+        RuleEnv {
+            score,
+            i: 3,
+            j: 3,
+            head: 0,
+            kv_head: 0,
+            keys: 8,
+            seg_i: 0,
+            seg_j: 0,
+            params: &[],
+        }
+    }
+
+    #[test]
+    fn a_lone_key_gets_the_rules_weight() {
+        let rule = |weights| AttentionRule::builtin(weights, AttentionMask::Causal, 1.0);
+        let softmax = rule(AttentionWeights::Softmax);
+        let signed = rule(AttentionWeights::Signed);
+        assert_eq!(self_only_weight(&softmax, at(-2.0)), 1.0);
+        assert_eq!(self_only_weight(&signed, at(-2.0)), -1.0);
+        assert_eq!(self_only_weight(&signed, at(0.0)), 0.0);
+        // A sink of 1: e^s / (1 + e^s); doubled scores first.
+        let sink = AttentionRule {
+            score: Some(RuleExpr::binary(
+                BinaryOp::Mul,
+                RuleExpr::Const(2.0),
+                RuleExpr::s(),
+            )),
+            ..rule(AttentionWeights::Rule(Normaliser::Normalised {
+                factor: RuleExpr::Const(1.0),
+                exponent: RuleExpr::s(),
+                sink: 1.0,
+            }))
+        };
+        let want = 1.0 / (1.0 + (-1.0f64).exp());
+        assert!((self_only_weight(&sink, at(0.5)) - want).abs() < 1e-12);
+        let sigmoid = rule(AttentionWeights::Rule(Normaliser::Direct(RuleExpr::unary(
+            UnaryOp::Sigmoid,
+            RuleExpr::s(),
+        ))));
+        assert!((self_only_weight(&sigmoid, at(0.0)) - 0.5).abs() < 1e-12);
+    }
 }
