@@ -238,6 +238,11 @@ fn with_init(t: Template, c: &RuleCode) -> Template {
         .set("Z_INIT", c.z_init.clone())
 }
 
+/// Declares reads of the op's first `N` inputs (q, k, v, …) and returns their names.
+fn reads<const N: usize>(s: &mut Shader, ins: &[ValueId]) -> [String; N] {
+    std::array::from_fn(|i| s.read(ins[i]))
+}
+
 fn declare_dims(s: &mut Shader, q: ValueId, rule: &AttentionRule) {
     let sh = s.g.shape(q).to_vec();
     s.const_u32("B", sh[0]);
@@ -457,13 +462,7 @@ pub(super) fn backward(
     let dot = |f: &dyn Fn(usize) -> String| (0..dv).map(f).collect::<Vec<_>>().join(" + ");
 
     let mut s = Shader::new(g, plan, format!("attention_bwd_q_{}", root.0));
-    let (q, k, v, y, dy) = (
-        s.read(ins[0]),
-        s.read(ins[1]),
-        s.read(ins[2]),
-        s.read(ins[3]),
-        s.read(ins[4]),
-    );
+    let [q, k, v, y, dy] = reads(&mut s, ins);
     let names = Names::read(&mut s, &rule, ins, 5);
     let out = s.write(root);
     let st = s.scratch(stats.clone(), rows * 3, true);
@@ -591,13 +590,7 @@ pub(super) fn rule_grad(mut s: Shader, root: ValueId) -> Result<Kernel, CodegenE
     let node = s.g.node(root);
     let rule = rule_of(&node.op)?;
     let ins = node.inputs.clone();
-    let (q, k, v, y, dy) = (
-        s.read(ins[0]),
-        s.read(ins[1]),
-        s.read(ins[2]),
-        s.read(ins[3]),
-        s.read(ins[4]),
-    );
+    let [q, k, v, y, dy] = reads(&mut s, &ins);
     let names = Names::read(&mut s, &rule, &ins, 5);
     let out = s.write(root);
     declare_dims(&mut s, ins[0], &rule);
