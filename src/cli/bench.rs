@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use weft_compiler::codegen::CodegenOptions;
-use weft_compiler::ir::AttentionWeights;
-use weft_runtime::bench::{self, BenchBackend, Work, Workload};
+use weft_runtime::bench::{self, BenchBackend, BenchRule, Work, Workload};
 use weft_runtime::wgpu::profile;
 use weft_runtime::{HookSelection, WgpuBackend};
 
@@ -79,13 +78,13 @@ fn workloads(a: &BenchArgs) -> Result<Vec<Workload>, String> {
     }
     let mut out: Vec<Workload> = mm.into_iter().map(bench::matmul).collect();
     for backward in [false, true] {
-        for rule in [AttentionWeights::Softmax, AttentionWeights::Signed] {
+        for rule in BenchRule::ALL {
             for &t in &lens {
-                out.push(bench::attention(rule.clone(), 1, 2, t, 64, backward));
+                out.push(bench::attention(rule, 1, 2, t, 64, backward));
             }
             if a.full {
                 // The GPU-sized case: B·H = 32 heads of 2048 positions.
-                out.push(bench::attention(rule.clone(), 1, 32, 2048, 64, backward));
+                out.push(bench::attention(rule, 1, 32, 2048, 64, backward));
             }
         }
     }

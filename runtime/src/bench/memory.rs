@@ -65,14 +65,7 @@ mod tests {
 
     #[test]
     fn the_arena_is_sized_by_the_first_step_and_never_grows() {
-        let w = super::super::attention(
-            weft_compiler::ir::AttentionWeights::Softmax,
-            1,
-            2,
-            32,
-            8,
-            true,
-        );
+        let w = super::super::attention(super::super::BenchRule::Softmax, 1, 2, 32, 8, true);
         let rows = train_step_memory(&w, 3).expect("runs");
         assert!(rows[0].arena_bytes > 0);
         assert!(rows.iter().all(|r| r.arena_bytes == rows[0].arena_bytes));

@@ -10,7 +10,7 @@ mod workloads;
 
 pub use memory::{memory_table, peak_rss, train_step_memory, StepMemory};
 
-pub use workloads::{attention, matmul, train_step, Work, Workload};
+pub use workloads::{attention, matmul, train_step, BenchRule, Work, Workload};
 
 use crate::backend::{Backend, HookSelection};
 use crate::error::RunError;

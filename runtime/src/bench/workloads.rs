@@ -59,14 +59,87 @@ pub fn matmul(n: usize) -> Workload {
     }
 }
 
-/// Causal attention `[b, h, t, d]` with `weights`; with `backward`, the gradient graph of
-/// `Σ y ⊙ R` with respect to q, k and v (forward and backward kernels in one run).
+/// The rule an attention workload runs: a built-in one, or one written the way a spec writes
+/// it (`rule NAME { ... }` in the DSL, lowered to expression trees), so that `weft bench`
+/// shows what a user-defined rule costs against the built-in softmax of the same shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchRule {
+    Softmax,
+    /// Cog's signed weights.
+    Signed,
+    /// ALiBi, `s − slope_h·(i − j)`, with a trainable per-head slope (its gradient included).
+    Alibi,
+    /// Gemma-2's logit soft-capping, `50·tanh(s/50)`.
+    Softcap,
+}
+
+impl BenchRule {
+    /// Every rule, built-in first.
+    pub const ALL: [BenchRule; 4] = [
+        BenchRule::Softmax,
+        BenchRule::Signed,
+        BenchRule::Alibi,
+        BenchRule::Softcap,
+    ];
+
+    /// The name the bench table shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchRule::Softmax => "softmax",
+            BenchRule::Signed => "signed",
+            BenchRule::Alibi => "alibi",
+            BenchRule::Softcap => "softcap",
+        }
+    }
+
+    /// The attention op's rule (causal, scale `1/√d`) and how many `[H]` rule parameters it reads.
+    fn rule(self, d: usize) -> AttentionRule {
+        use weft_compiler::ir::{BinaryOp, RuleExpr, RuleVar, UnaryOp};
+        let weights = match self {
+            BenchRule::Signed => AttentionWeights::Signed,
+            _ => AttentionWeights::Softmax,
+        };
+        let mut rule =
+            AttentionRule::builtin(weights, AttentionMask::Causal, 1.0 / (d as f32).sqrt());
+        let bin = RuleExpr::binary;
+        match self {
+            BenchRule::Softmax | BenchRule::Signed => {}
+            BenchRule::Alibi => {
+                let dist = bin(
+                    BinaryOp::Sub,
+                    RuleExpr::Var(RuleVar::QueryPos),
+                    RuleExpr::Var(RuleVar::KeyPos),
+                );
+                rule.score = Some(bin(
+                    BinaryOp::Sub,
+                    RuleExpr::s(),
+                    bin(BinaryOp::Mul, RuleExpr::Param(0), dist),
+                ));
+                rule.params = 1;
+            }
+            BenchRule::Softcap => {
+                let inner = bin(BinaryOp::Div, RuleExpr::s(), RuleExpr::Const(50.0));
+                rule.score = Some(bin(
+                    BinaryOp::Mul,
+                    RuleExpr::Const(50.0),
+                    RuleExpr::unary(UnaryOp::Tanh, inner),
+                ));
+            }
+        }
+        rule
+    }
+}
+
+/// Causal attention `[b, h, t, d]` under `rule`; with `backward`, the gradient graph of
+/// `Σ y ⊙ R` with respect to q, k and v (and a rule's parameters), forward and backward
+/// kernels in one run.
 ///
 /// FLOPs follow the FlashAttention convention: the forward's two `T×T×d` products over the
 /// visible (causal) half, `2·B·H·T²·d`; the backward is 2.5× the forward (five products), so
-/// forward + backward counts 3.5×.
+/// forward + backward counts 3.5×. A rule's own arithmetic is not counted: its throughput
+/// beside softmax's of the same shape is what the rule costs.
 pub fn attention(
-    weights: AttentionWeights,
+    rule: BenchRule,
     b: usize,
     h: usize,
     t: usize,
@@ -78,12 +151,15 @@ pub fn attention(
     let q = g.param("q", &shape, Init::Normal { std: 1.0 }, true);
     let k = g.param("k", &shape, Init::Normal { std: 1.0 }, true);
     let v = g.param("v", &shape, Init::Normal { std: 1.0 }, true);
-    let rule = AttentionRule::builtin(
-        weights.clone(),
-        AttentionMask::Causal,
-        1.0 / (d as f32).sqrt(),
-    );
-    let y = g.attention(rule, q, k, v, None).expect("attention");
+    let op = rule.rule(d);
+    let mut ins = vec![q, k, v];
+    if op.params > 0 {
+        // ALiBi's geometric slopes are what `init: alibi` gives; any positive values do.
+        ins.push(g.param("slope", &[h], Init::Normal { std: 0.1 }, true));
+    }
+    let y = g
+        .apply(weft_compiler::ir::Op::Attention(op), &ins)
+        .expect("attention");
     let n = b * h * t * d;
     let mut rng = Rng::new(2);
     let r: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
@@ -101,18 +177,13 @@ pub fn attention(
         graph
     };
     let fwd = 2.0 * (b * h) as f64 * (t * t) as f64 * d as f64;
-    let rule_name = match weights {
-        AttentionWeights::Softmax => "softmax",
-        AttentionWeights::Signed => "signed",
-        AttentionWeights::Rule(_) => "rule",
-    };
     Workload {
         kernel: if backward {
             "attention_fwd_bwd".into()
         } else {
             "attention_fwd".into()
         },
-        shape: format!("B{b} H{h} T{t} d{d} {rule_name}"),
+        shape: format!("B{b} H{h} T{t} d{d} {}", rule.name()),
         graph,
         inputs: HashMap::new(),
         params,

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use weft_compiler::ir::{scalar::sign, AttentionRule};
 
 /// `dst[c·rows + r] = src[r·cols + c]` for the `rows × cols` block at the top of `src`.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     for (r, row) in src.chunks(cols).take(rows).enumerate() {
         for (c, &v) in row.iter().enumerate() {
             dst[c * rows + r] = v;
@@ -22,16 +22,18 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     }
 }
 
-/// Per-thread scratch: transposed keys and values (`[d, T]`), a block of weights and of
-/// their gradient (`[ROWS, T]`), and one transposed block (`[T, ROWS]`). Kept by each
-/// thread across calls, so a training step's attention allocates nothing once warm.
+/// Per-thread scratch: transposed keys and values (`[d, T]`), a block of weights, of their
+/// gradient and of raw scores (`[ROWS, T]`; the raw scores for rules written in a spec), and
+/// one transposed block (`[T, ROWS]`). Kept by each thread across calls, so a training
+/// step's attention allocates nothing once warm.
 #[derive(Default)]
-struct Scratch {
-    kt: Vec<f32>,
-    vt: Vec<f32>,
-    w: Vec<f32>,
-    g: Vec<f32>,
-    tr: Vec<f32>,
+pub(super) struct Scratch {
+    pub kt: Vec<f32>,
+    pub vt: Vec<f32>,
+    pub w: Vec<f32>,
+    pub g: Vec<f32>,
+    pub raw: Vec<f32>,
+    pub tr: Vec<f32>,
 }
 
 impl Scratch {
@@ -42,6 +44,7 @@ impl Scratch {
             (&mut self.vt, d * t),
             (&mut self.w, ROWS * t),
             (&mut self.g, ROWS * t),
+            (&mut self.raw, ROWS * t),
             (&mut self.tr, ROWS * t),
         ] {
             if buf.len() < n {
@@ -56,7 +59,7 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's scratch, grown for `[T, d]` heads.
-fn with_scratch(t: usize, d: usize, f: impl FnOnce(&mut Scratch)) {
+pub(super) fn with_scratch(t: usize, d: usize, f: impl FnOnce(&mut Scratch)) {
     SCRATCH.with(|cell| {
         let mut s = cell.borrow_mut();
         s.fit(t, d);

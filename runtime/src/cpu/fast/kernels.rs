@@ -114,6 +114,8 @@ macro_rules! each_binary {
     };
 }
 
+pub(super) use {each_binary, each_unary};
+
 /// `out[i] = f(x[i])`, split across threads when large.
 fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     let body = |(o, x): (&mut [f32], &[f32])| {

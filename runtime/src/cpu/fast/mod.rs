@@ -18,11 +18,13 @@
 //! the reference as a whole. f32 only: the f64 gradient-check mode stays with the reference.
 
 mod attention;
+mod attention_rule;
 mod attention_tiled;
 mod exp;
 mod kernels;
 mod matmul;
 mod pool;
+mod rule_program;
 mod simd;
 mod small_gemm;
 mod strided;
@@ -370,7 +372,6 @@ fn eval(
             strided::broadcast(ins[0].f(), s(0), shape, &mut o);
             o
         }
-        // A spec's rule runs in the reference's kernels (evaluating its expressions).
         Op::Attention(rule) if rule.is_builtin() => {
             let mut o = out();
             let seg = ins.get(3).map(|v| v.i());
@@ -383,6 +384,28 @@ fn eval(
             let seg = ins.get(5).map(|v| v.i());
             let (q, k, v, y, dy) = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
             attention::backward(rule, (q, k, v, y, dy), seg, Dims::from_shape(s(0)), &mut o);
+            o
+        }
+        // A spec's rule: its expressions compiled into row programs.
+        Op::Attention(rule) | Op::AttentionBackward(rule) | Op::AttentionRuleGrad(rule)
+            if attention_rule::CompiledRule::new(rule).is_some() =>
+        {
+            let c = attention_rule::CompiledRule::new(rule).expect("checked by the guard");
+            let dm = Dims::from_shape(s(0));
+            let mut o = out();
+            if let Op::Attention(_) = node.op {
+                let (seg, params) = crate::cpu::attention::extras(rule, &ins[3..]);
+                let (q, k, v) = (ins[0].f(), ins[1].f(), ins[2].f());
+                attention_rule::forward(&c, (q, k, v), seg, &params, dm, &mut o);
+            } else {
+                let (seg, params) = crate::cpu::attention::extras(rule, &ins[5..]);
+                let five = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
+                if let Op::AttentionBackward(_) = node.op {
+                    attention_rule::backward(&c, five, seg, &params, dm, &mut o);
+                } else {
+                    attention_rule::rule_grad(&c, five, seg, &params, dm, &mut o);
+                }
+            }
             o
         }
         Op::Rope { layout, inverse } => {

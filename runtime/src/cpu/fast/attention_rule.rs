@@ -1,0 +1,748 @@
+//! Attention rules written in a spec, on the fast path: the blocked loops of the built-in
+//! rules ([`super::attention_tiled`]: query blocks of [`ROWS`], keys up to the last one a
+//! block can see, per-thread scratch, the `T × T` weights never stored) with the rule's
+//! expressions compiled into row programs ([`Program`]) in place of the built-in normaliser.
+//!
+//! The definitions are the reference's (`cpu::attention`, `RuleRows`): modified scores
+//! `s = score(p)`, weights `h(s)·e^{f(s)−m} / (c·e^{−m} + Σ e^{f(s)−m})` or `φ(s)` over the
+//! visible keys, `dL/ds = a·(g·(h' + h·f') − f'·δ)` (or `g·φ'`), `dL/dp = dL/ds · score'(p)`,
+//! and each rule parameter's per-row gradient `Σ_j dL/ds · ∂score/∂θ`. Weights are computed
+//! with the reference's f32 arithmetic in the same order, so they are its bits; the block
+//! products (and so `y` and the gradients) agree to float noise.
+
+use super::attention::{key_end, seg_of, ROWS};
+use super::attention_tiled::{transpose, with_scratch};
+use super::rule_program::{Program, Registers, RowPlace};
+use super::simd::with_avx2;
+use super::{exp, small_gemm};
+use crate::cpu::attention::Dims;
+use crate::cpu::real::CpuReal;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use weft_compiler::ir::rule::{d_ds, d_wrt, Wrt};
+use weft_compiler::ir::{AttentionMask, AttentionRule, Normaliser, RuleEnv, RuleExpr, RuleVar};
+
+/// A rule's expressions and the derivatives its backward needs, compiled.
+pub(crate) struct CompiledRule<'r> {
+    rule: &'r AttentionRule,
+    score: Option<Program>,
+    /// `score'(p)`, and `∂score/∂θ_k` per rule parameter.
+    d_score: Option<Program>,
+    d_params: Vec<Program>,
+    /// A mask written in the spec (the named masks are tested directly).
+    mask: Option<Program>,
+    norm: Norm,
+}
+
+enum Norm {
+    Normalised {
+        factor: Program,
+        exponent: Program,
+        d_factor: Program,
+        d_exponent: Program,
+        sink: f32,
+    },
+    Direct {
+        phi: Program,
+        d_phi: Program,
+    },
+}
+
+/// Per-thread buffers of one row's keys.
+#[derive(Default)]
+struct RowScratch {
+    regs: Registers,
+    /// Which keys the row sees, when that is not one run of keys.
+    visible: Vec<bool>,
+    s: Vec<f32>,
+    a: Vec<f32>,
+    p: Vec<f32>,
+    h: Vec<f32>,
+    dh: Vec<f32>,
+    df: Vec<f32>,
+}
+
+impl RowScratch {
+    fn fit(&mut self, n: usize) {
+        self.visible.resize(n, false);
+        for v in [
+            &mut self.s,
+            &mut self.a,
+            &mut self.p,
+            &mut self.h,
+            &mut self.dh,
+            &mut self.df,
+        ] {
+            v.resize(n, 0.0);
+        }
+    }
+}
+
+/// The keys a row sees: one run `lo..hi` (the named masks without segments), or those
+/// `RowScratch::visible` marks.
+#[derive(Clone, Copy)]
+enum Seen {
+    Run(usize, usize),
+    Marked,
+}
+
+thread_local! {
+    static ROW: RefCell<RowScratch> = RefCell::new(RowScratch::default());
+}
+
+/// One (batch, head): what a rule's variables read besides the query and key positions.
+struct Head<'a> {
+    head: usize,
+    kv_head: usize,
+    keys: usize,
+    seg: Option<&'a [i32]>,
+    params: &'a [Vec<f32>],
+}
+
+impl<'a> Head<'a> {
+    fn new(
+        rule: &AttentionRule,
+        dm: Dims,
+        bh: usize,
+        seg: Option<&'a [i32]>,
+        params: &'a [Vec<f32>],
+    ) -> Self {
+        let head = bh % dm.h;
+        Head {
+            head,
+            kv_head: head / rule.group.max(1),
+            keys: dm.t,
+            seg: seg_of(seg, bh / dm.h, dm.t),
+            params,
+        }
+    }
+
+    fn row(&self, i: usize) -> RowPlace<'a> {
+        RowPlace {
+            env: RuleEnv {
+                score: 0.0,
+                i,
+                j: 0,
+                head: self.head,
+                kv_head: self.kv_head,
+                keys: self.keys,
+                seg_i: self.seg.map_or(0, |s| s[i]),
+                seg_j: 0,
+                params: self.params,
+            },
+            seg: self.seg,
+        }
+    }
+}
+
+impl<'r> CompiledRule<'r> {
+    /// The compiled rule, or `None` for one the fast path leaves to the reference (a mask
+    /// that reads the score, which the checker refuses but the IR could hold).
+    pub fn new(rule: &'r AttentionRule) -> Option<Self> {
+        let mask = match &rule.mask {
+            AttentionMask::Rule(e) if e.reads(RuleVar::Score) => return None,
+            AttentionMask::Rule(e) => Some(Program::new(e)),
+            _ => None,
+        };
+        let score_expr = rule.score.clone().unwrap_or_else(RuleExpr::s);
+        let norm = match rule.weights.normaliser() {
+            Normaliser::Normalised {
+                factor,
+                exponent,
+                sink,
+            } => Norm::Normalised {
+                d_factor: Program::new(&d_ds(&factor)),
+                d_exponent: Program::new(&d_ds(&exponent)),
+                factor: Program::new(&factor),
+                exponent: Program::new(&exponent),
+                sink,
+            },
+            Normaliser::Direct(phi) => Norm::Direct {
+                d_phi: Program::new(&d_ds(&phi)),
+                phi: Program::new(&phi),
+            },
+        };
+        Some(CompiledRule {
+            rule,
+            score: rule.score.as_ref().map(Program::new),
+            d_score: rule.score.as_ref().map(|e| Program::new(&d_ds(e))),
+            d_params: (0..rule.params)
+                .map(|k| Program::new(&d_wrt(&score_expr, Wrt::Param(k))))
+                .collect(),
+            mask,
+            norm,
+        })
+    }
+
+    /// One past the last key any row in `i0..i1` sees.
+    fn key_end(&self, hd: &Head, (i0, i1, t): (usize, usize, usize), rs: &mut RowScratch) -> usize {
+        let Some(mask) = &self.mask else {
+            return key_end(self.rule, hd.seg, i0, i1, t);
+        };
+        rs.fit(t);
+        let mut end = 0;
+        for i in i0..i1 {
+            mask.run(&hd.row(i), &rs.s, &mut rs.regs, &mut rs.a[..t]);
+            if let Some(j) = rs.a[..t].iter().rposition(|&v| v != 0.0) {
+                end = end.max(j + 1);
+            }
+        }
+        end
+    }
+
+    /// Which keys row `i` sees (`..raw.len()`), and its modified scores into `rs.s`.
+    fn scores(&self, hd: &Head, i: usize, raw: &[f32], rs: &mut RowScratch) -> Seen {
+        let n = raw.len();
+        rs.fit(n);
+        let place = hd.row(i);
+        let seen = match (&self.mask, &self.rule.mask) {
+            (Some(mask), _) => {
+                mask.run(&place, raw, &mut rs.regs, &mut rs.a[..n]);
+                for (v, &m) in rs.visible.iter_mut().zip(&rs.a) {
+                    *v = m != 0.0;
+                }
+                Seen::Marked
+            }
+            (None, AttentionMask::Causal) => Seen::Run(0, (i + 1).min(n)),
+            (None, AttentionMask::Bidirectional) => Seen::Run(0, n),
+            (None, AttentionMask::SelfOnly) => Seen::Run(i.min(n), (i + 1).min(n)),
+            (None, m) => {
+                let si = place.env.seg_i;
+                for (j, v) in rs.visible.iter_mut().enumerate() {
+                    *v = m.visible(i, j, si, hd.seg.map_or(0, |s| s[j]));
+                }
+                Seen::Marked
+            }
+        };
+        match &self.score {
+            Some(p) => p.run(&place, raw, &mut rs.regs, &mut rs.s[..n]),
+            None => rs.s[..n].copy_from_slice(raw),
+        }
+        seen
+    }
+
+    /// The normaliser's probabilities `e^{a_j−m}/z` of the keys `seen` marks, 0 elsewhere,
+    /// into `p`. With the reference's arithmetic (libm `exp`, the same order of sums) unless
+    /// `fast`, where the vectorised [`exp::exp`] stands in (the backward's recomputed
+    /// weights, whose values are all that matter).
+    fn probs(a: &[f32], seen: Seen, visible: &[bool], sink: f32, p: &mut [f32], fast: bool) {
+        let n = a.len();
+        let (lo, hi) = match seen {
+            Seen::Run(lo, hi) => (lo, hi),
+            Seen::Marked => (0, n),
+        };
+        let marked = matches!(seen, Seen::Marked);
+        let sees = |j: usize| !marked || visible[j];
+        let mut m = if sink > 0.0 {
+            sink.ln()
+        } else {
+            f32::NEG_INFINITY
+        };
+        for (j, &x) in a.iter().enumerate().take(hi).skip(lo) {
+            if sees(j) && x > m {
+                m = x;
+            }
+        }
+        p[..lo].fill(0.0);
+        p[hi..n].fill(0.0);
+        with_avx2(|| {
+            for (j, (p, &x)) in p.iter_mut().zip(a).enumerate().take(hi).skip(lo) {
+                let x = x - m;
+                let e = if fast { exp::exp(x) } else { x.exp() };
+                *p = if sees(j) { e } else { 0.0 };
+            }
+        });
+        // Hidden keys add exact zeros: the sum is the reference's, term by term.
+        let mut z = if sink > 0.0 { sink * (-m).exp() } else { 0.0 };
+        for &e in &p[lo..hi] {
+            z += e;
+        }
+        with_avx2(|| {
+            for e in &mut p[lo..hi] {
+                *e = if z > 0.0 { *e / z } else { 0.0 };
+            }
+        });
+    }
+
+    /// The applied weights of row `i` from its raw scores, into `w`.
+    fn weights_row(&self, hd: &Head, i: usize, raw: &[f32], w: &mut [f32], rs: &mut RowScratch) {
+        let n = raw.len();
+        let seen = self.scores(hd, i, raw, rs);
+        let place = hd.row(i);
+        let RowScratch {
+            regs,
+            visible,
+            s,
+            a,
+            h,
+            ..
+        } = rs;
+        let s = &s[..n];
+        match &self.norm {
+            Norm::Normalised {
+                factor,
+                exponent,
+                sink,
+                ..
+            } => {
+                let a = if exponent.is_score() {
+                    s
+                } else {
+                    exponent.run(&place, s, regs, &mut a[..n]);
+                    &a[..n]
+                };
+                Self::probs(a, seen, visible, *sink, w, false);
+                // `h·p` (the reference's product; `1·p` is `p`).
+                if factor.constant() != Some(1.0) {
+                    factor.run(&place, s, regs, &mut h[..n]);
+                    for (w, &h) in w.iter_mut().zip(&h[..n]) {
+                        *w *= h;
+                    }
+                }
+            }
+            Norm::Direct { phi, .. } => {
+                phi.run(&place, s, regs, w);
+                hide(w, seen, visible);
+            }
+        }
+    }
+
+    /// Row `i`'s `dL/ds` into `g` (which holds `dL/dw = dy·vᵀ`), and its weights into `w`
+    /// when asked; `delta = dy_i·y_i`.
+    #[allow(clippy::too_many_arguments)]
+    fn ds_row(
+        &self,
+        hd: &Head,
+        i: usize,
+        raw: &[f32],
+        g: &mut [f32],
+        delta: f32,
+        w: Option<&mut [f32]>,
+        rs: &mut RowScratch,
+    ) {
+        let n = raw.len();
+        let seen = self.scores(hd, i, raw, rs);
+        let place = hd.row(i);
+        let RowScratch {
+            regs,
+            visible,
+            s,
+            a,
+            p,
+            h,
+            dh,
+            df,
+        } = rs;
+        let s = &s[..n];
+        let (h, dh) = (&mut h[..n], &mut dh[..n]);
+        match &self.norm {
+            Norm::Normalised {
+                factor,
+                exponent,
+                d_factor,
+                d_exponent,
+                sink,
+            } => {
+                let a = if exponent.is_score() {
+                    s
+                } else {
+                    exponent.run(&place, s, regs, &mut a[..n]);
+                    &a[..n]
+                };
+                let p = &mut p[..n];
+                Self::probs(a, seen, visible, *sink, p, true);
+                factor.run(&place, s, regs, h);
+                d_factor.run(&place, s, regs, dh);
+                let df = &mut df[..n];
+                d_exponent.run(&place, s, regs, df);
+                with_avx2(|| {
+                    let terms = p.iter().zip(h.iter()).zip(dh.iter()).zip(df.iter());
+                    for (g, (((&p, &h), &dh), &df)) in g.iter_mut().zip(terms) {
+                        *g = p * (*g * (dh + h * df) - df * delta);
+                    }
+                });
+                if let Some(w) = w {
+                    for ((w, &h), &p) in w.iter_mut().zip(h.iter()).zip(p.iter()) {
+                        *w = h * p;
+                    }
+                }
+            }
+            Norm::Direct { phi, d_phi } => {
+                phi.run(&place, s, regs, h);
+                d_phi.run(&place, s, regs, dh);
+                for (g, &d) in g.iter_mut().zip(dh.iter()) {
+                    *g *= d;
+                }
+                if let Some(w) = w {
+                    w.copy_from_slice(h);
+                    hide(w, seen, visible);
+                }
+            }
+        }
+        hide(g, seen, visible);
+    }
+
+    /// `dL/dp = dL/ds · score'(p)` in place (`ds` of 0 stays 0, as in the reference).
+    fn dp_row(&self, hd: &Head, i: usize, raw: &[f32], ds: &mut [f32], rs: &mut RowScratch) {
+        let Some(d) = &self.d_score else { return };
+        let n = raw.len();
+        d.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..n]);
+        for (x, &f) in ds.iter_mut().zip(&rs.a[..n]) {
+            if *x != 0.0 {
+                *x *= f;
+            }
+        }
+    }
+}
+
+/// Zeroes the keys a row does not see.
+fn hide(x: &mut [f32], seen: Seen, visible: &[bool]) {
+    match seen {
+        Seen::Run(lo, hi) => {
+            x[..lo].fill(0.0);
+            x[hi..].fill(0.0);
+        }
+        Seen::Marked => {
+            for (x, &v) in x.iter_mut().zip(visible) {
+                if !v {
+                    *x = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// `C = α·A·B + β·C`, row-major operands: [`small_gemm`]'s tiles where the machine has
+/// them, else `matrixmultiply`.
+#[allow(clippy::too_many_arguments)]
+fn mm(
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if small_gemm::available() {
+        small_gemm::gemm((m, n, k), alpha, a, lda, b, ldb, beta, c, ldc);
+    } else {
+        f32::gemm(m, k, n, alpha, a, (lda, 1), b, (ldb, 1), beta, c, (ldc, 1));
+    }
+}
+
+fn with_row<R>(f: impl FnOnce(&mut RowScratch) -> R) -> R {
+    ROW.with(|r| f(&mut r.borrow_mut()))
+}
+
+/// `y = W v` for every (batch, head) into `y` (`[B,H,T,d]`).
+pub(crate) fn forward(
+    c: &CompiledRule,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    seg: Option<&[i32]>,
+    params: &[Vec<f32>],
+    dm: Dims,
+    y: &mut [f32],
+) {
+    let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
+    y.par_chunks_mut(hs).enumerate().for_each(|(bh, yh)| {
+        let hd = Head::new(c.rule, dm, bh, seg, params);
+        with_scratch(t, d, |s| {
+            with_row(|rs| {
+                let r0 = bh * hs;
+                let (qh, kh, vh) = (&q[r0..r0 + hs], &k[r0..r0 + hs], &v[r0..r0 + hs]);
+                transpose(kh, t, d, &mut s.kt);
+                for i0 in (0..t).step_by(ROWS) {
+                    let i1 = (i0 + ROWS).min(t);
+                    let r = i1 - i0;
+                    let kend = c.key_end(&hd, (i0, i1, t), rs);
+                    let yb = &mut yh[i0 * d..i1 * d];
+                    if kend == 0 {
+                        yb.fill(0.0);
+                        continue;
+                    }
+                    let raw = &mut s.g[..r * kend];
+                    mm(
+                        (r, kend, d),
+                        c.rule.scale,
+                        &qh[i0 * d..],
+                        d,
+                        &s.kt,
+                        t,
+                        0.0,
+                        raw,
+                        kend,
+                    );
+                    let w = &mut s.w[..r * kend];
+                    for (ri, (raw, w)) in raw.chunks(kend).zip(w.chunks_mut(kend)).enumerate() {
+                        c.weights_row(&hd, i0 + ri, raw, w, rs);
+                    }
+                    mm((r, d, kend), 1.0, w, kend, vh, d, 0.0, yb, d);
+                }
+            })
+        })
+    });
+}
+
+/// `dy_i · y_i`, the normaliser's term of row `i`.
+fn delta(dy: &[f32], y: &[f32], i: usize, d: usize) -> f32 {
+    let r = i * d..(i + 1) * d;
+    dy[r.clone()]
+        .iter()
+        .zip(&y[r])
+        .fold(0.0, |acc, (a, b)| acc + a * b)
+}
+
+/// `(dq, dk, dv)` stacked as `[3,B,H,T,d]` into `out`.
+pub(crate) fn backward(
+    c: &CompiledRule,
+    (q, k, v, y, dy): super::attention::Operands5<'_>,
+    seg: Option<&[i32]>,
+    params: &[Vec<f32>],
+    dm: Dims,
+    out: &mut [f32],
+) {
+    let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
+    let n = q.len();
+    let (dq, rest) = out.split_at_mut(n);
+    let (dk, dv) = rest.split_at_mut(n);
+    dq.par_chunks_mut(hs)
+        .zip(dk.par_chunks_mut(hs))
+        .zip(dv.par_chunks_mut(hs))
+        .enumerate()
+        .for_each(|(bh, ((dqh, dkh), dvh))| {
+            let hd = Head::new(c.rule, dm, bh, seg, params);
+            with_scratch(t, d, |s| {
+                with_row(|rs| {
+                    let hr = bh * hs..(bh + 1) * hs;
+                    let (qh, kh, vh) = (&q[hr.clone()], &k[hr.clone()], &v[hr.clone()]);
+                    let (yh, dyh) = (&y[hr.clone()], &dy[hr]);
+                    transpose(kh, t, d, &mut s.kt);
+                    transpose(vh, t, d, &mut s.vt);
+                    dkh.fill(0.0);
+                    dvh.fill(0.0);
+                    for i0 in (0..t).step_by(ROWS) {
+                        let i1 = (i0 + ROWS).min(t);
+                        let r = i1 - i0;
+                        let kend = c.key_end(&hd, (i0, i1, t), rs);
+                        if kend == 0 {
+                            dqh[i0 * d..i1 * d].fill(0.0);
+                            continue;
+                        }
+                        let (qb, dyb) = (&qh[i0 * d..i1 * d], &dyh[i0 * d..i1 * d]);
+                        let raw = &mut s.raw[..r * kend];
+                        mm((r, kend, d), c.rule.scale, qb, d, &s.kt, t, 0.0, raw, kend);
+                        // g = dy vᵀ over the visible keys, then dL/dp in place.
+                        let g = &mut s.g[..r * kend];
+                        mm((r, kend, d), 1.0, dyb, d, &s.vt, t, 0.0, g, kend);
+                        let w = &mut s.w[..r * kend];
+                        for (ri, ((raw, g), w)) in raw
+                            .chunks(kend)
+                            .zip(g.chunks_mut(kend))
+                            .zip(w.chunks_mut(kend))
+                            .enumerate()
+                        {
+                            let i = i0 + ri;
+                            let dl = delta(dyh, yh, i, d);
+                            c.ds_row(&hd, i, raw, g, dl, Some(w), rs);
+                            c.dp_row(&hd, i, raw, g, rs);
+                        }
+                        let dqb = &mut dqh[i0 * d..i1 * d];
+                        mm((r, d, kend), c.rule.scale, g, kend, kh, d, 0.0, dqb, d);
+                        let tr = &mut s.tr[..kend * r];
+                        transpose(g, r, kend, tr);
+                        let dkb = &mut dkh[..kend * d];
+                        mm((kend, d, r), c.rule.scale, tr, r, qb, d, 1.0, dkb, d);
+                        transpose(w, r, kend, tr);
+                        let dvb = &mut dvh[..kend * d];
+                        mm((kend, d, r), 1.0, tr, r, dyb, d, 1.0, dvb, d);
+                    }
+                })
+            })
+        });
+}
+
+/// The rule parameters' per-row gradients `[B,H,T,P]` (`AttentionRuleGrad`) into `out`.
+pub(crate) fn rule_grad(
+    c: &CompiledRule,
+    (q, k, v, y, dy): super::attention::Operands5<'_>,
+    seg: Option<&[i32]>,
+    params: &[Vec<f32>],
+    dm: Dims,
+    out: &mut [f32],
+) {
+    let (t, d, hs, p) = (dm.t, dm.d, dm.t * dm.d, c.d_params.len());
+    if p == 0 {
+        return;
+    }
+    out.par_chunks_mut(t * p).enumerate().for_each(|(bh, oh)| {
+        let hd = Head::new(c.rule, dm, bh, seg, params);
+        with_scratch(t, d, |s| {
+            with_row(|rs| {
+                let hr = bh * hs..(bh + 1) * hs;
+                let (qh, kh, vh) = (&q[hr.clone()], &k[hr.clone()], &v[hr.clone()]);
+                let (yh, dyh) = (&y[hr.clone()], &dy[hr]);
+                transpose(kh, t, d, &mut s.kt);
+                transpose(vh, t, d, &mut s.vt);
+                oh.fill(0.0);
+                for i0 in (0..t).step_by(ROWS) {
+                    let i1 = (i0 + ROWS).min(t);
+                    let r = i1 - i0;
+                    let kend = c.key_end(&hd, (i0, i1, t), rs);
+                    if kend == 0 {
+                        continue;
+                    }
+                    let raw = &mut s.raw[..r * kend];
+                    mm(
+                        (r, kend, d),
+                        c.rule.scale,
+                        &qh[i0 * d..],
+                        d,
+                        &s.kt,
+                        t,
+                        0.0,
+                        raw,
+                        kend,
+                    );
+                    let g = &mut s.g[..r * kend];
+                    mm((r, kend, d), 1.0, &dyh[i0 * d..], d, &s.vt, t, 0.0, g, kend);
+                    for (ri, (raw, ds)) in raw.chunks(kend).zip(g.chunks_mut(kend)).enumerate() {
+                        let i = i0 + ri;
+                        c.ds_row(&hd, i, raw, ds, delta(dyh, yh, i, d), None, rs);
+                        for (kk, dp) in c.d_params.iter().enumerate() {
+                            dp.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..kend]);
+                            oh[i * p + kk] =
+                                ds.iter().zip(&rs.a[..kend]).fold(0.0, |acc, (&x, &f)| {
+                                    if x == 0.0 {
+                                        acc
+                                    } else {
+                                        acc + x * f
+                                    }
+                                });
+                        }
+                    }
+                }
+            })
+        })
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::attention as reference;
+
+    fn rand(n: usize, seed: u64) -> Vec<f32> {
+        let mut r = crate::Rng::new(seed);
+        (0..n).map(|_| r.normal() as f32).collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        let scale = b.iter().fold(1.0f32, |m, y| m.max(y.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-5 * scale, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// The rules of `examples/attention_rules.weft` and the wgpu tests, for 3 query heads
+    /// reading 1 kv head.
+    const RULES: &str = "
+rule alibi {
+  slope = head_param(init: alibi, trainable: true)
+  score = s - slope * (i - j)
+}
+rule softcap { score = 2.0 * tanh(s / 2.0) }
+rule window { mask = j <= i && i - j < 3 }
+rule prefix_lm { mask = j <= i || j < 3 }
+rule sigmoid_attn {
+  score = s - log(n)
+  weights = sigmoid(s)
+}
+rule sink { weights = exp(s) / (1 + sum(exp(s))) }
+rule doc_bias { score = where(seg_i == seg_j, s, s - 1.0) }
+";
+
+    fn lowered(rule: &str, mask: &str) -> AttentionRule {
+        let src = format!(
+            "{RULES}
+model m {{
+  vocab = 13; dim = 12; heads = 3; kv_heads = 1; layers = 1; ctx = 80
+  block b {{ x = x + attention(rms_norm(x), rule: {rule}, mask: {mask}, position: nope) }}
+  layers {{ 0 => b }}
+}}"
+        );
+        let c = weft_dsl::check_source(&src).unwrap_or_else(|e| panic!("{rule}: {e:?}"));
+        let g = weft_compiler::lower::lower(&c, &weft_compiler::lower::LowerOptions::new(2, 7))
+            .expect("lowers");
+        g.nodes
+            .iter()
+            .find_map(|n| match &n.op {
+                weft_compiler::ir::Op::Attention(r) => Some(r.clone()),
+                _ => None,
+            })
+            .expect("an attention op")
+    }
+
+    #[test]
+    fn spec_rules_match_the_reference_forward_backward_and_parameter_gradients() {
+        // T = 70: a partial last block; segments for `doc_bias`.
+        let dm = Dims {
+            b: 2,
+            h: 3,
+            t: 70,
+            d: 5,
+        };
+        let n = dm.b * dm.h * dm.t * dm.d;
+        let (q, k, v, dy) = (rand(n, 1), rand(n, 2), rand(n, 3), rand(n, 4));
+        let seg: Vec<i32> = (0..dm.b * dm.t).map(|i| ((i % dm.t) / 25) as i32).collect();
+        for name in [
+            "alibi",
+            "softcap",
+            "window",
+            "prefix_lm",
+            "sigmoid_attn",
+            "sink",
+            "signed",
+            "doc_bias",
+        ] {
+            for mask in ["causal", "bidirectional"] {
+                let rule = lowered(name, mask);
+                let what = format!("{name}/{mask}");
+                let sg = rule.needs_segments().then_some(&seg[..]);
+                // Slopes of both signs, not the init's.
+                let params: Vec<Vec<f32>> = (0..rule.params)
+                    .map(|p| (0..dm.h).map(|h| 0.3 * h as f32 - 0.2 + p as f32).collect())
+                    .collect();
+                let c = CompiledRule::new(&rule).expect("a rule the fast path runs");
+                let want = reference::forward(&rule, &q, &k, &v, sg, &params, dm);
+                let mut y = vec![f32::NAN; n];
+                forward(&c, (&q, &k, &v), sg, &params, dm, &mut y);
+                close(&y, &want, &format!("{what} y"));
+                let ops = reference::Operands {
+                    q: &q,
+                    k: &k,
+                    v: &v,
+                    y: &want,
+                    dy: &dy,
+                    seg: sg,
+                    params: &params,
+                };
+                let five = (&q[..], &k[..], &v[..], &want[..], &dy[..]);
+                let mut got = vec![f32::NAN; 3 * n];
+                backward(&c, five, sg, &params, dm, &mut got);
+                close(
+                    &got,
+                    &reference::backward(&rule, &ops, dm),
+                    &format!("{what} grads"),
+                );
+                let rows = dm.b * dm.h * dm.t * rule.params;
+                let mut got = vec![f32::NAN; rows];
+                rule_grad(&c, five, sg, &params, dm, &mut got);
+                let want = reference::rule_grad(&rule, &ops, dm);
+                close(&got, &want, &format!("{what} rule grads"));
+            }
+        }
+    }
+}
