@@ -6,6 +6,8 @@
 #                                    # stripped, into .dev/; Vulkan loader debs into .gl/
 #   bash benchmarks/gpu.sh run       # there (device tool, carry [".dev", ".gl"]):
 #                                    # GPU tests, weft bench --full, weft tune, timed training
+#   bash benchmarks/gpu.sh kernels   # there, a short second run: wgpu kernels at --full
+#                                    # sizes and the per-kernel profile of a training step
 #
 # `run` writes under $OUT (default ./gpu-out) at most the 8 files the device tool brings back:
 # summary.md (a row per stage, tokens/s), all.log (every stage's output), bench.md,
@@ -42,6 +44,8 @@ prepare() {
   # Stripped, the binaries are about 20 MB each: packed, they fit the 64 MiB that may travel.
   tar -C .dev -czf .dev/bin.tar.gz bin && rm -rf .dev/bin
   pwd >.dev/root
+  # The device's copy of the tree may not carry this checkout's git state.
+  git rev-parse --short HEAD >.dev/commit
   if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
     local o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
     mkdir -p /tmp/amd64/partial
@@ -76,10 +80,9 @@ host_bytes() { # host<->device bytes per step (the last train line's host_device
     awk '{ printf "%.0f host<->device bytes per step\n", $1 } END { if (!NR) print "no host_device_bytes" }'
 }
 
-run() {
+setup() { # unpack the binaries, install the Vulkan loader, start summary.md
   OUT=${OUT:-$PWD/gpu-out}
   mkdir -p "$OUT"
-  local tiny=${WEFT_GPU_TINY:-0} bin
   if [ -n "${WEFT_BIN_DIR:-}" ]; then
     bin=$(cd "$WEFT_BIN_DIR" && pwd)
   else
@@ -102,11 +105,16 @@ run() {
   {
     echo "# weft on a GPU machine, $(date -u +%FT%TZ)"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
-    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "binaries built at commit $(cat .dev/commit 2>/dev/null || echo unknown)"
     echo
     echo "| stage | exit | wall |"
     echo "|---|---|---|"
   } >"$OUT/summary.md"
+}
+
+run() {
+  local tiny=${WEFT_GPU_TINY:-0}
+  setup
   # gpt.weft at B16 T128 and its Cog twin: the specs PyTorch's torch_gpt.py builds exactly.
   local gpt=benchmarks/peer/gpt_b16_t128.weft cog=benchmarks/peer/cog_b16_t128.weft
   local gpt2=examples/scale/gpt2_small.weft
@@ -165,8 +173,18 @@ run() {
   cat "$OUT/summary.md"
 }
 
+kernels() { # a short second run: the kernels alone, and where a training step's time goes
+  setup
+  stage bench-kernels 150 "$bin/weft" bench --backend wgpu --full --sizes 512 --tune --runs 3 --out "$OUT/bench.md"
+  stage profile 150 "$bin/weft" bench --profile benchmarks/peer/gpt_b16_t128.weft
+  cp "$OUT"/cache/autotune-*.json "$OUT/" 2>/dev/null
+  rm -rf "$OUT/cache" "$OUT/stage.log"
+  cat "$OUT/summary.md"
+}
+
 case "${1:-}" in
   prepare) prepare ;;
   run) run ;;
-  *) echo "usage: bash benchmarks/gpu.sh prepare|run" >&2; exit 2 ;;
+  kernels) kernels ;;
+  *) echo "usage: bash benchmarks/gpu.sh prepare|run|kernels" >&2; exit 2 ;;
 esac
