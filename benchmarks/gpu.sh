@@ -8,6 +8,7 @@
 #                                    # GPU tests, weft bench --full, weft tune, timed training
 #   bash benchmarks/gpu.sh kernels   # there, a short second run: wgpu kernels at --full
 #                                    # sizes and the per-kernel profile of a training step
+#   bash benchmarks/gpu.sh cmd CMD…  # there, one command against the packed binaries
 #
 # `run` writes under $OUT (default ./gpu-out) at most the 8 files the device tool brings back:
 # summary.md (a row per stage, tokens/s), all.log (every stage's output), bench.md,
@@ -186,5 +187,7 @@ case "${1:-}" in
   prepare) prepare ;;
   run) run ;;
   kernels) kernels ;;
-  *) echo "usage: bash benchmarks/gpu.sh prepare|run|kernels" >&2; exit 2 ;;
+  # Any command against the packed binaries (.dev/bin/weft ...), its output in all.log.
+  cmd) shift && setup && stage cmd 400 "$@" && rm -f "$OUT/stage.log" ;;
+  *) echo "usage: bash benchmarks/gpu.sh prepare|run|kernels|cmd COMMAND..." >&2; exit 2 ;;
 esac

@@ -464,7 +464,10 @@ pub fn train(
     if start == 0 {
         tracer.record(&mut run, backend, &params, 0)?;
     }
+    // Where a step's wall time goes (`WEFT_STEP_PROFILE=1`): batch, backend, the rest.
+    let step_profile = std::env::var_os("WEFT_STEP_PROFILE").is_some();
     while step < p.steps {
+        let t_step = Instant::now();
         let mut rng = step_rng(p.seed, step);
         let mut full = data.next_batch(p.batch, p.seq, step, &mut rng)?;
         if let Some(mt) = &p.masked_thought {
@@ -489,6 +492,7 @@ pub fn train(
                 ins
             })
             .collect();
+        let t_batch = t_step.elapsed();
         let mut acc = GradAccumulator::new();
         let mut loss_sum = 0.0;
         let mut parts: BTreeMap<String, f64> = BTreeMap::new();
@@ -573,6 +577,16 @@ pub fn train(
                 norm
             }
         };
+        if step_profile {
+            let total = t_step.elapsed();
+            eprintln!(
+                "step {}: {:.2} ms (batch {:.2} ms, backend and update {:.2} ms)",
+                step + 1,
+                total.as_secs_f64() * 1e3,
+                t_batch.as_secs_f64() * 1e3,
+                (total - t_batch).as_secs_f64() * 1e3
+            );
+        }
         step += 1;
         window_steps += 1;
         final_loss = loss_sum / p.accumulate as f64;

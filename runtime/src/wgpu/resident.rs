@@ -586,6 +586,7 @@ impl ResidentTrainer for WgpuResident<'_> {
                 },
             )?;
         }
+        let t_enc = std::time::Instant::now();
         let _turn = self
             .compiled
             .run_lock
@@ -660,7 +661,15 @@ impl ResidentTrainer for WgpuResident<'_> {
             }
         }
         let enc = last.expect("at least one micro-batch");
+        let t_wait = std::time::Instant::now();
         let data = self.submit_and_map(enc, &self.staging)?;
+        if std::env::var_os("WEFT_STEP_PROFILE").is_some() {
+            eprintln!(
+                "  resident step: {:.2} ms encoding and uploading, {:.2} ms until read back",
+                (t_wait - t_enc).as_secs_f64() * 1e3,
+                t_wait.elapsed().as_secs_f64() * 1e3
+            );
+        }
         let down = self.staging.size();
         let mut outputs = Vec::new();
         let mut at = 0usize;
