@@ -182,7 +182,7 @@ impl<'r> CompiledRule<'r> {
         rs.fit(t);
         let mut end = 0;
         for i in i0..i1 {
-            mask.run(&hd.row(i), &rs.s, &mut rs.regs, &mut rs.a[..t]);
+            mask.run(&hd.row(i), &rs.s, &mut rs.regs, &mut rs.a[..t], false);
             if let Some(j) = rs.a[..t].iter().rposition(|&v| v != 0.0) {
                 end = end.max(j + 1);
             }
@@ -190,14 +190,15 @@ impl<'r> CompiledRule<'r> {
         end
     }
 
-    /// Which keys row `i` sees (`..raw.len()`), and its modified scores into `rs.s`.
-    fn scores(&self, hd: &Head, i: usize, raw: &[f32], rs: &mut RowScratch) -> Seen {
+    /// Which keys row `i` sees (`..raw.len()`), and its modified scores into `rs.s`
+    /// (`fast`: see [`Program::run`]).
+    fn scores(&self, hd: &Head, i: usize, raw: &[f32], rs: &mut RowScratch, fast: bool) -> Seen {
         let n = raw.len();
         rs.fit(n);
         let place = hd.row(i);
         let seen = match (&self.mask, &self.rule.mask) {
             (Some(mask), _) => {
-                mask.run(&place, raw, &mut rs.regs, &mut rs.a[..n]);
+                mask.run(&place, raw, &mut rs.regs, &mut rs.a[..n], false);
                 for (v, &m) in rs.visible.iter_mut().zip(&rs.a) {
                     *v = m != 0.0;
                 }
@@ -215,7 +216,7 @@ impl<'r> CompiledRule<'r> {
             }
         };
         match &self.score {
-            Some(p) => p.run(&place, raw, &mut rs.regs, &mut rs.s[..n]),
+            Some(p) => p.run(&place, raw, &mut rs.regs, &mut rs.s[..n], fast),
             None => rs.s[..n].copy_from_slice(raw),
         }
         seen
@@ -267,7 +268,7 @@ impl<'r> CompiledRule<'r> {
     /// The applied weights of row `i` from its raw scores, into `w`.
     fn weights_row(&self, hd: &Head, i: usize, raw: &[f32], w: &mut [f32], rs: &mut RowScratch) {
         let n = raw.len();
-        let seen = self.scores(hd, i, raw, rs);
+        let seen = self.scores(hd, i, raw, rs, false);
         let place = hd.row(i);
         let RowScratch {
             regs,
@@ -288,27 +289,28 @@ impl<'r> CompiledRule<'r> {
                 let a = if exponent.is_score() {
                     s
                 } else {
-                    exponent.run(&place, s, regs, &mut a[..n]);
+                    exponent.run(&place, s, regs, &mut a[..n], false);
                     &a[..n]
                 };
                 Self::probs(a, seen, visible, *sink, w, false);
                 // `h·p` (the reference's product; `1·p` is `p`).
                 if factor.constant() != Some(1.0) {
-                    factor.run(&place, s, regs, &mut h[..n]);
+                    factor.run(&place, s, regs, &mut h[..n], false);
                     for (w, &h) in w.iter_mut().zip(&h[..n]) {
                         *w *= h;
                     }
                 }
             }
             Norm::Direct { phi, .. } => {
-                phi.run(&place, s, regs, w);
+                phi.run(&place, s, regs, w, false);
                 hide(w, seen, visible);
             }
         }
     }
 
     /// Row `i`'s `dL/ds` into `g` (which holds `dL/dw = dy·vᵀ`), and its weights into `w`
-    /// when asked; `delta = dy_i·y_i`.
+    /// when asked; `delta = dy_i·y_i`. Values only matter here, not the reference's bits:
+    /// the rule's transcendental functions run vectorised (`fast`).
     #[allow(clippy::too_many_arguments)]
     fn ds_row(
         &self,
@@ -321,7 +323,7 @@ impl<'r> CompiledRule<'r> {
         rs: &mut RowScratch,
     ) {
         let n = raw.len();
-        let seen = self.scores(hd, i, raw, rs);
+        let seen = self.scores(hd, i, raw, rs, true);
         let place = hd.row(i);
         let RowScratch {
             regs,
@@ -346,15 +348,15 @@ impl<'r> CompiledRule<'r> {
                 let a = if exponent.is_score() {
                     s
                 } else {
-                    exponent.run(&place, s, regs, &mut a[..n]);
+                    exponent.run(&place, s, regs, &mut a[..n], true);
                     &a[..n]
                 };
                 let p = &mut p[..n];
                 Self::probs(a, seen, visible, *sink, p, true);
-                factor.run(&place, s, regs, h);
-                d_factor.run(&place, s, regs, dh);
+                factor.run(&place, s, regs, h, true);
+                d_factor.run(&place, s, regs, dh, true);
                 let df = &mut df[..n];
-                d_exponent.run(&place, s, regs, df);
+                d_exponent.run(&place, s, regs, df, true);
                 with_avx2(|| {
                     let terms = p.iter().zip(h.iter()).zip(dh.iter()).zip(df.iter());
                     for (g, (((&p, &h), &dh), &df)) in g.iter_mut().zip(terms) {
@@ -368,8 +370,8 @@ impl<'r> CompiledRule<'r> {
                 }
             }
             Norm::Direct { phi, d_phi } => {
-                phi.run(&place, s, regs, h);
-                d_phi.run(&place, s, regs, dh);
+                phi.run(&place, s, regs, h, true);
+                d_phi.run(&place, s, regs, dh, true);
                 for (g, &d) in g.iter_mut().zip(dh.iter()) {
                     *g *= d;
                 }
@@ -386,7 +388,7 @@ impl<'r> CompiledRule<'r> {
     fn dp_row(&self, hd: &Head, i: usize, raw: &[f32], ds: &mut [f32], rs: &mut RowScratch) {
         let Some(d) = &self.d_score else { return };
         let n = raw.len();
-        d.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..n]);
+        d.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..n], true);
         for (x, &f) in ds.iter_mut().zip(&rs.a[..n]) {
             if *x != 0.0 {
                 *x *= f;
@@ -612,7 +614,7 @@ pub(crate) fn rule_grad(
                         let i = i0 + ri;
                         c.ds_row(&hd, i, raw, ds, delta(dyh, yh, i, d), None, rs);
                         for (kk, dp) in c.d_params.iter().enumerate() {
-                            dp.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..kend]);
+                            dp.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..kend], true);
                             oh[i * p + kk] =
                                 ds.iter().zip(&rs.a[..kend]).fold(0.0, |acc, (&x, &f)| {
                                     if x == 0.0 {

@@ -7,6 +7,7 @@
 //! itself; every per-key step applies `ir::scalar`'s op to each element. Both are the
 //! reference's f32 arithmetic, so a program's values are the reference's to the bit.
 
+use super::exp;
 use super::kernels::{each_binary, each_unary};
 use super::simd::with_avx2;
 use weft_compiler::ir::{BinaryOp, CmpOp, RuleEnv, RuleExpr, RuleVar, UnaryOp};
@@ -177,7 +178,17 @@ impl Program {
     }
 
     /// The expression at keys `0..n` of the row at `place` with scores `score`, into `out`.
-    pub fn run(&self, place: &RowPlace, score: &[f32], regs: &mut Registers, out: &mut [f32]) {
+    /// `fast` evaluates `exp`, `tanh` and `sigmoid` (and their derivatives) with the
+    /// vectorised [`exp::exp`] instead of libm, for values that need not be the reference's
+    /// bits (the backward's).
+    pub fn run(
+        &self,
+        place: &RowPlace,
+        score: &[f32],
+        regs: &mut Registers,
+        out: &mut [f32],
+        fast: bool,
+    ) {
         let n = out.len();
         regs.row.clear();
         regs.row.extend(self.row.iter().map(|e| e.eval(&place.env)));
@@ -217,6 +228,11 @@ impl Program {
                     for (j, x) in dst.iter_mut().enumerate() {
                         *x = place.seg.map_or(0, |s| s[j]) as f32;
                     }
+                }
+                Step::Unary { op, deriv, a, .. } if fast && fast_unary(*op, *deriv).is_some() => {
+                    let f = fast_unary(*op, *deriv).expect("checked by the guard");
+                    let a = val(a);
+                    zip(a, a, dst, |x, _| f(x));
                 }
                 Step::Unary { op, deriv, a, .. } => {
                     let a = val(a);
@@ -261,6 +277,24 @@ impl Program {
             Arg::KeyPos => out.copy_from_slice(&regs.iota[..n]),
         }
     }
+}
+
+/// The vectorisable stand-in of `op` (or of its derivative) for [`Program::run`]'s fast mode.
+fn fast_unary(op: UnaryOp, deriv: bool) -> Option<fn(f32) -> f32> {
+    Some(match (op, deriv) {
+        (UnaryOp::Exp, _) => exp::exp,
+        (UnaryOp::Sigmoid, false) => exp::sigmoid,
+        (UnaryOp::Sigmoid, true) => |x| {
+            let s = exp::sigmoid(x);
+            s * (1.0 - s)
+        },
+        (UnaryOp::Tanh, false) => exp::tanh,
+        (UnaryOp::Tanh, true) => |x| {
+            let t = exp::tanh(x);
+            1.0 - t * t
+        },
+        _ => return None,
+    })
 }
 
 /// `out[j] = f(a[j], b[j])` with either side possibly one value for the row, vectorised
@@ -354,7 +388,7 @@ mod tests {
                         seg: Some(&seg),
                     };
                     let mut got = vec![f32::NAN; 11];
-                    p.run(&place, &score, &mut regs, &mut got);
+                    p.run(&place, &score, &mut regs, &mut got, false);
                     for (j, g) in got.iter().enumerate() {
                         let want = e.eval(&RuleEnv {
                             score: score[j],
