@@ -177,7 +177,7 @@ run() {
 kernels() { # a short second run: the kernels alone, and where a training step's time goes
   setup
   stage bench-kernels 150 "$bin/weft" bench --backend wgpu --full --sizes 512 --tune --runs 3 --out "$OUT/bench.md"
-  stage profile 150 "$bin/weft" bench --profile benchmarks/peer/gpt_b16_t128.weft
+  stage profile 150 "$bin/weft" bench --profile benchmarks/peer/gpt_b16_t128.weft --full
   cp "$OUT"/cache/autotune-*.json "$OUT/" 2>/dev/null
   rm -rf "$OUT/cache" "$OUT/stage.log"
   cat "$OUT/summary.md"
