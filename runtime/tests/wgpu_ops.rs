@@ -31,6 +31,11 @@ fn matmul_with_transposes_and_broadcast_batches_matches_cpu() {
 }
 
 #[test]
+fn split_weight_gradients_match_cpu() {
+    check(graphs::split_weight_gradient());
+}
+
+#[test]
 fn shape_ops_indexing_cross_entropy_rope_match_cpu() {
     check(graphs::shape_ops());
 }

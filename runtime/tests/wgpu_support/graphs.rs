@@ -275,6 +275,43 @@ pub fn matmul_ops() -> Case {
     finish("matmul", b, ins)
 }
 
+/// The gradient of shared weights against a batch of 1024 rows: autodiff splits each weight
+/// gradient's reduction into slices (split-K: `[S, r, k]ᵀ·[S, r, n]` and a sum over `S`),
+/// for `x·w` and `x·w2ᵀ`; the CPU fast path folds them back into one product.
+pub fn split_weight_gradient() -> Case {
+    let mut rng = Rng::new(11);
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[4, 256, 12], DType::F32);
+    let w = b.param("w", &[12, 10], Init::Normal { std: 0.3 }, true);
+    let w2 = b.param("w2", &[10, 12], Init::Normal { std: 0.3 }, true);
+    let y = b.matmul(x, w).unwrap();
+    let y2 = b.matmul_t(x, w2, false, true).unwrap();
+    let both = b.add(y, y2).unwrap();
+    let r = b.input("r", &[4, 256, 10], DType::F32);
+    let p = b.mul(both, r).unwrap();
+    let flat = b.reshape(p, &[4 * 256 * 10]).unwrap();
+    let loss = b.sum(flat, 0, false).unwrap();
+    b.output("loss", loss);
+    let g = b.finish().unwrap();
+    let params = init_params(&g, 12);
+    let gg = grad(&g, loss, &[ParamSelection::All]).expect("grad");
+    let gg = optimize(&gg).expect("passes");
+    assert!(
+        gg.nodes.iter().any(|n| matches!(n.op, Op::MatMul { .. }) && n.shape.len() == 3),
+        "the weight gradients are split"
+    );
+    let inputs = HashMap::from([
+        ("x".to_string(), randn(&mut rng, &[4, 256, 12])),
+        ("r".to_string(), randn(&mut rng, &[4, 256, 10])),
+    ]);
+    Case {
+        name: "split weight gradient".into(),
+        graph: gg,
+        inputs,
+        params,
+    }
+}
+
 /// Shape ops and indexing: reshape, permute, broadcast, slice, concat (f32 and i32), iota,
 /// constants, gather, scatter-add, one-hot, cross-entropy, rope (both layouts, inverse,
 /// [T] and [B,T] positions).
@@ -595,6 +632,7 @@ pub fn all_cases() -> Vec<Case> {
         binary_ops(),
         reduce_ops(),
         matmul_ops(),
+        split_weight_gradient(),
         shape_ops(),
     ];
     for w in WEIGHTS {

@@ -58,6 +58,18 @@ pub(super) fn vjp(
     }
 }
 
+/// How many slices a weight gradient's `rows`-long reduction is cut into, for an output of
+/// `out` elements: doubling while the partial products stay under 2^20 elements in all and
+/// each slice keeps at least 256 rows. A 128×512 gradient over 2048 rows (gpt.weft at B16
+/// T128) gets 8; GPT-2 small's (768×768 and up) keep 1.
+fn split_k(rows: usize, out: usize) -> usize {
+    let mut s = 1;
+    while 2 * s * out <= 1 << 20 && rows.is_multiple_of(2 * s) && rows / (2 * s) >= 256 {
+        s *= 2;
+    }
+    s
+}
+
 /// `Y = op(A) op(B)`: `dA = dY Bᵀ`, `dB = Aᵀ dY`, each expressed with transpose flags on the
 /// stored operands, then summed over broadcast batch dims.
 fn matmul(
@@ -82,16 +94,28 @@ fn matmul(
     if wants[1] {
         let d = if s1.len() == 2 && s0.len() > 2 && !ta {
             // A shared weight against a batched activation: fold the batch into the rows so
-            // the weight gradient is one large GEMM, not a batch of GEMMs and a reduction.
+            // the weight gradient is one large GEMM, not a batch of small GEMMs. When that
+            // GEMM's output is small and its reduction long, the rows are cut into `s`
+            // slices (split-K): `s` products side by side and a sum over them, so a GPU has
+            // `s` times the workgroups for it.
             let k = s0[s0.len() - 1];
             let rows = numel(&s0) / k;
             let n = b.shape(dy)[b.shape(dy).len() - 1];
-            let a2 = b.reshape(x0, &[rows, k])?;
-            let dy2 = b.reshape(dy, &[rows, n])?;
-            if tb {
+            let s = split_k(rows, k * n);
+            let slices = |b: &mut GraphBuilder, x: ValueId, w: usize| match s {
+                1 => b.reshape(x, &[rows, w]),
+                _ => b.reshape(x, &[s, rows / s, w]),
+            };
+            let a2 = slices(b, x0, k)?;
+            let dy2 = slices(b, dy, n)?;
+            let d = if tb {
                 b.matmul_t(dy2, a2, true, false)?
             } else {
                 b.matmul_t(a2, dy2, true, false)?
+            };
+            match s {
+                1 => d,
+                _ => b.sum(d, 0, false)?,
             }
         } else if s0.len() >= 2 && s0[s0.len() - if ta { 1 } else { 2 }] == 1 {
             // op(A) has one row: dB is an outer product per batch entry. As a broadcast
@@ -193,4 +217,18 @@ fn pattern(
         out[1] = Some(b.matmul_t(dp, ins[0], true, false)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn weight_gradients_split_only_small_outputs_over_long_reductions() {
+        use super::split_k;
+        assert_eq!(split_k(2048, 128 * 512), 8);
+        assert_eq!(split_k(2048, 128 * 128), 8);
+        assert_eq!(split_k(8192, 768 * 768), 1);
+        assert_eq!(split_k(256, 64), 1);
+        assert_eq!(split_k(1000, 64), 2);
+        assert_eq!(split_k(4096, 256 * 256), 16);
+    }
 }

@@ -66,6 +66,43 @@ struct Plan {
     root: Vec<usize>,
     /// Buffers (roots) that die after node i runs.
     free_after: Vec<Vec<usize>>,
+    /// `Some(m)` for a sum over the slices of a split weight gradient (see [`split_sum`]):
+    /// node i computes it from matmul `m`'s operands as one product, and `m` never runs.
+    folds: Vec<Option<usize>>,
+    /// The matmuls such sums compute instead.
+    skip: Vec<bool>,
+}
+
+/// The matmul a node sums over, when the node is the sum over axis 0 of a split weight
+/// gradient (autodiff's split-K: `Σ_s A_sᵀ·dY_s` over `[S, r, k]` and `[S, r, n]` slices of
+/// the rows) that nothing else reads: on the CPU the unsplit `(S·r)`-row product is one GEMM
+/// split across threads, faster than S small products and a sum (measured on the
+/// development VM); the split is for GPUs, which need the workgroups.
+fn split_sum(g: &Graph, i: usize, readers: &[usize], keep: &[ValueId]) -> Option<usize> {
+    let node = &g.nodes[i];
+    let Op::Reduce {
+        op: weft_compiler::ir::ReduceOp::Sum,
+        axis: 0,
+        keepdim: false,
+    } = node.op
+    else {
+        return None;
+    };
+    let m = node.inputs[0].index();
+    let mm = &g.nodes[m];
+    let (sa, sb) = (g.shape(*mm.inputs.first()?), g.shape(*mm.inputs.get(1)?));
+    let split = matches!(
+        mm.op,
+        Op::MatMul {
+            transpose_a: true,
+            transpose_b: false
+        }
+    ) && sa.len() == 3
+        && sb.len() == 3
+        && sa[..2] == sb[..2]
+        && readers[m] == 1
+        && !keep.iter().any(|v| v.index() == m);
+    split.then_some(m)
 }
 
 impl Plan {
@@ -77,11 +114,28 @@ impl Plan {
                 root[i] = root[node.inputs[0].index()];
             }
         }
+        let mut readers = vec![0usize; n];
+        for node in &g.nodes {
+            for v in &node.inputs {
+                readers[v.index()] += 1;
+            }
+        }
+        let folds: Vec<Option<usize>> = (0..n).map(|i| split_sum(g, i, &readers, keep)).collect();
+        let mut skip = vec![false; n];
+        for &m in folds.iter().flatten() {
+            skip[m] = true;
+        }
         // A root lives until the last read of any of its aliases; never-read roots die
-        // right after they are made.
+        // right after they are made. A fold reads its matmul's operands; the matmul reads
+        // nothing.
         let mut last: Vec<usize> = (0..n).collect();
         for (i, node) in g.nodes.iter().enumerate() {
-            for v in &node.inputs {
+            let reads = match folds[i] {
+                Some(m) => &g.nodes[m].inputs,
+                None if skip[i] => continue,
+                None => &node.inputs,
+            };
+            for v in reads {
                 let r = root[v.index()];
                 last[r] = last[r].max(i);
             }
@@ -95,7 +149,12 @@ impl Plan {
                 free_after[last[r]].push(r);
             }
         }
-        Plan { root, free_after }
+        Plan {
+            root,
+            free_after,
+            folds,
+            skip,
+        }
     }
 }
 
@@ -193,7 +252,35 @@ fn execute(
     let mut times: HashMap<String, (f64, usize)> = HashMap::new();
     let result = (|| {
         for (i, node) in g.nodes.iter().enumerate() {
-            if plan.root[i] == i {
+            if let Some(m) = plan.folds[i] {
+                let mm = &g.nodes[m];
+                let get = |v: &ValueId| vals[plan.root[v.index()]].as_ref();
+                let (Some(a), Some(b)) = (get(&mm.inputs[0]), get(&mm.inputs[1])) else {
+                    unreachable!("fast path bug: a split product's operands freed early");
+                };
+                let (sa, sb) = (g.shape(mm.inputs[0]), g.shape(mm.inputs[1]));
+                let rows = sa[0] * sa[1];
+                let mut o = pool.take(sa[2] * sb[2]);
+                let t0 = profile.then(std::time::Instant::now);
+                matmul::matmul(
+                    a.f(),
+                    &[rows, sa[2]],
+                    b.f(),
+                    &[rows, sb[2]],
+                    &[sa[2], sb[2]],
+                    true,
+                    false,
+                    &mut o,
+                );
+                if let Some(t0) = t0 {
+                    let e = times
+                        .entry(format!("split matmul {:?}", node.shape))
+                        .or_default();
+                    e.0 += t0.elapsed().as_secs_f64();
+                    e.1 += 1;
+                }
+                vals[i] = Some(Value::F(o));
+            } else if plan.root[i] == i && !plan.skip[i] {
                 let value = {
                     let get = |v: &ValueId| {
                         vals[plan.root[v.index()]]
