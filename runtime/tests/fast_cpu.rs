@@ -77,6 +77,21 @@ fn every_op_case_matches_the_reference() {
 }
 
 #[test]
+fn spec_rules_match_the_reference_forward_backward_and_parameter_gradients() {
+    // T = 70: two query blocks and a partial one; head size 5; segments for `doc_bias`.
+    for name in graphs::SPEC_RULE_NAMES {
+        for mask in ["causal", "bidirectional"] {
+            let rule = graphs::lowered_rule(name, mask);
+            let what = format!("{name}/{mask}");
+            compare(
+                &graphs::attention_rule_shaped(&what, &rule, [2, 3, 70, 5]),
+                &HookSelection::None,
+            );
+        }
+    }
+}
+
+#[test]
 fn every_example_forward_and_gradient_matches_the_reference() {
     let names = examples::names();
     assert!(names.len() >= 10, "{names:?}");
@@ -124,7 +139,7 @@ fn the_steady_state_allocates_no_activation_buffers() {
 }
 
 /// The portable loops (what a machine without AVX2 and FMA runs, or `WEFT_CPU_SIMD=portable`)
-/// against the reference too: the two comparisons above again, in a child process of this
+/// against the reference too: the three comparisons above again, in a child process of this
 /// test binary, because the switch is read once per process.
 #[test]
 fn the_portable_path_matches_the_reference() {
@@ -136,13 +151,14 @@ fn the_portable_path_matches_the_reference() {
         .args(["--exact", "--test-threads=1"])
         .args([
             "every_op_case_matches_the_reference",
+            "spec_rules_match_the_reference_forward_backward_and_parameter_gradients",
             "every_example_forward_and_gradient_matches_the_reference",
         ])
         .output()
         .expect("run the test binary");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("2 passed"),
+        out.status.success() && stdout.contains("3 passed"),
         "portable path:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -50,60 +50,12 @@ fn signed_attention_forward_pattern_backward_match_cpu_for_every_mask() {
     check_rule(AttentionWeights::Signed);
 }
 
-/// The shipped rules (`examples/attention_rules.weft`, sized for 7 positions).
-const RULES: &str = "
-rule alibi {
-  slope = head_param(init: alibi, trainable: true)
-  score = s - slope * (i - j)
-}
-rule softcap { score = 2.0 * tanh(s / 2.0) }
-rule window { mask = j <= i && i - j < 3 }
-rule prefix_lm { mask = j <= i || j < 3 }
-rule sigmoid_attn {
-  score = s - log(n)
-  weights = sigmoid(s)
-}
-rule sink { weights = exp(s) / (1 + sum(exp(s))) }
-rule doc_bias { score = where(seg_i == seg_j, s, s - 1.0) }
-";
-
-/// The attention op's rule for `rule` in a one-layer spec (3 query heads, 1 kv head).
-fn lowered_rule(rule: &str, mask: &str) -> weft_compiler::ir::AttentionRule {
-    let src = format!(
-        "{RULES}
-model m {{
-  vocab = 13; dim = 12; heads = 3; kv_heads = 1; layers = 1; ctx = 16
-  block b {{ x = x + attention(rms_norm(x), rule: {rule}, mask: {mask}, position: nope) }}
-  layers {{ 0 => b }}
-}}"
-    );
-    let c = weft_dsl::check_source(&src).unwrap_or_else(|e| panic!("{rule}: {e:?}"));
-    let g = weft_compiler::lower::lower(&c, &weft_compiler::lower::LowerOptions::new(2, 7))
-        .expect("lowers");
-    g.nodes
-        .iter()
-        .find_map(|n| match &n.op {
-            weft_compiler::ir::Op::Attention(r) => Some(r.clone()),
-            _ => None,
-        })
-        .expect("an attention op")
-}
-
 #[test]
 fn spec_rules_forward_pattern_backward_and_parameter_gradients_match_cpu() {
     let Some(gpus) = backends() else { return };
-    for name in [
-        "alibi",
-        "softcap",
-        "window",
-        "prefix_lm",
-        "sigmoid_attn",
-        "sink",
-        "signed",
-        "doc_bias",
-    ] {
+    for name in graphs::SPEC_RULE_NAMES {
         for mask in ["causal", "bidirectional"] {
-            let rule = lowered_rule(name, mask);
+            let rule = graphs::lowered_rule(name, mask);
             let case = graphs::attention_rule(&format!("{name}/{mask}"), &rule);
             for gpu in gpus {
                 check_case(gpu, &case);

@@ -275,6 +275,57 @@ pub fn matmul_ops() -> Case {
     finish("matmul", b, ins)
 }
 
+/// The shipped rules (`examples/attention_rules.weft`) and two more, sized for 7 positions.
+pub const SPEC_RULES: &str = "
+rule alibi {
+  slope = head_param(init: alibi, trainable: true)
+  score = s - slope * (i - j)
+}
+rule softcap { score = 2.0 * tanh(s / 2.0) }
+rule window { mask = j <= i && i - j < 3 }
+rule prefix_lm { mask = j <= i || j < 3 }
+rule sigmoid_attn {
+  score = s - log(n)
+  weights = sigmoid(s)
+}
+rule sink { weights = exp(s) / (1 + sum(exp(s))) }
+rule doc_bias { score = where(seg_i == seg_j, s, s - 1.0) }
+";
+
+/// Every rule of [`SPEC_RULES`], and the prelude's `signed`.
+pub const SPEC_RULE_NAMES: [&str; 8] = [
+    "alibi",
+    "softcap",
+    "window",
+    "prefix_lm",
+    "sigmoid_attn",
+    "sink",
+    "signed",
+    "doc_bias",
+];
+
+/// The attention op's rule for `rule` in a one-layer spec (3 query heads, 1 kv head).
+pub fn lowered_rule(rule: &str, mask: &str) -> AttentionRule {
+    let src = format!(
+        "{SPEC_RULES}
+model m {{
+  vocab = 13; dim = 12; heads = 3; kv_heads = 1; layers = 1; ctx = 16
+  block b {{ x = x + attention(rms_norm(x), rule: {rule}, mask: {mask}, position: nope) }}
+  layers {{ 0 => b }}
+}}"
+    );
+    let c = weft_dsl::check_source(&src).unwrap_or_else(|e| panic!("{rule}: {e:?}"));
+    let g = weft_compiler::lower::lower(&c, &weft_compiler::lower::LowerOptions::new(2, 7))
+        .expect("lowers");
+    g.nodes
+        .iter()
+        .find_map(|n| match &n.op {
+            Op::Attention(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("an attention op")
+}
+
 /// The gradient of shared weights against a batch of 1024 rows: autodiff splits each weight
 /// gradient's reduction into slices (split-K: `[S, r, k]ᵀ·[S, r, n]` and a sum over `S`),
 /// for `x·w` and `x·w2ᵀ`; the CPU fast path folds them back into one product.
@@ -297,7 +348,9 @@ pub fn split_weight_gradient() -> Case {
     let gg = grad(&g, loss, &[ParamSelection::All]).expect("grad");
     let gg = optimize(&gg).expect("passes");
     assert!(
-        gg.nodes.iter().any(|n| matches!(n.op, Op::MatMul { .. }) && n.shape.len() == 3),
+        gg.nodes
+            .iter()
+            .any(|n| matches!(n.op, Op::MatMul { .. }) && n.shape.len() == 3),
         "the weight gradients are split"
     );
     let inputs = HashMap::from([
@@ -444,7 +497,11 @@ pub fn attention_shaped(weights: AttentionWeights, mask: AttentionMask, shape: [
 /// Forward, pattern, backward and (with parameters) the parameter gradient of an attention
 /// rule written in a spec, on random q, k, v, y, dy `[2, 3, 7, 4]` and per-head parameters.
 pub fn attention_rule(name: &str, rule: &AttentionRule) -> Case {
-    let shape = [2, 3, 7, 4];
+    attention_rule_shaped(name, rule, [2, 3, 7, 4])
+}
+
+/// [`attention_rule`] at `[B, H, T, d]` (`H` = 3: the rules' parameters have three heads).
+pub fn attention_rule_shaped(name: &str, rule: &AttentionRule, shape: [usize; 4]) -> Case {
     let mut rng = Rng::new(17);
     let mut b = GraphBuilder::new();
     let mut ins = HashMap::new();
@@ -455,13 +512,13 @@ pub fn attention_rule(name: &str, rule: &AttentionRule) -> Case {
     }
     let mut extra = Vec::new();
     if rule.needs_segments() {
-        ins.insert("seg".into(), segments(2, 7));
-        extra.push(b.input("seg", &[2, 7], DType::I32));
+        ins.insert("seg".into(), segments(shape[0], shape[2]));
+        extra.push(b.input("seg", &[shape[0], shape[2]], DType::I32));
     }
     for k in 0..rule.params {
         let n = format!("param{k}");
-        ins.insert(n.clone(), positive(&mut rng, &[3]));
-        extra.push(b.input(&n, &[3], DType::F32));
+        ins.insert(n.clone(), positive(&mut rng, &[shape[1]]));
+        extra.push(b.input(&n, &[shape[1]], DType::F32));
     }
     let fwd_in: Vec<ValueId> = qkv[..3].iter().chain(&extra).copied().collect();
     let fwd = b.apply(Op::Attention(rule.clone()), &fwd_in).unwrap();
