@@ -435,6 +435,18 @@ fn mm(
     }
 }
 
+/// The raw scores `scale·q kᵀ` of `r` query rows (from `q`) against keys `..kend`, from the
+/// transposed keys `kt` (`[d, T]`), into `raw` (`[r, kend]`).
+fn raw_scores(
+    scale: f32,
+    q: &[f32],
+    kt: &[f32],
+    (r, kend, t, d): (usize, usize, usize, usize),
+    raw: &mut [f32],
+) {
+    mm((r, kend, d), scale, q, d, kt, t, 0.0, raw, kend);
+}
+
 fn with_row<R>(f: impl FnOnce(&mut RowScratch) -> R) -> R {
     ROW.with(|r| f(&mut r.borrow_mut()))
 }
@@ -466,17 +478,7 @@ pub(crate) fn forward(
                         continue;
                     }
                     let raw = &mut s.g[..r * kend];
-                    mm(
-                        (r, kend, d),
-                        c.rule.scale,
-                        &qh[i0 * d..],
-                        d,
-                        &s.kt,
-                        t,
-                        0.0,
-                        raw,
-                        kend,
-                    );
+                    raw_scores(c.rule.scale, &qh[i0 * d..], &s.kt, (r, kend, t, d), raw);
                     let w = &mut s.w[..r * kend];
                     for (ri, (raw, w)) in raw.chunks(kend).zip(w.chunks_mut(kend)).enumerate() {
                         c.weights_row(&hd, i0 + ri, raw, w, rs);
@@ -535,7 +537,7 @@ pub(crate) fn backward(
                         }
                         let (qb, dyb) = (&qh[i0 * d..i1 * d], &dyh[i0 * d..i1 * d]);
                         let raw = &mut s.raw[..r * kend];
-                        mm((r, kend, d), c.rule.scale, qb, d, &s.kt, t, 0.0, raw, kend);
+                        raw_scores(c.rule.scale, qb, &s.kt, (r, kend, t, d), raw);
                         // g = dy vᵀ over the visible keys, then dL/dp in place.
                         let g = &mut s.g[..r * kend];
                         mm((r, kend, d), 1.0, dyb, d, &s.vt, t, 0.0, g, kend);
@@ -597,17 +599,7 @@ pub(crate) fn rule_grad(
                         continue;
                     }
                     let raw = &mut s.raw[..r * kend];
-                    mm(
-                        (r, kend, d),
-                        c.rule.scale,
-                        &qh[i0 * d..],
-                        d,
-                        &s.kt,
-                        t,
-                        0.0,
-                        raw,
-                        kend,
-                    );
+                    raw_scores(c.rule.scale, &qh[i0 * d..], &s.kt, (r, kend, t, d), raw);
                     let g = &mut s.g[..r * kend];
                     mm((r, kend, d), 1.0, &dyh[i0 * d..], d, &s.vt, t, 0.0, g, kend);
                     for (ri, (raw, ds)) in raw.chunks(kend).zip(g.chunks_mut(kend)).enumerate() {

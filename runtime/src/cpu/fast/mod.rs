@@ -9,8 +9,10 @@
 //! - kernels write into those buffers: collapsed strided loops instead of per-element offset
 //!   tables, unary and binary ops dispatched once per call, row-major reductions that
 //!   vectorise, rotary tables computed once per call;
-//! - projections run as one GEMM over the folded batch, and attention is blocked
-//!   ([`attention`]): causal blocks skip hidden keys and the `T × T` weights never exist;
+//! - projections run as one GEMM over the folded batch (a weight gradient that autodiff split
+//!   into slices for GPUs is folded back into one: [`split_sum`]), and attention is blocked
+//!   ([`attention`]; a spec's rule compiled into row programs, [`attention_rule`]): causal
+//!   blocks skip hidden keys and the `T × T` weights never exist;
 //! - threads are used only above a work threshold.
 //!
 //! Ops it has no kernel for run the reference's code, so every graph runs, and tests compare
