@@ -124,6 +124,17 @@ pub(super) fn upload(
     Ok(())
 }
 
+/// With [`WgpuBackend::poison`], fills every planned buffer with NaN (0xFF bytes) before the
+/// next submission, so an element a kernel leaves unwritten reads as NaN, not a stale value.
+pub(super) fn poison(be: &WgpuBackend, c: &Compiled) {
+    if be.poison {
+        for buf in &c.planned {
+            be.queue
+                .write_buffer(buf, 0, &vec![0xFF; buf.size() as usize]);
+        }
+    }
+}
+
 pub(super) fn run(
     be: &WgpuBackend,
     g: &Graph,
@@ -133,12 +144,7 @@ pub(super) fn run(
 ) -> Result<Outputs, RunError> {
     let _turn = c.run_lock.lock().unwrap_or_else(|p| p.into_inner());
     upload(be, g, c, inputs, params)?;
-    if be.poison {
-        for buf in &c.planned {
-            be.queue
-                .write_buffer(buf, 0, &vec![0xFF; buf.size() as usize]);
-        }
-    }
+    poison(be, c);
     let mut enc = be
         .device
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {

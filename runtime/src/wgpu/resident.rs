@@ -601,6 +601,7 @@ impl ResidentTrainer for WgpuResident<'_> {
         let per_micro: u64 = self.scalars.iter().map(|s| s.2).sum();
         let mut last = None;
         for (k, ins) in micro.iter().enumerate() {
+            super::exec::poison(be, &self.compiled);
             // Written before this submission, after the previous one: the queue orders them.
             for (name, buf) in &self.compiled.inputs {
                 let t = ins
