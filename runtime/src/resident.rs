@@ -37,8 +37,9 @@ pub struct ResidentStep {
     /// Per micro-batch, the objective's outputs of the training graph (`loss`, `term.*`,
     /// `aux.*`), as f64 scalars (the first element of each); logits and gradients stay.
     pub outputs: Vec<BTreeMap<String, f64>>,
-    /// Global L2 norm of the (accumulated, mean) gradients before clipping. When it is not
-    /// finite the update was skipped: parameters and optimizer state are unchanged.
+    /// Global L2 norm of the (accumulated, mean) gradients before clipping — or a
+    /// micro-batch's loss when that is not finite. When it is not finite the update was
+    /// skipped: parameters and optimizer state are unchanged.
     pub grad_norm: f64,
 }
 

@@ -1,7 +1,7 @@
 //! Device-resident training on wgpu (`weft_runtime::resident`): parameters, gradients and
 //! optimizer state stay on the device, so a steady-state step moves only the batch and a few
 //! scalars; the curve matches the CPU backend's; a resumed run repeats an uninterrupted one
-//! bit for bit; the optimizer kernels pass naga.
+//! bit for bit; a NaN loss skips the update; the optimizer kernels pass naga.
 
 mod wgpu_support;
 
@@ -281,4 +281,65 @@ fn the_gpt2_small_spec_checks_at_gpt2_small_size() {
     let (m, t) = (&spec.model.config, spec.train.as_ref().unwrap());
     assert_eq!((m.layers, m.dim, m.heads, m.ctx), (12, 768, 12, 1024));
     assert_eq!(t.seq, 1024);
+}
+
+/// A loss that is NaN while every gradient is finite (the NaN sits in a term without a
+/// gradient): the step skips the update like a non-finite gradient norm, so the parameters
+/// read back are the ones that produced the NaN (what the trainer's NaN locator reruns).
+#[test]
+fn a_nan_loss_with_finite_gradients_leaves_the_parameters_alone() {
+    use weft_compiler::ir::{DType, GraphBuilder, Init, UnaryOp};
+    use weft_runtime::optim::{AdamW, Optimizer, OptimizerConfig};
+    use weft_runtime::resident::ResidentSetup;
+    use weft_runtime::Tensor;
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[4, 3], DType::F32);
+    let bad = b.input("bad", &[1], DType::F32);
+    let w = b.param("w", &[3, 2], Init::Normal { std: 0.5 }, true);
+    let y = b.matmul(x, w).unwrap();
+    let flat = b.reshape(y, &[8]).unwrap();
+    let fit = b.sum(flat, 0, false).unwrap();
+    let nan = b.unary(UnaryOp::Log, bad).unwrap();
+    let nan = b.stop_gradient(nan).unwrap();
+    let nan = b.sum(nan, 0, false).unwrap();
+    let loss = b.add(fit, nan).unwrap();
+    b.output("loss", loss);
+    let g = b.finish().unwrap();
+    let params = weft_runtime::init_params(&g, 3);
+    let step = weft_compiler::pipeline::backward(&g, loss).unwrap();
+    let optimizer = Optimizer::new(OptimizerConfig::Adamw(AdamW::default()));
+    let trainable = vec!["w".to_string()];
+    let setup = ResidentSetup {
+        params: &params,
+        optimizer: &optimizer,
+        trainable: &trainable,
+        clip: 1.0,
+        accumulate: 1,
+    };
+    let mut r = gpu
+        .resident_trainer(&step, &setup)
+        .expect("wgpu trains on the device")
+        .expect("a resident trainer");
+    let feeds = std::collections::HashMap::from([
+        (
+            "x".to_string(),
+            Tensor::f32(&[4, 3], (0..12).map(|i| i as f32 * 0.1).collect()),
+        ),
+        ("bad".to_string(), Tensor::f32(&[1], vec![-1.0])),
+    ]);
+    let out = r.step(std::slice::from_ref(&feeds), 1e-2).expect("a step");
+    assert!(out.outputs[0]["loss"].is_nan(), "{out:?}");
+    assert!(!out.grad_norm.is_finite(), "{out:?}");
+    assert_eq!(
+        bits(&r.params().unwrap()),
+        bits(&params),
+        "the update was skipped"
+    );
+    // The same step with a finite loss does update them.
+    let mut fine = feeds;
+    fine.insert("bad".into(), Tensor::f32(&[1], vec![1.0]));
+    let out = r.step(&[fine], 1e-2).expect("a step");
+    assert!(out.grad_norm.is_finite() && out.outputs[0]["loss"].is_finite());
+    assert_ne!(bits(&r.params().unwrap()), bits(&params));
 }

@@ -144,6 +144,9 @@ pub(super) struct WgpuResident<'a> {
     step_buf: wgpu::Buffer,
     norm_buf: wgpu::Buffer,
     norm_bind: wgpu::BindGroup,
+    /// Every micro-batch's loss, copied on the device for the norm kernel: a non-finite loss
+    /// skips the update as a non-finite gradient norm does. `None` without a `loss` output.
+    losses: Option<(wgpu::Buffer, wgpu::Buffer)>,
     pipes: HashMap<&'static str, Pipe>,
     /// Outputs read back each step (`loss`, `term.*`, `aux.*`): name, buffer, bytes.
     scalars: Vec<(String, wgpu::Buffer, u64)>,
@@ -389,8 +392,6 @@ impl<'a> WgpuResident<'a> {
                 parts: 0,
             }),
         );
-        let norm_bind = bind("norm", &[&step_buf, &norm_info, &partials, &norm_buf]);
-
         let mut scalars = Vec::new();
         for r in &compiled.program.outputs {
             // What the loop reads: the objective and its parts, never logits or gradients.
@@ -402,6 +403,18 @@ impl<'a> WgpuResident<'a> {
             // The first element: these are scalars.
             scalars.push((r.name.clone(), compiled.buffer(&r.buffer).clone(), 4));
         }
+        // The norm kernel reads every micro-batch's loss (zeros, finite, without one).
+        let loss_copies = buffer(device, "optim losses", 4 * s.accumulate as u64, STORAGE);
+        be.queue
+            .write_buffer(&loss_copies, 0, &vec![0; 4 * s.accumulate]);
+        let losses = scalars
+            .iter()
+            .find(|(name, ..)| name == "loss")
+            .map(|(_, buf, _)| (buf.clone(), loss_copies.clone()));
+        let norm_bind = bind(
+            "norm",
+            &[&step_buf, &norm_info, &partials, &norm_buf, &loss_copies],
+        );
         let per_micro: u64 = scalars.iter().map(|s| s.2).sum();
         let staging = buffer(
             device,
@@ -426,6 +439,7 @@ impl<'a> WgpuResident<'a> {
             step_buf,
             norm_buf,
             norm_bind,
+            losses,
             pipes,
             scalars,
             staging,
@@ -617,6 +631,9 @@ impl ResidentTrainer for WgpuResident<'_> {
                     label: Some("weft resident step"),
                 });
             encode_kernels(&self.compiled, &mut enc);
+            if let Some((loss, copies)) = &self.losses {
+                enc.copy_buffer_to_buffer(loss, 0, copies, 4 * k as u64, 4);
+            }
             if k == 0 {
                 for t in &self.trained {
                     if let Some(acc) = &t.acc {
