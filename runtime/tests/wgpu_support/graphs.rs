@@ -365,6 +365,51 @@ pub fn split_weight_gradient() -> Case {
     }
 }
 
+/// Elementwise chains the fusion plan inlines, and their gradients: operands of the chain's
+/// shape, one value per row, one row for all rows and a scalar; chains that end in a
+/// reduction of rows (a norm's mean of squares); a value read twice; odd widths, and one
+/// chain long enough to be split across threads with a partial last chunk.
+pub fn elementwise_chains() -> Case {
+    let mut rng = Rng::new(13);
+    let mut b = GraphBuilder::new();
+    let mut ins = HashMap::new();
+    let mut losses = Vec::new();
+    for (k, shape) in [[5, 7, 9], [3, 129, 257]].into_iter().enumerate() {
+        let name = |s: &str| format!("{s}{k}");
+        let x = b.input(&name("x"), &shape, DType::F32);
+        ins.insert(name("x"), randn(&mut rng, &shape));
+        let row = [shape[0], shape[1], 1];
+        let r = b.input(&name("r"), &row, DType::F32);
+        ins.insert(name("r"), positive(&mut rng, &row));
+        let g = b.param(&name("g"), &[shape[2]], Init::Normal { std: 0.5 }, true);
+        let s = b.scalar(0.3);
+        // silu(x·r)·g + 0.3, then tanh(·) − x, and an rms norm (a reduction of rows).
+        let xr = b.mul(x, r).unwrap();
+        let a = b.unary(UnaryOp::Silu, xr).unwrap();
+        let a = b.mul(a, g).unwrap();
+        let a = b.add(a, s).unwrap();
+        let t = b.unary(UnaryOp::Tanh, a).unwrap();
+        let z = b.sub(t, x).unwrap();
+        let n = b.rms_norm(z, g, 1e-5).unwrap();
+        // `a` is read twice: by the chain above and here.
+        let e = b.mul(n, a).unwrap();
+        let flat = b.reshape(e, &[shape.iter().product()]).unwrap();
+        losses.push(b.sum(flat, 0, false).unwrap());
+    }
+    let loss = b.add(losses[0], losses[1]).unwrap();
+    b.output("loss", loss);
+    let graph = b.finish().unwrap();
+    let params = init_params(&graph, 14);
+    let gg = grad(&graph, loss, &[ParamSelection::All]).expect("grad");
+    let gg = optimize(&gg).expect("passes");
+    Case {
+        name: "elementwise chains".into(),
+        graph: gg,
+        inputs: ins,
+        params,
+    }
+}
+
 /// Shape ops and indexing: reshape, permute, broadcast, slice, concat (f32 and i32), iota,
 /// constants, gather, scatter-add, one-hot, cross-entropy, rope (both layouts, inverse,
 /// [T] and [B,T] positions).
@@ -690,6 +735,7 @@ pub fn all_cases() -> Vec<Case> {
         reduce_ops(),
         matmul_ops(),
         split_weight_gradient(),
+        elementwise_chains(),
         shape_ops(),
     ];
     for w in WEIGHTS {

@@ -80,16 +80,13 @@ pub(super) fn normalise(
     }
 }
 
-/// `sign(p)·e` with `sign(0) = 0` (`ir::scalar::sign`), branch-free.
+/// `sign(p)·e` with `sign(0) = 0` (`ir::scalar::sign`) for `e ≥ 0`, without a branch on the
+/// sign: scores' signs are random, and a mispredicted branch per weight cost signed attention
+/// a third more than softmax in the forward (measured, T 128). `±1·e` and `0·e` are exact.
 #[inline(always)]
 fn signed_as(p: f32, e: f32) -> f32 {
-    if p > 0.0 {
-        e
-    } else if p < 0.0 {
-        -e
-    } else {
-        0.0
-    }
+    let s = (p > 0.0) as u8 as f32 - (p < 0.0) as u8 as f32;
+    s * e
 }
 
 /// One row whose visible keys are `lo..hi`. The arithmetic is the reference's to the bit

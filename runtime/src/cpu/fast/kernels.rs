@@ -323,7 +323,9 @@ pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
 }
 
 /// Rotary embedding with the `cos`/`sin` of each (position, pair) computed once per call
-/// rather than once per head and batch row (the reference's per-element `sin_cos`).
+/// rather than once per head and batch row (the reference's per-element `sin_cos`), and once
+/// per position when every sequence of a `[B,T]` position input holds the same positions
+/// (the usual case). The half layout's rotation is two unit-stride loops that vectorise.
 pub(crate) fn rope(
     x: &[f32],
     freqs: &[f32],
@@ -333,34 +335,72 @@ pub(crate) fn rope(
     inverse: bool,
     out: &mut [f32],
 ) {
-    let per_batch = pos.len() != dm.t;
+    let t = dm.t.max(1);
+    let shared = pos.len() == t || pos.chunks(t).all(|r| r == &pos[..t]);
     let pairs = freqs.len();
-    // Tables over the distinct positions: [T] shared, or [B,T].
-    let rows = pos.len();
-    let mut cs = vec![(0.0f32, 0.0f32); rows * pairs];
-    for (r, &p) in pos.iter().enumerate() {
+    let table = if shared {
+        &pos[..t.min(pos.len())]
+    } else {
+        pos
+    };
+    let (mut cos, mut sin) = (
+        vec![0.0f32; table.len() * pairs],
+        vec![0.0f32; table.len() * pairs],
+    );
+    for (r, &p) in table.iter().enumerate() {
         let p = p as f32;
         for (i, &f) in freqs.iter().enumerate() {
             let ang = if inverse { -(p * f) } else { p * f };
-            cs[r * pairs + i] = (ang.cos(), ang.sin());
+            (cos[r * pairs + i], sin[r * pairs + i]) = (ang.cos(), ang.sin());
         }
     }
-    out.copy_from_slice(x);
-    let body = |(row, o): (usize, &mut [f32])| {
-        let ti = row % dm.t;
-        let bi = row / (dm.h * dm.t);
-        let r = if per_batch { bi * dm.t + ti } else { ti };
-        for (i, &(c, s)) in cs[r * pairs..(r + 1) * pairs].iter().enumerate() {
-            let (ia, ib) = layout.pair(i, dm.d);
-            let (a, b) = (o[ia], o[ib]);
-            o[ia] = a * c - b * s;
-            o[ib] = a * s + b * c;
+    let d = dm.d;
+    let body = |(row, (o, x)): (usize, (&mut [f32], &[f32]))| {
+        let ti = row % t;
+        let r = if shared {
+            ti
+        } else {
+            row / (dm.h * t) * t + ti
+        };
+        let (c, s) = (&cos[r * pairs..][..pairs], &sin[r * pairs..][..pairs]);
+        o.copy_from_slice(x);
+        match layout {
+            RopeLayout::Half => {
+                let (lo, hi) = o.split_at_mut(d / 2);
+                let (a, b) = (&x[..pairs], &x[d / 2..d / 2 + pairs]);
+                for i in 0..pairs {
+                    lo[i] = a[i] * c[i] - b[i] * s[i];
+                    hi[i] = a[i] * s[i] + b[i] * c[i];
+                }
+            }
+            RopeLayout::Interleaved => {
+                for i in 0..pairs {
+                    let (a, b) = (x[2 * i], x[2 * i + 1]);
+                    o[2 * i] = a * c[i] - b * s[i];
+                    o[2 * i + 1] = a * s[i] + b * c[i];
+                }
+            }
         }
     };
+    let rows = |(k, (o, x)): (usize, (&mut [f32], &[f32]))| {
+        let per = o.len() / d.max(1);
+        with_avx2(|| {
+            for (j, ox) in o.chunks_mut(d).zip(x.chunks(d)).enumerate() {
+                body((k * per + j, ox));
+            }
+        })
+    };
+    if d == 0 {
+        return;
+    }
     if x.len() >= PAR_MIN {
-        out.par_chunks_mut(dm.d).enumerate().for_each(body);
+        let per = (x.len() / d).div_ceil(rayon::current_num_threads() * 4) * d;
+        out.par_chunks_mut(per)
+            .zip(x.par_chunks(per))
+            .enumerate()
+            .for_each(rows);
     } else {
-        out.chunks_mut(dm.d).enumerate().for_each(body);
+        rows((0, (out, x)));
     }
 }
 
