@@ -311,11 +311,11 @@ fn clipping_scales_to_the_max_norm_and_returns_the_pre_clip_norm() {
 fn accumulation_averages_micro_batches() {
     let mut acc = GradAccumulator::new();
     assert!(acc.clone().finish().is_none());
-    acc.add(&grads(&[
+    acc.add(grads(&[
         ("a", &[2], vec![1.0, 2.0]),
         ("b", &[1], vec![4.0]),
     ]));
-    acc.add(&grads(&[("a", &[2], vec![3.0, -2.0])]));
+    acc.add(grads(&[("a", &[2], vec![3.0, -2.0])]));
     assert_eq!(acc.count(), 2);
     let g = acc.finish().unwrap();
     assert_eq!(g.get("a").unwrap().as_f32().unwrap(), &[2.0, 0.0]);

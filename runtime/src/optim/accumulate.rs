@@ -18,15 +18,15 @@ impl GradAccumulator {
         Self::default()
     }
 
-    /// Adds one micro-batch's gradients. A parameter missing from some micro-batches counts
-    /// as a zero gradient there.
+    /// Adds one micro-batch's gradients (the first are kept as they are, not copied). A
+    /// parameter missing from some micro-batches counts as a zero gradient there.
     ///
     /// # Panics
     /// If a gradient's shape differs from the one already accumulated for its parameter.
-    pub fn add(&mut self, grads: &Gradients) {
+    pub fn add(&mut self, grads: Gradients) {
         self.count += 1;
         let Some(sum) = &mut self.sum else {
-            self.sum = Some(grads.clone());
+            self.sum = Some(grads);
             return;
         };
         for (name, g) in grads.iter() {

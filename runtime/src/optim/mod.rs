@@ -7,7 +7,7 @@
 //! let mut acc = GradAccumulator::new();
 //! for micro in 0..accumulate {
 //!     let out = backend.run(&train_graph, &batch_inputs, &params, &HookSelection::None)?;
-//!     acc.add(&Gradients::from_outputs(&out));
+//!     acc.add(Gradients::from_outputs(&out));
 //! }
 //! let mut grads = acc.finish().expect("at least one micro-batch");
 //! let grad_norm = clip_grad_norm(&mut grads, clip);   // pre-clip norm, for metrics

@@ -515,7 +515,7 @@ pub fn train(
                 let out = backend
                     .run(&graph, &feeds[m], &params, &HookSelection::None)
                     .map_err(run_err(step))?;
-                acc.add(&Gradients::from_outputs(&out));
+                acc.add(Gradients::from_outputs(&out));
                 out.outputs
                     .iter()
                     .filter(|(n, _)| objective(n))

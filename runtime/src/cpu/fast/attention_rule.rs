@@ -435,6 +435,26 @@ fn mm(
     }
 }
 
+/// [`mm`] with `Aᵀ` for `A`, `a` holding the `k × m` matrix row-major (row stride `lda`).
+#[allow(clippy::too_many_arguments)]
+fn mm_at(
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if small_gemm::available() {
+        small_gemm::gemm_at((m, n, k), alpha, a, lda, b, ldb, beta, c, ldc);
+    } else {
+        f32::gemm(m, k, n, alpha, a, (1, lda), b, (ldb, 1), beta, c, (ldc, 1));
+    }
+}
+
 /// The raw scores `scale·q kᵀ` of `r` query rows (from `q`) against keys `..kend`, from the
 /// transposed keys `kt` (`[d, T]`), into `raw` (`[r, kend]`).
 fn raw_scores(
@@ -555,13 +575,10 @@ pub(crate) fn backward(
                         }
                         let dqb = &mut dqh[i0 * d..i1 * d];
                         mm((r, d, kend), c.rule.scale, g, kend, kh, d, 0.0, dqb, d);
-                        let tr = &mut s.tr[..kend * r];
-                        transpose(g, r, kend, tr);
                         let dkb = &mut dkh[..kend * d];
-                        mm((kend, d, r), c.rule.scale, tr, r, qb, d, 1.0, dkb, d);
-                        transpose(w, r, kend, tr);
+                        mm_at((kend, d, r), c.rule.scale, g, kend, qb, d, 1.0, dkb, d);
                         let dvb = &mut dvh[..kend * d];
-                        mm((kend, d, r), 1.0, tr, r, dyb, d, 1.0, dvb, d);
+                        mm_at((kend, d, r), 1.0, w, kend, dyb, d, 1.0, dvb, d);
                     }
                 })
             })

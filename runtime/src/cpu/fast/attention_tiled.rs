@@ -1,14 +1,14 @@
 //! The blocked attention of [`super::attention`] with its block products on
 //! [`small_gemm`]'s unpacked register tiles, for machines that have them. Each (batch, head)
 //! transposes its keys (and, for the backward, values) once into per-thread scratch so that
-//! every product reads its right operand row-major; the transposed weight blocks the key
-//! gradients need are made the same way. The forward's normaliser is the packed path's, so
+//! every product reads its right operand row-major; the key and value gradients read the
+//! weight blocks transposed in place ([`gemm_at`]). The forward's normaliser is the packed path's, so
 //! the weights (and the forward's output) have the reference's bits; the backward recomputes
 //! them with the vectorised one.
 
 use super::attention::{key_end, normalise, seg_of, Operands5, ROWS};
 use super::simd::with_avx2;
-use super::small_gemm::gemm;
+use super::small_gemm::{gemm, gemm_at};
 use crate::cpu::attention::Dims;
 use rayon::prelude::*;
 use weft_compiler::ir::{scalar::sign, AttentionRule};
@@ -23,9 +23,9 @@ pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
 }
 
 /// Per-thread scratch: transposed keys and values (`[d, T]`), a block of weights, of their
-/// gradient and of raw scores (`[ROWS, T]`; the raw scores for rules written in a spec), and
-/// one transposed block (`[T, ROWS]`). Kept by each thread across calls, so a training
-/// step's attention allocates nothing once warm.
+/// gradient and of raw scores (`[ROWS, T]`; the raw scores for rules written in a spec).
+/// Kept by each thread across calls, so a training step's attention allocates nothing once
+/// warm.
 #[derive(Default)]
 pub(super) struct Scratch {
     pub kt: Vec<f32>,
@@ -33,7 +33,6 @@ pub(super) struct Scratch {
     pub w: Vec<f32>,
     pub g: Vec<f32>,
     pub raw: Vec<f32>,
-    pub tr: Vec<f32>,
 }
 
 impl Scratch {
@@ -45,7 +44,6 @@ impl Scratch {
             (&mut self.w, ROWS * t),
             (&mut self.g, ROWS * t),
             (&mut self.raw, ROWS * t),
-            (&mut self.tr, ROWS * t),
         ] {
             if buf.len() < n {
                 buf.resize(n, 0.0);
@@ -178,13 +176,10 @@ pub(crate) fn backward(
                     });
                     let dqb = &mut dqh[i0 * d..i1 * d];
                     gemm((r, d, kend), rule.scale, g, kend, kh, d, 0.0, dqb, d);
-                    let tr = &mut s.tr[..kend * r];
-                    transpose(g, r, kend, tr);
                     let dkb = &mut dkh[..kend * d];
-                    gemm((kend, d, r), rule.scale, tr, r, qb, d, 1.0, dkb, d);
-                    transpose(w, r, kend, tr);
+                    gemm_at((kend, d, r), rule.scale, g, kend, qb, d, 1.0, dkb, d);
                     let dvb = &mut dvh[..kend * d];
-                    gemm((kend, d, r), 1.0, tr, r, dyb, d, 1.0, dvb, d);
+                    gemm_at((kend, d, r), 1.0, w, kend, dyb, d, 1.0, dvb, d);
                 }
             })
         });

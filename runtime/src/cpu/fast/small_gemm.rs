@@ -20,10 +20,46 @@ pub(crate) fn available() -> bool {
 /// When [`available`] is false, or when a stride or slice is too short for the shape.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     alpha: f32,
     a: &[f32],
     lda: usize,
+    b: &[f32],
+    ldb: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert!(lda >= dims.2, "small_gemm: A's row stride below its width");
+    strided(dims, alpha, a, (lda, 1), b, ldb, beta, c, ldc);
+}
+
+/// [`gemm`] with `Aᵀ` for `A`: `a` holds the `k × m` matrix row-major (row stride `lda`), so
+/// a block's transposed weights need no copy (the key and value gradients of attention).
+/// The products are accumulated in the same order as [`gemm`]'s on a transposed copy.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_at(
+    dims: (usize, usize, usize),
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert!(lda >= dims.0, "small_gemm: Aᵀ's row stride below its width");
+    strided(dims, alpha, a, (1, lda), b, ldb, beta, c, ldc);
+}
+
+/// The product with `A[i][p]` at `a[i·ars + p·acs]`.
+#[allow(clippy::too_many_arguments)]
+fn strided(
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    a: &[f32],
+    (ars, acs): (usize, usize),
     b: &[f32],
     ldb: usize,
     beta: f32,
@@ -35,12 +71,9 @@ pub(crate) fn gemm(
         return;
     }
     let reach = |rows: usize, cols: usize, ld: usize| (rows - 1) * ld + cols;
+    assert!(ldb >= n && ldc >= n, "small_gemm: row stride below width");
     assert!(
-        lda >= k && ldb >= n && ldc >= n,
-        "small_gemm: row stride below width"
-    );
-    assert!(
-        k == 0 || a.len() >= reach(m, k, lda),
+        k == 0 || a.len() > (m - 1) * ars + (k - 1) * acs,
         "small_gemm: A too short"
     );
     assert!(
@@ -59,7 +92,7 @@ pub(crate) fn gemm(
             k,
             alpha,
             a.as_ptr(),
-            lda,
+            (ars, acs),
             b.as_ptr(),
             ldb,
             beta,
@@ -82,7 +115,7 @@ mod x86 {
         k: usize,
         alpha: f32,
         a: *const f32,
-        lda: usize,
+        a_str: (usize, usize),
         b: *const f32,
         ldb: usize,
         beta: f32,
@@ -97,8 +130,8 @@ mod x86 {
                     n,
                     k,
                     alpha,
-                    a.add(i * lda),
-                    lda,
+                    a.add(i * a_str.0),
+                    a_str,
                     b,
                     ldb,
                     beta,
@@ -107,19 +140,20 @@ mod x86 {
                 );
                 i += 6;
             }
-            let (a, c) = (a.add(i * lda), c.add(i * ldc));
+            let (a, c) = (a.add(i * a_str.0), c.add(i * ldc));
             match m - i {
-                5 => rows::<5>(n, k, alpha, a, lda, b, ldb, beta, c, ldc),
-                4 => rows::<4>(n, k, alpha, a, lda, b, ldb, beta, c, ldc),
-                3 => rows::<3>(n, k, alpha, a, lda, b, ldb, beta, c, ldc),
-                2 => rows::<2>(n, k, alpha, a, lda, b, ldb, beta, c, ldc),
-                1 => rows::<1>(n, k, alpha, a, lda, b, ldb, beta, c, ldc),
+                5 => rows::<5>(n, k, alpha, a, a_str, b, ldb, beta, c, ldc),
+                4 => rows::<4>(n, k, alpha, a, a_str, b, ldb, beta, c, ldc),
+                3 => rows::<3>(n, k, alpha, a, a_str, b, ldb, beta, c, ldc),
+                2 => rows::<2>(n, k, alpha, a, a_str, b, ldb, beta, c, ldc),
+                1 => rows::<1>(n, k, alpha, a, a_str, b, ldb, beta, c, ldc),
                 _ => {}
             }
         }
     }
 
-    /// `MR` rows of C: 16-column tiles, then one 8-column tile, then scalar columns.
+    /// `MR` rows of C: 16-column tiles, then one 8-column tile, then scalar columns. `A`'s
+    /// element `(r, p)` is at `r·ars + p·acs`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
@@ -128,7 +162,7 @@ mod x86 {
         k: usize,
         alpha: f32,
         a: *const f32,
-        lda: usize,
+        (ars, acs): (usize, usize),
         b: *const f32,
         ldb: usize,
         beta: f32,
@@ -155,7 +189,7 @@ mod x86 {
                     let b0 = _mm256_loadu_ps(bp);
                     let b1 = _mm256_loadu_ps(bp.add(8));
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let av = _mm256_broadcast_ss(&*a.add(r * lda + p));
+                        let av = _mm256_broadcast_ss(&*a.add(r * ars + p * acs));
                         acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
                         acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
                     }
@@ -174,7 +208,7 @@ mod x86 {
                 for p in 0..k {
                     let b0 = _mm256_loadu_ps(bp);
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let av = _mm256_broadcast_ss(&*a.add(r * lda + p));
+                        let av = _mm256_broadcast_ss(&*a.add(r * ars + p * acs));
                         *acc = _mm256_fmadd_ps(av, b0, *acc);
                     }
                     bp = bp.add(ldb);
@@ -190,7 +224,7 @@ mod x86 {
                     // `matrixmultiply`'s FMA kernel) accumulate: the same bits either way.
                     let mut s = 0.0f32;
                     for p in 0..k {
-                        s = (*a.add(r * lda + p)).mul_add(*b.add(p * ldb + jj), s);
+                        s = (*a.add(r * ars + p * acs)).mul_add(*b.add(p * ldb + jj), s);
                     }
                     let cp = c.add(r * ldc + jj);
                     *cp = if beta == 0.0 {
@@ -229,6 +263,16 @@ mod tests {
             for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0)] {
                 let mut c = c0.clone();
                 gemm((m, n, k), alpha, &a, lda, &b, ldb, beta, &mut c, ldc);
+                // Aᵀ stored row-major (row stride m + 1): the same products, the same bits.
+                let mut at = vec![0.0; k.max(1) * (m + 1)];
+                for i in 0..m {
+                    for p in 0..k {
+                        at[p * (m + 1) + i] = a[i * lda + p];
+                    }
+                }
+                let mut ct = c0.clone();
+                gemm_at((m, n, k), alpha, &at, m + 1, &b, ldb, beta, &mut ct, ldc);
+                assert_eq!(ct, c, "gemm_at");
                 for i in 0..m {
                     for j in 0..n {
                         let dot: f32 = (0..k).map(|p| a[i * lda + p] * b[p * ldb + j]).sum();
