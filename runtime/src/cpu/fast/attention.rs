@@ -3,9 +3,10 @@
 //! Queries are taken `ROWS` at a time: the block's scores against only the keys some row of
 //! the block can see (for the causal family, keys up to the block's last row) go into a
 //! `ROWS × T` scratch that each thread reuses, are normalised in place (softmax, or Cog's
-//! `sign(p)·softmax(|p|)`) and multiplied into the outputs. The `T × T` weights are never
-//! stored, and masked-out key blocks cost nothing. The pattern hook (`AttentionPattern`) stays
-//! with the reference, which is what a captured pattern needs anyway.
+//! `sign(p)·softmax(|p|)`, with the vectorised exponential) and multiplied into the outputs.
+//! The `T × T` weights are never stored, and masked-out key blocks cost nothing. When the
+//! pattern hook is captured, [`pattern`] writes the weights with the same arithmetic, so the
+//! captured pattern times the values (a matmul) is the fused forward's output to the bit.
 
 use super::simd::with_avx2;
 use super::{attention_tiled, exp, small_gemm};
@@ -45,16 +46,15 @@ pub(super) fn key_end(
     end
 }
 
-/// Turns the raw scores of rows `i0..` (`w`, `kend` wide) into the applied weights in place,
-/// with the reference's arithmetic (`cpu::attention::weights`); `fast` trades those bits
-/// (which the forward needs, see [`normalise_run`]) for vectorised loops where only the
-/// values matter: the backward's recomputed weights.
+/// Turns the raw scores of rows `i0..` (`w`, `kend` wide) into the applied weights in place:
+/// the reference's weights (`cpu::attention::weights`) to float noise, with vectorised loops
+/// over masks that leave a contiguous run of keys. Forward, pattern and backward all use it,
+/// so a captured pattern and the fused forward agree to the bit.
 pub(super) fn normalise(
     rule: &AttentionRule,
     seg: Option<&[i32]>,
     (i0, kend): (usize, usize),
     w: &mut [f32],
-    fast: bool,
 ) {
     let signed = rule.weights == AttentionWeights::Signed;
     for (r, row) in w.chunks_mut(kend).enumerate() {
@@ -71,8 +71,6 @@ pub(super) fn normalise(
             | AttentionMask::Rule(_) => None,
         };
         match run {
-            Some((lo, hi)) if fast && signed => normalise_run_fast::<true>(row, lo, hi),
-            Some((lo, hi)) if fast => normalise_run_fast::<false>(row, lo, hi),
             Some((lo, hi)) if signed => normalise_run::<true>(row, lo, hi),
             Some((lo, hi)) => normalise_run::<false>(row, lo, hi),
             None => normalise_masked(rule, seg, i, row, signed),
@@ -89,35 +87,10 @@ fn signed_as(p: f32, e: f32) -> f32 {
     s * e
 }
 
-/// One row whose visible keys are `lo..hi`. The arithmetic is the reference's to the bit
-/// (libm `exp`, `e / z`): a captured pattern is applied by a separate matmul, and `weft eval`
-/// with and without `--capture` must give the same logits.
+/// One row whose visible keys are `lo..hi`: the vectorised [`exp::exp`] (within 2 ulp of
+/// libm's), lane-wise partial maxima and sums, and one reciprocal; several times faster than
+/// the reference's loop, the same weights to float noise.
 fn normalise_run<const SIGNED: bool>(row: &mut [f32], lo: usize, hi: usize) {
-    let mag = |p: f32| if SIGNED { p.abs() } else { p };
-    let vis = &mut row[lo..hi];
-    let m = vis.iter().fold(
-        f32::NEG_INFINITY,
-        |a, &p| if mag(p) > a { mag(p) } else { a },
-    );
-    let mut z = 0.0f32;
-    for p in vis.iter_mut() {
-        let e = (mag(*p) - m).exp();
-        z += e;
-        *p = if SIGNED { signed_as(*p, e) } else { e };
-    }
-    if z > 0.0 {
-        vis.iter_mut().for_each(|p| *p /= z);
-    } else {
-        vis.fill(0.0);
-    }
-    row[..lo].fill(0.0);
-    row[hi..].fill(0.0);
-}
-
-/// [`normalise_run`] with the vectorised [`exp::exp`] (within 2 ulp of libm's), lane-wise
-/// partial maxima and sums, and one reciprocal: the same weights to float noise, several
-/// times faster.
-fn normalise_run_fast<const SIGNED: bool>(row: &mut [f32], lo: usize, hi: usize) {
     const L: usize = 8;
     with_avx2(|| {
         let mag = |p: f32| if SIGNED { p.abs() } else { p };
@@ -199,7 +172,6 @@ pub(super) fn seg_of(seg: Option<&[i32]>, bi: usize, t: usize) -> Option<&[i32]>
 }
 
 /// Scores of query rows `i0..i1` against keys `..kend`, normalised: `[i1-i0, kend]` in `w`.
-#[allow(clippy::too_many_arguments)]
 fn block_weights(
     rule: &AttentionRule,
     q: &[f32],
@@ -222,7 +194,7 @@ fn block_weights(
         w,
         (kend, 1),
     );
-    normalise(rule, seg, (i0, kend), w, false);
+    normalise(rule, seg, (i0, kend), w);
 }
 
 /// `y = W v` for every (batch, head), written into `y` (`[B,H,T,d]`): on
@@ -256,6 +228,50 @@ pub(crate) fn backward(
         let (q, k, v, y, dy) = qkv_y_dy;
         backward_packed(rule, q, k, v, y, dy, seg, dm, out);
     }
+}
+
+/// The weights `[B,H,T,T]` (the `attn.pattern` hook point) with [`forward`]'s arithmetic:
+/// the same products and normaliser, zeros where the mask hides a key.
+pub(crate) fn pattern(
+    rule: &AttentionRule,
+    (q, k): (&[f32], &[f32]),
+    seg: Option<&[i32]>,
+    dm: Dims,
+    out: &mut [f32],
+) {
+    let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
+    let tiled = small_gemm::available();
+    out.par_chunks_mut(t * t).enumerate().for_each(|(bh, ph)| {
+        let r0 = bh * hs;
+        let (qh, kh) = (&q[r0..r0 + hs], &k[r0..r0 + hs]);
+        let sg = seg_of(seg, bh / dm.h, t);
+        attention_tiled::with_scratch(t, d, |s| {
+            if tiled {
+                attention_tiled::transpose(kh, t, d, &mut s.kt);
+            }
+            for i0 in (0..t).step_by(ROWS) {
+                let i1 = (i0 + ROWS).min(t);
+                let kend = key_end(rule, sg, i0, i1, t);
+                let rows = &mut ph[i0 * t..i1 * t];
+                if kend == 0 {
+                    rows.fill(0.0);
+                    continue;
+                }
+                let w = &mut s.w[..(i1 - i0) * kend];
+                let span = (i0, i1, kend, d);
+                if tiled {
+                    let bw = (i0, i1, kend, t, d);
+                    attention_tiled::block_weights(rule, (qh, &s.kt), sg, bw, w);
+                } else {
+                    block_weights(rule, qh, kh, sg, span, w);
+                }
+                for (row, wr) in rows.chunks_mut(t).zip(w.chunks(kend)) {
+                    row[..kend].copy_from_slice(wr);
+                    row[kend..].fill(0.0);
+                }
+            }
+        })
+    });
 }
 
 /// The backward's operands: `q`, `k`, `v`, the forward's `y`, and `dy`.
@@ -468,10 +484,19 @@ mod tests {
                 close(&y, &want, &format!("{what} packed y"));
                 let mut yt = vec![0.0; n];
                 forward(&rule, (&q, &k, &v), sg, dm, &mut yt);
-                // The same bits as the reference: `weft eval` gives the same logits with a
-                // captured pattern (the reference's weights times v) and without.
+                close(&yt, &want, &format!("{what} y"));
+                // The captured pattern times v (the fast path's matmul) is the fused forward
+                // to the bit: `weft eval` gives the same logits with `--capture` and without.
+                let (bh, t, d) = (dm.b * dm.h, dm.t, dm.d);
+                let mut p = vec![f32::NAN; bh * t * t];
+                pattern(&rule, (&q, &k), sg, dm, &mut p);
+                let reference = crate::cpu::attention::pattern(&rule, &q, &k, sg, &[], dm);
+                close(&p, &reference, &format!("{what} pattern"));
+                let mut py = vec![0.0; n];
+                let (sp, sv) = ([dm.b, dm.h, t, t], [dm.b, dm.h, t, d]);
+                super::super::matmul::matmul(&p, &sp, &v, &sv, &sv, false, false, &mut py);
                 let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&yt), bits(&want), "{what} y bits");
+                assert_eq!(bits(&py), bits(&yt), "{what}: pattern · v vs the fused forward");
                 let ops = crate::cpu::attention::Operands {
                     q: &q,
                     k: &k,

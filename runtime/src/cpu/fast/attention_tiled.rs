@@ -2,9 +2,8 @@
 //! [`small_gemm`]'s unpacked register tiles, for machines that have them. Each (batch, head)
 //! transposes its keys (and, for the backward, values) once into per-thread scratch so that
 //! every product reads its right operand row-major; the key and value gradients read the
-//! weight blocks transposed in place ([`gemm_at`]). The forward's normaliser is the packed path's, so
-//! the weights (and the forward's output) have the reference's bits; the backward recomputes
-//! them with the vectorised one.
+//! weight blocks transposed in place ([`gemm_at`]). Forward, pattern and backward normalise
+//! with the same vectorised exponential.
 
 use super::attention::{key_end, normalise, seg_of, Operands5, ROWS};
 use super::simd::with_avx2;
@@ -65,15 +64,14 @@ pub(super) fn with_scratch(t: usize, d: usize, f: impl FnOnce(&mut Scratch)) {
     })
 }
 
-/// Raw scores `scale · q kᵀ` of rows `i0..i1` against keys `..kend`, normalised, into `w`
-/// (with the reference's bits unless `fast`: see `attention::normalise`).
-fn block_weights(
+/// Raw scores `scale · q kᵀ` of rows `i0..i1` against keys `..kend`, normalised with the
+/// vectorised exponential (see `attention::normalise`), into `w`.
+pub(super) fn block_weights(
     rule: &AttentionRule,
     (qh, kt): (&[f32], &[f32]),
     seg: Option<&[i32]>,
     (i0, i1, kend, t, d): (usize, usize, usize, usize, usize),
     w: &mut [f32],
-    fast: bool,
 ) {
     gemm(
         (i1 - i0, kend, d),
@@ -86,7 +84,7 @@ fn block_weights(
         w,
         kend,
     );
-    normalise(rule, seg, (i0, kend), w, fast);
+    normalise(rule, seg, (i0, kend), w);
 }
 
 /// `y = W v` for every (batch, head) into `y` (`[B,H,T,d]`).
@@ -113,7 +111,7 @@ pub(crate) fn forward(
                     continue;
                 }
                 let w = &mut s.w[..(i1 - i0) * kend];
-                block_weights(rule, (qh, &s.kt), sg, (i0, i1, kend, t, d), w, false);
+                block_weights(rule, (qh, &s.kt), sg, (i0, i1, kend, t, d), w);
                 gemm((i1 - i0, d, kend), 1.0, w, kend, vh, d, 0.0, yb, d);
             }
         })
@@ -156,7 +154,7 @@ pub(crate) fn backward(
                     }
                     let w = &mut s.w[..r * kend];
                     let g = &mut s.g[..r * kend];
-                    block_weights(rule, (qh, &s.kt), sg, (i0, i1, kend, t, d), w, true);
+                    block_weights(rule, (qh, &s.kt), sg, (i0, i1, kend, t, d), w);
                     let (qb, dyb) = (&qh[i0 * d..i1 * d], &dyh[i0 * d..i1 * d]);
                     // g = dy vᵀ over the visible keys, then dp = |w|·(g − sign(w)·δ).
                     gemm((r, kend, d), 1.0, dyb, d, &s.vt, t, 0.0, g, kend);

@@ -9,11 +9,12 @@
 //! same arithmetic as when the ops run one by one (the results are bit-identical).
 //!
 //! The plan is shared, the emitter's reach is smaller: a value the plan inlines is computed
-//! in its reader's group here when it is a unary, unary-gradient or binary op over f32 with
-//! the group's shape and a single reader, and when every operand is either such a value or
-//! a stored one the chunk can index (the same shape, one value per row, one row for all, or
-//! a scalar). Anything else the plan inlines — permutes, gathers, rope, a reduction's
-//! prologue — is materialised by its own kernel, as before.
+//! in its readers' groups here when it is a unary, unary-gradient or binary op over f32 whose
+//! readers are such ops of its shape or reductions of its rows (a value read by several is
+//! computed in each, as the plan intends), and when every operand is either such a value or
+//! a stored one a chunk can index (the same shape, one value per row, one row for all, or a
+//! scalar). Anything else the plan inlines (permutes, gathers, rope, the prologue of a
+//! softmax or of a reduction over another axis) is materialised by its own kernel.
 
 use super::kernels;
 use super::strided::{broadcast_strides, PAR_MIN};
@@ -157,22 +158,28 @@ impl Groups {
     pub fn new(g: &Graph, plan: &FusionPlan, readers: &[usize], keep: &[ValueId]) -> Groups {
         let n = g.len();
         let can: Vec<bool> = (0..n).map(|i| steppable(g, i)).collect();
-        let mut reader = vec![usize::MAX; n];
-        for (i, node) in g.nodes.iter().enumerate() {
+        // Whether every read of node u could take it inline: each reader is a step of u's
+        // shape or a reduction of its rows.
+        let mut readable = vec![true; n];
+        for (r, node) in g.nodes.iter().enumerate() {
+            let ok = can[r] || row_reduce(g, r).is_some();
             for u in &node.inputs {
-                reader[u.index()] = i;
+                readable[u.index()] &= ok
+                    && (g.nodes[r].shape == g.nodes[u.index()].shape || row_reduce(g, r).is_some());
             }
         }
-        let mut inline = vec![false; n];
-        for i in 0..n {
-            let r = reader[i];
-            inline[i] = plan.storage[i] == Storage::Inline
-                && can[i]
-                && readers[i] == 1
-                && r != usize::MAX
-                && ((can[r] && g.nodes[r].shape == g.nodes[i].shape) || row_reduce(g, r).is_some())
-                && !keep.iter().any(|v| v.index() == i);
-        }
+        // A value read more than once is computed again in each reader's group, as the WGSL
+        // kernels do: the plan inlines only cheap shared values, and on the CPU too a few
+        // ops per element cost less than writing the value and reading it back.
+        let inline: Vec<bool> = (0..n)
+            .map(|i| {
+                plan.storage[i] == Storage::Inline
+                    && can[i]
+                    && readers[i] > 0
+                    && readable[i]
+                    && !keep.iter().any(|v| v.index() == i)
+            })
+            .collect();
         let roots = (0..n)
             .map(|i| {
                 let node = &g.nodes[i];
@@ -209,9 +216,13 @@ impl Groups {
     }
 }
 
-/// The steps of the group rooted at `root`: its inlined producers in post-order, then it.
+/// The steps of the group rooted at `root`: its inlined producers in post-order (each once),
+/// then it.
 fn group(g: &Graph, root: usize, inline: &[bool]) -> Group {
-    fn visit(g: &Graph, i: usize, inline: &[bool], steps: &mut Vec<Step>) -> usize {
+    fn visit(g: &Graph, i: usize, inline: &[bool], steps: &mut Vec<(usize, Step)>) -> usize {
+        if let Some(k) = steps.iter().position(|(node, _)| *node == i) {
+            return k;
+        }
         let node = &g.nodes[i];
         let mut ins = [Operand::Leaf(0, View::Scalar); 2];
         for (slot, u) in ins.iter_mut().zip(&node.inputs) {
@@ -224,7 +235,7 @@ fn group(g: &Graph, root: usize, inline: &[bool]) -> Group {
             };
         }
         let kind = kind(&node.op).expect("steppable nodes are elementwise");
-        steps.push(Step { kind, ins });
+        steps.push((i, Step { kind, ins }));
         steps.len() - 1
     }
     let mut steps = Vec::new();
@@ -232,7 +243,7 @@ fn group(g: &Graph, root: usize, inline: &[bool]) -> Group {
     let shape = &g.nodes[root].shape;
     let width = *shape.last().expect("steppable nodes have a shape").max(&1);
     Group {
-        steps,
+        steps: steps.into_iter().map(|(_, s)| s).collect(),
         rows: numel(shape) / width,
         width,
         reduce: None,

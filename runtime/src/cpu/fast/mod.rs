@@ -511,6 +511,18 @@ fn eval(
             attention::forward(rule, (q, k, v), seg, Dims::from_shape(s(0)), &mut o);
             o
         }
+        Op::AttentionPattern(rule) if rule.is_builtin() => {
+            let mut o = out();
+            let seg = ins.get(3).map(|v| v.i());
+            attention::pattern(
+                rule,
+                (ins[0].f(), ins[1].f()),
+                seg,
+                Dims::from_shape(s(0)),
+                &mut o,
+            );
+            o
+        }
         Op::AttentionBackward(rule) if rule.is_builtin() => {
             let mut o = out();
             let seg = ins.get(5).map(|v| v.i());
