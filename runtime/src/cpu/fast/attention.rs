@@ -110,21 +110,28 @@ fn normalise_run<const SIGNED: bool>(row: &mut [f32], lo: usize, hi: usize) {
             .map(|&p| mag(p))
             .chain(lanes)
             .fold(f32::NEG_INFINITY, |a, p| if p > a { p } else { a });
+        // Per chunk of 64 keys: the exponentials into a buffer, then their lane sums, then
+        // the weights; three loops that each vectorise (one loop doing all three does not).
+        let mut buf = [0.0f32; 64];
         let mut sums = [0.0f32; L];
-        let mut it = vis.chunks_exact_mut(L);
-        for c in &mut it {
-            for (z, p) in sums.iter_mut().zip(c) {
-                let e = exp::exp(mag(*p) - m);
-                *z += e;
+        let mut tail = 0.0f32;
+        for c in vis.chunks_mut(buf.len()) {
+            let e = &mut buf[..c.len()];
+            for (e, &p) in e.iter_mut().zip(c.iter()) {
+                *e = exp::exp(mag(p) - m);
+            }
+            let mut it = e.chunks_exact(L);
+            for ch in &mut it {
+                for (z, &v) in sums.iter_mut().zip(ch) {
+                    *z += v;
+                }
+            }
+            tail += it.remainder().iter().sum::<f32>();
+            for (p, &e) in c.iter_mut().zip(e.iter()) {
                 *p = if SIGNED { signed_as(*p, e) } else { e };
             }
         }
-        let mut z: f32 = sums.iter().sum();
-        for p in it.into_remainder() {
-            let e = exp::exp(mag(*p) - m);
-            z += e;
-            *p = if SIGNED { signed_as(*p, e) } else { e };
-        }
+        let z = sums.iter().sum::<f32>() + tail;
         if z > 0.0 {
             let inv = 1.0 / z;
             vis.iter_mut().for_each(|p| *p *= inv);
@@ -496,7 +503,11 @@ mod tests {
                 let (sp, sv) = ([dm.b, dm.h, t, t], [dm.b, dm.h, t, d]);
                 super::super::matmul::matmul(&p, &sp, &v, &sv, &sv, false, false, &mut py);
                 let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&py), bits(&yt), "{what}: pattern · v vs the fused forward");
+                assert_eq!(
+                    bits(&py),
+                    bits(&yt),
+                    "{what}: pattern · v vs the fused forward"
+                );
                 let ops = crate::cpu::attention::Operands {
                     q: &q,
                     k: &k,

@@ -145,20 +145,39 @@ pub(crate) fn unary(op: UnaryOp, x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `out = dy · f'(x)`.
+/// `out[i] = f(x[i], y[i])` over same-length slices, split across threads when large.
+fn map2(x: &[f32], y: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    let body = |(o, (x, y)): (&mut [f32], (&[f32], &[f32]))| {
+        with_avx2(|| {
+            for ((o, &v), &w) in o.iter_mut().zip(x).zip(y) {
+                *o = f(v, w);
+            }
+        })
+    };
+    if x.len() >= PAR_MIN {
+        let per = x.len().div_ceil(rayon::current_num_threads() * 2);
+        out.par_chunks_mut(per)
+            .zip(x.par_chunks(per).zip(y.par_chunks(per)))
+            .for_each(body);
+    } else {
+        body((out, (x, y)));
+    }
+}
+
+/// `out = dy · f'(x)`: the plain loop of [`map2`] (the strided [`zip`] does not vectorise
+/// the derivative: measured 2.4× slower for SiLU's).
 pub(crate) fn unary_grad(op: UnaryOp, x: &[f32], dy: &[f32], out: &mut [f32]) {
-    let n = [x.len()];
     match op {
-        UnaryOp::Exp => zip(x, &n, dy, &n, &n, out, |v, g| g * exp::exp(v)),
-        UnaryOp::Sigmoid => zip(x, &n, dy, &n, &n, out, |v, g| {
+        UnaryOp::Exp => map2(x, dy, out, |v, g| g * exp::exp(v)),
+        UnaryOp::Sigmoid => map2(x, dy, out, |v, g| {
             let s = exp::sigmoid(v);
             g * s * (1.0 - s)
         }),
-        UnaryOp::Silu => zip(x, &n, dy, &n, &n, out, |v, g| {
+        UnaryOp::Silu => map2(x, dy, out, |v, g| {
             let s = exp::sigmoid(v);
             g * s * (1.0 + v * (1.0 - s))
         }),
-        _ => each_unary!(op, U => zip(x, &n, dy, &n, &n, out, |v, g| g * U.derivative(v))),
+        _ => each_unary!(op, U => map2(x, dy, out, |v, g| g * U.derivative(v))),
     }
 }
 
@@ -171,7 +190,12 @@ pub(crate) fn binary(
     shape: &[usize],
     out: &mut [f32],
 ) {
-    each_binary!(op, B => zip(a, sa, b, sb, shape, out, |x, y| B.eval(x, y)))
+    if sa == shape && sb == shape {
+        // Same shapes: the plain loop (it vectorises where the strided one does not).
+        each_binary!(op, B => map2(a, b, out, |x, y| B.eval(x, y)))
+    } else {
+        each_binary!(op, B => zip(a, sa, b, sb, shape, out, |x, y| B.eval(x, y)))
+    }
 }
 
 /// Reduction of axis `(outer, n, inner)`: unit-stride rows when `inner == 1`, otherwise a
@@ -281,21 +305,60 @@ pub(crate) fn reduce(
     }
 }
 
+/// The largest value of a row and `Σ exp(x − max)`, over 8 lanes so the loops vectorise
+/// (inlined into the caller's [`with_avx2`] closure, for its AVX2 code). The exponentials go
+/// through a small buffer first: a loop that only maps vectorises, one that also
+/// accumulates does not.
+#[inline(always)]
+fn max_and_sum(r: &[f32]) -> (f32, f32) {
+    const L: usize = 8;
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut it = r.chunks_exact(L);
+    for c in &mut it {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let m = it
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    if m == f32::NEG_INFINITY {
+        return (m, 0.0);
+    }
+    let mut buf = [0.0f32; 64];
+    let mut sums = [0.0f32; L];
+    let mut tail = 0.0f32;
+    for c in r.chunks(buf.len()) {
+        let e = &mut buf[..c.len()];
+        for (e, &v) in e.iter_mut().zip(c) {
+            *e = exp::exp(v - m);
+        }
+        let mut it = e.chunks_exact(L);
+        for c in &mut it {
+            for (z, &v) in sums.iter_mut().zip(c) {
+                *z += v;
+            }
+        }
+        tail += it.remainder().iter().sum::<f32>();
+    }
+    (m, sums.iter().sum::<f32>() + tail)
+}
+
+/// `log Σ exp(x)` of one row (−∞ for an empty or all −∞ row).
+#[inline(always)]
+fn log_sum_exp(r: &[f32]) -> f32 {
+    match max_and_sum(r) {
+        (m, _) if m == f32::NEG_INFINITY => m,
+        (m, s) => m + s.ln(),
+    }
+}
+
 /// Softmax (`lse = false`) or log-sum-exp (`lse = true`) of every contiguous row of `n`.
 pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
-    let row_max = |r: &[f32]| {
-        r.iter()
-            .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
-    };
     if lse {
-        let f = |(o, r): (&mut f32, &[f32])| {
-            let m = row_max(r);
-            *o = if m == f32::NEG_INFINITY {
-                m
-            } else {
-                m + r.iter().map(|&v| exp::exp(v - m)).sum::<f32>().ln()
-            };
-        };
+        let f = |(o, r): (&mut f32, &[f32])| *o = with_avx2(|| log_sum_exp(r));
         if x.len() >= PAR_MIN {
             out.par_iter_mut().zip(x.par_chunks(n)).for_each(f);
         } else {
@@ -305,14 +368,11 @@ pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
     }
     let f = |(o, r): (&mut [f32], &[f32])| {
         with_avx2(|| {
-            let m = row_max(r);
-            let mut s = 0.0;
-            for (o, &v) in o.iter_mut().zip(r) {
-                *o = exp::exp(v - m);
-                s += *o;
-            }
+            let (m, s) = max_and_sum(r);
             let inv = 1.0 / s;
-            o.iter_mut().for_each(|v| *v *= inv);
+            for (o, &v) in o.iter_mut().zip(r) {
+                *o = exp::exp(v - m) * inv;
+            }
         })
     };
     if x.len() >= PAR_MIN {
@@ -320,6 +380,36 @@ pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
     } else {
         out.chunks_mut(n).zip(x.chunks(n)).for_each(f);
     }
+}
+
+/// Cross-entropy of each row of `[N, v]` logits against its target, 0 where the target is
+/// negative; `None` when a target is past the vocabulary (the reference reports which).
+pub(crate) fn cross_entropy(
+    logits: &[f32],
+    v: usize,
+    targets: &[i32],
+    out: &mut [f32],
+) -> Option<()> {
+    if targets.iter().any(|&t| t >= 0 && t as usize >= v) {
+        return None;
+    }
+    let f = |(o, (row, &t)): (&mut f32, (&[f32], &i32))| {
+        *o = if t < 0 {
+            0.0
+        } else {
+            with_avx2(|| log_sum_exp(row)) - row[t as usize]
+        };
+    };
+    if logits.len() >= PAR_MIN {
+        out.par_iter_mut()
+            .zip(logits.par_chunks(v).zip(targets.par_iter()))
+            .for_each(f);
+    } else {
+        out.iter_mut()
+            .zip(logits.chunks(v).zip(targets))
+            .for_each(f);
+    }
+    Some(())
 }
 
 /// Rotary embedding with the `cos`/`sin` of each (position, pair) computed once per call

@@ -465,6 +465,15 @@ fn eval(
             kernels::softmax_rows(ins[0].f(), s(0)[*axis], &mut o, true);
             o
         }
+        Op::CrossEntropy => {
+            let mut o = out();
+            let v = s(0)[1];
+            if kernels::cross_entropy(ins[0].f(), v, ins[1].i(), &mut o).is_none() {
+                pool.give(o);
+                return exec::eval(g, i, ins, inputs, params);
+            }
+            o
+        }
         Op::MatMul {
             transpose_a,
             transpose_b,

@@ -79,7 +79,8 @@ impl<const N: usize> Nest<N> {
     }
 
     /// Calls `f(out_row, operand offsets of its first element)` for every inner row of the
-    /// output, in parallel over blocks of rows when the op is large.
+    /// output (or for pieces of it), in parallel over blocks of rows, or over pieces of the
+    /// one row, when the op is large.
     pub fn for_rows<E: Send>(&self, out: &mut [E], f: impl Fn(&mut [E], [usize; N]) + Sync) {
         let (n, _) = self.inner();
         let rows = self.len() / n.max(1);
@@ -93,7 +94,14 @@ impl<const N: usize> Nest<N> {
                 }
             })
         };
-        if out.len() >= PAR_MIN && rows > 1 {
+        if out.len() >= PAR_MIN && rows == 1 {
+            // One long row (a contiguous elementwise op collapses to one): split its columns.
+            let (_, strides) = self.inner();
+            let per = n.div_ceil(rayon::current_num_threads() * 4);
+            out.par_chunks_mut(per).enumerate().for_each(|(c, chunk)| {
+                with_avx2(|| f(chunk, std::array::from_fn(|o| c * per * strides[o])))
+            });
+        } else if out.len() >= PAR_MIN {
             let per = rows.div_ceil(rayon::current_num_threads() * 4).max(1);
             out.par_chunks_mut(per * n)
                 .enumerate()
