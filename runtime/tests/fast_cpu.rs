@@ -12,6 +12,7 @@ mod examples;
 mod graphs;
 
 use graphs::Case;
+use weft_compiler::ir::AttentionMask;
 use weft_runtime::{Backend, CpuBackend, FastCpuBackend, HookSelection, Rng, Tensor, TensorData};
 
 /// `|fast − ref| ≤ 1e-5 · (|ref| + max|ref|) + 1e-9`: relative to the value, or to the tensor's
@@ -88,6 +89,44 @@ fn spec_rules_match_the_reference_forward_backward_and_parameter_gradients() {
                 &HookSelection::None,
             );
         }
+    }
+}
+
+#[test]
+fn a_captured_pattern_times_v_is_the_fused_forward_to_the_bit() {
+    // `weft eval --capture …attn.pattern` recomputes y from the pattern; it must not move
+    // the logits. Built-in rules and every spec rule, causal and bidirectional.
+    let mut cases = vec![];
+    for name in graphs::SPEC_RULE_NAMES {
+        for mask in ["causal", "bidirectional"] {
+            let rule = graphs::lowered_rule(name, mask);
+            cases.push(graphs::attention_rule_shaped(name, &rule, [2, 3, 70, 5]));
+        }
+    }
+    for w in graphs::WEIGHTS {
+        for m in [AttentionMask::Causal, AttentionMask::Document] {
+            let rule = weft_compiler::ir::AttentionRule::builtin(w.clone(), m, 0.4);
+            cases.push(graphs::attention_rule_shaped(
+                "built-in",
+                &rule,
+                [2, 3, 70, 5],
+            ));
+        }
+    }
+    for case in cases {
+        let out = FastCpuBackend::new()
+            .run(
+                &case.graph,
+                &case.inputs,
+                &case.params,
+                &HookSelection::None,
+            )
+            .unwrap();
+        let bits = |n: &str| {
+            let v = out.outputs[n].to_f32_vec();
+            v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(bits("y"), bits("pattern_times_v"), "{}", case.name);
     }
 }
 

@@ -572,6 +572,9 @@ pub fn attention_rule_shaped(name: &str, rule: &AttentionRule, shape: [usize; 4]
         .apply(Op::AttentionPattern(rule.clone()), &fwd_in)
         .unwrap();
     b.output("pattern", pat);
+    // What a captured pattern is used for: the output recomputed from it.
+    let pv = b.matmul(pat, qkv[2]).unwrap();
+    b.output("pattern_times_v", pv);
     let bwd_in: Vec<ValueId> = qkv.iter().chain(&extra).copied().collect();
     let bwd = b
         .apply(Op::AttentionBackward(rule.clone()), &bwd_in)

@@ -6,9 +6,10 @@
 //! The definitions are the reference's (`cpu::attention`, `RuleRows`): modified scores
 //! `s = score(p)`, weights `h(s)·e^{f(s)−m} / (c·e^{−m} + Σ e^{f(s)−m})` or `φ(s)` over the
 //! visible keys, `dL/ds = a·(g·(h' + h·f') − f'·δ)` (or `g·φ'`), `dL/dp = dL/ds · score'(p)`,
-//! and each rule parameter's per-row gradient `Σ_j dL/ds · ∂score/∂θ`. Weights are computed
-//! with the reference's f32 arithmetic in the same order, so they are its bits; the block
-//! products (and so `y` and the gradients) agree to float noise.
+//! and each rule parameter's per-row gradient `Σ_j dL/ds · ∂score/∂θ`. Transcendental
+//! functions run vectorised ([`exp`]) and sums lane by lane, so weights, `y` and gradients
+//! agree with the reference to float noise; the `attn.pattern` kernel ([`pattern`]) computes
+//! the forward's weights with the same arithmetic, so a captured pattern gives the same `y`.
 
 use super::attention::{key_end, seg_of, ROWS};
 use super::attention_tiled::{transpose, with_scratch};
@@ -190,9 +191,8 @@ impl<'r> CompiledRule<'r> {
         end
     }
 
-    /// Which keys row `i` sees (`..raw.len()`), and its modified scores into `rs.s`
-    /// (`fast`: see [`Program::run`]).
-    fn scores(&self, hd: &Head, i: usize, raw: &[f32], rs: &mut RowScratch, fast: bool) -> Seen {
+    /// Which keys row `i` sees (`..raw.len()`), and its modified scores into `rs.s`.
+    fn scores(&self, hd: &Head, i: usize, raw: &[f32], rs: &mut RowScratch) -> Seen {
         let n = raw.len();
         rs.fit(n);
         let place = hd.row(i);
@@ -216,17 +216,17 @@ impl<'r> CompiledRule<'r> {
             }
         };
         match &self.score {
-            Some(p) => p.run(&place, raw, &mut rs.regs, &mut rs.s[..n], fast),
+            Some(p) => p.run(&place, raw, &mut rs.regs, &mut rs.s[..n], true),
             None => rs.s[..n].copy_from_slice(raw),
         }
         seen
     }
 
     /// The normaliser's probabilities `e^{a_j−m}/z` of the keys `seen` marks, 0 elsewhere,
-    /// into `p`. With the reference's arithmetic (libm `exp`, the same order of sums) unless
-    /// `fast`, where the vectorised [`exp::exp`] stands in (the backward's recomputed
-    /// weights, whose values are all that matter).
-    fn probs(a: &[f32], seen: Seen, visible: &[bool], sink: f32, p: &mut [f32], fast: bool) {
+    /// into `p`, with the vectorised [`exp::exp`] and lane-wise sums: the reference's values
+    /// to float noise (forward, pattern and backward all use it, so they agree to the bit).
+    fn probs(a: &[f32], seen: Seen, visible: &[bool], sink: f32, p: &mut [f32]) {
+        const L: usize = 8;
         let n = a.len();
         let (lo, hi) = match seen {
             Seen::Run(lo, hi) => (lo, hi),
@@ -246,18 +246,23 @@ impl<'r> CompiledRule<'r> {
         }
         p[..lo].fill(0.0);
         p[hi..n].fill(0.0);
-        with_avx2(|| {
+        let z = with_avx2(|| {
             for (j, (p, &x)) in p.iter_mut().zip(a).enumerate().take(hi).skip(lo) {
-                let x = x - m;
-                let e = if fast { exp::exp(x) } else { x.exp() };
+                let e = exp::exp(x - m);
                 *p = if sees(j) { e } else { 0.0 };
             }
+            // Hidden keys add exact zeros.
+            let mut sums = [0.0f32; L];
+            let mut it = p[lo..hi].chunks_exact(L);
+            for c in &mut it {
+                for (z, &e) in sums.iter_mut().zip(c) {
+                    *z += e;
+                }
+            }
+            let tail: f32 = it.remainder().iter().sum();
+            let sunk = if sink > 0.0 { sink * (-m).exp() } else { 0.0 };
+            sunk + sums.iter().sum::<f32>() + tail
         });
-        // Hidden keys add exact zeros: the sum is the reference's, term by term.
-        let mut z = if sink > 0.0 { sink * (-m).exp() } else { 0.0 };
-        for &e in &p[lo..hi] {
-            z += e;
-        }
         with_avx2(|| {
             for e in &mut p[lo..hi] {
                 *e = if z > 0.0 { *e / z } else { 0.0 };
@@ -268,7 +273,7 @@ impl<'r> CompiledRule<'r> {
     /// The applied weights of row `i` from its raw scores, into `w`.
     fn weights_row(&self, hd: &Head, i: usize, raw: &[f32], w: &mut [f32], rs: &mut RowScratch) {
         let n = raw.len();
-        let seen = self.scores(hd, i, raw, rs, false);
+        let seen = self.scores(hd, i, raw, rs);
         let place = hd.row(i);
         let RowScratch {
             regs,
@@ -289,20 +294,20 @@ impl<'r> CompiledRule<'r> {
                 let a = if exponent.is_score() {
                     s
                 } else {
-                    exponent.run(&place, s, regs, &mut a[..n], false);
+                    exponent.run(&place, s, regs, &mut a[..n], true);
                     &a[..n]
                 };
-                Self::probs(a, seen, visible, *sink, w, false);
+                Self::probs(a, seen, visible, *sink, w);
                 // `h·p` (the reference's product; `1·p` is `p`).
                 if factor.constant() != Some(1.0) {
-                    factor.run(&place, s, regs, &mut h[..n], false);
+                    factor.run(&place, s, regs, &mut h[..n], true);
                     for (w, &h) in w.iter_mut().zip(&h[..n]) {
                         *w *= h;
                     }
                 }
             }
             Norm::Direct { phi, .. } => {
-                phi.run(&place, s, regs, w, false);
+                phi.run(&place, s, regs, w, true);
                 hide(w, seen, visible);
             }
         }
@@ -323,7 +328,7 @@ impl<'r> CompiledRule<'r> {
         rs: &mut RowScratch,
     ) {
         let n = raw.len();
-        let seen = self.scores(hd, i, raw, rs, true);
+        let seen = self.scores(hd, i, raw, rs);
         let place = hd.row(i);
         let RowScratch {
             regs,
@@ -352,7 +357,7 @@ impl<'r> CompiledRule<'r> {
                     &a[..n]
                 };
                 let p = &mut p[..n];
-                Self::probs(a, seen, visible, *sink, p, true);
+                Self::probs(a, seen, visible, *sink, p);
                 factor.run(&place, s, regs, h, true);
                 d_factor.run(&place, s, regs, dh, true);
                 let df = &mut df[..n];
@@ -471,6 +476,46 @@ fn with_row<R>(f: impl FnOnce(&mut RowScratch) -> R) -> R {
     ROW.with(|r| f(&mut r.borrow_mut()))
 }
 
+/// The applied weights of head `bh`, block of query rows by block: `f(i0, i1, kend, w)` with
+/// `w` the `[i1 − i0, kend]` weights of rows `i0..i1` against keys `..kend` (empty when no
+/// row of the block sees a key).
+#[allow(clippy::too_many_arguments)]
+fn head_weights(
+    c: &CompiledRule,
+    (q, k): (&[f32], &[f32]),
+    seg: Option<&[i32]>,
+    params: &[Vec<f32>],
+    dm: Dims,
+    bh: usize,
+    mut f: impl FnMut(usize, usize, usize, &[f32]),
+) {
+    let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
+    let hd = Head::new(c.rule, dm, bh, seg, params);
+    with_scratch(t, d, |s| {
+        with_row(|rs| {
+            let r0 = bh * hs;
+            let (qh, kh) = (&q[r0..r0 + hs], &k[r0..r0 + hs]);
+            transpose(kh, t, d, &mut s.kt);
+            for i0 in (0..t).step_by(ROWS) {
+                let i1 = (i0 + ROWS).min(t);
+                let r = i1 - i0;
+                let kend = c.key_end(&hd, (i0, i1, t), rs);
+                if kend == 0 {
+                    f(i0, i1, 0, &[]);
+                    continue;
+                }
+                let raw = &mut s.g[..r * kend];
+                raw_scores(c.rule.scale, &qh[i0 * d..], &s.kt, (r, kend, t, d), raw);
+                let w = &mut s.w[..r * kend];
+                for (ri, (raw, w)) in raw.chunks(kend).zip(w.chunks_mut(kend)).enumerate() {
+                    c.weights_row(&hd, i0 + ri, raw, w, rs);
+                }
+                f(i0, i1, kend, w);
+            }
+        })
+    })
+}
+
 /// `y = W v` for every (batch, head) into `y` (`[B,H,T,d]`).
 pub(crate) fn forward(
     c: &CompiledRule,
@@ -480,33 +525,39 @@ pub(crate) fn forward(
     dm: Dims,
     y: &mut [f32],
 ) {
-    let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
+    let (d, hs) = (dm.d, dm.t * dm.d);
     y.par_chunks_mut(hs).enumerate().for_each(|(bh, yh)| {
-        let hd = Head::new(c.rule, dm, bh, seg, params);
-        with_scratch(t, d, |s| {
-            with_row(|rs| {
-                let r0 = bh * hs;
-                let (qh, kh, vh) = (&q[r0..r0 + hs], &k[r0..r0 + hs], &v[r0..r0 + hs]);
-                transpose(kh, t, d, &mut s.kt);
-                for i0 in (0..t).step_by(ROWS) {
-                    let i1 = (i0 + ROWS).min(t);
-                    let r = i1 - i0;
-                    let kend = c.key_end(&hd, (i0, i1, t), rs);
-                    let yb = &mut yh[i0 * d..i1 * d];
-                    if kend == 0 {
-                        yb.fill(0.0);
-                        continue;
-                    }
-                    let raw = &mut s.g[..r * kend];
-                    raw_scores(c.rule.scale, &qh[i0 * d..], &s.kt, (r, kend, t, d), raw);
-                    let w = &mut s.w[..r * kend];
-                    for (ri, (raw, w)) in raw.chunks(kend).zip(w.chunks_mut(kend)).enumerate() {
-                        c.weights_row(&hd, i0 + ri, raw, w, rs);
-                    }
-                    mm((r, d, kend), 1.0, w, kend, vh, d, 0.0, yb, d);
-                }
-            })
-        })
+        let vh = &v[bh * hs..(bh + 1) * hs];
+        head_weights(c, (q, k), seg, params, dm, bh, |i0, i1, kend, w| {
+            let yb = &mut yh[i0 * d..i1 * d];
+            if kend == 0 {
+                yb.fill(0.0);
+            } else {
+                mm((i1 - i0, d, kend), 1.0, w, kend, vh, d, 0.0, yb, d);
+            }
+        });
+    });
+}
+
+/// The weights `[B,H,T,T]` (the `attn.pattern` hook point) with [`forward`]'s arithmetic,
+/// 0 for hidden keys: the captured pattern times `v` is the fused forward to the bit.
+pub(crate) fn pattern(
+    c: &CompiledRule,
+    (q, k): (&[f32], &[f32]),
+    seg: Option<&[i32]>,
+    params: &[Vec<f32>],
+    dm: Dims,
+    out: &mut [f32],
+) {
+    let t = dm.t;
+    out.par_chunks_mut(t * t).enumerate().for_each(|(bh, ph)| {
+        head_weights(c, (q, k), seg, params, dm, bh, |i0, i1, kend, w| {
+            let rows = ph[i0 * t..i1 * t].chunks_mut(t);
+            for (ri, row) in rows.enumerate() {
+                row[..kend].copy_from_slice(&w[ri * kend..(ri + 1) * kend]);
+                row[kend..].fill(0.0);
+            }
+        });
     });
 }
 

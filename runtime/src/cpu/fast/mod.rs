@@ -540,16 +540,23 @@ fn eval(
             o
         }
         // A spec's rule: its expressions compiled into row programs.
-        Op::Attention(rule) | Op::AttentionBackward(rule) | Op::AttentionRuleGrad(rule) => {
+        Op::Attention(rule)
+        | Op::AttentionPattern(rule)
+        | Op::AttentionBackward(rule)
+        | Op::AttentionRuleGrad(rule) => {
             let Some(c) = attention_rule::CompiledRule::new(rule) else {
                 return exec::eval(g, i, ins, inputs, params);
             };
             let dm = Dims::from_shape(s(0));
             let mut o = out();
-            if let Op::Attention(_) = node.op {
+            if let Op::Attention(_) | Op::AttentionPattern(_) = node.op {
                 let (seg, params) = crate::cpu::attention::extras(rule, &ins[3..]);
-                let (q, k, v) = (ins[0].f(), ins[1].f(), ins[2].f());
-                attention_rule::forward(&c, (q, k, v), seg, &params, dm, &mut o);
+                let (q, k) = (ins[0].f(), ins[1].f());
+                if let Op::Attention(_) = node.op {
+                    attention_rule::forward(&c, (q, k, ins[2].f()), seg, &params, dm, &mut o);
+                } else {
+                    attention_rule::pattern(&c, (q, k), seg, &params, dm, &mut o);
+                }
             } else {
                 let (seg, params) = crate::cpu::attention::extras(rule, &ins[5..]);
                 let five = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
