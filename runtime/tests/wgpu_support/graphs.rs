@@ -367,14 +367,18 @@ pub fn split_weight_gradient() -> Case {
 
 /// Elementwise chains the fusion plan inlines, and their gradients: operands of the chain's
 /// shape, one value per row, one row for all rows and a scalar; chains that end in a
-/// reduction of rows (a norm's mean of squares); a value read twice; odd widths, and one
-/// chain long enough to be split across threads with a partial last chunk.
+/// reduction of rows (a norm's mean of squares); a value read twice; odd widths, one chain
+/// long enough to be split across threads with a partial last chunk, and rows longer than a
+/// parallel kernel's threshold (a chunk of one such row runs parallel kernels itself).
 pub fn elementwise_chains() -> Case {
     let mut rng = Rng::new(13);
     let mut b = GraphBuilder::new();
     let mut ins = HashMap::new();
     let mut losses = Vec::new();
-    for (k, shape) in [[5, 7, 9], [3, 129, 257]].into_iter().enumerate() {
+    for (k, shape) in [[5, 7, 9], [3, 129, 257], [1, 3, 66_001]]
+        .into_iter()
+        .enumerate()
+    {
         let name = |s: &str| format!("{s}{k}");
         let x = b.input(&name("x"), &shape, DType::F32);
         ins.insert(name("x"), randn(&mut rng, &shape));
@@ -397,6 +401,7 @@ pub fn elementwise_chains() -> Case {
         losses.push(b.sum(flat, 0, false).unwrap());
     }
     let loss = b.add(losses[0], losses[1]).unwrap();
+    let loss = b.add(loss, losses[2]).unwrap();
     b.output("loss", loss);
     let graph = b.finish().unwrap();
     let params = init_params(&graph, 14);

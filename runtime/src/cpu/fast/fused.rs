@@ -185,11 +185,10 @@ impl Groups {
                 let node = &g.nodes[i];
                 let reads_inline = node.inputs.iter().any(|u| inline[u.index()]);
                 match row_reduce(g, i) {
-                    Some(op) if reads_inline => Some(group(g, node.inputs[0].index(), &inline))
-                        .map(|grp| Group {
-                            reduce: Some(op),
-                            ..grp
-                        }),
+                    Some(op) if reads_inline => Some(Group {
+                        reduce: Some(op),
+                        ..group(g, node.inputs[0].index(), &inline)
+                    }),
                     _ => (can[i] && !inline[i] && reads_inline).then(|| group(g, i, &inline)),
                 }
             })
@@ -270,13 +269,14 @@ impl Group {
         let per = (CHUNK / w).max(1);
         let out_w = if self.reduce.is_some() { 1 } else { w };
         let chunk = |(c, o): (usize, &mut [f32])| {
-            SCRATCH.with(|s| {
-                let mut s = s.borrow_mut();
-                if s.len() < self.steps.len() {
-                    s.resize_with(self.steps.len(), Vec::new);
-                }
-                self.chunk(&leaf, c * per, o, &mut s);
-            })
+            // Taken out while in use: a chunk of one very long row (≥ PAR_MIN) runs parallel
+            // kernels, and this thread may run another chunk while it waits for them.
+            let mut s = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            if s.len() < self.steps.len() {
+                s.resize_with(self.steps.len(), Vec::new);
+            }
+            self.chunk(&leaf, c * per, o, &mut s);
+            SCRATCH.with(|cell| *cell.borrow_mut() = s);
         };
         if self.rows * w >= PAR_MIN {
             out.par_chunks_mut(per * out_w).enumerate().for_each(chunk);
