@@ -283,7 +283,9 @@ fn execute(
     let mut times: HashMap<String, (f64, usize)> = HashMap::new();
     let result = (|| {
         for (i, node) in g.nodes.iter().enumerate() {
-            if let Some(m) = plan.folds[i] {
+            let t0 = profile.then(std::time::Instant::now);
+            // What ran, for the profile.
+            let ran = if let Some(m) = plan.folds[i] {
                 let mm = &g.nodes[m];
                 let get = |v: &ValueId| vals[plan.root[v.index()]].as_ref();
                 let (Some(a), Some(b)) = (get(&mm.inputs[0]), get(&mm.inputs[1])) else {
@@ -292,7 +294,6 @@ fn execute(
                 let (sa, sb) = (g.shape(mm.inputs[0]), g.shape(mm.inputs[1]));
                 let rows = sa[0] * sa[1];
                 let mut o = pool.take(sa[2] * sb[2]);
-                let t0 = profile.then(std::time::Instant::now);
                 matmul::matmul(
                     a.f(),
                     &[rows, sa[2]],
@@ -303,28 +304,17 @@ fn execute(
                     false,
                     &mut o,
                 );
-                if let Some(t0) = t0 {
-                    let e = times
-                        .entry(format!("split matmul {:?}", node.shape))
-                        .or_default();
-                    e.0 += t0.elapsed().as_secs_f64();
-                    e.1 += 1;
-                }
                 vals[i] = Some(Value::F(o));
+                Some("split matmul")
             } else if let Some(grp) = &plan.groups.roots[i] {
                 let mut o = pool.take(grp.len());
-                let t0 = profile.then(std::time::Instant::now);
                 let leaf = |u: usize| match &vals[plan.root[u]] {
                     Some(Value::F(x)) => x.as_slice(),
                     _ => unreachable!("fast path bug: a group's operand is freed or not f32"),
                 };
                 grp.run(leaf, &mut o);
-                if let Some(t0) = t0 {
-                    let e = times.entry(format!("fused {:?}", node.shape)).or_default();
-                    e.0 += t0.elapsed().as_secs_f64();
-                    e.1 += 1;
-                }
                 vals[i] = Some(Value::F(o));
+                Some("fused")
             } else if plan.root[i] == i && !plan.skip[i] && !plan.groups.inline[i] {
                 let value = {
                     let get = |v: &ValueId| {
@@ -344,17 +334,17 @@ fn execute(
                         many = node.inputs.iter().map(get).collect();
                         &many
                     };
-                    let t0 = profile.then(std::time::Instant::now);
-                    let v = eval(g, i, ins, pool, inputs, params)?;
-                    if let Some(t0) = t0 {
-                        let key = format!("{} {:?}", node.op.name(), node.shape);
-                        let e = times.entry(key).or_default();
-                        e.0 += t0.elapsed().as_secs_f64();
-                        e.1 += 1;
-                    }
-                    v
+                    eval(g, i, ins, pool, inputs, params)?
                 };
                 vals[i] = Some(value);
+                Some(node.op.name())
+            } else {
+                None
+            };
+            if let (Some(t0), Some(ran)) = (t0, ran) {
+                let e = times.entry(format!("{ran} {:?}", node.shape)).or_default();
+                e.0 += t0.elapsed().as_secs_f64();
+                e.1 += 1;
             }
             for &r in &plan.free_after[i] {
                 if let Some(Value::F(v)) = vals[r].take() {
