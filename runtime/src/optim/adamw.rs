@@ -36,14 +36,25 @@ impl AdamW {
     /// ```
     ///
     /// Arithmetic is f64 per element, storage f32: the result depends only on the stored
-    /// values, so a run resumed from a checkpoint continues bit-identically.
-    pub fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64, t: u64) {
+    /// values, so a run resumed from a checkpoint continues bit-identically. Each gradient is
+    /// read as `g·grad_scale` rounded to f32 (clipping's factor; 1 leaves it as it is).
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &self,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        lr: f64,
+        t: u64,
+        grad_scale: f32,
+    ) {
         let (b1, b2) = (self.beta1, self.beta2);
         let bc1 = 1.0 - b1.powf(t as f64);
         let bc2_sqrt = (1.0 - b2.powf(t as f64)).sqrt();
         let decay = 1.0 - lr * self.weight_decay;
         for i in 0..p.len() {
-            let gi = g[i] as f64;
+            let gi = (g[i] * grad_scale) as f64;
             let mi = b1 * m[i] as f64 + (1.0 - b1) * gi;
             let vi = b2 * v[i] as f64 + (1.0 - b2) * gi * gi;
             m[i] = mi as f32;

@@ -34,7 +34,7 @@ mod sgd;
 
 pub use accumulate::GradAccumulator;
 pub use adamw::AdamW;
-pub use clip::{clip_grad_norm, global_norm};
+pub use clip::{clip_factor, clip_grad_norm, global_norm};
 pub use error::OptimError;
 pub use gradients::{Gradients, GRAD_PREFIX};
 pub use optimizer::{Optimizer, OptimizerConfig, OptimizerState};

@@ -138,6 +138,19 @@ impl Optimizer {
         grads: &Gradients,
         lr: f64,
     ) -> Result<(), OptimError> {
+        self.step_scaled(params, grads, lr, 1.0)
+    }
+
+    /// [`Optimizer::step`] with every gradient multiplied by `grad_scale` as it is read
+    /// (clipping's factor, `optim::clip_factor`): clipping and the update are one pass, with
+    /// the bits of scaling the gradients first.
+    pub fn step_scaled(
+        &mut self,
+        params: &mut ParamStore,
+        grads: &Gradients,
+        lr: f64,
+        grad_scale: f32,
+    ) -> Result<(), OptimError> {
         for (name, g) in grads.iter() {
             let p = params
                 .get(name)
@@ -214,14 +227,14 @@ impl Optimizer {
                     ..a.clone()
                 };
                 let (m, v) = (c.m.expect("made above"), c.v.expect("made above"));
-                a.update(c.p, c.g, m, v, lr, t);
+                a.update(c.p, c.g, m, v, lr, t, grad_scale);
             }
             OptimizerConfig::Sgd(s) => {
                 let s = Sgd {
                     weight_decay: if c.decays { s.weight_decay } else { 0.0 },
                     ..s.clone()
                 };
-                s.update(c.p, c.g, c.m, lr);
+                s.update(c.p, c.g, c.m, lr, grad_scale);
             }
         });
         Ok(())
@@ -334,7 +347,7 @@ mod tests {
                                 weight_decay: if decays { a.weight_decay } else { 0.0 },
                                 ..a.clone()
                             };
-                            a.update(p, g, m, v, 0.01, step);
+                            a.update(p, g, m, v, 0.01, step, 1.0);
                         }
                         OptimizerConfig::Sgd(s) => {
                             let buf = (s.momentum != 0.0)
@@ -343,7 +356,7 @@ mod tests {
                                 weight_decay: if decays { s.weight_decay } else { 0.0 },
                                 ..s.clone()
                             };
-                            s.update(p, g, buf, 0.01);
+                            s.update(p, g, buf, 0.01, 1.0);
                         }
                     }
                 }

@@ -31,11 +31,20 @@ impl Sgd {
     /// buf ← μ·buf + g          (buf starts at 0, so the first step has buf = g)
     /// p ← p − lr·buf           (p ← p − lr·g without momentum)
     /// ```
-    pub fn update(&self, p: &mut [f32], g: &[f32], buf: Option<&mut [f32]>, lr: f64) {
+    ///
+    /// Each gradient is read as `g·grad_scale` rounded to f32 (clipping's factor).
+    pub fn update(
+        &self,
+        p: &mut [f32],
+        g: &[f32],
+        buf: Option<&mut [f32]>,
+        lr: f64,
+        grad_scale: f32,
+    ) {
         match buf {
             Some(buf) => {
                 for i in 0..p.len() {
-                    let gi = g[i] as f64 + self.weight_decay * p[i] as f64;
+                    let gi = (g[i] * grad_scale) as f64 + self.weight_decay * p[i] as f64;
                     let bi = self.momentum * buf[i] as f64 + gi;
                     buf[i] = bi as f32;
                     p[i] = (p[i] as f64 - lr * bi) as f32;
@@ -43,7 +52,7 @@ impl Sgd {
             }
             None => {
                 for i in 0..p.len() {
-                    let gi = g[i] as f64 + self.weight_decay * p[i] as f64;
+                    let gi = (g[i] * grad_scale) as f64 + self.weight_decay * p[i] as f64;
                     p[i] = (p[i] as f64 - lr * gi) as f32;
                 }
             }

@@ -18,7 +18,7 @@ pub use plan::{data_source, plan, Plan};
 
 use crate::checkpoint::{spec_hash, CheckpointMeta, DataPosition, Expect};
 use crate::data::{step_rng, Batch};
-use crate::optim::{clip_grad_norm, GradAccumulator, Gradients, Optimizer};
+use crate::optim::{clip_factor, GradAccumulator, Gradients, Optimizer};
 use crate::resident::ResidentSetup;
 use crate::rundir::{existing_run, RunDir, RunLock, StepMetrics};
 use crate::{init_params, Backend, HookSelection, ParamStore, Tensor};
@@ -565,15 +565,12 @@ pub fn train(
             _ => {
                 let mut grads = acc.finish().unwrap_or_default();
                 grads.retain(|n| trainable.iter().any(|t| t == n));
-                let norm = if p.clip > 0.0 {
-                    clip_grad_norm(&mut grads, p.clip)
-                } else {
-                    crate::optim::global_norm(&grads)
-                };
+                let norm = crate::optim::global_norm(&grads);
                 if !norm.is_finite() {
                     return Err(non_finite_norm(norm, step, &grads, &last_checkpoint));
                 }
-                optimizer.step(&mut params, &grads, lr)?;
+                let factor = clip_factor(norm, p.clip);
+                optimizer.step_scaled(&mut params, &grads, lr, factor)?;
                 norm
             }
         };
