@@ -131,7 +131,9 @@ fn check_program(file: &str, name: &str) {
     if !gpu_or_skip() {
         return;
     }
-    let dir = std::env::temp_dir().join("weft-viewer-snap-programs");
+    // One directory per test: the program tests run in parallel, and each removes its
+    // directory when done (a shared one was removed under another test's feet).
+    let dir = std::env::temp_dir().join(format!("weft-viewer-snap-{name}-{}", std::process::id()));
     copy_dir(&fixture("programs"), &dir.join("programs"));
     let mut app = App::open(&dir, Tab::Programs);
     app.view.programs.selected = Some(file.into());
