@@ -2,7 +2,8 @@
 //! op-by-op reference (`CpuBackend`): every op test graph, and every example spec's forward
 //! and gradient graphs, on random parameters and inputs, within 1e-5 relative. Also: a
 //! repeated run reuses its buffers (no allocation in the steady state) and gives the same
-//! result again.
+//! result again. Replacement runs (the interventions probes make) take the fast path too and
+//! are compared the same way.
 
 #[allow(dead_code)]
 #[path = "wgpu_support/examples.rs"]
@@ -13,7 +14,11 @@ mod graphs;
 
 use graphs::Case;
 use weft_compiler::ir::AttentionMask;
-use weft_runtime::{Backend, CpuBackend, FastCpuBackend, HookSelection, Rng, Tensor, TensorData};
+use weft_runtime::replace::HookAxes;
+use weft_runtime::{
+    Backend, CpuBackend, FastCpuBackend, HookSelection, Intervention, Outputs, Rng, Tensor,
+    TensorData,
+};
 
 /// `|fast − ref| ≤ 1e-5 · (|ref| + max|ref|) + 1e-9`: relative to the value, or to the tensor's
 /// scale where a value is a near-cancelling sum (a gradient entry close to 0). The absolute
@@ -146,6 +151,107 @@ fn every_example_forward_and_gradient_matches_the_reference() {
         let mut case = examples::forward(name, 1, 8, 7);
         perturb(&mut case, 7);
         compare(&case, &HookSelection::All);
+    }
+}
+
+/// Every output and captured hook of `got` against `want`.
+fn same_outputs(what: &str, got: &Outputs, want: &Outputs) {
+    for (list, other, kind) in [
+        (&want.outputs, &got.outputs, "output"),
+        (&want.hooks, &got.hooks, "hook"),
+    ] {
+        assert_eq!(list.len(), other.len(), "{what}: {kind} count");
+        for (name, t) in list {
+            assert_close(&format!("{what} {kind} {name}"), &other[name], t);
+        }
+    }
+}
+
+/// `t` restricted to entries `idx` along `axis`.
+fn take(t: &Tensor, axis: usize, idx: &[usize]) -> Tensor {
+    let (outer, n) = (t.shape[..axis].iter().product::<usize>(), t.shape[axis]);
+    let inner: usize = t.shape[axis + 1..].iter().product();
+    let x = t.to_f32_vec();
+    let mut out = Vec::with_capacity(outer * idx.len() * inner);
+    for o in 0..outer {
+        for &i in idx {
+            let at = (o * n + i) * inner;
+            out.extend_from_slice(&x[at..at + inner]);
+        }
+    }
+    let mut shape = t.shape.clone();
+    shape[axis] = idx.len();
+    Tensor::f32(&shape, out)
+}
+
+/// Replacement runs through the fast path against the reference, on every example spec: each
+/// f32 hook point replaced in turn by its value on other inputs (as path patching does) —
+/// whole, at the first and last positions (a hook with a sequence axis), one head at the last
+/// position (a per-head hook) — with every hook captured (a replaced hook reports its value
+/// from before the replacement); a replacement the reference refuses, the fast path refuses
+/// too. Then a plain run again (a different plan on the same backend) gives the plain result.
+#[test]
+fn replacement_runs_match_the_reference() {
+    for (k, name) in examples::names().iter().enumerate() {
+        let mut case = examples::forward(name, 2, 8, 11 + k as u64);
+        perturb(&mut case, 200 + k as u64);
+        let (fast, reference) = (FastCpuBackend::new(), CpuBackend::new());
+        let all = HookSelection::All;
+        let clean = reference
+            .run(&case.graph, &case.inputs, &case.params, &all)
+            .unwrap_or_else(|e| panic!("{name}: reference: {e}"));
+        let other_inputs = examples::inputs(&case.graph, 2, 8, 500 + k as u64);
+        let other = reference
+            .run(&case.graph, &other_inputs, &case.params, &all)
+            .unwrap_or_else(|e| panic!("{name}: reference: {e}"));
+        let mut compared = 0;
+        for (hook, t) in &other.hooks {
+            if !matches!(t.data, TensorData::F32(_)) {
+                continue;
+            }
+            let axes = HookAxes::of(hook);
+            let mut list = vec![Intervention::replace(hook.clone(), t.clone())];
+            if t.shape.len() > axes.seq && t.shape[axes.seq] >= 2 {
+                let ends = [0, t.shape[axes.seq] - 1];
+                let with = take(t, axes.seq, &ends);
+                list.push(Intervention::at_positions(hook.clone(), &[0, -1], with));
+                if let Some(h) = axes.head.filter(|&h| h < t.shape.len()) {
+                    let with = take(&take(t, h, &[0]), axes.seq, &ends[1..]);
+                    if let Ok(iv) =
+                        Intervention::head_at_positions(hook.clone(), 0, Some(&[-1]), with)
+                    {
+                        list.push(iv);
+                    }
+                }
+            }
+            for iv in list {
+                let one = std::slice::from_ref(&iv);
+                let (g, i, p) = (&case.graph, &case.inputs, &case.params);
+                match (
+                    reference.run_replacing(g, i, p, &all, one),
+                    fast.run_replacing(g, i, p, &all, one),
+                ) {
+                    (Ok(want), Ok(got)) => {
+                        same_outputs(&format!("{name} replacing {hook}"), &got, &want);
+                        compared += 1;
+                    }
+                    (Err(_), Err(_)) => {}
+                    (want, got) => panic!(
+                        "{name} replacing {hook}: reference {:?}, fast {:?}",
+                        want.err(),
+                        got.err()
+                    ),
+                }
+            }
+        }
+        assert!(
+            compared >= 3,
+            "{name}: {compared} replacement runs compared"
+        );
+        let plain = fast
+            .run(&case.graph, &case.inputs, &case.params, &all)
+            .unwrap_or_else(|e| panic!("{name}: fast: {e}"));
+        same_outputs(&format!("{name} plain after replacements"), &plain, &clean);
     }
 }
 

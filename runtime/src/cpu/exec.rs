@@ -101,15 +101,22 @@ fn to_tensor<T: CpuReal>(v: &Value<T>, shape: &[usize]) -> Tensor {
 }
 
 /// One resolved replacement: where it goes and its values in the run's precision.
-struct Patch<T> {
+pub(crate) struct Patch<T> {
     region: Region,
     with: Vec<T>,
     with_shape: Vec<usize>,
 }
 
+impl<T: Copy> Patch<T> {
+    /// Overwrites this patch's region of `data`, a value of `shape`.
+    pub(crate) fn apply(&self, data: &mut [T], shape: &[usize]) {
+        splice(data, shape, &self.region, &self.with, &self.with_shape);
+    }
+}
+
 /// Resolves every replacement against the graph ([`resolve_all`]), grouped by the node it
 /// overwrites (in the order given), so errors surface before any work is done.
-fn patches<T: CpuReal>(
+pub(crate) fn patches<T: CpuReal>(
     g: &Graph,
     replace: &[Intervention],
 ) -> Result<HashMap<usize, Vec<Patch<T>>>, RunError> {
@@ -179,7 +186,7 @@ pub(crate) fn run<T: CpuReal>(
                     Value::I(_) => unreachable!("patches() only accepts f32 hook points"),
                 };
                 for p in &list {
-                    splice(&mut data, &node.shape, &p.region, &p.with, &p.with_shape);
+                    p.apply(&mut data, &node.shape);
                 }
                 Value::F(data)
             }

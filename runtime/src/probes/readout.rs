@@ -57,7 +57,10 @@ impl Readout {
         }
         Ok(Readout {
             layer_norm,
-            eps: if layer_norm { 1e-5 } else { 1e-6 },
+            // The builtins' defaults unless the spec sets the final norm's own (an import does).
+            eps: cfg
+                .final_norm_eps
+                .unwrap_or(if layer_norm { 1e-5 } else { 1e-6 }),
             gamma,
             beta,
             rows,

@@ -19,8 +19,10 @@
 //!   that small parallel kernels do not wait for sleeping threads.
 //!
 //! Ops it has no kernel for run the reference's code, so every graph runs, and tests compare
-//! the two on every example spec. Replacement runs (`run_replacing` with interventions) go to
-//! the reference as a whole. f32 only: the f64 gradient-check mode stays with the reference.
+//! the two on every example spec. Replacement runs (`run_replacing`, the interventions probes
+//! make) take the same path: a replaced value gets its own buffer (never an alias, never
+//! inlined into a fused chain) and is overwritten right after it is computed, as the reference
+//! does. f32 only: the f64 gradient-check mode stays with the reference.
 
 mod attention;
 mod attention_rule;
@@ -36,7 +38,7 @@ mod small_gemm;
 mod strided;
 
 use super::attention::Dims;
-use super::exec;
+use super::exec::{self, Patch};
 use super::layout::split_axis;
 use super::value::Value;
 use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
@@ -47,7 +49,7 @@ use pool::Pool;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use weft_compiler::codegen::{plan_fusion, CodegenOptions};
-use weft_compiler::ir::{verify, Graph, Op, ValueId};
+use weft_compiler::ir::{verify, AttentionRule, Graph, Op, ValueId};
 
 /// The fast f32 CPU backend (`--backend cpu`); [`super::CpuBackend`] is its reference.
 #[derive(Debug, Default)]
@@ -61,6 +63,8 @@ pub struct FastCpuBackend {
 struct Cached {
     graph: Graph,
     hooks: Vec<(String, ValueId)>,
+    /// The nodes replacement runs overwrite (sorted); part of the plan's key.
+    patched: Vec<usize>,
     plan: Plan,
     pool: Pool,
 }
@@ -115,11 +119,20 @@ fn split_sum(g: &Graph, i: usize, readers: &[usize], keep: &[ValueId]) -> Option
 }
 
 impl Plan {
-    fn new(g: &Graph, keep: &[ValueId]) -> Plan {
+    /// The plan for `g` keeping `keep` in buffers; `patched` nodes are overwritten after they
+    /// are computed, so they get buffers of their own that live to the end of the run.
+    fn new(g: &Graph, keep: &[ValueId], patched: &[usize]) -> Plan {
         let n = g.nodes.len();
+        let keep: Vec<ValueId> = keep
+            .iter()
+            .copied()
+            .chain(patched.iter().map(|&i| ValueId(i as u32)))
+            .collect();
+        let keep = keep.as_slice();
         let mut root: Vec<usize> = (0..n).collect();
         for (i, node) in g.nodes.iter().enumerate() {
-            if matches!(node.op, Op::Reshape { .. } | Op::StopGradient) {
+            // An overwritten alias would also change the value it aliases.
+            if matches!(node.op, Op::Reshape { .. } | Op::StopGradient) && !patched.contains(&i) {
                 root[i] = root[node.inputs[0].index()];
             }
         }
@@ -207,9 +220,38 @@ impl Backend for FastCpuBackend {
         params: &ParamStore,
         hooks: &HookSelection,
     ) -> Result<Outputs, RunError> {
+        self.run_patched(graph, inputs, params, hooks, &HashMap::new())
+    }
+
+    fn run_replacing(
+        &self,
+        graph: &Graph,
+        inputs: &HashMap<String, Tensor>,
+        params: &ParamStore,
+        hooks: &HookSelection,
+        replace: &[Intervention],
+    ) -> Result<Outputs, RunError> {
+        verify(graph)?;
+        let patches = exec::patches::<f32>(graph, replace)?;
+        self.run_patched(graph, inputs, params, hooks, &patches)
+    }
+}
+
+impl FastCpuBackend {
+    /// Runs `graph`, overwriting node i with `patches[i]` right after computing it.
+    fn run_patched(
+        &self,
+        graph: &Graph,
+        inputs: &HashMap<String, Tensor>,
+        params: &ParamStore,
+        hooks: &HookSelection,
+        patches: &HashMap<usize, Vec<Patch<f32>>>,
+    ) -> Result<Outputs, RunError> {
         let hook_ids = exec::hook_ids(graph, hooks)?;
+        let mut patched: Vec<usize> = patches.keys().copied().collect();
+        patched.sort_unstable();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = !matches!(&*cache, Some(c) if c.hooks == hook_ids && c.graph == *graph);
+        let fresh = !matches!(&*cache, Some(c) if c.hooks == hook_ids && c.patched == patched && c.graph == *graph);
         if fresh {
             verify(graph)?;
             let keep: Vec<ValueId> = graph
@@ -221,8 +263,9 @@ impl Backend for FastCpuBackend {
             let pool = cache.take().map(|c| c.pool).unwrap_or_default();
             *cache = Some(Cached {
                 graph: graph.clone(),
-                plan: Plan::new(graph, &keep),
+                plan: Plan::new(graph, &keep, &patched),
                 hooks: hook_ids,
+                patched,
                 pool,
             });
         }
@@ -237,6 +280,7 @@ impl Backend for FastCpuBackend {
                 &c.graph,
                 &c.plan,
                 &c.hooks,
+                patches,
                 &mut c.pool,
                 inputs,
                 params,
@@ -244,29 +288,57 @@ impl Backend for FastCpuBackend {
         });
         out.expect("the scope ran its body")
     }
+}
 
-    fn run_replacing(
-        &self,
-        graph: &Graph,
-        inputs: &HashMap<String, Tensor>,
-        params: &ParamStore,
-        hooks: &HookSelection,
-        replace: &[Intervention],
-    ) -> Result<Outputs, RunError> {
-        if replace.is_empty() {
-            return self.run(graph, inputs, params, hooks);
+/// A node's value during a run: a buffer of the run, or a parameter read where it lies.
+/// Parameters are never copied: an imported 135M-parameter model holds 540 MB of them, and
+/// copying them made up half of each of its forward passes (probes run hundreds).
+enum Slot<'p> {
+    Own(Value<f32>),
+    Param(&'p [f32]),
+}
+
+impl Slot<'_> {
+    fn f(&self) -> &[f32] {
+        match self {
+            Slot::Own(v) => v.f(),
+            Slot::Param(p) => p,
         }
-        exec::run::<f32>(graph, inputs, params, hooks, replace)
+    }
+
+    fn i(&self) -> &[i32] {
+        match self {
+            Slot::Own(v) => v.i(),
+            Slot::Param(_) => unreachable!("fast path bug: expected an i32 value, found f32"),
+        }
+    }
+
+    fn is_f(&self) -> bool {
+        !matches!(self, Slot::Own(Value::I(_)))
     }
 }
 
 /// Filler for the unused operand slots of a node.
-static NO_VALUE: Value<f32> = Value::F(Vec::new());
+static NO_VALUE: Slot<'static> = Slot::Own(Value::F(Vec::new()));
+
+/// Parameter `index` of `g` where it lies, when it is f32 of the declared shape (anything
+/// else goes to the reference's evaluation, which reports it).
+fn param_in_place<'p>(g: &Graph, index: usize, params: &'p ParamStore) -> Option<&'p [f32]> {
+    let info = &g.params[index];
+    match params.get(&info.name) {
+        Some(Tensor {
+            shape,
+            data: TensorData::F32(p),
+        }) if *shape == info.shape => Some(p),
+        _ => None,
+    }
+}
 
 fn execute(
     g: &Graph,
     plan: &Plan,
     hooks: &[(String, ValueId)],
+    patches: &HashMap<usize, Vec<Patch<f32>>>,
     pool: &mut Pool,
     inputs: &HashMap<String, Tensor>,
     params: &ParamStore,
@@ -278,7 +350,10 @@ fn execute(
             });
         }
     }
-    let mut vals: Vec<Option<Value<f32>>> = vec![None; g.len()];
+    let mut vals: Vec<Option<Slot>> = Vec::with_capacity(g.len());
+    vals.resize_with(g.len(), || None);
+    // Captured hooks report the value computed before their own replacement.
+    let mut computed: HashMap<usize, Tensor> = HashMap::new();
     let profile = std::env::var_os("WEFT_FAST_PROFILE").is_some();
     let mut times: HashMap<String, (f64, usize)> = HashMap::new();
     let result = (|| {
@@ -304,17 +379,25 @@ fn execute(
                     false,
                     &mut o,
                 );
-                vals[i] = Some(Value::F(o));
+                vals[i] = Some(Slot::Own(Value::F(o)));
                 Some("split matmul")
             } else if let Some(grp) = &plan.groups.roots[i] {
                 let mut o = pool.take(grp.len());
                 let leaf = |u: usize| match &vals[plan.root[u]] {
-                    Some(Value::F(x)) => x.as_slice(),
+                    Some(x) if x.is_f() => x.f(),
                     _ => unreachable!("fast path bug: a group's operand is freed or not f32"),
                 };
                 grp.run(leaf, &mut o);
-                vals[i] = Some(Value::F(o));
+                vals[i] = Some(Slot::Own(Value::F(o)));
                 Some("fused")
+            } else if let Some(p) = match node.op {
+                Op::Param { index } if !patches.contains_key(&i) => {
+                    param_in_place(g, index, params)
+                }
+                _ => None,
+            } {
+                vals[i] = Some(Slot::Param(p));
+                Some("param")
             } else if plan.root[i] == i && !plan.skip[i] && !plan.groups.inline[i] {
                 let value = {
                     let get = |v: &ValueId| {
@@ -323,9 +406,9 @@ fn execute(
                             .expect("fast path bug: value freed early")
                     };
                     // The operands on the stack: a run makes no allocation per node.
-                    let mut few: [&Value<f32>; 8] = [&NO_VALUE; 8];
-                    let many: Vec<&Value<f32>>;
-                    let ins: &[&Value<f32>] = if node.inputs.len() <= few.len() {
+                    let mut few: [&Slot; 8] = [&NO_VALUE; 8];
+                    let many: Vec<&Slot>;
+                    let ins: &[&Slot] = if node.inputs.len() <= few.len() {
                         for (slot, v) in few.iter_mut().zip(&node.inputs) {
                             *slot = get(v);
                         }
@@ -336,18 +419,30 @@ fn execute(
                     };
                     eval(g, i, ins, pool, inputs, params)?
                 };
-                vals[i] = Some(value);
+                vals[i] = Some(Slot::Own(value));
                 Some(node.op.name())
             } else {
                 None
             };
+            if let Some(list) = patches.get(&i) {
+                if hooks.iter().any(|(_, v)| v.index() == i) {
+                    let value = vals[i].as_ref().expect("a patched node has its own buffer");
+                    computed.insert(i, to_tensor(value, &node.shape));
+                }
+                let Some(Slot::Own(Value::F(data))) = vals[i].as_mut() else {
+                    unreachable!("fast path bug: a replaced value is not an f32 buffer");
+                };
+                for p in list {
+                    p.apply(data, &node.shape);
+                }
+            }
             if let (Some(t0), Some(ran)) = (t0, ran) {
                 let e = times.entry(format!("{ran} {:?}", node.shape)).or_default();
                 e.0 += t0.elapsed().as_secs_f64();
                 e.1 += 1;
             }
             for &r in &plan.free_after[i] {
-                if let Some(Value::F(v)) = vals[r].take() {
+                if let Some(Slot::Own(Value::F(v))) = vals[r].take() {
                     pool.give(v);
                 }
             }
@@ -364,42 +459,87 @@ fn execute(
             eprintln!("{:8.2} ms {n:4}x {k}", s * 1e3);
         }
     }
-    let collect = |list: &[(String, ValueId)]| {
+    let collect = |list: &[(String, ValueId)], before_replacement: bool| {
         list.iter()
             .map(|(n, v)| {
-                let value = vals[plan.root[v.index()]].as_ref().expect("root kept");
-                (n.clone(), to_tensor(value, g.shape(*v)))
+                let computed = before_replacement
+                    .then(|| computed.get(&v.index()))
+                    .flatten();
+                let t = computed.cloned().unwrap_or_else(|| {
+                    let value = vals[plan.root[v.index()]].as_ref().expect("root kept");
+                    to_tensor(value, g.shape(*v))
+                });
+                (n.clone(), t)
             })
             .collect()
     };
     let out = result.map(|()| Outputs {
-        outputs: collect(&g.outputs),
-        hooks: collect(hooks),
+        outputs: collect(&g.outputs, false),
+        hooks: collect(hooks, true),
     });
     // Everything still held goes back to the pool for the next run.
     for v in vals.into_iter().flatten() {
-        if let Value::F(v) = v {
+        if let Slot::Own(Value::F(v)) = v {
             pool.give(v);
         }
     }
     out
 }
 
-fn to_tensor(v: &Value<f32>, shape: &[usize]) -> Tensor {
+fn to_tensor(v: &Slot, shape: &[usize]) -> Tensor {
     Tensor {
         shape: shape.to_vec(),
         data: match v {
-            Value::F(x) => TensorData::F32(x.clone()),
-            Value::I(x) => TensorData::I32(x.clone()),
+            Slot::Own(Value::I(x)) => TensorData::I32(x.clone()),
+            f => TensorData::F32(f.f().to_vec()),
         },
     }
+}
+
+/// The reference's evaluation of node `i` (parameter operands copied into values for it).
+fn reference(
+    g: &Graph,
+    i: usize,
+    ins: &[&Slot],
+    inputs: &HashMap<String, Tensor>,
+    params: &ParamStore,
+) -> Result<Value<f32>, RunError> {
+    let copies: Vec<Option<Value<f32>>> = ins
+        .iter()
+        .map(|s| match s {
+            Slot::Param(p) => Some(Value::F(p.to_vec())),
+            Slot::Own(_) => None,
+        })
+        .collect();
+    let refs: Vec<&Value<f32>> = ins
+        .iter()
+        .zip(&copies)
+        .map(|(s, c)| match (s, c) {
+            (Slot::Own(v), _) => v,
+            (_, Some(c)) => c,
+            (Slot::Param(_), None) => unreachable!("copied above"),
+        })
+        .collect();
+    exec::eval(g, i, &refs, inputs, params)
+}
+
+/// A rule's segment ids and parameters (`[k][head]`) from the operands after q, k, v (or
+/// after the backward's five).
+fn rule_extras<'a>(rule: &AttentionRule, rest: &[&'a Slot]) -> (Option<&'a [i32]>, Vec<Vec<f32>>) {
+    let n_seg = usize::from(rule.needs_segments());
+    let seg = rest.first().filter(|_| n_seg == 1).map(|v| v.i());
+    let params = rest[n_seg.min(rest.len())..]
+        .iter()
+        .map(|v| v.f().to_vec())
+        .collect();
+    (seg, params)
 }
 
 /// Node `i` with a fast kernel when there is one, else the reference's evaluation.
 fn eval(
     g: &Graph,
     i: usize,
-    ins: &[&Value<f32>],
+    ins: &[&Slot],
     pool: &mut Pool,
     inputs: &HashMap<String, Tensor>,
     params: &ParamStore,
@@ -408,7 +548,7 @@ fn eval(
     let shape = node.shape.as_slice();
     let s = |k: usize| g.shape(node.inputs[k]);
     let n: usize = shape.iter().product();
-    let is_f = |k: usize| matches!(ins[k], Value::F(_));
+    let is_f = |k: usize| ins[k].is_f();
     let mut out = || pool.take(n);
     let v = match &node.op {
         Op::Param { index } => {
@@ -422,7 +562,7 @@ fn eval(
                     o.copy_from_slice(p);
                     o
                 }
-                _ => return exec::eval(g, i, ins, inputs, params),
+                _ => return reference(g, i, ins, inputs, params),
             }
         }
         Op::Unary(u) => {
@@ -460,7 +600,7 @@ fn eval(
             let v = s(0)[1];
             if kernels::cross_entropy(ins[0].f(), v, ins[1].i(), &mut o).is_none() {
                 pool.give(o);
-                return exec::eval(g, i, ins, inputs, params);
+                return reference(g, i, ins, inputs, params);
             }
             o
         }
@@ -535,12 +675,12 @@ fn eval(
         | Op::AttentionBackward(rule)
         | Op::AttentionRuleGrad(rule) => {
             let Some(c) = attention_rule::CompiledRule::new(rule) else {
-                return exec::eval(g, i, ins, inputs, params);
+                return reference(g, i, ins, inputs, params);
             };
             let dm = Dims::from_shape(s(0));
             let mut o = out();
             if let Op::Attention(_) | Op::AttentionPattern(_) = node.op {
-                let (seg, params) = crate::cpu::attention::extras(rule, &ins[3..]);
+                let (seg, params) = rule_extras(rule, &ins[3..]);
                 let (q, k) = (ins[0].f(), ins[1].f());
                 if let Op::Attention(_) = node.op {
                     attention_rule::forward(&c, (q, k, ins[2].f()), seg, &params, dm, &mut o);
@@ -548,7 +688,7 @@ fn eval(
                     attention_rule::pattern(&c, (q, k), seg, &params, dm, &mut o);
                 }
             } else {
-                let (seg, params) = crate::cpu::attention::extras(rule, &ins[5..]);
+                let (seg, params) = rule_extras(rule, &ins[5..]);
                 let five = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
                 if let Op::AttentionBackward(_) = node.op {
                     attention_rule::backward(&c, five, seg, &params, dm, &mut o);
@@ -572,7 +712,13 @@ fn eval(
             );
             o
         }
-        _ => return exec::eval(g, i, ins, inputs, params),
+        // An embedding lookup reads its table where it lies (through the reference, a
+        // parameter table would be copied first).
+        Op::Gather if is_f(0) => {
+            let v = crate::cpu::index::gather(ins[0].f(), s(0)[0], ins[1].i(), i as u32)?;
+            return Ok(Value::F(v));
+        }
+        _ => return reference(g, i, ins, inputs, params),
     };
     Ok(Value::F(v))
 }
