@@ -270,14 +270,19 @@ enum Command {
     },
     /// Open the viewer window on a run directory (live while it is written) or a spec.
     View {
-        /// A run directory or a `.weft` spec.
-        path: PathBuf,
+        /// A run directory or a `.weft` spec (with --check: one or more).
+        #[arg(required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
         /// Tab to open: curves, attention, heads, routing, programs, model.
         #[arg(long)]
         tab: Option<String>,
         /// Window size WIDTHxHEIGHT (default 1400x900).
         #[arg(long)]
         size: Option<String>,
+        /// No window: read each path as the viewer does, decode every trace as its panel
+        /// does, print what is there and any problem; exit 1 on a warning or an error.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -436,8 +441,20 @@ fn main() -> ExitCode {
             seed,
             ignore_eos,
         }),
-        Command::View { path, tab, size } => {
-            weft::cli::view(&path, tab.as_deref(), size.as_deref())
+        Command::View {
+            paths,
+            tab,
+            size,
+            check,
+        } => {
+            if check {
+                weft::cli::view_check(&paths)
+            } else if let [path] = paths.as_slice() {
+                weft::cli::view(path, tab.as_deref(), size.as_deref())
+            } else {
+                eprintln!("error: the window opens one path; --check takes several");
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -22,4 +22,4 @@ pub use run::{run, RunArgs};
 pub use spec::{check, fmt};
 pub use train::{train, TrainArgs};
 pub use tune::{tune, TuneArgs};
-pub use view::view;
+pub use view::{view, view_check};

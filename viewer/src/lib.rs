@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod check;
 pub mod colormap;
 pub mod data;
 pub mod graph_layout;
