@@ -214,6 +214,19 @@ fn mlp_decomposition_recovers_a_planted_linear_layer() {
         fit_shared_weights(&y2, &dup, n, 2, d),
         Err(ProbeError::Numerical(_))
     ));
+    // A component that is the same for every sample gets weight 0, listed as constant; the
+    // intercept takes its contribution and the others are fitted as before.
+    let fixed: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+    let with_const: Vec<f64> = (0..n)
+        .flat_map(|s| [&comps[s * k * d..(s + 1) * k * d], &fixed[..]].concat())
+        .collect();
+    let fit = fit_shared_weights(&y, &with_const, n, k + 1, d).unwrap();
+    assert_eq!(fit.constant, vec![k]);
+    assert_eq!(fit.weights[k], 0.0);
+    for (got, want) in fit.weights.iter().zip(w) {
+        assert!((got - want).abs() < 1e-9, "{:?}", fit.weights);
+    }
+    assert!(fit.relative_error < 1e-9, "{}", fit.relative_error);
 }
 
 /// Patterns `[B, H, T, T]` for sequences of period n: head 0 attends exactly along the

@@ -287,7 +287,13 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
             mlp_decomposition(&model, l, &prompts)
         })?;
         let mut row = vec![json!(l)];
-        row.extend(f.fit.weights.iter().map(|w| json!(w)));
+        row.extend(f.fit.weights.iter().enumerate().map(|(i, w)| {
+            if f.fit.constant.contains(&i) {
+                json!("constant (in b)")
+            } else {
+                json!(w)
+            }
+        }));
         row.extend([
             json!(f.fit.relative_error),
             json!(f.intercept_norm),
@@ -465,6 +471,22 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     );
 
     let ri = &finals[1];
+    let (p_mid, p_out) = (so.p_answer_mid_before, so.p_answer_before);
+    r.note(format!(
+        "The final layer in two parts: after its attention (resid_mid) p(answer) is {p_mid:.4}, after its MLP {p_out:.4}; the MLP {} the answer, and the attention's share is what self-only attention removes ({md:+.4}).",
+        if p_out > p_mid { "raises" } else { "lowers" }
+    ));
+    let constant: Vec<String> = fits
+        .iter()
+        .filter(|(_, f)| !f.fit.constant.is_empty())
+        .map(|(l, f)| format!("layer {l}: {:?}", f.fit.constant))
+        .collect();
+    if !constant.is_empty() {
+        r.note(format!(
+            "Components that do not vary over the prompts get weight 0 in the MLP decomposition and are held by its intercept (index {heads} is resid_pre): {}.",
+            constant.join("; ")
+        ));
+    }
     r.note(format!(
         "Final layer: self-only attention changes p(answer) by {md:+.4} on average (2·SE = {:.4}, rises on {} of {n} prompts); removing the fitted intercept of its MLP gives {:.4} (from {:.4}); p(answer) at its resid_mid is {:.4}.",
         2.0 * se,

@@ -3,6 +3,9 @@
 //! `mlp_out`, the components `c_{n,i}` are the layer's H head results and its `resid_pre`,
 //! the scalars `w_i` are shared over prompts and dimensions and `b ∈ R^D` is an intercept.
 //! Solved in closed form: `b` eliminated by centring, then the (H+1)×(H+1) normal equations.
+//! A component that is the same for every prompt (a head that reads only the shared template
+//! of a real model's prompts) has no weight to fit: it gets 0, the intercept absorbs it, and
+//! the fit lists it as constant.
 //! `w_i > 0`: the MLP amplifies component i; `< 0`: it erases it; `b` is the task-aware
 //! intercept, read against the answer and subject unembedding rows.
 
@@ -21,6 +24,9 @@ pub struct LinearFit {
     pub intercept: Vec<f64>,
     /// `sqrt(MSE) / mean_n ‖y_n‖` (MSE over prompts and dimensions).
     pub relative_error: f64,
+    /// Components that do not vary over the prompts: their weight is 0 (not identifiable)
+    /// and the intercept holds their value.
+    pub constant: Vec<usize>,
 }
 
 /// Fits `y_n ≈ Σ_i w_i c_{n,i} + b`: `y` is `[N, D]`, `comps` `[N, K, D]` (row-major).
@@ -65,7 +71,23 @@ pub fn fit_shared_weights(
             }
         }
     }
-    let weights = solve(&gram, &rhs, k).ok_or_else(|| ProbeError::Numerical("fit: the components are linearly dependent over the prompts (singular normal equations)".into()))?;
+    // A component whose centred energy is float noise against the largest one is constant
+    // over the prompts; the others are solved for.
+    let top = (0..k).fold(0.0f64, |m, i| m.max(gram[i * k + i]));
+    let (varying, constant): (Vec<usize>, Vec<usize>) =
+        (0..k).partition(|&i| gram[i * k + i] > top * 1e-12);
+    let m = varying.len();
+    let sub: Vec<f64> = varying
+        .iter()
+        .flat_map(|&i| varying.iter().map(move |&j| (i, j)))
+        .map(|(i, j)| gram[i * k + j])
+        .collect();
+    let sub_rhs: Vec<f64> = varying.iter().map(|&i| rhs[i]).collect();
+    let solved = solve(&sub, &sub_rhs, m).ok_or_else(|| ProbeError::Numerical("fit: the components are linearly dependent over the prompts (singular normal equations)".into()))?;
+    let mut weights = vec![0.0; k];
+    for (&i, w) in varying.iter().zip(solved) {
+        weights[i] = w;
+    }
     let intercept: Vec<f64> = (0..d)
         .map(|j| ym[j] - (0..k).map(|i| weights[i] * cm[i * d + j]).sum::<f64>())
         .collect();
@@ -86,6 +108,7 @@ pub fn fit_shared_weights(
         weights,
         intercept,
         relative_error: if ynorm == 0.0 { f64::NAN } else { rmse / ynorm },
+        constant,
     })
 }
 
