@@ -1,23 +1,25 @@
 //! Mixture-of-Modules (METHODS §6, §11.12 #6): a vanilla character LM against MoM models with
 //! (within a few per cent) the same number of parameters, trained on the same Shakespeare text
-//! for the same steps with the same seed.
+//! for the same steps, three seeds each. Top-2 routing and the paper's default top-1 are
+//! judged alike: the criterion holds only when both do.
 //!
 //! A MoM model keeps one anchor block at the bottom and one at the top; between them a pool of
 //! attention modules and a pool of SwiGLU modules are iterated H times, and at every iteration
 //! a GRU router picks modules of each pool, or SKIP, per token. Its anchors plus pool modules
-//! hold exactly the vanilla model's blocks, so only the small routers are extra. The headline
-//! MoM routes top-2 (its routers learn from the LM loss); a second MoM uses the paper's default
-//! top-1, whose routers in weft learn from the balance loss only (see the report's notes).
+//! hold exactly the vanilla model's blocks, so only the small routers are extra. One MoM routes
+//! top-2 (its routers learn from the LM loss); the other uses the paper's default top-1, whose
+//! routers in weft learn from the balance loss only (see the report's notes).
 //!
 //! After training, every model is evaluated on the same held-out batches (mean next-token
-//! NLL). For MoM the routers' choices on those batches (the `route{r}.choice` hook points of
+//! NLL). For the seed-0 MoM models the routers' choices on those batches (the `route{r}.choice` hook points of
 //! every iteration) give module utilisation and each token's effective depth. Pruning: the
 //! least-used attention module (and, for contrast, the most-used attention module and the
 //! least-used SwiGLU module) is disabled by replacing its column of the router logits with
 //! −10⁹ at every iteration (`Backend::run_replacing`), so its tokens take their next choice,
 //! and the held-out loss is measured again.
 
-use crate::{Lab, Report, ReproError, Spec, Table};
+use super::copy_recipe::{se_diff, spread};
+use crate::{Lab, Report, ReproError, Spec, Table, Trained};
 use serde_json::json;
 use weft_runtime::data::Batch;
 use weft_runtime::probes::{logits, Model, ProbeError};
@@ -26,8 +28,11 @@ use weft_runtime::{Intervention, Sel, Tensor};
 /// The MoM block's layer index in mom.weft (anchor, mom, anchor).
 const MOM_LAYER: usize = 1;
 
-/// The runs: (report name, spec file, run directory). The first is the baseline, the second
-/// the headline MoM; the third the paper's default top-1 routing, reported beside it.
+/// The criterion, fixed before the final run (its commit is named in the report).
+const CRITERION: &str = include_str!("../../criteria/mom.txt");
+
+/// The runs: (report name, spec file, run directory). The first is the baseline; the MoM
+/// models (top-2, and the paper's default top-1) follow it.
 const RUNS: &[(&str, &str, &str)] = &[
     ("vanilla", "vanilla.weft", "vanilla"),
     ("MoM", "mom.weft", "mom"),
@@ -35,36 +40,53 @@ const RUNS: &[(&str, &str, &str)] = &[
 ];
 
 pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
+    let seeds: Vec<u64> = (0..lab.pick(3, 1)).map(|i| lab.seed() + i).collect();
+    let names: Vec<&str> = RUNS.iter().map(|x| x.0).collect();
     let mut specs = Vec::new();
-    let mut runs = Vec::new();
-    let mut names = Vec::new();
-    for &(name, file, dir) in RUNS {
+    // all[m][s]: model RUNS[m], seed seeds[s].
+    let mut all: Vec<Vec<Trained>> = Vec::new();
+    for &(_, file, dir) in RUNS {
         let mut s = lab.spec(file)?;
         s.set("steps", lab.pick(400, 8));
         s.set("batch", lab.pick(16, 4));
         s.set("eval_every", lab.pick(100, 8));
-        runs.push(lab.train(&s, dir, None)?);
+        let mut arm = Vec::new();
+        for &seed in &seeds {
+            arm.push(lab.train_seeded(&s, &format!("{dir}_seed{seed}"), None, seed)?);
+        }
+        all.push(arm);
         specs.push(s);
-        names.push(name);
     }
 
     let batches = held_out(lab, &specs[0], lab.pick(16, 1))?;
     let tokens: usize = batches.iter().map(Batch::target_count).sum();
+    // held[m][s]: held-out loss of every run.
+    let mut held: Vec<Vec<f64>> = Vec::new();
+    for (s, arm) in specs.iter().zip(&all) {
+        let mut v = Vec::new();
+        for t in arm {
+            let m = lab.model(s, &t.params);
+            v.push(
+                lab.probe("held-out loss", || evaluate(&m, &batches, &[]))?
+                    .loss,
+            );
+        }
+        held.push(v);
+    }
+    // The seed-0 models are the ones whose routing is taken apart below.
+    let runs: Vec<&Trained> = all.iter().map(|arm| &arm[0]).collect();
     let models: Vec<Model> = specs
         .iter()
         .zip(&runs)
         .map(|(s, t)| lab.model(s, &t.params))
         .collect();
-    let mut losses = Vec::new();
-    for m in &models {
-        let e = lab.probe("held-out loss", || evaluate(m, &batches, &[]))?;
-        losses.push(e.loss);
-    }
+    let losses: Vec<f64> = held.iter().map(|v| v[0]).collect();
 
     let mut table = Table::new(
         "Language modelling (Shakespeare, characters)",
         &[
             "model",
+            "seed",
             "params",
             "final train loss",
             "held-out loss",
@@ -72,17 +94,50 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
             "train time (s)",
         ],
     );
-    for ((n, t), l) in names.iter().zip(&runs).zip(&losses) {
-        table.row(vec![
-            json!(n),
-            json!(t.param_count()),
-            json!(t.final_loss),
-            json!(l),
-            json!(t.val_loss()),
-            json!(t.wall_s),
-        ]);
+    for ((n, arm), h) in names.iter().zip(&all).zip(&held) {
+        for ((t, seed), l) in arm.iter().zip(&seeds).zip(h) {
+            table.row(vec![
+                json!(n),
+                json!(seed),
+                json!(t.param_count()),
+                json!(t.final_loss),
+                json!(l),
+                json!(t.val_loss()),
+                json!(t.wall_s),
+            ]);
+        }
     }
     r.table(table);
+
+    let mut spread_t = Table::new(
+        &format!("Held-out loss over {} seeds", seeds.len()),
+        &[
+            "model",
+            "mean",
+            "sd",
+            "SE",
+            "difference from vanilla",
+            "2·SE of the difference",
+            "upper end (difference + 2·SE)",
+        ],
+    );
+    let mut upper = Vec::new();
+    for (n, h) in names.iter().zip(&held) {
+        let (m, sd, se) = spread(h);
+        let d = m - crate::experiments::mean(&held[0]);
+        let two_se = 2.0 * se_diff(h, &held[0]);
+        spread_t.row(vec![
+            json!(n),
+            json!(m),
+            json!(sd),
+            json!(se),
+            json!(d),
+            json!(two_se),
+            json!(d + two_se),
+        ]);
+        upper.push(d + two_se);
+    }
+    r.table(spread_t);
 
     // Routing of each MoM model on the held-out batches.
     let mut stats = Vec::new();
@@ -190,15 +245,20 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     }
     r.table(prune);
 
-    let (base, method) = (losses[0], losses[1]);
+    // The headline shows the worse MoM: the criterion holds only if both routings meet it.
+    let means: Vec<f64> = held.iter().map(|h| crate::experiments::mean(h)).collect();
+    let worse = if upper[2] > upper[1] { 2 } else { 1 };
     r.headline(
-        "held-out loss (nats/char)",
+        &format!(
+            "held-out loss (nats/char, mean of {} seeds; the worse of MoM top-2 and top-1)",
+            seeds.len()
+        ),
         names[0],
-        base,
-        names[1],
-        method,
-        method <= base + 0.02,
-        "MoM's held-out loss is at most 0.02 nats above vanilla's at (within a few per cent) equal parameters (the paper: similar or better)",
+        means[0],
+        names[worse],
+        means[worse],
+        upper[1] <= 0.02 && upper[2] <= 0.02,
+        CRITERION.trim(),
     );
     let counts: Vec<String> = names
         .iter()
@@ -209,21 +269,24 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     let extra = 100.0 * (runs[1].param_count() as f64 - pv) / pv;
     r.note(format!(
         "Parameters: {} (MoM {extra:+.1}%: the two GRU routers). Held-out loss over {tokens} characters \
-         of the validation split, the same batches for every row; MoM top-1 ends at {:.4}.",
+         of the validation split, the same batches for every row; upper ends of the seed spread \
+         against the 0.02 margin: MoM {:+.4}, MoM top-1 {:+.4}. Routing, depth and pruning below \
+         are of the seed-0 models.",
         counts.join(", "),
-        losses[2]
+        upper[1],
+        upper[2]
     ));
     r.note(
         "Routing gradient: with top_k = 1 the chosen module's renormalised weight p/p is exactly 1, so \
          weft's routers get no gradient from the language-modelling loss (checked: with the balance loss \
          and weight decay off, the top-1 routers' weights do not move in training, while top-2 routers' \
-         do; `straight_through: true` does not change this). The headline MoM therefore routes top-2 of \
+         do; `straight_through: true` does not change this). The `MoM` rows therefore route top-2 of \
          {2 modules, SKIP}; the paper's default top-1 is the `MoM top-1` row, whose routing is shaped by \
          the balance loss alone.",
     );
     r.note(format!(
         "Effective depth: {} — vanilla {vanilla_depth}, maximum {max_depth}. The paper expects deeper \
-         graphs than vanilla at equal parameters ({} for the headline MoM). Under top-2 every iteration \
+         graphs than vanilla at equal parameters ({} for the top-2 MoM). Under top-2 every iteration \
          runs at least one module, so its depth is the maximum by construction; top-1 can skip.",
         names[1..]
             .iter()
