@@ -319,9 +319,9 @@ impl<'a, T: CpuReal> RuleRows<'a, T> {
 
 /// The inputs of an attention op after q, k, v (and y, dy): segment ids when the rule reads
 /// them, then the rule's parameters (`[k][head]`).
-pub(crate) fn extras<'a, T: CpuReal>(
+pub(crate) fn extras<'a, T: CpuReal, O: super::value::Operand<T>>(
     rule: &AttentionRule,
-    rest: &[&'a super::value::Value<T>],
+    rest: &[&'a O],
 ) -> (Option<&'a [i32]>, Vec<Vec<T>>) {
     let n_seg = usize::from(rule.needs_segments());
     let seg = rest.first().filter(|_| n_seg == 1).map(|v| v.i());

@@ -26,6 +26,23 @@ impl<T> Value<T> {
     }
 }
 
+/// Read access to an operand's data: a value of the run, or (on the fast path) a parameter
+/// read where it lies. Lets helpers that pick operands apart serve both interpreters.
+pub(crate) trait Operand<T> {
+    fn f(&self) -> &[T];
+    fn i(&self) -> &[i32];
+}
+
+impl<T> Operand<T> for Value<T> {
+    fn f(&self) -> &[T] {
+        Value::f(self)
+    }
+
+    fn i(&self) -> &[i32] {
+        Value::i(self)
+    }
+}
+
 /// Applies a dtype-agnostic data movement to either variant.
 macro_rules! map_value {
     ($v:expr, |$x:ident| $body:expr) => {

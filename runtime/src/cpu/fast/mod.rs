@@ -40,7 +40,7 @@ mod strided;
 use super::attention::Dims;
 use super::exec::{self, Patch};
 use super::layout::split_axis;
-use super::value::Value;
+use super::value::{Operand, Value};
 use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
 use crate::error::RunError;
 use crate::replace::Intervention;
@@ -49,7 +49,7 @@ use pool::Pool;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use weft_compiler::codegen::{plan_fusion, CodegenOptions};
-use weft_compiler::ir::{verify, AttentionRule, Graph, Op, ValueId};
+use weft_compiler::ir::{verify, Graph, Op, ValueId};
 
 /// The fast f32 CPU backend (`--backend cpu`); [`super::CpuBackend`] is its reference.
 #[derive(Debug, Default)]
@@ -298,7 +298,7 @@ enum Slot<'p> {
     Param(&'p [f32]),
 }
 
-impl Slot<'_> {
+impl Operand<f32> for Slot<'_> {
     fn f(&self) -> &[f32] {
         match self {
             Slot::Own(v) => v.f(),
@@ -312,7 +312,9 @@ impl Slot<'_> {
             Slot::Param(_) => unreachable!("fast path bug: expected an i32 value, found f32"),
         }
     }
+}
 
+impl Slot<'_> {
     fn is_f(&self) -> bool {
         !matches!(self, Slot::Own(Value::I(_)))
     }
@@ -523,18 +525,6 @@ fn reference(
     exec::eval(g, i, &refs, inputs, params)
 }
 
-/// A rule's segment ids and parameters (`[k][head]`) from the operands after q, k, v (or
-/// after the backward's five).
-fn rule_extras<'a>(rule: &AttentionRule, rest: &[&'a Slot]) -> (Option<&'a [i32]>, Vec<Vec<f32>>) {
-    let n_seg = usize::from(rule.needs_segments());
-    let seg = rest.first().filter(|_| n_seg == 1).map(|v| v.i());
-    let params = rest[n_seg.min(rest.len())..]
-        .iter()
-        .map(|v| v.f().to_vec())
-        .collect();
-    (seg, params)
-}
-
 /// Node `i` with a fast kernel when there is one, else the reference's evaluation.
 fn eval(
     g: &Graph,
@@ -680,7 +670,7 @@ fn eval(
             let dm = Dims::from_shape(s(0));
             let mut o = out();
             if let Op::Attention(_) | Op::AttentionPattern(_) = node.op {
-                let (seg, params) = rule_extras(rule, &ins[3..]);
+                let (seg, params) = crate::cpu::attention::extras(rule, &ins[3..]);
                 let (q, k) = (ins[0].f(), ins[1].f());
                 if let Op::Attention(_) = node.op {
                     attention_rule::forward(&c, (q, k, ins[2].f()), seg, &params, dm, &mut o);
@@ -688,7 +678,7 @@ fn eval(
                     attention_rule::pattern(&c, (q, k), seg, &params, dm, &mut o);
                 }
             } else {
-                let (seg, params) = rule_extras(rule, &ins[5..]);
+                let (seg, params) = crate::cpu::attention::extras(rule, &ins[5..]);
                 let five = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
                 if let Op::AttentionBackward(_) = node.op {
                     attention_rule::backward(&c, five, seg, &params, dm, &mut o);
