@@ -3,7 +3,9 @@
 //! the reproductions run, not that their effects appear (quick budgets are too small).
 
 use std::path::PathBuf;
-use weft_repro::{read_reports, run_experiment, summary_markdown, Options, EXPERIMENTS};
+use weft_repro::{
+    read_reports, run_experiment, smollm2_path, summary_markdown, Options, EXPERIMENTS,
+};
 
 #[test]
 fn every_experiment_writes_a_finite_report_in_quick_mode() {
@@ -17,8 +19,18 @@ fn every_experiment_writes_a_finite_report_in_quick_mode() {
         seed: 0,
         root,
     };
+    // Factual recall runs on SmolLM2 (a GGUF file `.ci/run` fetches): without the file it is
+    // skipped with a message locally and fails under CI, as runtime/tests/gguf_import.rs does.
+    let model = smollm2_path().filter(|p| p.is_file());
+    let skip_factual = model.is_none() && std::env::var_os("CI").is_none();
+    if skip_factual {
+        eprintln!("skipped: factual (no SmolLM2 GGUF; set WEFT_SMOLLM2_GGUF or run the fetch step in .ci/run)");
+    }
     let mut failures = Vec::new();
     for e in EXPERIMENTS {
+        if skip_factual && e.name == "factual" {
+            continue;
+        }
         match run_experiment(e, &opts) {
             Ok(r) => {
                 let h = r.headline.as_ref();
@@ -49,11 +61,16 @@ fn every_experiment_writes_a_finite_report_in_quick_mode() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let reports = read_reports(&out).unwrap();
-    assert_eq!(reports.len(), EXPERIMENTS.len());
+    assert_eq!(reports.len(), EXPERIMENTS.len() - usize::from(skip_factual));
     let md = summary_markdown(&reports, "runs/repro");
-    for e in EXPERIMENTS {
+    for e in EXPERIMENTS
+        .iter()
+        .filter(|e| !(skip_factual && e.name == "factual"))
+    {
         assert!(md.contains(e.method), "summary lacks {}", e.method);
     }
-    assert!(!md.contains("No report yet"));
+    if !skip_factual {
+        assert!(!md.contains("No report yet"));
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
