@@ -56,22 +56,7 @@ fn compare(case: &Case, hooks: &HookSelection) {
         let got = fast
             .run(&case.graph, &case.inputs, &case.params, hooks)
             .unwrap_or_else(|e| panic!("{}: fast: {e}", case.name));
-        for (name, t) in &want.outputs {
-            assert_close(
-                &format!("{} pass {pass} {name}", case.name),
-                &got.outputs[name],
-                t,
-            );
-        }
-        for (name, t) in &want.hooks {
-            assert_close(
-                &format!("{} pass {pass} hook {name}", case.name),
-                &got.hooks[name],
-                t,
-            );
-        }
-        assert_eq!(got.outputs.len(), want.outputs.len());
-        assert_eq!(got.hooks.len(), want.hooks.len());
+        same_outputs(&format!("{} pass {pass}", case.name), &got, &want);
     }
 }
 

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use weft_runtime::probes::final_layer::{
     final_layer, last_layer_run, FinalIntervention, FinalLayerConfig, LastLayerChange,
 };
+use weft_runtime::probes::linalg::dot;
 use weft_runtime::probes::mlp_decomposition::{mlp_decomposition, DecompositionData};
 use weft_runtime::probes::path_patching::{path_patching, PatchingData};
 use weft_runtime::probes::readout::{argmax, prob, Readout};
@@ -747,8 +748,4 @@ fn write_traces(
         .map_err(io)?;
     }
     Ok(())
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
