@@ -365,13 +365,14 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "label_mapping",
         kind: Kind::Data,
-        doc: "Noisy many-shot label mapping: task id, then (x, y) demonstration turns with turn and segment ids.",
+        doc: "Noisy many-shot label mapping: task id (or a shared start token), then (x, y) demonstration turns with turn and segment ids.",
         params: &[
             opt("tasks", Ty::Int, "16", "number of fixed mappings"),
             opt("inputs", Ty::Int, "8", "input tokens per mapping"),
             opt("labels", Ty::Int, "4", "label tokens"),
             opt("shots", Ty::Int, "64", "maximum demonstrations per sequence"),
             opt("noise", Ty::Float, "0.0", "fraction of flipped demonstration labels"),
+            opt("task_id", Ty::Bool, "true", "start each sequence with its task id; `false`: one shared start token, so the mapping must be recognised from the demonstrations"),
         ],
     },
     Builtin {

@@ -19,18 +19,20 @@ fn every_experiment_writes_a_finite_report_in_quick_mode() {
         seed: 0,
         root,
     };
-    // Factual recall runs on SmolLM2 (a GGUF file `.ci/run` fetches): without the file it is
-    // skipped with a message locally and fails under CI, as runtime/tests/gguf_import.rs does.
+    // Factual recall and MoICE run on SmolLM2 (a GGUF file `.ci/run` fetches): without the
+    // file they are skipped with a message locally and fail under CI, as
+    // runtime/tests/gguf_import.rs does.
     let model = smollm2_path().filter(|p| p.is_file());
-    let skip_factual = model.is_none() && std::env::var_os("CI").is_none();
-    if skip_factual {
-        eprintln!("skipped: factual (no SmolLM2 GGUF; set WEFT_SMOLLM2_GGUF or run the fetch step in .ci/run)");
+    let skip_pretrained = model.is_none() && std::env::var_os("CI").is_none();
+    let runs: Vec<_> = EXPERIMENTS
+        .iter()
+        .filter(|e| !(skip_pretrained && e.pretrained))
+        .collect();
+    if skip_pretrained {
+        eprintln!("skipped: the experiments on SmolLM2 (no GGUF; set WEFT_SMOLLM2_GGUF or run the fetch step in .ci/run)");
     }
     let mut failures = Vec::new();
-    for e in EXPERIMENTS {
-        if skip_factual && e.name == "factual" {
-            continue;
-        }
+    for &e in &runs {
         match run_experiment(e, &opts) {
             Ok(r) => {
                 let h = r.headline.as_ref();
@@ -61,15 +63,12 @@ fn every_experiment_writes_a_finite_report_in_quick_mode() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let reports = read_reports(&out).unwrap();
-    assert_eq!(reports.len(), EXPERIMENTS.len() - usize::from(skip_factual));
+    assert_eq!(reports.len(), runs.len());
     let md = summary_markdown(&reports, "runs/repro");
-    for e in EXPERIMENTS
-        .iter()
-        .filter(|e| !(skip_factual && e.name == "factual"))
-    {
+    for e in &runs {
         assert!(md.contains(e.method), "summary lacks {}", e.method);
     }
-    if !skip_factual {
+    if !skip_pretrained {
         assert!(!md.contains("No report yet"));
     }
     let _ = std::fs::remove_dir_all(&out);

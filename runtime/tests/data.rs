@@ -242,6 +242,34 @@ fn label_mapping_has_turns_segments_and_the_configured_noise() {
 }
 
 #[test]
+fn label_mapping_without_task_id_starts_every_task_alike_and_names_held_out_tasks() {
+    let lm = LabelMapping::new(4, 8, 4, 20, 0.0, 64, 9)
+        .unwrap()
+        .with_task_id(false);
+    assert!(lm.describe().contains("task_id: false"));
+    assert_eq!(lm.prompt(3, &[], 1)[0], lm.prompt(0, &[], 1)[0]);
+    let seq = 21;
+    let tasks = lm.eval_tasks(seq);
+    let rows: Vec<i32> = lm
+        .eval_batches(8, seq)
+        .unwrap()
+        .iter()
+        .flat_map(|b| i32s(&b.tokens).to_vec())
+        .collect();
+    assert!(rows.len() / seq >= tasks.len() && !tasks.is_empty());
+    // Turn 0 says nothing; the demonstrations follow the task `eval_tasks` names (noise 0).
+    for (row, &task) in rows.chunks(seq).zip(&tasks) {
+        assert_eq!(row[0], 1, "the shared start token");
+        for pair in row[1..].chunks(2).take_while(|p| p.len() == 2 && p[0] != 0) {
+            let x = (pair[0] - lm.input_token(0)) as usize;
+            assert_eq!(pair[1], lm.label_token(lm.label_of(task, x)));
+        }
+    }
+    // Several tasks occur, so the labels cannot all be explained by one table.
+    assert!(tasks.iter().any(|&t| t != tasks[0]));
+}
+
+#[test]
 fn arithmetic_renders_chain_of_thought_and_holds_out_problems() {
     let src = Arithmetic::new(4, 100, 300, ArithmeticLevel::Chars, 128, 1).unwrap();
     let (prompt, answer) = src.render(&[17, 45, 92, 8]);

@@ -39,6 +39,8 @@ pub enum DataSource {
         labels: usize,
         shots: usize,
         noise: f64,
+        /// Whether turn 0 is the task's id (else a start token shared by all tasks).
+        task_id: bool,
     },
     Arithmetic {
         terms: usize,
@@ -91,6 +93,7 @@ impl Resolved for DataSource {
                 labels: a.count("labels")?,
                 shots: a.count("shots")?,
                 noise: a.float("noise")?,
+                task_id: a.bool("task_id")?,
             },
             "arithmetic" => DataSource::Arithmetic {
                 terms: a.count("terms")?,

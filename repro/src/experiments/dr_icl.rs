@@ -1,13 +1,17 @@
 //! DR-ICL (METHODS §1, §11.12 #1): one small decoder trained twice on noisy many-shot label
-//! mapping (16 fixed mappings of 8 inputs to 4 labels, a task id then k (x, y) demonstration
-//! turns, 15% of demonstration labels flipped), same data, budget and seed: once with the
-//! plain many-shot NLL over every demonstration's label, once with the DR objective
-//! (advantage-reweighted per-demonstration losses of the causal view plus the zero-shot view's
-//! loss, α = 0.2, γ = 11, W = 10). Both are evaluated with the `shots_sweep` probe: accuracy
-//! of a clean query against the number of (noisy) demonstrations, and zero-shot. The DR run's
+//! mapping (16 fixed mappings of 8 inputs to 4 labels, k (x, y) demonstration turns after a
+//! start token shared by every task, 15% of demonstration labels flipped), same data, budget
+//! and seed: once with the plain many-shot NLL over every demonstration's label, once with
+//! the DR objective (advantage-reweighted per-demonstration losses of the causal view plus the
+//! zero-shot view's loss, α = 0.2, γ = 11, W = 10), three seeds each. The task id of §11.12
+//! is hidden (`task_id: false`, as the released code's zero-shot view does): with it, the
+//! models answer from a memorised table and demonstrations cannot matter (round one: accuracy
+//! 1.0 zero-shot). Both are evaluated with the `shots_sweep` probe: accuracy of a clean query
+//! against the number of (noisy) demonstrations, and zero-shot. The DR run's
 //! per-demonstration losses and weights come from the `segments` trace the training loop
 //! writes, split into demonstrations whose label was flipped and clean ones.
 
+use crate::experiments::copy_recipe::{se_diff, spread};
 use crate::{Lab, Report, ReproError, Table, Trained};
 use serde_json::json;
 use weft_runtime::data::{DataSource, LabelMapping};
@@ -19,21 +23,35 @@ use weft_runtime::rundir::{read_trace, trace_kind};
 /// a handful of prompts an effect.
 const MARGIN: f64 = 0.01;
 
+/// The criterion, fixed before the final run (its commit is named in the report).
+const CRITERION: &str = include_str!("../../criteria/dr_icl.txt");
+
+/// The objectives: (report name, spec file, run directory); the baseline first.
+const RUNS: [(&str, &str, &str); 2] = [
+    ("plain NLL", "plain.weft", "plain"),
+    ("DR", "dr.weft", "dr"),
+];
+
 pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
-    let names = ["plain NLL", "DR"];
-    let mut specs = [lab.spec("plain.weft")?, lab.spec("dr.weft")?];
-    for s in &mut specs {
+    let seeds: Vec<u64> = (0..lab.pick(3, 1)).map(|i| lab.seed() + i).collect();
+    let mut specs = Vec::new();
+    // runs[m][s]: objective RUNS[m], seed seeds[s].
+    let mut runs: Vec<Vec<Trained>> = Vec::new();
+    for (_, file, dir) in RUNS {
+        let mut s = lab.spec(file)?;
         s.set("steps", lab.pick(s.train_int("steps").unwrap_or(1000), 8));
         s.set("batch", lab.pick(s.train_int("batch").unwrap_or(16), 4));
         s.set(
             "eval_every",
             lab.pick(s.train_int("eval_every").unwrap_or(250), 8),
         );
+        let mut arm = Vec::new();
+        for &seed in &seeds {
+            arm.push(lab.train_seeded(&s, &format!("{dir}_seed{seed}"), None, seed)?);
+        }
+        runs.push(arm);
+        specs.push(s);
     }
-    let runs = [
-        lab.train(&specs[0], "plain", None)?,
-        lab.train(&specs[1], "dr", None)?,
-    ];
 
     let ctx = specs[0].checked.model.config.ctx.max(2);
     let max_k = (ctx - 2) / 2;
@@ -45,78 +63,144 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     } else {
         shots
     };
-    let mut sweeps: Vec<ShotsSweep> = Vec::new();
-    for (spec, t) in specs.iter().zip(&runs) {
-        let task = lab.probe("shots sweep task", || {
-            label_mapping_of(&spec.checked, "shots_sweep", lab.seed())
-        })?;
-        let model = lab.model(spec, &t.params);
-        let sweep = lab.probe("shots sweep", || {
-            shots_sweep(
-                &model,
-                &ShotsSweepConfig {
-                    task,
-                    shots: shots.clone(),
-                    samples: lab.pick(512, 16),
-                    batch: 32,
-                    seed: lab.seed(),
-                },
-            )
-        })?;
-        sweeps.push(sweep);
+    // sweeps[m][s], each on its own seed's mappings (the table is drawn from the run's seed).
+    let mut sweeps: Vec<Vec<ShotsSweep>> = Vec::new();
+    for (spec, arm) in specs.iter().zip(&runs) {
+        let mut v = Vec::new();
+        for (t, &seed) in arm.iter().zip(&seeds) {
+            let task = lab.probe("shots sweep task", || {
+                label_mapping_of(&spec.checked, "shots_sweep", seed)
+            })?;
+            let model = lab.model(spec, &t.params);
+            v.push(lab.probe("shots sweep", || {
+                shots_sweep(
+                    &model,
+                    &ShotsSweepConfig {
+                        task,
+                        shots: shots.clone(),
+                        samples: lab.pick(512, 16),
+                        batch: 32,
+                        seed,
+                    },
+                )
+            })?);
+        }
+        sweeps.push(v);
     }
 
     let mut train = Table::new(
-        "Training (noisy label mapping)",
+        "Training (noisy label mapping, task id hidden)",
         &[
             "objective",
+            "seed",
             "params",
             "final train loss",
             "val loss (own objective)",
             "train time (s)",
         ],
     );
-    for (n, t) in names.iter().zip(&runs) {
-        train.row(vec![
-            json!(n),
-            json!(t.param_count()),
-            json!(t.final_loss),
-            json!(t.val_loss()),
-            json!(t.wall_s),
-        ]);
+    for ((n, ..), arm) in RUNS.iter().zip(&runs) {
+        for (t, seed) in arm.iter().zip(&seeds) {
+            train.row(vec![
+                json!(n),
+                json!(seed),
+                json!(t.param_count()),
+                json!(t.final_loss),
+                json!(t.val_loss()),
+                json!(t.wall_s),
+            ]);
+        }
     }
     r.table(train);
 
-    let s = &sweeps[0];
+    // acc(m, i): objective m's accuracy per seed at shot index i (None: zero-shot).
+    let acc = |m: usize, i: Option<usize>| -> Vec<f64> {
+        sweeps[m]
+            .iter()
+            .map(|sw| i.map_or(sw.zero_shot_accuracy, |i| sw.accuracy[i]))
+            .collect()
+    };
+    let s0 = &sweeps[0][0];
     let mut curve = Table::new(
         &format!(
-            "Query accuracy against the number of demonstrations (label-token scoring, chance {:.2}; demonstration noise {}; {} prompts per k)",
-            s.chance, s.noise, s.samples
+            "Query accuracy against the number of demonstrations, mean of {} seeds (label-token \
+             scoring, chance {:.2}; demonstration noise {}; {} prompts per k and seed)",
+            seeds.len(),
+            s0.chance,
+            s0.noise,
+            s0.samples
         ),
-        &["shots k", "plain NLL acc", "DR acc", "plain NLL loss", "DR loss"],
+        &[
+            "shots k",
+            "plain NLL acc",
+            "DR acc",
+            "DR − plain",
+            "2·SE of the difference",
+            "plain NLL loss",
+            "DR loss",
+        ],
     );
-    curve.row(vec![
-        json!("0 (zero-shot)"),
-        json!(sweeps[0].zero_shot_accuracy),
-        json!(sweeps[1].zero_shot_accuracy),
-        json!(sweeps[0].zero_shot_loss),
-        json!(sweeps[1].zero_shot_loss),
-    ]);
-    for (i, k) in s.shots.iter().enumerate() {
+    let loss = |m: usize, i: Option<usize>| -> f64 {
+        crate::experiments::mean(
+            &sweeps[m]
+                .iter()
+                .map(|sw| i.map_or(sw.zero_shot_loss, |i| sw.loss[i]))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let points: Vec<(String, Option<usize>)> = std::iter::once(("0 (zero-shot)".into(), None))
+        .chain(
+            s0.shots
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.to_string(), Some(i))),
+        )
+        .collect();
+    for (label, i) in &points {
+        let (p, d) = (acc(0, *i), acc(1, *i));
         curve.row(vec![
-            json!(k),
-            json!(sweeps[0].accuracy[i]),
-            json!(sweeps[1].accuracy[i]),
-            json!(sweeps[0].loss[i]),
-            json!(sweeps[1].loss[i]),
+            json!(label),
+            json!(spread(&p).0),
+            json!(spread(&d).0),
+            json!(spread(&d).0 - spread(&p).0),
+            json!(2.0 * se_diff(&d, &p)),
+            json!(loss(0, *i)),
+            json!(loss(1, *i)),
         ]);
     }
     r.table(curve);
 
+    let last = s0.shots.len() - 1;
+    let mut per_seed = Table::new(
+        "Per seed: zero-shot, peak and largest-k accuracy",
+        &[
+            "objective",
+            "seed",
+            "zero-shot",
+            "peak acc",
+            "at k",
+            &format!("acc at k = {}", s0.shots[last]),
+        ],
+    );
+    for ((n, ..), arm) in RUNS.iter().zip(&sweeps) {
+        for (sw, seed) in arm.iter().zip(&seeds) {
+            let (best, at) = peak(sw);
+            per_seed.row(vec![
+                json!(n),
+                json!(seed),
+                json!(sw.zero_shot_accuracy),
+                json!(best),
+                json!(at),
+                json!(sw.accuracy[last]),
+            ]);
+        }
+    }
+    r.table(per_seed);
+
     let lm = lab.probe("label mapping", || {
-        label_mapping_of(&specs[1].checked, "demo weights", lab.seed())
+        label_mapping_of(&specs[1].checked, "demo weights", seeds[0])
     })?;
-    match demo_weights(&runs[1], &lm, &specs[1]) {
+    match demo_weights(&runs[1][0], &lm, &specs[1]) {
         Ok((table, note)) => {
             r.table(table);
             r.note(note);
@@ -124,80 +208,117 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
         Err(why) => r.note(format!("Per-demonstration weights not reported: {why}.")),
     }
 
-    let last = s.shots.len() - 1;
-    let (plain, dr) = (sweeps[0].accuracy[last], sweeps[1].accuracy[last]);
-    let n = sweeps[0].samples.min(sweeps[1].samples);
-    let se = se_diff(plain, dr, n);
+    let (plain, dr) = (acc(0, Some(last)), acc(1, Some(last)));
+    let (pm, dm) = (spread(&plain).0, spread(&dr).0);
+    let se = se_diff(&dr, &plain);
     r.headline(
-        &format!("query accuracy with k = {} noisy demonstrations", s.shots[last]),
-        "plain NLL",
-        plain,
-        "DR",
-        dr,
-        dr - plain > (2.0 * se).max(MARGIN),
         &format!(
-            "DR's accuracy at the largest k exceeds plain NLL's by more than two standard errors of \
-             the difference and by at least {MARGIN} ({n} prompts each: 2·SE = {:.3}); the paper: \
-             DR stays higher at many shots under label noise",
-            2.0 * se
+            "query accuracy with k = {} noisy demonstrations (mean of {} seeds)",
+            s0.shots[last],
+            seeds.len()
         ),
+        "plain NLL",
+        pm,
+        "DR",
+        dm,
+        dm - pm > (2.0 * se).max(MARGIN),
+        CRITERION.trim(),
     );
-    let peak = |sw: &ShotsSweep| {
-        sw.accuracy.iter().zip(&sw.shots).fold(
-            (f64::MIN, 0),
-            |b, (&a, &k)| if a > b.0 { (a, k) } else { b },
-        )
-    };
-    for (n, sw) in names.iter().zip(&sweeps) {
-        let (best, at) = peak(sw);
+    if pm > 1.0 - MARGIN {
+        r.inconclusive();
         r.note(format!(
-            "{n}: zero-shot {:.3}, best {best:.3} at k = {at}, {:.3} at k = {} — {} its zero-shot level, {} from its peak at the largest k.",
-            sw.zero_shot_accuracy,
-            sw.accuracy[last],
-            sw.shots[last],
-            if sw.accuracy[last] > sw.zero_shot_accuracy { "above" } else { "not above" },
-            if best - sw.accuracy[last] > 2.0 * se_diff(best, sw.accuracy[last], sw.samples) {
-                "dropping"
+            "Inconclusive: plain NLL answers {pm:.4} of the queries at k = {}, so DR cannot be \
+             higher by the margin {MARGIN}; a harder task (more mappings or inputs than \
+             demonstrations pin down) would decide it.",
+            s0.shots[last]
+        ));
+    }
+    // Where along the curve the two differ beyond 2·SE (across seeds).
+    let apart = |sign: f64| -> Vec<String> {
+        points
+            .iter()
+            .filter(|(_, i)| {
+                let (p, d) = (acc(0, *i), acc(1, *i));
+                sign * (spread(&d).0 - spread(&p).0) > 2.0 * se_diff(&d, &p)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let (above, below) = (apart(1.0), apart(-1.0));
+    r.note(format!(
+        "Along the curve, DR is above plain NLL beyond 2·SE at k ∈ {{{}}} and below it at k ∈ {{{}}}.",
+        above.join(", "),
+        below.join(", ")
+    ));
+    let (sp, sd) = (spread(&plain).1, spread(&dr).1);
+    r.note(format!(
+        "DR − plain NLL at k = {}: {:+.4}, 2·SE of the difference {:.4} (margin {MARGIN}). Seeds \
+         needed to bring 2·SE under a difference d: n ≥ 4·(sd₀² + sd₁²)/d², here sd = {sp:.4} \
+         (plain NLL) and {sd:.4} (DR).",
+        s0.shots[last],
+        dm - pm,
+        2.0 * se,
+    ));
+    // Beside the headline: does each objective use its demonstrations at all? Paired by seed.
+    for (m, (n, ..)) in RUNS.iter().enumerate() {
+        let gain: Vec<f64> = acc(m, Some(last))
+            .iter()
+            .zip(acc(m, None))
+            .map(|(k, z)| k - z)
+            .collect();
+        let (g, _, gse) = spread(&gain);
+        let drop: Vec<f64> = sweeps[m]
+            .iter()
+            .map(|sw| peak(sw).0 - sw.accuracy[last])
+            .collect();
+        let (dmean, _, dse) = spread(&drop);
+        r.note(format!(
+            "{n}: accuracy at k = {} minus its own zero-shot {g:+.4} (2·SE over seeds {:.4}): {}; \
+             peak minus largest-k {dmean:+.4} (2·SE {:.4}): {}.",
+            s0.shots[last],
+            2.0 * gse,
+            if g > 2.0 * gse && g >= MARGIN {
+                "above its zero-shot level"
             } else {
-                "not dropping"
+                "not above its zero-shot level"
+            },
+            2.0 * dse,
+            if dmean > 2.0 * dse && dmean >= MARGIN {
+                "dropping at many shots"
+            } else {
+                "not dropping at many shots"
             },
         ));
     }
     r.note(format!(
-        "Query loss (true label, whole vocabulary) from zero-shot to k = {}: plain NLL {:.4} → {:.4}, \
-         DR {:.4} → {:.4}.",
-        s.shots[last],
-        sweeps[0].zero_shot_loss,
-        sweeps[0].loss[last],
-        sweeps[1].zero_shot_loss,
-        sweeps[1].loss[last],
+        "Query loss (true label, whole vocabulary, mean of seeds) from zero-shot to k = {}: plain \
+         NLL {:.4} → {:.4}, DR {:.4} → {:.4}.",
+        s0.shots[last],
+        loss(0, None),
+        loss(0, Some(last)),
+        loss(1, None),
+        loss(1, Some(last)),
     ));
-    if sweeps.iter().all(|sw| sw.zero_shot_accuracy >= 0.9) {
-        r.note(
-            "Both models answer the query from the task id alone (zero-shot accuracy ≥ 0.9): with \
-             16 mappings of 8 inputs the table is memorised early in training, so demonstrations \
-             (noisy or not) are not needed and accuracy cannot rise or fall with k. In trials, \
-             enough mappings that the table cannot be memorised (512) left the models without \
-             in-context learning within this budget (accuracy flat near chance in k), so the \
-             §11.12 setting is kept.",
-        );
-    }
     let lm_call = lm.describe();
     r.note(format!(
         "Scaled down from §11.12 #1 (D = 128, k ∈ [1, 64], 2k–10k steps of batch 64): D = 64, 2 \
          layers, 4 heads, {lm_call} with k ∈ [1, {max_k}], {} steps of batch {} per objective \
-         (AdamW lr 2e-3, β = (0.9, 0.98), ε = 5e-8, wd 1e-4 as §1.5 except lr and a cosine \
-         schedule, both training from scratch). The DR baseline β_k is the largest loss of the \
-         previous W demonstrations (§1.4's cleaned-up window).",
+         and seed (AdamW lr 2e-3, β = (0.9, 0.98), ε = 5e-8, wd 1e-4 as §1.5 except lr and a \
+         cosine schedule, both training from scratch). The DR baseline β_k is the largest loss \
+         of the previous W demonstrations (§1.4's cleaned-up window). The task id is hidden, so \
+         the zero-shot view sees each turn alone.",
         specs[0].train_int("steps").unwrap_or(0),
         specs[0].train_int("batch").unwrap_or(0),
     ));
     Ok(())
 }
 
-/// Standard error of the difference of two accuracies `a`, `b` measured on `n` samples each.
-fn se_diff(a: f64, b: f64, n: usize) -> f64 {
-    ((a * (1.0 - a) + b * (1.0 - b)) / n.max(1) as f64).sqrt()
+/// The best accuracy over k and the k it is reached at.
+fn peak(sw: &ShotsSweep) -> (f64, usize) {
+    sw.accuracy.iter().zip(&sw.shots).fold(
+        (f64::MIN, 0),
+        |b, (&a, &k)| if a > b.0 { (a, k) } else { b },
+    )
 }
 
 /// Mean per-demonstration loss and weight of the DR run's last `segments` trace, for clean
@@ -257,10 +378,12 @@ fn demo_weights(
     // (count, Σ loss, Σ weight, count with weight < 1) for clean and flipped demonstrations,
     // skipping demonstration 0 (no baseline, weight 1 by definition).
     let mut acc = [(0usize, 0.0f64, 0.0f64, 0usize); 2];
-    let task_of = |id: i32| (id - lm.task_token(0)) as usize;
     let input_of = |id: i32| (id - lm.input_token(0)) as usize;
-    for (r, row) in rows.iter().enumerate() {
-        let task = task_of(row[0]);
+    let tasks = lm.eval_tasks(seq);
+    for ((r, row), &task) in rows.iter().enumerate().zip(&tasks) {
+        if row[0] != lm.start_token(task) {
+            return Err(format!("sequence {r} does not start as its task's do"));
+        }
         for j in 1..k {
             let i = r * k + j;
             if tokens[i] <= 0.0 {
@@ -272,7 +395,7 @@ fn demo_weights(
                     "sequence {r} is shorter than its demonstration {j}"
                 ));
             };
-            if task >= lm.tasks || input_of(x) >= lm.inputs {
+            if input_of(x) >= lm.inputs {
                 return Err(format!("sequence {r} does not line up with the trace"));
             }
             let flipped = y != lm.label_token(lm.label_of(task, input_of(x)));
@@ -290,11 +413,11 @@ fn demo_weights(
         ),
         &["demonstrations", "count", "mean ℓ_k", "mean w_k", "share with w_k < 1"],
     );
-    let mut means = [0.0; 2];
+    let mut means = [(0.0, 0.0); 2];
     for (i, name) in ["clean label", "flipped label"].iter().enumerate() {
         let (c, l, w, below) = acc[i];
         let d = c.max(1) as f64;
-        means[i] = w / d;
+        means[i] = (l / d, w / d);
         table.row(vec![
             json!(name),
             json!(c),
@@ -303,13 +426,20 @@ fn demo_weights(
             json!(below as f64 / d),
         ]);
     }
+    let [(clean_l, clean_w), (flip_l, flip_w)] = means;
     let note = format!(
-        "Per-demonstration weights: flipped demonstrations get mean w_k {:.3}, clean ones {:.3} ({}). \
-         §11.12 expects w_k < 1 on noisy demonstrations; the advantage form gives a weight above 1 \
-         to a demonstration whose loss exceeds the largest of the previous W.",
-        means[1],
-        means[0],
-        if means[1] < means[0] { "noisy demonstrations are down-weighted" } else { "noisy demonstrations are not down-weighted" }
+        "Per-demonstration weights: flipped demonstrations get mean w_k {flip_w:.3}, clean ones \
+         {clean_w:.3} ({}). §11.12 expects w_k < 1 on noisy demonstrations, but the weight \
+         exp((ℓ_k − β_k)/γ) rewards surprise: once the mapping is recognised a flipped label is \
+         unlikely, so its loss is high (mean ℓ_k {flip_l:.3} against {clean_l:.3} for clean \
+         labels), its advantage over the previous demonstrations' losses positive, and its weight \
+         above 1. Down-weighting noisy demonstrations would need the advantage's sign reversed; \
+         METHODS §1.4 and the released code both use this sign.",
+        if flip_w < clean_w {
+            "noisy demonstrations are down-weighted"
+        } else {
+            "noisy demonstrations are not down-weighted"
+        }
     );
     Ok((table, note))
 }

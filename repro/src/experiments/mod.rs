@@ -20,6 +20,9 @@ pub struct Experiment {
     pub name: &'static str,
     pub method: &'static str,
     pub comparison: &'static str,
+    /// Runs on SmolLM2-135M-Instruct (the GGUF file [`crate::smollm2_path`] names), not on a
+    /// model it trains from scratch.
+    pub pretrained: bool,
     pub run: fn(&mut Lab, &mut Report) -> Result<(), ReproError>,
 }
 
@@ -29,36 +32,43 @@ pub const EXPERIMENTS: &[Experiment] = &[
         name: "cog",
         method: "Cog attention",
         comparison: "signed vs softmax LM, same params",
+        pretrained: false,
         run: cog::run,
     },
     Experiment {
         name: "hope",
         method: "HoPE",
         comparison: "RoPE vs HoPE vs NoPE on the copy recipe, train at T, test up to 8T, 3 seeds",
+        pretrained: false,
         run: hope::run,
     },
     Experiment {
         name: "pear",
         method: "PEAR",
-        comparison: "copy model before/after learned head gains, folded export",
+        comparison: "retrieval before/after learned head gains (K = 2), copy-trained LM, folded export, 3 seeds",
+        pretrained: false,
         run: pear::run,
     },
     Experiment {
         name: "grok",
         method: "Grok-to-copy",
         comparison: "weight decay 0 vs 0.1 vs 1.0 on the copy recipe, 3 seeds",
+        pretrained: false,
         run: grok::run,
     },
     Experiment {
         name: "mom",
         method: "MoM",
-        comparison: "vanilla vs mixture-of-modules, equal params",
+        comparison: "vanilla vs mixture-of-modules (top-2 and top-1 routing), equal params, 3 seeds",
+        pretrained: false,
         run: mom::run,
     },
     Experiment {
         name: "moice",
         method: "MoICE",
-        comparison: "base RoPE model vs router-only trained MoICE",
+        comparison:
+            "SmolLM2-135M-Instruct (GGUF) vs its MoICE copy (routers trained, all else frozen): retrieval by depth, 3 router seeds",
+        pretrained: true,
         run: moice::run,
     },
     Experiment {
@@ -66,24 +76,28 @@ pub const EXPERIMENTS: &[Experiment] = &[
         method: "Factual recall",
         comparison:
             "SmolLM2-135M-Instruct (GGUF) on facts it knows: patching, MLP regression, final layer",
+        pretrained: true,
         run: factual::run,
     },
     Experiment {
         name: "masked_thought",
         method: "Masked Thought",
-        comparison: "SFT vs masked-thought SFT",
+        comparison: "SFT vs masked-thought SFT (<mask> at p 0.2 and random token at p 0.4), 3 seeds",
+        pretrained: false,
         run: masked_thought::run,
     },
     Experiment {
         name: "batch_icl",
         method: "Batch-ICL",
-        comparison: "N-shot over all orders vs Batch-ICL k-sweep",
+        comparison: "Batch-ICL (k chosen on validation) vs N-shot in each of 24 orders, 3 seeds",
+        pretrained: false,
         run: batch_icl::run,
     },
     Experiment {
         name: "dr_icl",
         method: "DR-ICL",
-        comparison: "plain many-shot NLL vs DR objective, noisy labels",
+        comparison: "plain many-shot NLL vs DR objective, noisy labels, task id hidden, 3 seeds",
+        pretrained: false,
         run: dr_icl::run,
     },
 ];

@@ -1,252 +1,616 @@
-//! MoICE (METHODS §7, §11.12 #7): a small RoPE decoder is pretrained on associative recall
-//! (`kv_recall`) at length T; a MoICE copy of it — every head mixing attentions computed with
-//! several rotary bases, chosen per token and head by a router — starts from the base weights
-//! and trains only its routers (`trainable = ["layers.*.attn.router.*"]`), same data and
-//! seed. Both are evaluated with the `needle_sweep` probe (retrieval accuracy against the
-//! queried pair's depth in the context). The report checks that every frozen weight is
-//! bit-identical after router training and gives the base choices per layer and head (router
-//! mixing weights on held-out recall sequences).
+//! MoICE (METHODS §7, §11.12 #7) on a pretrained LM, as the paper does: SmolLM2-135M-Instruct
+//! (imported from its GGUF file) against a MoICE copy of it, in which every attention head
+//! mixes the attentions computed with several rotary bases (the paper's Llama-2 set scaled to
+//! SmolLM2's base: b·{1, 1.75, 1.8, 1.9, 2, 2.25, 2.5}), weighted per token and head by a
+//! router. Only the routers train (everything else frozen, checked bit for bit), on key–value
+//! retrieval prompts written in words the model reads:
+//!
+//! ```text
+//! Each object has a color.
+//! apple: red
+//! lamp: blue
+//! ...
+//! Question: what color is the lamp?
+//! Answer: lamp: → " blue"
+//! ```
+//!
+//! Both are measured with the queried line at depths 0 (first line) … 1 (last line) of the
+//! list on the same held-out prompts: accuracy among the colour tokens and p(answer). Three
+//! router seeds (router initialisation and training prompts); the base model has no seed.
 
-use crate::{Lab, Report, ReproError, Table};
+use super::copy_recipe::spread;
+use crate::lab::Pretrained;
+use crate::{Lab, Report, ReproError, Spec, Table};
 use serde_json::json;
-use weft_runtime::data::{Batch, KvRecall, Sample};
-use weft_runtime::init::Rng;
-use weft_runtime::probes::needle_sweep::{needle_sweep, NeedleSweep, NeedleSweepConfig};
-use weft_runtime::probes::{hook, ProbeError};
-use weft_runtime::ParamStore;
+use weft_compiler::lower::LowerOptions;
+use weft_compiler::pipeline;
+use weft_runtime::optim::{AdamW, Gradients, Optimizer, OptimizerConfig, Schedule};
+use weft_runtime::probes::readout::{argmax, prob};
+use weft_runtime::probes::{hook, logits, Model, ProbeError};
+use weft_runtime::rundir::StepMetrics;
+use weft_runtime::{init_params, HookSelection, ParamStore, Rng, Tensor};
 
-/// The middle of the context: depths in this range make up the headline number.
+/// The criterion, fixed before the final run (its commit is named in the report).
+const CRITERION: &str = include_str!("../../criteria/moice.txt");
+
+/// The paper's Llama-2 bases `[10000, 17500, …, 25000]` as multiples of the model's own base.
+const BASE_MULTIPLES: [f64; 7] = [1.0, 1.75, 1.8, 1.9, 2.0, 2.25, 2.5];
+/// Weight of the routers' balance loss per layer (the paper: 0.3 on one loss over all layers;
+/// weft adds one per layer, so 0.3 / 30 layers).
+const BALANCE: f64 = 0.01;
+/// The routers' parameters (the only trainable ones).
+const ROUTERS: &str = "layers.*.attn.router.*";
+/// Depths whose mean makes up the headline ("the middle").
 const MIDDLE: (f64, f64) = (0.25, 0.75);
+/// Base middle accuracy from which there is nothing to recover (the criterion's bar).
+const CEILING: f64 = 0.9;
+/// Router training: AdamW, constant learning rate after a short warm-up.
+const LR: f64 = 1e-2;
+const BATCH: usize = 4;
+
+/// Objects (keys): kept when one token at the start of a line and one after a space.
+const OBJECTS: &[&str] = &[
+    "apple", "river", "chair", "window", "garden", "bottle", "pencil", "mirror", "candle",
+    "basket", "ladder", "blanket", "hammer", "violin", "rocket", "tunnel", "anchor", "helmet",
+    "wallet", "carpet", "button", "saddle", "kettle", "lantern", "marble", "needle", "parrot",
+    "pillow", "ribbon", "table", "door", "house", "horse", "train", "bridge", "flower", "tree",
+    "phone", "clock", "shirt", "glass", "plate", "spoon", "knife", "shoe", "ball", "book", "cup",
+    "lamp", "ring", "box", "car", "boat", "bird", "fish", "key", "coin", "hat", "bag", "bed",
+];
+/// Colours (values): kept when one token after a space.
+const COLOURS: &[&str] = &[
+    "red", "blue", "green", "black", "white", "brown", "pink", "gray", "gold", "silver", "orange",
+    "purple", "yellow",
+];
 
 pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
-    let mut base_spec = lab.spec("base.weft")?;
-    let mut moice_spec = lab.spec("moice.weft")?;
-    for (s, quick_steps) in [(&mut base_spec, 10), (&mut moice_spec, 4)] {
-        s.set(
-            "steps",
-            lab.pick(s.train_int("steps").unwrap_or(200), quick_steps),
-        );
-        s.set("batch", lab.pick(s.train_int("batch").unwrap_or(32), 4));
-        s.set(
-            "eval_every",
-            lab.pick(s.train_int("eval_every").unwrap_or(100), quick_steps),
-        );
-    }
-    let base = lab.train(&base_spec, "base", None)?;
-    let moice = lab.train(&moice_spec, "moice", Some(&base.params))?;
+    let lm = lab.smollm2()?;
+    let moice = moice_spec(lab, &lm)?;
+    let words = Words::new(&lm)?;
+    let pairs = lab.pick(24, 6).min(words.objects.len());
+    let depths: Vec<f64> = if lab.quick() {
+        vec![0.0, 0.5, 1.0]
+    } else {
+        vec![0.0, 0.25, 0.5, 0.75, 1.0]
+    };
+    let per_depth = lab.pick(40, 2);
+    let steps = lab.pick(40, 2);
+    let seeds: Vec<u64> = (0..lab.pick(3, 1)).map(|i| lab.seed() + i).collect();
 
-    // Frozen weights: every base tensor must come out of router training bit for bit.
-    let (same, changed) = compare(&base.params, &moice.params);
-    let routers: Vec<&String> = moice
-        .params
-        .keys()
-        .filter(|n| !base.params.contains_key(*n))
+    // The same held-out prompts for every model: eval[d] at depths[d].
+    let eval: Vec<Vec<Prompt>> = depths
+        .iter()
+        .map(|&d| {
+            let mut rng = Rng::for_name(lab.seed(), &format!("repro.moice.eval.{d}"));
+            (0..per_depth)
+                .map(|_| words.prompt(&mut rng, pairs, Some(d)))
+                .collect()
+        })
         .collect();
-    let routers_moved = routers
+    let t = eval[0][0].tokens.len();
+
+    let t0 = std::time::Instant::now();
+    let base_model = lab.model(&lm.spec, &lm.params);
+    let base = lab.probe("base retrieval", || retrieval(&base_model, &eval, &words))?;
+    let base_s = t0.elapsed().as_secs_f64();
+    let mut base_run = lab.probe_run("smollm2", &lm.spec.source)?;
+    let _ = base_run.metrics().log_value(&json!({
+        "kind": "eval", "step": 0, "retrieval_accuracy": mean_of(&base.correct),
+    }));
+
+    // One MoICE model per seed: routers trained on fresh prompts, everything else frozen.
+    let mut trained = Vec::new();
+    for &seed in &seeds {
+        let t0 = std::time::Instant::now();
+        let mut run = lab.probe_run(&format!("moice_seed{seed}"), &moice.source)?;
+        let (params, curve) = lab.probe("router training", || {
+            train_routers(lab, &moice, &lm.params, &words, pairs, steps, seed, |m| {
+                let _ = run.metrics().log(m);
+            })
+        })?;
+        let train_s = t0.elapsed().as_secs_f64();
+        let model = lab.model(&moice, &params);
+        let res = lab.probe("MoICE retrieval", || retrieval(&model, &eval, &words))?;
+        let _ = run.metrics().log_value(&json!({
+            "kind": "eval", "step": steps, "retrieval_accuracy": mean_of(&res.correct),
+        }));
+        let shares = lab.probe("base choices", || base_shares(&model, &eval))?;
+        let (same, changed) = frozen(&lm.params, &params);
+        trained.push(Seeded {
+            seed,
+            res,
+            curve,
+            shares,
+            same,
+            changed,
+            train_s,
+        });
+    }
+
+    r.table(training_table(&trained, steps, t));
+    r.table(curve_table(&depths, &base, &trained, per_depth, t, pairs));
+    r.table(choice_table(&trained[0], &bases_of(&lm)));
+
+    // Headline: per middle prompt, MoICE's correctness averaged over the seeds minus the
+    // base's; the prompts are shared, so the comparison is paired.
+    let middle: Vec<usize> = (0..depths.len())
+        .filter(|&d| (MIDDLE.0..=MIDDLE.1).contains(&depths[d]))
+        .collect();
+    let (trained_ref, base_ref) = (&trained, &base);
+    let diffs: Vec<f64> = middle
         .iter()
-        .filter(|n| moice.params[**n].to_f32_vec().iter().any(|x| *x != 0.0))
-        .count();
-
-    let Some(&weft_dsl::typed::DataSource::KvRecall { pairs, len }) =
-        moice_spec.checked.train.as_ref().map(|t| &t.data)
-    else {
-        return Err(ReproError::Spec(
-            "moice.weft must train on kv_recall".into(),
-        ));
-    };
-    let (pairs, len) = (pairs.max(1), len.max(1));
-    let depths = NeedleSweepConfig::evenly_spaced(lab.pick(9, 3));
-    let cfg = NeedleSweepConfig {
-        pairs,
-        len,
-        depths: depths.clone(),
-        samples: lab.pick(128, 8),
-        batch: 16,
-        seed: lab.seed(),
-    };
-    let sweep = |spec: &crate::Spec, params: &ParamStore| -> Result<NeedleSweep, ReproError> {
-        let model = lab.model(spec, params);
-        lab.probe("needle sweep", || needle_sweep(&model, &cfg))
-    };
-    let sweeps = [
-        sweep(&base_spec, &base.params)?,
-        sweep(&moice_spec, &moice.params)?,
-    ];
-
-    let mut train = Table::new(
-        &format!("Training (kv_recall, {pairs} pairs, T = {len})"),
-        &[
-            "model",
-            "trained parameters",
-            "steps",
-            "final train loss",
-            "val loss (own objective; MoICE adds 0.3 × balance)",
-            "train time (s)",
-        ],
-    );
-    let router_params: usize = routers
-        .iter()
-        .map(|n| moice.params[*n].shape.iter().product::<usize>())
-        .sum();
-    for (name, t, spec, trained) in [
-        ("base (RoPE)", &base, &base_spec, base.param_count()),
-        ("MoICE (routers only)", &moice, &moice_spec, router_params),
-    ] {
-        train.row(vec![
-            json!(name),
-            json!(trained),
-            json!(spec.train_int("steps").unwrap_or(0)),
-            json!(t.final_loss),
-            json!(t.val_loss()),
-            json!(t.wall_s),
-        ]);
-    }
-    r.table(train);
-
-    let mut curve = Table::new(
-        &format!(
-            "Retrieval accuracy against needle depth ({} prompts per depth; 0 = start of the context, 1 = just before the query)",
-            cfg.samples
-        ),
-        &["depth", "measured depth", "base acc", "MoICE acc", "base loss", "MoICE loss"],
-    );
-    for (i, d) in depths.iter().enumerate() {
-        curve.row(vec![
-            json!(d),
-            json!(sweeps[0].measured[i]),
-            json!(sweeps[0].accuracy[i]),
-            json!(sweeps[1].accuracy[i]),
-            json!(sweeps[0].loss[i]),
-            json!(sweeps[1].loss[i]),
-        ]);
-    }
-    r.table(curve);
-
-    let model = lab.model(&moice_spec, &moice.params);
-    let shares = lab.probe("base choices", || {
-        base_shares(&model, pairs, len, lab.pick(64, 4), lab.seed())
-    })?;
-    let bases = moice_bases(&moice_spec);
-    let mut cols: Vec<String> = vec!["layer".into(), "head".into()];
-    cols.extend(bases.iter().map(|b| format!("b = {b}")));
-    cols.extend(["expected base".into(), "top base".into()]);
-    let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let mut choice = Table::new(
-        "MoICE base choices: mean mixing weight of each base per layer and head (over all tokens of held-out recall sequences)",
-        &col_refs,
-    );
-    let mut tops = Vec::new();
-    for (l, layer) in shares.iter().enumerate() {
-        for (h, share) in layer.iter().enumerate() {
-            let expected: f64 = share.iter().zip(&bases).map(|(s, b)| s * b).sum();
-            let top = share
-                .iter()
-                .enumerate()
-                .fold((0, f64::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b })
-                .0;
-            tops.push(top);
-            let mut row = vec![json!(l), json!(h)];
-            row.extend(share.iter().map(|s| json!(s)));
-            row.push(json!(expected.round()));
-            row.push(json!(bases.get(top).copied().unwrap_or(0.0)));
-            choice.row(row);
-        }
-    }
-    r.table(choice);
-
-    let middle = |s: &NeedleSweep| {
-        let v: Vec<f64> = depths
-            .iter()
-            .zip(&s.accuracy)
-            .filter(|(d, _)| (MIDDLE.0..=MIDDLE.1).contains(*d))
-            .map(|(_, a)| *a)
-            .collect();
-        crate::experiments::mean(&v)
-    };
-    let (mb, mm) = (middle(&sweeps[0]), middle(&sweeps[1]));
-    let n = cfg.samples
-        * depths
-            .iter()
-            .filter(|d| (MIDDLE.0..=MIDDLE.1).contains(*d))
-            .count();
-    let se = ((mb * (1.0 - mb) + mm * (1.0 - mm)) / n.max(1) as f64).sqrt();
+        .flat_map(|&d| {
+            (0..per_depth).map(move |i| {
+                let m: f64 = trained_ref.iter().map(|s| s.res.correct[d][i]).sum::<f64>()
+                    / trained_ref.len() as f64;
+                m - base_ref.correct[d][i]
+            })
+        })
+        .collect();
+    let (diff, _, se) = spread(&diffs);
+    let mid = |c: &[Vec<f64>]| mean_of(&middle.iter().map(|&d| c[d].clone()).collect::<Vec<_>>());
+    let base_mid = mid(&base.correct);
+    let moice_mid: f64 =
+        trained.iter().map(|s| mid(&s.res.correct)).sum::<f64>() / trained.len() as f64;
     r.headline(
         &format!(
-            "retrieval accuracy with the needle in the middle (mean over depths {}–{})",
-            MIDDLE.0, MIDDLE.1
+            "retrieval accuracy with the queried line in the middle (depths {}–{}, SmolLM2-135M-Instruct; MoICE: mean of {} router seeds)",
+            MIDDLE.0,
+            MIDDLE.1,
+            seeds.len()
         ),
-        "base (RoPE)",
-        mb,
-        "MoICE",
-        mm,
-        mm - mb > 2.0 * se,
-        &format!(
-            "MoICE's middle accuracy exceeds the base model's by more than two standard errors of \
-             the difference ({n} prompts each: 2·SE = {:.3}); the paper: a flatter lost-in-the-middle curve",
-            2.0 * se
-        ),
+        "SmolLM2 as it is",
+        base_mid,
+        "MoICE (routers trained)",
+        moice_mid,
+        diff > 2.0 * se,
+        CRITERION.trim(),
     );
-    r.note(format!(
-        "Frozen weights: {same} of {} base tensors are bit-identical after router training{}; \
-         {routers_moved} of {} router tensors were trained.",
-        same + changed.len(),
-        if changed.is_empty() {
-            String::new()
-        } else {
-            format!(" — CHANGED: {}", changed.join(", "))
-        },
-        routers.len()
-    ));
-    let distinct = {
-        let mut t = tops.clone();
-        t.sort_unstable();
-        t.dedup();
-        t.len()
-    };
-    r.note(format!(
-        "Heads' most-weighted bases span {distinct} distinct base(s) of {} (the paper: heads prefer \
-         different bases).",
-        bases.len()
-    ));
-    let ends = |s: &NeedleSweep| (s.accuracy[0], s.accuracy[s.accuracy.len() - 1]);
-    let (b0, b1) = ends(&sweeps[0]);
-    let (m0, m1) = ends(&sweeps[1]);
-    r.note(format!(
-        "Accuracy at the start / end of the context: base {b0:.3} / {b1:.3}, MoICE {m0:.3} / {m1:.3}; \
-         middle: base {mb:.3}, MoICE {mm:.3}."
-    ));
-    let best = sweeps[0].accuracy.iter().copied().fold(0.0, f64::max);
-    if best < 0.9 {
+    if base_mid >= CEILING {
+        r.inconclusive();
         r.note(format!(
-            "The base model did not learn exact key lookup within its budget (best accuracy over \
-             depths {best:.3}; a uniform pick among the {pairs} in-context values scores {:.2}): \
-             like the other small models here it sits near the 'pick an in-context value' \
-             plateau, so the curve measures which in-context value the model favours by position, \
-             and MoICE's routers can only re-weight that.",
-            1.0 / pairs as f64
+            "Inconclusive: the base model already answers {base_mid:.3} of the middle prompts \
+             (bar {CEILING}), so there is no lost middle to recover at this length; longer lists \
+             would decide it."
         ));
     }
+    let per_seed: Vec<String> = trained
+        .iter()
+        .map(|s| format!("seed {}: {:.3}", s.seed, mid(&s.res.correct)))
+        .collect();
     r.note(format!(
-        "Scaled down from §11.12 #7 (T = 256, D = 128, router training ~100–300 steps): D = 64, \
-         2 layers, 4 heads, vocab {}, T = {len}, {pairs} pairs, base pretrained {} steps of batch \
-         {}; routers trained {} steps of batch {} (lr {}; loss on the answer token only, the paper \
-         trains on all tokens of chat data).",
-        base_spec.checked.model.config.vocab,
-        base_spec.train_int("steps").unwrap_or(0),
-        base_spec.train_int("batch").unwrap_or(0),
-        moice_spec.train_int("steps").unwrap_or(0),
-        moice_spec.train_int("batch").unwrap_or(0),
-        moice_spec
-            .checked
-            .train
-            .as_ref()
-            .map_or(0.0, |t| t.optimizer.lr()),
+        "Middle accuracy: base {base_mid:.3}, MoICE {moice_mid:.3} ({}); paired difference over \
+         {} prompts {diff:+.4}, 2·SE {:.4}. Prompts needed to bring 2·SE under a difference d: \
+         n ≥ 4·sd²/d², with sd = {:.3} the per-prompt spread of the difference.",
+        per_seed.join(", "),
+        diffs.len(),
+        2.0 * se,
+        spread(&diffs).1,
+    ));
+    let ends = |c: &[Vec<f64>]| (mean_of(&c[..1]), mean_of(&c[c.len() - 1..]));
+    let (b0, b1) = ends(&base.correct);
+    let (m0, m1): (f64, f64) = trained
+        .iter()
+        .map(|s| ends(&s.res.correct))
+        .fold((0.0, 0.0), |a, e| (a.0 + e.0, a.1 + e.1));
+    let n = trained.len() as f64;
+    r.note(format!(
+        "First / last line: base {b0:.3} / {b1:.3}, MoICE {:.3} / {:.3}; a lost-in-the-middle \
+         curve is lower in the middle than at both ends.",
+        m0 / n,
+        m1 / n
+    ));
+    for s in &trained {
+        r.note(format!(
+            "Seed {}: {} of {} base tensors bit-identical after router training{}.",
+            s.seed,
+            s.same,
+            s.same + s.changed.len(),
+            if s.changed.is_empty() {
+                String::new()
+            } else {
+                format!(" — CHANGED: {}", s.changed.join(", "))
+            },
+        ));
+    }
+    let mut tops: Vec<usize> = trained[0]
+        .shares
+        .iter()
+        .flat_map(|l| l.iter().map(|h| argmax(h)))
+        .collect();
+    tops.sort_unstable();
+    tops.dedup();
+    r.note(format!(
+        "Heads' most-weighted bases (seed {}) span {} distinct base(s) of {} (the paper: heads \
+         prefer different bases).",
+        trained[0].seed,
+        tops.len(),
+        BASE_MULTIPLES.len()
+    ));
+    r.note(format!(
+        "The base model's retrieval measurement took {base_s:.1} s ({} prompts).",
+        depths.len() * per_depth
+    ));
+    r.note(format!(
+        "Scaled down from §7.3 (Llama-2-7B-chat, 7 steps of 128 chat sequences of 4k tokens, \
+         loss on all tokens, lr 1e-4, K = N = 7): SmolLM2-135M-Instruct, K = N = 7 (dense \
+         mixture, as the released script), balance {BALANCE} per layer, {steps} steps of \
+         {BATCH} retrieval prompts ({t} tokens, {pairs} lines) with the loss on the answer token \
+         only, AdamW lr {LR}. The routers see the task they are measured on (fresh prompts), \
+         where the paper trains on generic chat data and tests on long-context benchmarks."
     ));
     Ok(())
 }
 
-/// Base tensors that are bit-identical in `after`, and the names of those that are not.
-fn compare(before: &ParamStore, after: &ParamStore) -> (usize, Vec<String>) {
+/// SmolLM2's spec with every attention's rotary encoding replaced by the MoICE mixture over
+/// [`BASE_MULTIPLES`] of its base, written beside the imported spec.
+fn moice_spec(lab: &Lab, lm: &Pretrained) -> Result<Spec, ReproError> {
+    let src = &lm.spec.source;
+    let (at, base) = rope_base(src).ok_or_else(|| {
+        ReproError::Spec("the imported SmolLM2 spec has no `rope(base: …)` to replace".into())
+    })?;
+    let bases: Vec<String> = BASE_MULTIPLES
+        .iter()
+        .map(|m| format!("{}", (m * base).round()))
+        .collect();
+    let clause = format!(
+        "rope(bases: [{}], router: swiglu, balance: {BALANCE}, ",
+        bases.join(", ")
+    );
+    let old = format!("rope(base: {}, ", &src[at.0..at.1]);
+    let source = src.replacen(&old, &clause, 1);
+    let checked = weft_dsl::check_source(&source)
+        .map_err(|d| ReproError::Spec(format!("the MoICE spec has {} error(s)", d.len())))?;
+    let path = lab.dir().join("smollm2").join("moice.weft");
+    std::fs::write(&path, &source).map_err(|source| ReproError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Spec {
+        checked,
+        source,
+        path,
+    })
+}
+
+/// The span of the number in the first `rope(base: NUMBER, ` and its value.
+fn rope_base(src: &str) -> Option<((usize, usize), f64)> {
+    let key = "rope(base: ";
+    let start = src.find(key)? + key.len();
+    let end = start + src[start..].find(',')?;
+    let v = src[start..end].trim().parse().ok()?;
+    Some(((start, end), v))
+}
+
+/// The MoICE bases of SmolLM2 (for column names).
+fn bases_of(lm: &Pretrained) -> Vec<f64> {
+    let base = rope_base(&lm.spec.source).map_or(0.0, |x| x.1);
+    BASE_MULTIPLES.iter().map(|m| (m * base).round()).collect()
+}
+
+/// One retrieval prompt and its answer.
+struct Prompt {
+    tokens: Vec<i32>,
+    answer: i32,
+}
+
+/// The token pieces prompts are made of, checked against the tokenizer.
+struct Words {
+    header: Vec<i32>,
+    /// (at the start of a line, after a space).
+    objects: Vec<(i32, i32)>,
+    /// After a space.
+    colours: Vec<i32>,
+    colon: i32,
+    newline: i32,
+    question: Vec<i32>,
+    answer: Vec<i32>,
+}
+
+impl Words {
+    fn new(lm: &Pretrained) -> Result<Self, ReproError> {
+        let enc = |s: &str| -> Result<Vec<i32>, ReproError> {
+            lm.tokenizer
+                .encode(s)
+                .map(|v| v.into_iter().map(|x| x as i32).collect())
+                .map_err(|e| ReproError::Other(format!("tokenizing {s:?}: {e}")))
+        };
+        let one = |s: &str| -> Result<Option<i32>, ReproError> {
+            let v = enc(s)?;
+            Ok((v.len() == 1).then(|| v[0]))
+        };
+        // A line `apple: red\n` must be exactly [object, ':', ' red', '\n'].
+        let line = enc("apple: red\n")?;
+        let [_, colon, _, newline] = line[..] else {
+            return Err(ReproError::Other(format!(
+                "`apple: red\\n` is {} tokens for this tokenizer, not 4",
+                line.len()
+            )));
+        };
+        let mut objects = Vec::new();
+        for o in OBJECTS {
+            if let (Some(a), Some(b)) = (one(o)?, one(&format!(" {o}"))?) {
+                if enc(&format!("{o}: red\n"))? == [a, colon, line[2], newline] {
+                    objects.push((a, b));
+                }
+            }
+        }
+        let mut colours = Vec::new();
+        for c in COLOURS {
+            if let Some(v) = one(&format!(" {c}"))? {
+                if enc(&format!("apple: {c}\n"))? == [line[0], colon, v, newline] {
+                    colours.push(v);
+                }
+            }
+        }
+        if objects.len() < 8 || colours.len() < 4 {
+            return Err(ReproError::Other(format!(
+                "only {} objects and {} colours are single tokens for this tokenizer",
+                objects.len(),
+                colours.len()
+            )));
+        }
+        Ok(Words {
+            header: enc("Each object has a color.\n")?,
+            objects,
+            colours,
+            colon,
+            newline,
+            question: enc("Question: what color is the")?,
+            answer: enc("?\nAnswer:")?,
+        })
+    }
+
+    /// `pairs` lines of distinct objects with uniform colours, then the question about the
+    /// line at `depth` (0 = first, 1 = last; uniform when `None`). Every prompt of one
+    /// `pairs` has the same length.
+    fn prompt(&self, rng: &mut Rng, pairs: usize, depth: Option<f64>) -> Prompt {
+        let mut objs: Vec<usize> = (0..self.objects.len()).collect();
+        for i in (1..objs.len()).rev() {
+            objs.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let colours: Vec<i32> = (0..pairs)
+            .map(|_| self.colours[rng.below(self.colours.len() as u64) as usize])
+            .collect();
+        let q = match depth {
+            Some(d) => (d * (pairs - 1) as f64).round() as usize,
+            None => rng.below(pairs as u64) as usize,
+        };
+        let mut tokens = self.header.clone();
+        for (o, c) in objs.iter().zip(&colours) {
+            tokens.extend([self.objects[*o].0, self.colon, *c, self.newline]);
+        }
+        let asked = self.objects[objs[q]].1;
+        tokens.extend(&self.question);
+        tokens.push(asked);
+        tokens.extend(&self.answer);
+        tokens.extend([asked, self.colon]);
+        Prompt {
+            tokens,
+            answer: colours[q],
+        }
+    }
+}
+
+/// Per depth and prompt: correct among the colours (1 or 0) and p(answer).
+struct Retrieval {
+    correct: Vec<Vec<f64>>,
+    p: Vec<Vec<f64>>,
+}
+
+fn retrieval(model: &Model, eval: &[Vec<Prompt>], words: &Words) -> Result<Retrieval, ProbeError> {
+    let mut out = Retrieval {
+        correct: Vec::new(),
+        p: Vec::new(),
+    };
+    for prompts in eval {
+        let t = prompts[0].tokens.len();
+        let tokens: Vec<i32> = prompts.iter().flat_map(|p| p.tokens.clone()).collect();
+        let (mut correct, mut p) = (Vec::new(), Vec::new());
+        model.run_in_batches(&tokens, t, 8, &[], |start, o| {
+            let lg = logits(o)?;
+            let v = *lg.shape.last().unwrap_or(&0);
+            let x = lg.to_f64_vec();
+            for b in 0..lg.shape[0] {
+                let row = &x[(b * t + t - 1) * v..(b * t + t) * v];
+                let answer = prompts[start + b].answer;
+                let among: Vec<f64> = words.colours.iter().map(|&c| row[c as usize]).collect();
+                correct.push(f64::from(u8::from(words.colours[argmax(&among)] == answer)));
+                p.push(prob(row, answer as usize));
+            }
+            Ok(())
+        })?;
+        out.correct.push(correct);
+        out.p.push(p);
+    }
+    Ok(out)
+}
+
+/// Trains the routers of `moice` from `base`'s weights (routers seeded with `seed`) on fresh
+/// retrieval prompts, the loss on the answer token; returns the weights and the loss curve,
+/// each step also handed to `log`.
+#[allow(clippy::too_many_arguments)]
+fn train_routers(
+    lab: &Lab,
+    moice: &Spec,
+    base: &ParamStore,
+    words: &Words,
+    pairs: usize,
+    steps: usize,
+    seed: u64,
+    mut log: impl FnMut(&StepMetrics),
+) -> Result<(ParamStore, Vec<f64>), ProbeError> {
+    let mut rng = Rng::for_name(seed, "repro.moice.train");
+    let t = words.prompt(&mut rng.clone(), pairs, None).tokens.len();
+    let mut opts = LowerOptions::new(BATCH, t);
+    opts.with_loss = true;
+    opts.trainable = vec![ROUTERS.into()];
+    let g = pipeline::step_graph(&moice.checked, &opts)
+        .map_err(|e| ProbeError::Model(e.to_string()))?;
+    let mut params = init_params(&g, seed);
+    for (name, w) in base {
+        params.insert(name.clone(), w.clone());
+    }
+    let mut opt = Optimizer::new(OptimizerConfig::Adamw(AdamW {
+        lr: LR,
+        weight_decay: 0.0,
+        ..AdamW::default()
+    }));
+    let schedule = Schedule::Constant { warmup: 2 };
+    let mut curve = Vec::new();
+    let t0 = std::time::Instant::now();
+    for step in 0..steps {
+        let prompts: Vec<Prompt> = (0..BATCH)
+            .map(|_| words.prompt(&mut rng, pairs, None))
+            .collect();
+        let tokens: Vec<i32> = prompts.iter().flat_map(|p| p.tokens.clone()).collect();
+        let targets: Vec<i32> = prompts
+            .iter()
+            .flat_map(|p| (0..t).map(|i| if i + 1 == t { p.answer } else { -1 }))
+            .collect();
+        let inputs = std::collections::HashMap::from([
+            ("tokens".to_string(), Tensor::i32(&[BATCH, t], tokens)),
+            ("targets".to_string(), Tensor::i32(&[BATCH, t], targets)),
+        ]);
+        let out = lab
+            .backend()
+            .run(&g, &inputs, &params, &HookSelection::None)?;
+        let loss = out.outputs["loss"].to_f64_vec()[0];
+        let mut grads = Gradients::from_outputs(&out);
+        grads.retain(|n| n.contains(".attn.router."));
+        let lr = schedule.lr(LR, step as u64, steps as u64);
+        let grad_norm = weft_runtime::optim::global_norm(&grads);
+        opt.step(&mut params, &grads, lr)
+            .map_err(|e| ProbeError::Numerical(e.to_string()))?;
+        curve.push(loss);
+        let wall_s = t0.elapsed().as_secs_f64();
+        log(&StepMetrics {
+            step: step as u64 + 1,
+            tokens: ((step + 1) * BATCH) as u64,
+            loss,
+            aux: Default::default(),
+            lr,
+            grad_norm,
+            tokens_per_s: ((step + 1) * BATCH * t) as f64 / wall_s.max(1e-9),
+            wall_s,
+        });
+    }
+    Ok((params, curve))
+}
+
+/// One seed's MoICE model, measured.
+struct Seeded {
+    seed: u64,
+    res: Retrieval,
+    curve: Vec<f64>,
+    shares: Vec<Vec<Vec<f64>>>,
+    same: usize,
+    changed: Vec<String>,
+    train_s: f64,
+}
+
+fn training_table(trained: &[Seeded], steps: usize, t: usize) -> Table {
+    let mut tab = Table::new(
+        &format!("Router training ({steps} steps of {BATCH} prompts of {t} tokens; loss = answer NLL + balance)"),
+        &["seed", "first loss", "last loss (mean of the last 5 steps)", "router training time (s)"],
+    );
+    for s in trained {
+        let tail = &s.curve[s.curve.len().saturating_sub(5)..];
+        tab.row(vec![
+            json!(s.seed),
+            json!(s.curve.first().copied().unwrap_or(f64::NAN)),
+            json!(tail.iter().sum::<f64>() / tail.len().max(1) as f64),
+            json!(s.train_s),
+        ]);
+    }
+    tab
+}
+
+fn curve_table(
+    depths: &[f64],
+    base: &Retrieval,
+    trained: &[Seeded],
+    per_depth: usize,
+    t: usize,
+    pairs: usize,
+) -> Table {
+    let mut cols = vec![
+        "depth".to_string(),
+        "base acc".into(),
+        "base p(answer)".into(),
+    ];
+    for s in trained {
+        cols.push(format!("MoICE seed {} acc", s.seed));
+    }
+    cols.extend(["MoICE acc (mean)".into(), "MoICE p(answer) (mean)".into()]);
+    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+    let mut tab = Table::new(
+        &format!(
+            "Retrieval against the queried line's depth ({per_depth} prompts per depth, {pairs} lines, {t} tokens; 0 = first line, 1 = last; accuracy among the colour tokens)"
+        ),
+        &refs,
+    );
+    let n = trained.len() as f64;
+    for (d, depth) in depths.iter().enumerate() {
+        let mut row = vec![
+            json!(depth),
+            json!(mean_of(&base.correct[d..=d])),
+            json!(mean_of(&base.p[d..=d])),
+        ];
+        let accs: Vec<f64> = trained
+            .iter()
+            .map(|s| mean_of(&s.res.correct[d..=d]))
+            .collect();
+        row.extend(accs.iter().map(|a| json!(a)));
+        row.push(json!(accs.iter().sum::<f64>() / n));
+        row.push(json!(
+            trained
+                .iter()
+                .map(|s| mean_of(&s.res.p[d..=d]))
+                .sum::<f64>()
+                / n
+        ));
+        tab.row(row);
+    }
+    tab
+}
+
+fn choice_table(s: &Seeded, bases: &[f64]) -> Table {
+    let mut cols: Vec<String> = vec!["layer".into()];
+    cols.extend(bases.iter().map(|b| format!("b = {b}")));
+    cols.push("heads' top bases".into());
+    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+    let mut tab = Table::new(
+        &format!(
+            "MoICE base choices (seed {}): mean mixing weight of each base per layer, over heads and every position of the held-out prompts",
+            s.seed
+        ),
+        &refs,
+    );
+    for (l, heads) in s.shares.iter().enumerate() {
+        let mut row = vec![json!(l)];
+        let n = heads.len().max(1) as f64;
+        for b in 0..bases.len() {
+            row.push(json!(heads.iter().map(|h| h[b]).sum::<f64>() / n));
+        }
+        let tops: Vec<String> = heads
+            .iter()
+            .map(|h| format!("{}", bases.get(argmax(h)).copied().unwrap_or(0.0)))
+            .collect();
+        row.push(json!(tops.join(" ")));
+        tab.row(row);
+    }
+    tab
+}
+
+/// Mean over every value of the rows.
+fn mean_of(rows: &[Vec<f64>]) -> f64 {
+    let all: Vec<f64> = rows.iter().flatten().copied().collect();
+    crate::experiments::mean(&all)
+}
+
+/// Base tensors that are bit-identical in `after` (count), and the names of those that are not.
+fn frozen(before: &ParamStore, after: &ParamStore) -> (usize, Vec<String>) {
     let mut names: Vec<&String> = before.keys().collect();
     names.sort();
     let mut same = 0;
@@ -269,47 +633,19 @@ fn compare(before: &ParamStore, after: &ParamStore) -> (usize, Vec<String>) {
     (same, changed)
 }
 
-/// The `bases` list of the first MoICE attention in the spec (for column names).
-fn moice_bases(spec: &crate::Spec) -> Vec<f64> {
-    let src = &spec.source;
-    src.find("bases: [")
-        .and_then(|i| {
-            let rest = &src[i + 8..];
-            rest.find(']').map(|j| &rest[..j])
-        })
-        .map(|list| {
-            list.split(',')
-                .filter_map(|s| s.trim().parse::<f64>().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// `shares[layer][head][base]`: the mean renormalised top-k mixing weight each base gets,
-/// over every position of `samples` held-out recall sequences.
-fn base_shares(
-    model: &weft_runtime::probes::Model,
-    pairs: usize,
-    len: usize,
-    samples: usize,
-    seed: u64,
-) -> Result<Vec<Vec<Vec<f64>>>, ProbeError> {
-    let kv = KvRecall::new(pairs, len, model.vocab(), seed)
-        .map_err(|e| ProbeError::Config(format!("base choices prompts: {e}")))?;
-    let mut rng = Rng::for_name(seed, "repro.moice.base_choices");
-    let rows: Vec<Sample> = (0..samples).map(|_| kv.sample(&mut rng, None)).collect();
-    let chunk = 16.min(samples).max(1);
-    let g = model.lower(chunk, len, &[])?;
+/// `shares[layer][head][base]`: the mean mixing weight each base gets (softmax of the router
+/// logits over the chosen bases), over every position of the first depth's prompts.
+fn base_shares(model: &Model, eval: &[Vec<Prompt>]) -> Result<Vec<Vec<Vec<f64>>>, ProbeError> {
+    let prompts = &eval[0];
+    let t = prompts[0].tokens.len();
+    let tokens: Vec<i32> = prompts.iter().flat_map(|p| p.tokens.clone()).collect();
     let mut acc: Vec<Vec<Vec<f64>>> = Vec::new();
     let mut count = 0.0;
-    for part in rows.chunks(chunk) {
-        let b = Batch::from_samples(part, chunk, len)
-            .map_err(|e| ProbeError::Config(format!("base choices prompts: {e}")))?;
-        let out = model.run_batch(&g, &b, &["layers.*.attn.router.*"])?;
+    model.run_in_batches(&tokens, t, 8, &[ROUTERS], |_, out| {
         for l in 0..model.layers() {
-            let logits = hook(&out, &format!("layers.{l}.attn.router.logits"))?;
-            let chosen = hook(&out, &format!("layers.{l}.attn.router.choice"))?;
-            let &[_, h, t, n] = logits.shape.as_slice() else {
+            let logits = hook(out, &format!("layers.{l}.attn.router.logits"))?;
+            let chosen = hook(out, &format!("layers.{l}.attn.router.choice"))?;
+            let &[b, h, t, n] = logits.shape.as_slice() else {
                 return Err(ProbeError::Model(
                     "router logits are not [B, H, T, N]".into(),
                 ));
@@ -318,32 +654,28 @@ fn base_shares(
             if acc.len() <= l {
                 acc.push(vec![vec![0.0; n]; h]);
             }
-            for r in 0..part.len() {
-                for (hi, head) in acc[l].iter_mut().enumerate() {
-                    for ti in 0..t {
-                        let o = ((r * h + hi) * t + ti) * n;
-                        let row = &lg[o..o + n];
-                        let max = row.iter().copied().fold(f64::MIN, f64::max);
-                        let w: Vec<f64> = row
-                            .iter()
-                            .zip(&ch[o..o + n])
-                            .map(|(x, c)| if *c > 0.5 { (x - max).exp() } else { 0.0 })
-                            .collect();
-                        let z: f64 = w.iter().sum();
-                        for (slot, we) in head.iter_mut().zip(&w) {
-                            *slot += if z > 0.0 { we / z } else { 0.0 };
-                        }
-                    }
+            for (i, head) in (0..b * h * t).map(|i| (i, (i / t) % h)) {
+                let (row, c) = (&lg[i * n..(i + 1) * n], &ch[i * n..(i + 1) * n]);
+                let max = row.iter().copied().fold(f64::MIN, f64::max);
+                let w: Vec<f64> = row
+                    .iter()
+                    .zip(c)
+                    .map(|(x, c)| if *c > 0.5 { (x - max).exp() } else { 0.0 })
+                    .collect();
+                let z: f64 = w.iter().sum();
+                for (slot, we) in acc[l][head].iter_mut().zip(&w) {
+                    *slot += if z > 0.0 { we / z } else { 0.0 };
                 }
             }
-        }
-        count += (part.len() * len) as f64;
-    }
-    for layer in &mut acc {
-        for head in layer.iter_mut() {
-            for s in head.iter_mut() {
-                *s /= count.max(1.0);
+            if l == 0 {
+                count += (b * t) as f64;
             }
+        }
+        Ok(())
+    })?;
+    for head in acc.iter_mut().flatten() {
+        for s in head.iter_mut() {
+            *s /= count.max(1.0);
         }
     }
     Ok(acc)

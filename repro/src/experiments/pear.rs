@@ -1,56 +1,98 @@
-//! PEAR (METHODS §4, §11.12 #4): a small LM that can copy (pretrained on skip-bigram Markov
-//! windows mixed with copy windows, see `examples/repro/pear/pear.weft`) before and after PEAR.
-//! The probe `pear` detects copy-suppression heads by path patching with batch-mean ablation
-//! on repeated random tokens, trains one gain per detected head on the copy proxy (loss on the
-//! second half, everything else frozen, AdamW lr 5e-3, linear decay, 100 steps) and folds the
-//! gains into W_O. Baseline: the pretrained model (every gain 1); method: the same weights
-//! with the learned gains, for K = 1, 2 and 4 heads. Both are measured on held-out copy-proxy
-//! sequences (loss, greedy copy accuracy) and on key–value retrieval with distractors
-//! (`kv_recall` prompts, which neither pretraining nor gain training saw), and the folded
-//! export is compared with the gained model logit for logit. The headline is the held-out
-//! copy loss for K = 2 together with the sign of the learned gains (τ < 1).
+//! PEAR (METHODS §4, §11.12 #4): three small LMs that can look up and copy (one per seed),
+//! each before and after PEAR, judged on retrieval transfer, the paper's claim.
+//!
+//! Pretraining (`examples/repro/pear/pear.weft`, a decoder with SwiGLU MLPs and per-head
+//! attention gains fixed at 1) follows the copy recipe ([`super::copy_recipe`]): windows of
+//! copies `s ⊕ s` of uniform random strings at varied distances and offsets, so the model forms
+//! a content-addressed lookup (induction) circuit rather than a fixed-offset copier.
+//!
+//! For every seed the probe `pear` detects copy-suppression heads by path patching with
+//! batch-mean ablation on repeated random tokens, trains one gain per detected head on the copy
+//! proxy (loss on the second half, everything else frozen, AdamW lr 5e-3, linear decay, 100
+//! steps) and folds the gains into W_O, for K = 1, 2 and 4 heads. Baseline: the pretrained
+//! model (every gain 1); method: the same weights with the learned gains. The headline is
+//! retrieval on `kv_recall` prompts (key–value pairs among filler, a query marker and a key;
+//! neither pretraining nor gain training saw them), K = 2 fixed in advance, paired by seed
+//! over 3 seeds, with the precondition that the pretrained models retrieve well above chance;
+//! the gains' sign (τ < 1), the held-out copy-proxy loss and accuracy, and the folded export's
+//! logit match are reported beside it.
 
+use super::copy_recipe::{self, spread, CopyRun, BAR as RECIPE_BAR, MAX_SPAN, PROBE_N};
 use crate::{Lab, Report, ReproError, Table};
 use serde_json::json;
-use std::path::Path;
-use weft_dsl::typed::DataSource;
 use weft_runtime::probes::copy::{copy_accuracy, CopyConfig};
 use weft_runtime::probes::needle_sweep::{needle_sweep, NeedleSweep, NeedleSweepConfig};
-use weft_runtime::probes::path_patching::{path_patching, PatchingData};
-use weft_runtime::probes::pear::{pear, PearConfig};
-use weft_runtime::{ParamStore, Rng, Tensor};
+use weft_runtime::probes::path_patching::{path_patching, PatchingData, PathPatching};
+use weft_runtime::probes::pear::{pear, Pear, PearConfig};
+use weft_runtime::{ParamStore, Tensor};
 
-/// Ids of the corpus: 2 .. VOCAB (0 and 1 are reserved, as in the built-in generators).
-const VOCAB: u8 = 128;
-/// Probability that a Markov step follows σ(token two back).
-const PRIOR: f64 = 0.75;
-/// Share of windows that are copies.
-const COPY_SHARE: f64 = 0.75;
-/// Share of a copy window's second half that follows the Markov chain instead of the copy.
-const NOISE: f64 = 0.1;
-/// Copy proxy length n = ctx / 2 (sequences are 2n = 64 tokens; the paper's n is 50).
-const PROXY_LEN: usize = 32;
+/// The criterion, fixed before the final run (its commit is named in the report).
+const CRITERION: &str = include_str!("../../criteria/pear.txt");
+/// Copy proxy length n: the copy recipe's probe length, a copy distance inside the trained
+/// range (sequences are 2n = 32 tokens; the paper's n is 50).
+const PROXY_LEN: usize = PROBE_N;
 /// Numbers of heads re-weighted (§11.12 #4); the headline uses HEADLINE_K, fixed in advance.
 const KS: [usize; 3] = [1, 2, 4];
 const HEADLINE_K: usize = 2;
+/// Key–value pairs per retrieval prompt, and its length: every pair lies within the copy
+/// distances the recipe trains (at most MAX_SPAN = 20 tokens before the query).
+const KV_PAIRS: usize = 6;
+const KV_LEN: usize = 20;
+/// Baseline retrieval (mean over depths) every seed must reach for the comparison to be
+/// decidable, and the level above which there is no room to improve (the criterion's bars).
+const BAR: f64 = 0.5;
+const CEILING: f64 = 0.95;
+/// Smallest mean improvement that counts (with 2·SE), in accuracy.
+const MIN_GAIN: f64 = 0.01;
+
+/// One seed: its pretrained model, detection, baseline and PEAR results.
+struct SeedRun {
+    seed: u64,
+    trained: CopyRun,
+    patched: PathPatching,
+    copy0: f64,
+    kv0: NeedleSweep,
+    /// `(K, PEAR result, copy accuracy after, retrieval after)` for every K.
+    results: Vec<(usize, Pear, f64, NeedleSweep)>,
+}
+
+impl SeedRun {
+    fn at(&self, k: usize) -> &(usize, Pear, f64, NeedleSweep) {
+        self.results
+            .iter()
+            .find(|x| x.0 == k)
+            .expect("every K was run")
+    }
+}
 
 pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
-    let corpus = absolute(&lab.dir().join("data").join("markov_copy.txt"))?;
-    write_corpus(&corpus, lab.pick(10_000, 400), 2 * PROXY_LEN, lab.seed())?;
+    let seeds: Vec<u64> = (0..lab.pick(3, 1)).map(|i| lab.seed() + i).collect();
     let mut spec = lab.spec("pear.weft")?;
-    spec.set("steps", lab.pick(500, 12));
-    spec.set("batch", lab.pick(16, 4));
-    spec.set("eval_every", lab.pick(100, 12));
-    if let Some(DataSource::Text { path, .. }) = spec.checked.train.as_mut().map(|t| &mut t.data) {
-        *path = corpus.display().to_string();
+    let pre_steps = lab.pick(spec.train_int("steps").unwrap_or(3000), 12);
+    let batch = lab.pick(spec.train_int("batch").unwrap_or(16), 4);
+    spec.set("steps", pre_steps);
+    spec.set("batch", batch);
+    spec.set(
+        "eval_every",
+        lab.pick(spec.train_int("eval_every").unwrap_or(250), 12),
+    );
+    let mut trained = Vec::new();
+    for &seed in &seeds {
+        let run = format!("pretrain_seed{seed}");
+        trained.push(copy_recipe::train(
+            lab,
+            &mut spec,
+            &run,
+            seed,
+            lab.pick(128, 8),
+        )?);
     }
-    let base = lab.train(&spec, "pretrain", None)?;
 
     let steps = lab.pick(100, 4);
-    let samples = lab.pick(64, 4);
+    let samples = lab.pick(128, 4);
     let depths = NeedleSweepConfig::evenly_spaced(lab.pick(5, 2));
-    let kv_pairs = 8;
-    let measure = |params: &ParamStore| -> Result<(f64, NeedleSweep), ReproError> {
+    let ks = lab.pick(KS.to_vec(), vec![HEADLINE_K]);
+    let measure = |params: &ParamStore, seed: u64| -> Result<(f64, NeedleSweep), ReproError> {
         let model = lab.model(&spec, params);
         let copy = lab.probe("copy accuracy", || {
             copy_accuracy(
@@ -58,7 +100,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
                 &CopyConfig {
                     len: PROXY_LEN,
                     samples: lab.pick(64, 4),
-                    seed: lab.seed() + 1,
+                    seed: seed + 1,
                 },
             )
         })?;
@@ -66,63 +108,109 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
             needle_sweep(
                 &model,
                 &NeedleSweepConfig {
-                    pairs: kv_pairs,
-                    len: model.ctx(),
+                    pairs: KV_PAIRS,
+                    len: KV_LEN,
                     depths: depths.clone(),
                     samples,
                     batch: 16,
-                    seed: lab.seed() + 2,
+                    seed: seed + 2,
                 },
             )
         })?;
         Ok((copy.accuracy, kv))
     };
 
-    // Detection table over every head (the same prompts the pear probe patches).
-    let model = lab.model(&spec, &base.params);
-    let patched = lab.probe("path patching (copy, mean)", || {
-        path_patching(
-            &model,
-            &PatchingData::copy(32, PROXY_LEN, model.vocab(), lab.seed()),
-        )
-    })?;
-    let mut detect = Table::new(
-        &format!("Path patching on repeated random tokens (n = {PROXY_LEN}, 32 prompts): Δπ when a head's result at the query is mean-ablated, q/k/v frozen (positive = the head suppresses copying)"),
-        &["layer", "head 0", "head 1", "head 2", "head 3", "MLP"],
-    );
-    for (l, row) in patched.heads.iter().enumerate() {
-        let mut cells = vec![json!(l)];
-        cells.extend((0..4).map(|h| json!(row.get(h).copied().unwrap_or(0.0))));
-        cells.push(json!(patched.mlp[l]));
-        detect.row(cells);
-    }
-    r.table(detect);
-
-    let (copy0, kv0) = measure(&base.params)?;
-    let kv0_mean = crate::experiments::mean(&kv0.accuracy);
-    let mut results = Vec::new();
-    for k in lab.pick(KS.to_vec(), vec![HEADLINE_K]) {
-        let p = lab.probe("pear", || {
-            pear(
+    let mut runs: Vec<SeedRun> = Vec::new();
+    for (t, &seed) in trained.into_iter().zip(&seeds) {
+        let model = lab.model(&spec, &t.trained.params);
+        let patched = lab.probe("path patching (copy, mean)", || {
+            path_patching(
                 &model,
-                &PearConfig {
-                    heads: k,
-                    steps,
-                    lr: 5e-3,
-                    len: PROXY_LEN,
-                    seed: lab.seed(),
-                },
+                &PatchingData::copy(32, PROXY_LEN, model.vocab(), seed),
             )
         })?;
-        let gained = with_gains(&base.params, &p.gains);
-        let (copy1, kv1) = measure(&gained)?;
-        results.push((k, p, copy1, kv1));
+        let (copy0, kv0) = measure(&t.trained.params, seed)?;
+        let mut results = Vec::new();
+        for &k in &ks {
+            let p = lab.probe("pear", || {
+                pear(
+                    &model,
+                    &PearConfig {
+                        heads: k,
+                        steps,
+                        lr: 5e-3,
+                        len: PROXY_LEN,
+                        seed,
+                    },
+                )
+            })?;
+            let gained = with_gains(&t.trained.params, &p.gains);
+            let (copy1, kv1) = measure(&gained, seed)?;
+            results.push((k, p, copy1, kv1));
+        }
+        runs.push(SeedRun {
+            seed,
+            trained: t,
+            patched,
+            copy0,
+            kv0,
+            results,
+        });
     }
+    let kv_mean = |s: &NeedleSweep| crate::experiments::mean(&s.accuracy);
+    let kv = KvChance::new(spec.checked.model.config.vocab);
+
+    let mut pre = Table::new(
+        &format!(
+            "Pretraining (copy recipe, {pre_steps} steps of {batch} × {} tokens) and baseline \
+             retrieval (kv_recall, {KV_PAIRS} pairs in {KV_LEN} tokens, mean over {} needle \
+             depths × {samples} prompts; chance: {:.4} for a random value id, {:.4} for a random \
+             in-context value)",
+            spec.train_int("seq").unwrap_or(64),
+            depths.len(),
+            kv.value,
+            kv.in_context
+        ),
+        &[
+            "seed",
+            "params",
+            "final train loss",
+            "val loss",
+            "first step with copy acc ≥ 0.5",
+            &format!("copy acc (n = {PROBE_N}; recipe bar {RECIPE_BAR})"),
+            "retrieval acc",
+            &format!("retrieval within [{BAR}, {CEILING}]"),
+            "train time (s)",
+        ],
+    );
+    for s in &runs {
+        let b = kv_mean(&s.kv0);
+        pre.row(vec![
+            json!(s.seed),
+            json!(s.trained.trained.param_count()),
+            json!(s.trained.trained.final_loss),
+            json!(s.trained.trained.val_loss()),
+            json!(s
+                .trained
+                .first_step(0.5)
+                .map_or("not reached".to_string(), |x| x.to_string())),
+            json!(s.copy0),
+            json!(b),
+            json!(if (BAR..=CEILING).contains(&b) {
+                "yes"
+            } else {
+                "no"
+            }),
+            json!(s.trained.trained.wall_s),
+        ]);
+    }
+    r.table(pre);
 
     let mut table = Table::new(
-        &format!("PEAR by number of heads K (gains trained {steps} steps on the copy proxy; held-out proxy and kv_recall prompts)"),
+        &format!("PEAR by number of heads K and seed (gains trained {steps} steps on the copy proxy; held-out proxy and kv_recall prompts)"),
         &[
             "K",
+            "seed",
             "detected heads (layer.head: Δπ)",
             "learned gains τ",
             "copy loss before",
@@ -135,106 +223,275 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
             "gain ops after folding",
         ],
     );
-    for (k, p, copy1, kv1) in &results {
-        let heads: Vec<String> = p
-            .detected
-            .iter()
-            .map(|(l, h, d)| format!("{l}.{h}: {d:+.3}"))
-            .collect();
-        let gains: Vec<String> = p
-            .gains
-            .iter()
-            .map(|(l, h, t)| format!("{l}.{h}: {t:.3}"))
-            .collect();
-        table.row(vec![
-            json!(k),
-            json!(heads.join(", ")),
-            json!(gains.join(", ")),
-            json!(p.copy_loss_before),
-            json!(p.copy_loss_after),
-            json!(copy0),
-            json!(copy1),
-            json!(kv0_mean),
-            json!(crate::experiments::mean(&kv1.accuracy)),
-            json!(p.fold_max_rel_err),
-            json!(p.gain_ops_after_folding),
-        ]);
+    for &k in &ks {
+        for s in &runs {
+            let (_, p, copy1, kv1) = s.at(k);
+            let heads: Vec<String> = p
+                .detected
+                .iter()
+                .map(|(l, h, d)| format!("{l}.{h}: {d:+.3}"))
+                .collect();
+            let gains: Vec<String> = p
+                .gains
+                .iter()
+                .map(|(l, h, t)| format!("{l}.{h}: {t:.3}"))
+                .collect();
+            table.row(vec![
+                json!(k),
+                json!(s.seed),
+                json!(heads.join(", ")),
+                json!(gains.join(", ")),
+                json!(p.copy_loss_before),
+                json!(p.copy_loss_after),
+                json!(s.copy0),
+                json!(copy1),
+                json!(kv_mean(&s.kv0)),
+                json!(kv_mean(kv1)),
+                json!(p.fold_max_rel_err),
+                json!(p.gain_ops_after_folding),
+            ]);
+        }
     }
     r.table(table);
 
-    let (_, hp, _, hkv) = results
-        .iter()
-        .find(|x| x.0 == HEADLINE_K)
-        .expect("HEADLINE_K is one of KS");
+    // Per K over seeds: retrieval change (paired by seed), gains below 1, copy-loss change.
+    let mut by_k = Table::new(
+        &format!(
+            "Over {} seeds, by K: retrieval change after − before (paired by seed), learned gains \
+             and copy-proxy loss change",
+            seeds.len()
+        ),
+        &[
+            "K",
+            "retrieval before (mean)",
+            "retrieval after (mean)",
+            "mean change",
+            "sd of the change",
+            "2·SE of the change",
+            "gains τ < 1",
+            "copy loss change (mean)",
+        ],
+    );
+    for &k in &ks {
+        let before: Vec<f64> = runs.iter().map(|s| kv_mean(&s.kv0)).collect();
+        let after: Vec<f64> = runs.iter().map(|s| kv_mean(&s.at(k).3)).collect();
+        let d: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let (dm, dsd, dse) = spread(&d);
+        let below: usize = runs
+            .iter()
+            .map(|s| s.at(k).1.gains.iter().filter(|g| g.2 < 1.0).count())
+            .sum();
+        let all: usize = runs.iter().map(|s| s.at(k).1.gains.len()).sum();
+        let dl: Vec<f64> = runs
+            .iter()
+            .map(|s| s.at(k).1.copy_loss_after - s.at(k).1.copy_loss_before)
+            .collect();
+        by_k.row(vec![
+            json!(k),
+            json!(spread(&before).0),
+            json!(spread(&after).0),
+            json!(dm),
+            json!(dsd),
+            json!(2.0 * dse),
+            json!(format!("{below} of {all}")),
+            json!(spread(&dl).0),
+        ]);
+    }
+    r.table(by_k);
+
     let mut depth = Table::new(
         &format!(
-            "kv_recall retrieval accuracy by needle depth ({kv_pairs} pairs among filler, {} tokens, {samples} prompts per depth)",
-            kv0.len
+            "kv_recall retrieval accuracy by needle depth ({KV_PAIRS} pairs among filler, \
+             {KV_LEN} tokens, {samples} prompts per depth; mean over {} seeds)",
+            seeds.len()
         ),
-        &["needle depth", "before gains", &format!("K = {HEADLINE_K} gains")],
+        &[
+            "needle depth",
+            "before gains",
+            &format!("K = {HEADLINE_K} gains"),
+        ],
     );
     for (i, d) in depths.iter().enumerate() {
-        depth.row(vec![
-            json!(d),
-            json!(kv0.accuracy[i]),
-            json!(hkv.accuracy[i]),
-        ]);
+        let b: Vec<f64> = runs.iter().map(|s| s.kv0.accuracy[i]).collect();
+        let a: Vec<f64> = runs
+            .iter()
+            .map(|s| s.at(HEADLINE_K).3.accuracy[i])
+            .collect();
+        depth.row(vec![json!(d), json!(spread(&b).0), json!(spread(&a).0)]);
     }
     r.table(depth);
 
-    let evals = base.probe_curve("copy_accuracy", "accuracy");
-    let mut curve = Table::new(
-        &format!("Pretraining: copy accuracy on repeated random strings (len {PROXY_LEN})"),
-        &["step", "copy accuracy"],
+    let first = &runs[0];
+    let mut detect = Table::new(
+        &format!("Path patching on repeated random tokens, seed {} (n = {PROXY_LEN}, 32 prompts): Δπ when a head's result at the query is mean-ablated, q/k/v frozen (positive = the head suppresses copying)", first.seed),
+        &["layer", "head 0", "head 1", "head 2", "head 3", "MLP"],
     );
-    for (s, a) in &evals {
-        curve.row(vec![json!(s), json!(a)]);
+    for (l, row) in first.patched.heads.iter().enumerate() {
+        let mut cells = vec![json!(l)];
+        cells.extend((0..4).map(|h| json!(row.get(h).copied().unwrap_or(0.0))));
+        cells.push(json!(first.patched.mlp[l]));
+        detect.row(cells);
     }
-    curve.row(vec![json!("final val loss"), json!(base.val_loss())]);
+    r.table(detect);
+
+    let curves: Vec<Vec<(u64, f64)>> = runs.iter().map(|s| s.trained.curve.clone()).collect();
+    let mut cols = vec!["step".to_string()];
+    cols.extend(seeds.iter().map(|s| format!("seed {s}")));
+    let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+    let mut curve = Table::new(
+        &format!("Pretraining: copy accuracy on repeated random strings (n = {PROXY_LEN}, a copy distance of {PROXY_LEN})"),
+        &cols,
+    );
+    for (i, (step, _)) in curves[0].iter().enumerate() {
+        let mut row = vec![json!(step)];
+        row.extend(curves.iter().map(|c| json!(c.get(i).map_or(0.0, |p| p.1))));
+        curve.row(row);
+    }
     r.table(curve);
 
-    let kv1_mean = crate::experiments::mean(&hkv.accuracy);
-    let all_below = hp.gains.iter().all(|g| g.2 < 1.0);
+    let before: Vec<f64> = runs.iter().map(|s| kv_mean(&s.kv0)).collect();
+    let after: Vec<f64> = runs.iter().map(|s| kv_mean(&s.at(HEADLINE_K).3)).collect();
+    let d: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let (dm, dsd, dse) = spread(&d);
+    let seen = dm > 2.0 * dse && dm >= MIN_GAIN;
     r.headline(
-        "held-out copy-proxy loss (second half of x ⊕ x)",
+        &format!(
+            "held-out kv_recall retrieval accuracy ({KV_PAIRS} pairs in {KV_LEN} tokens, mean over \
+             {} needle depths and {} seeds)",
+            depths.len(),
+            seeds.len()
+        ),
         "before gains",
-        hp.copy_loss_before,
+        spread(&before).0,
         &format!("PEAR, K = {HEADLINE_K}"),
-        hp.copy_loss_after,
-        all_below && hp.copy_loss_after < hp.copy_loss_before,
-        &format!("every learned gain τ < 1 (the detected heads are down-weighted, as the paper reports) and the held-out copy loss falls; K = {HEADLINE_K} was fixed in advance"),
+        spread(&after).0,
+        seen,
+        CRITERION.trim(),
     );
-    let best = (0..kv0.accuracy.len())
-        .max_by(|&i, &j| kv0.accuracy[i].total_cmp(&kv0.accuracy[j]))
-        .unwrap_or(0);
-    let others = (0..kv0.accuracy.len())
-        .filter(|&i| i != best)
-        .map(|i| kv0.accuracy[i])
-        .fold(0.0, f64::max);
-    r.note(format!(
-        "Retrieval (kv_recall, mean over depths) before vs after K = {HEADLINE_K} gains: {kv0_mean:.4} vs {kv1_mean:.4}. The model copies by relative position (its copy windows always repeat at distance {PROXY_LEN}; content-addressed induction heads did not form within ~1500 steps in trials), so it retrieves mainly at the depth whose pair sits about {PROXY_LEN} tokens before the query (depth {}: {:.4} → {:.4}) and at most {others:.4} at the other depths: this transfer test is too weak to show the paper's downstream gain here.",
-        depths[best], kv0.accuracy[best], hkv.accuracy[best]
-    ));
-    let positive = patched.heads.iter().flatten().filter(|&&d| d > 0.0).count();
-    r.note(format!(
-        "{positive} of {} heads have Δπ > 0 (mean-ablating their result at the query raises the copy logit: suppression candidates); clean π = {:.3}.",
-        patched.heads.iter().map(Vec::len).sum::<usize>(),
-        patched.clean_metric
-    ));
-    for (k, p, _, kv1) in &results {
+    let bad: Vec<String> = runs
+        .iter()
+        .zip(&before)
+        .filter(|(_, b)| !(BAR..=CEILING).contains(*b))
+        .map(|(s, b)| format!("seed {}: {b:.4}", s.seed))
+        .collect();
+    if !bad.is_empty() {
+        r.inconclusive();
         r.note(format!(
-            "K = {k}: gains {} 1, copy loss {:.4} → {:.4}, retrieval {:.4} → {:.4}, folded export max relative logit difference {:.2e} with {} gain multiplications left.",
-            if p.gains.iter().all(|g| g.2 < 1.0) { "all below" } else { "not all below" },
-            p.copy_loss_before,
-            p.copy_loss_after,
-            kv0_mean,
-            crate::experiments::mean(&kv1.accuracy),
-            p.fold_max_rel_err,
-            p.gain_ops_after_folding
+            "Inconclusive: baseline retrieval outside [{BAR}, {CEILING}] ({}), so a pretrained \
+             model either has no lookup circuit for the gains to re-weight or no room to \
+             improve; chance is {:.4} (a random value id) and {:.4} (a random in-context value).",
+            bad.join(", "),
+            kv.value,
+            kv.in_context
         ));
     }
-    r.note(format!("Scaled down from §11.12 #4 (D = 128, the grok-to-copy model): D = 64, L = 3, H = 4, ctx 64, 500 pretraining steps of 16 × 64 tokens on a synthetic Markov-plus-copies corpus; the copy proxy has n = {PROXY_LEN} (paper: 50) and detection uses one proxy setting (32 prompts) instead of the four (N, n) pairs of §4.2. Retrieval is measured zero-shot on `kv_recall` prompts (8 pairs, the query marker id 1 never seen in pretraining), a transfer test like the paper's MDQA."));
+    let per_seed: Vec<String> = runs
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|(s, (b, a))| format!("seed {}: {b:.4} → {a:.4}", s.seed))
+        .collect();
+    r.note(format!(
+        "Retrieval before → after K = {HEADLINE_K} gains, per seed: {}. Mean change {dm:+.4} \
+         against 2·SE = {:.4} of the paired differences (sd {dsd:.4}) and the minimum \
+         {MIN_GAIN}.",
+        per_seed.join("; "),
+        2.0 * dse
+    ));
+    if !seen && dm.abs() > 0.0 && seeds.len() > 1 {
+        r.note(format!(
+            "Power: seeds needed to resolve a paired mean change d at 2·SE: n ≥ 4·sd²/d² (the \
+             paired form of n ≥ 4·(sd₀² + sd₁²)/d²); with sd = {dsd:.4} of the per-seed changes, \
+             the observed d = {dm:+.4} would need n ≥ {:.0} seeds (and must also reach the \
+             minimum {MIN_GAIN}).",
+            (4.0 * dsd * dsd / (dm * dm)).ceil()
+        ));
+    }
+    let positive: Vec<String> = runs
+        .iter()
+        .map(|s| {
+            format!(
+                "seed {}: {} of {} (clean π = {:.3})",
+                s.seed,
+                s.patched
+                    .heads
+                    .iter()
+                    .flatten()
+                    .filter(|&&d| d > 0.0)
+                    .count(),
+                s.patched.heads.iter().map(Vec::len).sum::<usize>(),
+                s.patched.clean_metric
+            )
+        })
+        .collect();
+    r.note(format!(
+        "Heads with Δπ > 0 (mean-ablating their result at the query raises the copy logit: \
+         suppression candidates): {}.",
+        positive.join("; ")
+    ));
+    for &k in &ks {
+        let below = runs
+            .iter()
+            .filter(|s| s.at(k).1.gains.iter().all(|g| g.2 < 1.0))
+            .count();
+        let worst_fold = runs
+            .iter()
+            .map(|s| s.at(k).1.fold_max_rel_err)
+            .fold(0.0, f64::max);
+        let ops: usize = runs.iter().map(|s| s.at(k).1.gain_ops_after_folding).sum();
+        r.note(format!(
+            "K = {k}: every gain below 1 in {below} of {} seeds; copy loss {}; folded export \
+             max relative logit difference {worst_fold:.2e} (worst seed) with {ops} gain \
+             multiplications left.",
+            seeds.len(),
+            runs.iter()
+                .map(|s| format!(
+                    "{:.4} → {:.4}",
+                    s.at(k).1.copy_loss_before,
+                    s.at(k).1.copy_loss_after
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    let missed = runs.iter().filter(|s| !s.trained.formed()).count();
+    r.note(format!(
+        "The copy recipe's own bar (copy accuracy ≥ {RECIPE_BAR} at n = {PROBE_N}) was missed by \
+         {missed} of {} pretrained models; the criterion's precondition is the retrieval bar, \
+         measured on the prompts the headline uses.",
+        seeds.len()
+    ));
+    r.note(format!(
+        "Scaled down from §11.12 #4 (D = 128, the grok-to-copy model): D = 64, L = {}, H = 4, \
+         vocab {}, {pre_steps} pretraining steps of {batch} × {} tokens per seed by the copy \
+         recipe (copies s ⊕ s of uniform random strings, |s| in 4..{MAX_SPAN}, at varied \
+         offsets); the copy proxy has n = {PROXY_LEN} (paper: 50) and detection uses one proxy \
+         setting (32 prompts) instead of the four (N, n) pairs of §4.2. Retrieval is measured \
+         zero-shot on `kv_recall` prompts ({KV_PAIRS} pairs in {KV_LEN} tokens, so every pair \
+         lies within the trained copy distances; the query marker id 1 is never seen in \
+         pretraining), a transfer test like the paper's MDQA.",
+        spec.checked.model.config.layers,
+        spec.checked.model.config.vocab,
+        spec.train_int("seq").unwrap_or(64),
+    ));
     Ok(())
+}
+
+/// Chance levels of a `kv_recall` answer: a random id of the value range, and a random one of
+/// the prompt's values.
+struct KvChance {
+    value: f64,
+    in_context: f64,
+}
+
+impl KvChance {
+    fn new(vocab: usize) -> Self {
+        // Values get 3/8 of the ids above 1 (runtime/src/data/kv_recall.rs).
+        let values = (vocab.saturating_sub(2) * 3 / 8).max(1);
+        KvChance {
+            value: 1.0 / values as f64,
+            in_context: 1.0 / KV_PAIRS as f64,
+        }
+    }
 }
 
 /// `base` with each `(layer, head, τ)` written into `layers.{layer}.attn.gain`.
@@ -250,60 +507,4 @@ fn with_gains(base: &ParamStore, gains: &[(usize, usize, f64)]) -> ParamStore {
         }
     }
     p
-}
-
-/// Writes the pretraining corpus (see the module doc and the spec): `windows` windows of
-/// `w` ids in `[2, VOCAB)`, each either a skip-bigram Markov window or a copy window
-/// `s ⊕ s'` (s uniform, s' = s with a share NOISE of its tokens replaced by the Markov
-/// continuation). The text source cuts training windows at multiples of `w`, so every training
-/// row is one of these windows.
-fn write_corpus(path: &Path, windows: usize, w: usize, seed: u64) -> Result<(), ReproError> {
-    let mut rng = Rng::for_name(seed, "repro.pear.corpus");
-    let span = u64::from(VOCAB - 2);
-    let mut sigma: Vec<u8> = (2..VOCAB).collect();
-    for i in (1..sigma.len()).rev() {
-        sigma.swap(i, rng.below(i as u64 + 1) as usize);
-    }
-    let mut out: Vec<u8> = Vec::with_capacity(windows * w);
-    for _ in 0..windows {
-        let mut win: Vec<u8> = (0..2).map(|_| 2 + rng.below(span) as u8).collect();
-        let copy = rng.uniform() < COPY_SHARE;
-        while win.len() < w {
-            let i = win.len();
-            let markov = sigma[usize::from(win[i - 2] - 2)];
-            let next = if copy && i < w / 2 {
-                2 + rng.below(span) as u8
-            } else if copy {
-                if rng.uniform() < NOISE {
-                    markov
-                } else {
-                    win[i - w / 2]
-                }
-            } else if rng.uniform() < PRIOR {
-                markov
-            } else {
-                2 + rng.below(span) as u8
-            };
-            win.push(next);
-        }
-        out.extend_from_slice(&win);
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| ReproError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    weft_runtime::tensor_file::write_atomic(path, &out).map_err(|source| ReproError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// `p` made absolute (the data source resolves relative paths against the spec's folder).
-fn absolute(p: &Path) -> Result<std::path::PathBuf, ReproError> {
-    std::path::absolute(p).map_err(|source| ReproError::Io {
-        path: p.to_path_buf(),
-        source,
-    })
 }

@@ -48,9 +48,11 @@ pub fn from_spec(
             labels,
             shots,
             noise,
-        } => Box::new(LabelMapping::new(
-            *tasks, *inputs, *labels, *shots, *noise, vocab, seed,
-        )?),
+            task_id,
+        } => Box::new(
+            LabelMapping::new(*tasks, *inputs, *labels, *shots, *noise, vocab, seed)?
+                .with_task_id(*task_id),
+        ),
         DataSource::Arithmetic {
             terms,
             modulus,

@@ -3,9 +3,10 @@
 use super::{content_rng, eval_in_batches, Batch, DataError, DataSource, Sample, EVAL_SEQUENCES};
 use crate::init::Rng;
 
-/// `label_mapping(tasks, inputs, labels, shots, noise)`: a fixed pool of `tasks` mappings from
-/// `inputs` input tokens to `labels` label tokens (drawn once from the source's seed). A
-/// sequence is a task-id token (turn 0) then `k` demonstration turns `(x, y)` of one task,
+/// `label_mapping(tasks, inputs, labels, shots, noise, task_id)`: a fixed pool of `tasks`
+/// mappings from `inputs` input tokens to `labels` label tokens (drawn once from the source's
+/// seed). A sequence is a task-id token (turn 0; with `task_id: false` the `<bos>` token,
+/// shared by all tasks) then `k` demonstration turns `(x, y)` of one task,
 /// `k` uniform in `1..=shots` (capped by `seq`). Demonstration `j` is turn `j + 1` and its
 /// label is answer segment `j`; with probability `noise` a label is flipped to a different,
 /// uniformly chosen one.
@@ -20,6 +21,9 @@ pub struct LabelMapping {
     pub shots: usize,
     pub noise: f64,
     pub vocab: usize,
+    /// Whether turn 0 names the task; without it only the demonstrations do, so a model
+    /// cannot answer from a memorised table alone (DR-ICL's setting without the shortcut).
+    pub task_id: bool,
     seed: u64,
     /// `table[task][input]` = label index.
     table: Vec<Vec<usize>>,
@@ -71,9 +75,26 @@ impl LabelMapping {
             shots,
             noise,
             vocab,
+            task_id: true,
             seed,
             table,
         })
+    }
+
+    /// The same task with turn 0 the task's id (`true`, the default) or a start token shared
+    /// by all tasks (`false`).
+    pub fn with_task_id(mut self, task_id: bool) -> Self {
+        self.task_id = task_id;
+        self
+    }
+
+    /// Turn 0 of a sequence of task `t`: its id, or `<bos>` when the task is hidden.
+    pub fn start_token(&self, t: usize) -> i32 {
+        if self.task_id {
+            self.task_token(t)
+        } else {
+            1
+        }
     }
 
     /// The id of task `t`.
@@ -110,7 +131,7 @@ impl LabelMapping {
     /// `noise`, except the last one when `clean_last` (the query of an accuracy evaluation).
     pub fn sample(&self, rng: &mut Rng, task: usize, k: usize, clean_last: bool) -> Sample {
         let mut s = Sample::new();
-        s.push(self.task_token(task), -1, 0, 0);
+        s.push(self.start_token(task), -1, 0, 0);
         for j in 0..k {
             let x = rng.below(self.inputs as u64) as usize;
             let mut y = self.label_of(task, x);
@@ -148,13 +169,31 @@ impl LabelMapping {
     /// (one demonstration) and zero-shot (none) prompts. Left-pad a set of them with
     /// [`Batch::left_padded`].
     pub fn prompt(&self, task: usize, demos: &[(usize, usize)], query: usize) -> Vec<i32> {
-        let mut p = vec![self.task_token(task)];
+        let mut p = vec![self.start_token(task)];
         for &(x, y) in demos {
             p.push(self.input_token(x));
             p.push(self.label_token(y));
         }
         p.push(self.input_token(query));
         p
+    }
+
+    /// The task of each held-out sequence of [`DataSource::eval_batches`], in order (turn 0
+    /// does not say it when the task id is hidden).
+    pub fn eval_tasks(&self, seq: usize) -> Vec<usize> {
+        let mut eval = self.eval_samples(seq);
+        (0..EVAL_SEQUENCES).map(|_| eval().0).collect()
+    }
+
+    /// The held-out sequences, one per call, with their tasks.
+    fn eval_samples(&self, seq: usize) -> impl FnMut() -> (usize, Sample) + '_ {
+        let max = self.max_shots(seq).max(1) as u64;
+        let mut rng = content_rng(self.seed, "label_mapping.eval");
+        move || {
+            let task = rng.below(self.tasks as u64) as usize;
+            let k = 1 + rng.below(max) as usize;
+            (task, self.sample(&mut rng, task, k, true))
+        }
     }
 
     fn check_seq(&self, seq: usize) -> Result<(), DataError> {
@@ -172,8 +211,13 @@ impl LabelMapping {
 impl DataSource for LabelMapping {
     fn describe(&self) -> String {
         format!(
-            "label_mapping(tasks: {}, inputs: {}, labels: {}, shots: {}, noise: {})",
-            self.tasks, self.inputs, self.labels, self.shots, self.noise
+            "label_mapping(tasks: {}, inputs: {}, labels: {}, shots: {}, noise: {}{})",
+            self.tasks,
+            self.inputs,
+            self.labels,
+            self.shots,
+            self.noise,
+            if self.task_id { "" } else { ", task_id: false" }
         )
     }
 
@@ -203,13 +247,8 @@ impl DataSource for LabelMapping {
     /// Shot counts uniform as in training, noisy demonstrations, a clean last label.
     fn eval_batches(&self, batch: usize, seq: usize) -> Result<Vec<Batch>, DataError> {
         self.check_seq(seq)?;
-        let max = self.max_shots(seq) as u64;
-        let mut rng = content_rng(self.seed, "label_mapping.eval");
-        eval_in_batches(EVAL_SEQUENCES, batch, seq, |_| {
-            let task = rng.below(self.tasks as u64) as usize;
-            let k = 1 + rng.below(max) as usize;
-            Ok(self.sample(&mut rng, task, k, true))
-        })
+        let mut eval = self.eval_samples(seq);
+        eval_in_batches(EVAL_SEQUENCES, batch, seq, |_| Ok(eval().1))
     }
 
     fn token_text(&self, id: i32) -> String {

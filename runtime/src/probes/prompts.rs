@@ -133,12 +133,14 @@ pub fn label_mapping_of(
         labels,
         shots,
         noise,
+        task_id,
     }) = train_data(spec)
     else {
         return Err(ProbeError::Config(format!("{probe} builds its prompts from `train {{ data = label_mapping(...) }}`, which this spec does not have")));
     };
     let vocab = spec.model.config.vocab;
     LabelMapping::new(tasks, inputs, labels, shots, noise, vocab, seed)
+        .map(|lm| lm.with_task_id(task_id))
         .map_err(|e| ProbeError::Config(format!("{probe} prompts: {e}")))
 }
 

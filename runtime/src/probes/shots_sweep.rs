@@ -1,9 +1,10 @@
 //! Accuracy against the number of in-context demonstrations: DR-ICL's accuracy-vs-k curve
-//! (METHODS §1.6, §11.12 #1). A k-shot prompt of the `label_mapping` task is the task id, k
-//! demonstrations `(x, y)` of that task and a query input — `2k + 2` tokens — and the model
+//! (METHODS §1.6, §11.12 #1). A k-shot prompt of the `label_mapping` task is the task id (or
+//! the shared start token, `task_id: false`), k demonstrations `(x, y)` of that task and a
+//! query input — `2k + 2` tokens — and the model
 //! must predict the query's true label at the last position. Demonstration labels carry the
 //! task's label noise (as in training; set `noise = 0` on the task for clean demonstrations);
-//! the query's label is always the true one. Zero-shot is the task id and the query alone.
+//! the query's label is always the true one. Zero-shot is turn 0 and the query alone.
 //!
 //! `accuracy` is label-token scoring: the argmax over the task's label tokens only, so chance
 //! is `1 / labels` whatever the rest of the vocabulary does; `vocab_accuracy` takes the argmax
