@@ -27,7 +27,8 @@ use weft_compiler::pipeline;
 use weft_runtime::optim::{AdamW, Gradients, Optimizer, OptimizerConfig, Schedule};
 use weft_runtime::probes::readout::{argmax, prob};
 use weft_runtime::probes::{hook, logits, Model, ProbeError};
-use weft_runtime::rundir::StepMetrics;
+use weft_runtime::rundir::{RunFiles, StepMetrics};
+use weft_runtime::train::base_routing_trace;
 use weft_runtime::{init_params, HookSelection, ParamStore, Rng, Tensor};
 
 /// The criterion, fixed before the final run (its commit is named in the report).
@@ -115,6 +116,10 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
             "kind": "eval", "step": steps, "retrieval_accuracy": mean_of(&res.correct),
         }));
         let shares = lab.probe("base choices", || base_shares(&model, &eval))?;
+        let bases = bases_of(&lm);
+        lab.probe("routing traces", || {
+            routing_traces(&model, &eval[eval.len() / 2][0], &lm, &bases, steps, &run)
+        })?;
         let (same, changed) = frozen(&lm.params, &params);
         trained.push(Seeded {
             seed,
@@ -130,6 +135,10 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     r.table(training_table(&trained, steps, t));
     r.table(curve_table(&depths, &base, &trained, per_depth, t, pairs));
     r.table(choice_table(&trained[0], &bases_of(&lm)));
+    r.note(
+        "Each MoICE run directory holds every layer's routing on one held-out prompt (depth 0.5): \
+         `weft view` shows which bases each head mixes at each token.",
+    );
 
     // Headline: per middle prompt, MoICE's correctness averaged over the seeds minus the
     // base's; the prompts are shared, so the comparison is paired.
@@ -631,6 +640,49 @@ fn frozen(before: &ParamStore, after: &ParamStore) -> (usize, Vec<String>) {
         }
     }
     (same, changed)
+}
+
+/// Every layer's `base_routing` trace on one held-out prompt (the viewer's MoICE panel: which
+/// bases each head mixes at each token).
+fn routing_traces(
+    model: &Model,
+    prompt: &Prompt,
+    lm: &Pretrained,
+    bases: &[f64],
+    step: usize,
+    run: &RunFiles,
+) -> Result<(), ProbeError> {
+    let t = prompt.tokens.len();
+    let tokens = Tensor::i32(&[1, t], prompt.tokens.clone());
+    let text: Vec<String> = prompt
+        .tokens
+        .iter()
+        .map(|&id| lm.tokenizer.decode(&[id as u32]).unwrap_or_default())
+        .collect();
+    let text = json!(text);
+    model.run_in_batches(&prompt.tokens, t, 1, &[ROUTERS], |_, out| {
+        for l in 0..model.layers() {
+            let prefix = format!("layers.{l}.attn");
+            let choice = hook(out, &format!("{prefix}.router.choice"))?;
+            let logits = hook(out, &format!("{prefix}.router.logits"))?;
+            let trace = base_routing_trace(
+                &prefix,
+                choice,
+                logits,
+                Some(bases.to_vec()),
+                step as u64,
+                &tokens,
+                &text,
+            )
+            .ok_or_else(|| {
+                ProbeError::Model(format!("{prefix}: router hooks of an unexpected shape"))
+            })?;
+            run.write_trace(&trace).map_err(|e| {
+                ProbeError::Config(format!("writing {prefix}'s routing trace: {e}"))
+            })?;
+        }
+        Ok(())
+    })
 }
 
 /// `shares[layer][head][base]`: the mean mixing weight each base gets (softmax of the router

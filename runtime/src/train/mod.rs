@@ -13,6 +13,7 @@ pub mod budget;
 mod nan;
 mod plan;
 mod trace;
+pub use trace::base_routing_trace;
 
 pub use plan::{data_source, plan, Plan};
 

@@ -316,8 +316,9 @@ impl SegmentRows {
 
 /// A [`trace_kind::BASE_ROUTING`] trace from a MoICE router's `choice` (0/1 top-k) and
 /// `logits`, both `[B, H, T, N]`: per (token, head) the chosen bases by decreasing router
-/// probability and their renormalised mixing weights.
-fn base_routing_trace(
+/// probability and their renormalised mixing weights. `text` is the tokens' text (a JSON
+/// list of strings); `None` when the shapes do not fit or `prefix` names no layer.
+pub fn base_routing_trace(
     prefix: &str,
     choice: &Tensor,
     logits: &Tensor,
