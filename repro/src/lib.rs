@@ -4,7 +4,7 @@
 //!
 //! An experiment is a plain function over a [`Lab`]: it loads specs from `examples/repro/`,
 //! trains them through `weft_runtime::train`, runs probes and fills a [`Report`]. Quick mode
-//! ([`Options::quick`]) shrinks steps and samples so all ten finish in minutes; its numbers
+//! ([`Options::quick`]) shrinks steps and samples so all of them finish in minutes; its numbers
 //! show the pipeline works, not the effect.
 
 mod experiments;

@@ -1,5 +1,5 @@
 //! `weft repro all --quick` through the library: every experiment runs its reduced version,
-//! writes a report whose numbers are finite, and the summary covers all ten. It checks that
+//! writes a report whose numbers are finite, and the summary covers all of them. It checks that
 //! the reproductions run, not that their effects appear (quick budgets are too small).
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! REPRODUCTIONS.md is generated, not typed: it must equal the summary of the reports kept in
 //! `repro/results/` (written by `weft repro summary` next to it), and those reports must cover
-//! all ten experiments with finite numbers.
+//! every experiment with finite numbers.
 
 use std::path::PathBuf;
 use weft_repro::{read_results, summary_markdown, EXPERIMENTS};

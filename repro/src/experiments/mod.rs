@@ -1,8 +1,10 @@
-//! The ten experiments, one file each, in the order of METHODS.md §11.12's table of issue #9.
+//! The experiments, one file each, in the order of METHODS.md §11.12's table of issue #9 (a
+//! method with a from-scratch and a pretrained-LM experiment has one of each).
 
 use crate::{Lab, Report, ReproError};
 
 mod batch_icl;
+mod batch_icl_lm;
 mod cog;
 mod copy_recipe;
 mod dr_icl;
@@ -92,6 +94,13 @@ pub const EXPERIMENTS: &[Experiment] = &[
         comparison: "Batch-ICL (k chosen on validation) vs N-shot in each of 24 orders, 3 seeds",
         pretrained: false,
         run: batch_icl::run,
+    },
+    Experiment {
+        name: "batch_icl_lm",
+        method: "Batch-ICL (SmolLM2)",
+        comparison: "SmolLM2-135M-Instruct (GGUF) on word categories: Batch-ICL (k chosen on validation) vs N-shot in each of 24 orders",
+        pretrained: true,
+        run: batch_icl_lm::run,
     },
     Experiment {
         name: "dr_icl",

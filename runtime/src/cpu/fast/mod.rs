@@ -54,9 +54,20 @@ use weft_compiler::ir::{verify, Graph, Op, ValueId};
 /// The fast f32 CPU backend (`--backend cpu`); [`super::CpuBackend`] is its reference.
 #[derive(Debug, Default)]
 pub struct FastCpuBackend {
-    /// The last graph's plan and buffer pool. One entry: a training loop runs one graph,
-    /// and evaluation graphs in between only cost a re-plan.
-    cache: Mutex<Option<Cached>>,
+    /// The plans of the graphs run most recently, and one buffer pool for all of them.
+    cache: Mutex<Cache>,
+}
+
+/// Plans kept: a training loop runs one graph and evaluation graphs in between, while a
+/// probe's sweep alternates among a few dozen (one replacement site per layer: Batch-ICL's
+/// injection at each of SmolLM2's 30 layers); with one plan, every such call re-planned.
+const PLANS: usize = 64;
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// Oldest first.
+    plans: Vec<Cached>,
+    pool: Pool,
 }
 
 #[derive(Debug)]
@@ -66,7 +77,6 @@ struct Cached {
     /// The nodes replacement runs overwrite (sorted); part of the plan's key.
     patched: Vec<usize>,
     plan: Plan,
-    pool: Pool,
 }
 
 /// Liveness of one graph with aliases resolved.
@@ -196,7 +206,7 @@ impl FastCpuBackend {
     /// stops growing once a graph has run once (checked by `tests/fast_cpu.rs`).
     pub fn buffers_allocated(&self) -> usize {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.as_ref().map_or(0, |c| c.pool.allocated)
+        cache.pool.allocated
     }
 
     /// Bytes of every float buffer the pool has allocated (held by it or by a run): the
@@ -204,7 +214,7 @@ impl FastCpuBackend {
     /// once the graph has run once (`weft bench` reports it per step).
     pub fn arena_bytes(&self) -> usize {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.as_ref().map_or(0, |c| c.pool.bytes)
+        cache.pool.bytes
     }
 }
 
@@ -250,25 +260,34 @@ impl FastCpuBackend {
         let mut patched: Vec<usize> = patches.keys().copied().collect();
         patched.sort_unstable();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = !matches!(&*cache, Some(c) if c.hooks == hook_ids && c.patched == patched && c.graph == *graph);
-        if fresh {
-            verify(graph)?;
-            let keep: Vec<ValueId> = graph
-                .outputs
-                .iter()
-                .chain(&hook_ids)
-                .map(|(_, v)| *v)
-                .collect();
-            let pool = cache.take().map(|c| c.pool).unwrap_or_default();
-            *cache = Some(Cached {
-                graph: graph.clone(),
-                plan: Plan::new(graph, &keep, &patched),
-                hooks: hook_ids,
-                patched,
-                pool,
-            });
-        }
-        let c = cache.as_mut().expect("filled above");
+        let found = cache
+            .plans
+            .iter()
+            .position(|c| c.patched == patched && c.hooks == hook_ids && c.graph == *graph);
+        let i = match found {
+            Some(i) => i,
+            None => {
+                verify(graph)?;
+                let keep: Vec<ValueId> = graph
+                    .outputs
+                    .iter()
+                    .chain(&hook_ids)
+                    .map(|(_, v)| *v)
+                    .collect();
+                if cache.plans.len() == PLANS {
+                    cache.plans.remove(0);
+                }
+                cache.plans.push(Cached {
+                    graph: graph.clone(),
+                    plan: Plan::new(graph, &keep, &patched),
+                    hooks: hook_ids,
+                    patched,
+                });
+                cache.plans.len() - 1
+            }
+        };
+        let Cache { plans, pool } = &mut *cache;
+        let c = &plans[i];
         // The run goes to one of rayon's workers: from there each parallel kernel's halves
         // are this worker's own work and the other's, and a half nobody stole is popped
         // back; from the calling thread every kernel would wait for sleeping workers to
@@ -276,13 +295,7 @@ impl FastCpuBackend {
         let mut out = None;
         rayon::scope(|_| {
             out = Some(execute(
-                &c.graph,
-                &c.plan,
-                &c.hooks,
-                patches,
-                &mut c.pool,
-                inputs,
-                params,
+                &c.graph, &c.plan, &c.hooks, patches, pool, inputs, params,
             ))
         });
         out.expect("the scope ran its body")
