@@ -31,6 +31,16 @@ pub struct Pretrained {
     pub tokenizer: Tokenizer,
 }
 
+impl Pretrained {
+    /// The token ids of `text` (no special tokens added).
+    pub fn encode(&self, text: &str) -> Result<Vec<i32>, ReproError> {
+        self.tokenizer
+            .encode(text)
+            .map(|v| v.into_iter().map(|x| x as i32).collect())
+            .map_err(|e| ReproError::Other(format!("tokenizing {text:?}: {e}")))
+    }
+}
+
 /// A checked spec of `examples/repro/`, with train settings an experiment may override.
 pub struct Spec {
     pub checked: Checked,
@@ -344,4 +354,10 @@ impl Lab {
             source: Box::new(source),
         })
     }
+}
+
+/// The error of a failed write to the metrics of a run directory made by [`Lab::probe_run`].
+pub(crate) fn metrics_err(run: &RunFiles) -> impl FnOnce(std::io::Error) -> ReproError {
+    let path = run.root().join("metrics.jsonl");
+    move |source| ReproError::Io { path, source }
 }

@@ -211,7 +211,7 @@ impl SeedResult {
 }
 
 /// Accuracy of a sweep at layer `k` (0 when k was not swept).
-fn at(s: &BatchIcl, k: usize) -> f64 {
+pub(crate) fn at(s: &BatchIcl, k: usize) -> f64 {
     s.layers
         .iter()
         .position(|&x| x == k)

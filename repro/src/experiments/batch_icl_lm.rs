@@ -16,10 +16,11 @@
 //! validation queries and reported on the test queries, with the two-epoch variant beside it.
 //! Accuracy is the argmax over the whole vocabulary, as in the paper.
 
-use crate::lab::Pretrained;
+use super::batch_icl::at;
+use crate::lab::{metrics_err, Pretrained};
 use crate::{Lab, Report, ReproError, Table};
 use serde_json::json;
-use weft_runtime::probes::batch_icl::{batch_icl, BatchIcl, BatchIclConfig, IclQuery};
+use weft_runtime::probes::batch_icl::{batch_icl, BatchIclConfig, IclQuery};
 use weft_runtime::probes::icl_orders::{icl_orders, OrderQuery};
 use weft_runtime::probes::readout::argmax;
 use weft_runtime::probes::{logits, Model, ProbeError};
@@ -124,10 +125,12 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
         .count();
 
     let mut run = lab.probe_run("smollm2", &lm.spec.source)?;
-    let _ = run.metrics().log_value(&json!({
-        "kind": "eval", "step": 0, "n_shot_mean_accuracy": orders.mean_accuracy,
-        "batch_icl_accuracy": at(&e1, k), "batch_icl_layer": k,
-    }));
+    run.metrics()
+        .log_value(&json!({
+            "kind": "eval", "step": 0, "n_shot_mean_accuracy": orders.mean_accuracy,
+            "batch_icl_accuracy": at(&e1, k), "batch_icl_layer": k,
+        }))
+        .map_err(metrics_err(&run))?;
 
     let mut sorted = orders.by_order.clone();
     sorted.sort_by(f64::total_cmp);
@@ -276,14 +279,6 @@ fn one_shot_answers(
     Ok((echoed as f64 / n, labelled as f64 / n))
 }
 
-/// Accuracy of a sweep at layer `k` (0 when k was not swept).
-fn at(s: &BatchIcl, k: usize) -> f64 {
-    s.layers
-        .iter()
-        .position(|&x| x == k)
-        .map_or(0.0, |i| s.accuracy[i])
-}
-
 /// One query: its demonstrations and query word (indices into `Words::items`).
 struct Case {
     demos: Vec<usize>,
@@ -302,12 +297,7 @@ struct Words {
 
 impl Words {
     fn new(lm: &Pretrained) -> Result<Self, ReproError> {
-        let enc = |s: &str| -> Result<Vec<i32>, ReproError> {
-            lm.tokenizer
-                .encode(s)
-                .map(|v| v.into_iter().map(|x| x as i32).collect())
-                .map_err(|e| ReproError::Other(format!("tokenizing {s:?}: {e}")))
-        };
+        let enc = |s: &str| lm.encode(s);
         let mut labels = Vec::new();
         let (mut colon, mut newline) = (None, None);
         for (label, _) in CLASSES {

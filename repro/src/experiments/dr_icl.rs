@@ -244,11 +244,17 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
             .map(|(k, _)| k.clone())
             .collect()
     };
-    let (above, below) = (apart(1.0), apart(-1.0));
+    let list = |ks: Vec<String>| {
+        if ks.is_empty() {
+            "no k".to_string()
+        } else {
+            format!("k ∈ {{{}}}", ks.join(", "))
+        }
+    };
     r.note(format!(
-        "Along the curve, DR is above plain NLL beyond 2·SE at k ∈ {{{}}} and below it at k ∈ {{{}}}.",
-        above.join(", "),
-        below.join(", ")
+        "Along the curve, DR is above plain NLL beyond 2·SE at {} and below it at {}.",
+        list(apart(1.0)),
+        list(apart(-1.0))
     ));
     let (sp, sd) = (spread(&plain).1, spread(&dr).1);
     r.note(format!(

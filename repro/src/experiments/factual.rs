@@ -552,12 +552,7 @@ fn candidates(
     countries: usize,
     templates: usize,
 ) -> Result<Vec<Fact>, ReproError> {
-    let enc = |s: &str| -> Result<Vec<i32>, ReproError> {
-        lm.tokenizer
-            .encode(s)
-            .map(|v| v.into_iter().map(|x| x as i32).collect())
-            .map_err(|e| ReproError::Other(format!("tokenizing {s:?}: {e}")))
-    };
+    let enc = |s: &str| lm.encode(s);
     let mut out = Vec::new();
     for (ti, (pre, post)) in TEMPLATES.iter().enumerate().take(templates) {
         let (a, b) = (enc(pre)?, enc(post)?);

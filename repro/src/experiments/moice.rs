@@ -19,7 +19,7 @@
 //! router seeds (router initialisation and training prompts); the base model has no seed.
 
 use super::copy_recipe::spread;
-use crate::lab::Pretrained;
+use crate::lab::{metrics_err, Pretrained};
 use crate::{Lab, Report, ReproError, Spec, Table};
 use serde_json::json;
 use weft_compiler::lower::LowerOptions;
@@ -95,26 +95,35 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     let base = lab.probe("base retrieval", || retrieval(&base_model, &eval, &words))?;
     let base_s = t0.elapsed().as_secs_f64();
     let mut base_run = lab.probe_run("smollm2", &lm.spec.source)?;
-    let _ = base_run.metrics().log_value(&json!({
-        "kind": "eval", "step": 0, "retrieval_accuracy": mean_of(&base.correct),
-    }));
+    base_run
+        .metrics()
+        .log_value(&json!({
+            "kind": "eval", "step": 0, "retrieval_accuracy": mean_of(&base.correct),
+        }))
+        .map_err(metrics_err(&base_run))?;
 
     // One MoICE model per seed: routers trained on fresh prompts, everything else frozen.
     let mut trained = Vec::new();
     for &seed in &seeds {
         let t0 = std::time::Instant::now();
         let mut run = lab.probe_run(&format!("moice_seed{seed}"), &moice.source)?;
+        let mut logged = Ok(());
         let (params, curve) = lab.probe("router training", || {
             train_routers(lab, &moice, &lm.params, &words, pairs, steps, seed, |m| {
-                let _ = run.metrics().log(m);
+                if logged.is_ok() {
+                    logged = run.metrics().log(m);
+                }
             })
         })?;
+        logged.map_err(metrics_err(&run))?;
         let train_s = t0.elapsed().as_secs_f64();
         let model = lab.model(&moice, &params);
         let res = lab.probe("MoICE retrieval", || retrieval(&model, &eval, &words))?;
-        let _ = run.metrics().log_value(&json!({
-            "kind": "eval", "step": steps, "retrieval_accuracy": mean_of(&res.correct),
-        }));
+        run.metrics()
+            .log_value(&json!({
+                "kind": "eval", "step": steps, "retrieval_accuracy": mean_of(&res.correct),
+            }))
+            .map_err(metrics_err(&run))?;
         let shares = lab.probe("base choices", || base_shares(&model, &eval))?;
         let bases = bases_of(&lm);
         lab.probe("routing traces", || {
@@ -318,12 +327,7 @@ struct Words {
 
 impl Words {
     fn new(lm: &Pretrained) -> Result<Self, ReproError> {
-        let enc = |s: &str| -> Result<Vec<i32>, ReproError> {
-            lm.tokenizer
-                .encode(s)
-                .map(|v| v.into_iter().map(|x| x as i32).collect())
-                .map_err(|e| ReproError::Other(format!("tokenizing {s:?}: {e}")))
-        };
+        let enc = |s: &str| lm.encode(s);
         let one = |s: &str| -> Result<Option<i32>, ReproError> {
             let v = enc(s)?;
             Ok((v.len() == 1).then(|| v[0]))
