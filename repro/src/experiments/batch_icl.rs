@@ -197,17 +197,31 @@ impl SeedResult {
 
     /// The median order's accuracy.
     fn median_order(&self) -> f64 {
-        let mut v = self.orders.by_order.clone();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n == 0 {
-            0.0
-        } else if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            0.5 * (v[n / 2 - 1] + v[n / 2])
-        }
+        median(&self.orders.by_order)
     }
+}
+
+/// The median of `v` (0 when empty).
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else {
+        0.5 * (v[(n - 1) / 2] + v[n / 2])
+    }
+}
+
+/// Predictions of sweep `e1` at layer `k` that the one-k sweep `reversed` (the one-shot batch
+/// in reverse order) changes.
+pub(crate) fn changed_at(e1: &BatchIcl, k: usize, reversed: &BatchIcl) -> usize {
+    let ki = e1.layers.iter().position(|&x| x == k).unwrap_or(0);
+    e1.predictions[ki]
+        .iter()
+        .zip(&reversed.predictions[0])
+        .filter(|(a, b)| a != b)
+        .count()
 }
 
 /// Accuracy of a sweep at layer `k` (0 when k was not swept).
@@ -557,12 +571,7 @@ fn seed_result(
     let e2 = sweep(&test_qs, 1, 2, None)?;
     let p2 = sweep(&test_qs, 2, 1, None)?;
     let reversed = sweep(&queries(&test, true), 1, 1, Some(k))?;
-    let ki = e1.layers.iter().position(|&x| x == k).unwrap_or(0);
-    let changed = e1.predictions[ki]
-        .iter()
-        .zip(&reversed.predictions[0])
-        .filter(|(a, b)| a != b)
-        .count();
+    let changed = changed_at(&e1, k, &reversed);
     Ok(SeedResult {
         seed,
         train_loss: trained.final_loss,

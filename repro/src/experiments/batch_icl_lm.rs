@@ -16,7 +16,7 @@
 //! validation queries and reported on the test queries, with the two-epoch variant beside it.
 //! Accuracy is the argmax over the whole vocabulary, as in the paper.
 
-use super::batch_icl::at;
+use super::batch_icl::{at, changed_at, median};
 use crate::lab::{metrics_err, Pretrained};
 use crate::{Lab, Report, ReproError, Table};
 use serde_json::json;
@@ -116,13 +116,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     let k = val_sweep.best_layer;
     let e1 = sweep(&test, 1, None, false)?;
     let e2 = sweep(&test, 2, Some(k), false)?;
-    let rev = sweep(&test, 1, Some(k), true)?;
-    let ki = e1.layers.iter().position(|&x| x == k).unwrap_or(0);
-    let changed = e1.predictions[ki]
-        .iter()
-        .zip(&rev.predictions[0])
-        .filter(|(a, b)| a != b)
-        .count();
+    let changed = changed_at(&e1, k, &sweep(&test, 1, Some(k), true)?);
 
     let mut run = lab.probe_run("smollm2", &lm.spec.source)?;
     run.metrics()
@@ -134,7 +128,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
 
     let mut sorted = orders.by_order.clone();
     sorted.sort_by(f64::total_cmp);
-    let median = 0.5 * (sorted[(sorted.len() - 1) / 2] + sorted[sorted.len() / 2]);
+    let median = median(&orders.by_order);
     let batch = at(&e1, k);
     let beaten = |acc: f64| orders.by_order.iter().filter(|&&a| a < acc).count();
     let n_orders = orders.by_order.len();

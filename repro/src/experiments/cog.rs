@@ -50,18 +50,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
             "train time (s)",
         ],
     );
-    for (n, arm) in names.iter().zip(&all) {
-        for (t, seed) in arm.iter().zip(&seeds) {
-            losses.row(vec![
-                json!(n),
-                json!(seed),
-                json!(t.param_count()),
-                json!(t.final_loss),
-                json!(t.val_loss()),
-                json!(t.wall_s),
-            ]);
-        }
-    }
+    super::seed_rows(&mut losses, &names, &all, &seeds);
     r.table(losses);
 
     let mut spread_t = Table::new(

@@ -99,18 +99,8 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
             "train time (s)",
         ],
     );
-    for ((n, ..), arm) in RUNS.iter().zip(&runs) {
-        for (t, seed) in arm.iter().zip(&seeds) {
-            train.row(vec![
-                json!(n),
-                json!(seed),
-                json!(t.param_count()),
-                json!(t.final_loss),
-                json!(t.val_loss()),
-                json!(t.wall_s),
-            ]);
-        }
-    }
+    let names: Vec<&str> = RUNS.iter().map(|x| x.0).collect();
+    super::seed_rows(&mut train, &names, &runs, &seeds);
     r.table(train);
 
     // acc(m, i): objective m's accuracy per seed at shot index i (None: zero-shot).

@@ -115,3 +115,25 @@ pub const EXPERIMENTS: &[Experiment] = &[
 pub(crate) fn mean(x: &[f64]) -> f64 {
     x.iter().sum::<f64>() / x.len() as f64
 }
+
+/// One row per trained run (`runs[arm][seed]`): arm name, seed, params, final train loss, val
+/// loss, train time — the columns of a multi-seed training table.
+pub(crate) fn seed_rows(
+    table: &mut crate::Table,
+    names: &[&str],
+    runs: &[Vec<crate::Trained>],
+    seeds: &[u64],
+) {
+    for (n, arm) in names.iter().zip(runs) {
+        for (t, seed) in arm.iter().zip(seeds) {
+            table.row(vec![
+                serde_json::json!(n),
+                serde_json::json!(seed),
+                serde_json::json!(t.param_count()),
+                serde_json::json!(t.final_loss),
+                serde_json::json!(t.val_loss()),
+                serde_json::json!(t.wall_s),
+            ]);
+        }
+    }
+}
