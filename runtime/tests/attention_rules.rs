@@ -4,7 +4,7 @@
 //! prelude — against an independent reference computed in f64 from the captured raw scores
 //! (`attn.scores`), on odd sizes with grouped-query attention, causal and bidirectional; the
 //! fused op against the materialised pattern; gradients (q, k, v and trainable rule
-//! parameters) against finite differences; the fast CPU path against the reference.
+//! parameters) of the fused op and of the captured pattern against finite differences; the fast CPU path against the reference.
 
 mod common;
 use common::*;
@@ -210,9 +210,9 @@ fn rule_of(name: &str, mask: &str) -> AttentionRule {
         .expect("an attention op")
 }
 
-/// `loss = Σ attention(q, k, v) ⊙ R` with q, k, v (and the rule's parameters) as trainable
-/// parameters, `[B, H, T, d]` with T odd.
-fn op_case(rule: &AttentionRule, seed: u64) -> Case {
+/// `loss = Σ op(q, k, v) ⊙ R` for `op` the fused attention or its captured pattern, with q,
+/// k, v (and the rule's parameters) as trainable parameters, `[B, H, T, d]` with T odd.
+fn op_case(op: Op, rule: &AttentionRule, seed: u64) -> Case {
     case(seed, HashMap::new(), |b: &mut GraphBuilder| {
         let shape = [B, HEADS, T, HEAD_DIM];
         let init = Init::Normal { std: 1.0 };
@@ -228,7 +228,7 @@ fn op_case(rule: &AttentionRule, seed: u64) -> Case {
             let values = (0..HEADS).map(|h| alibi_slope(h) as f32 + 0.1).collect();
             ins.push(b.param(&format!("rule{k}"), &[HEADS], Init::Values { values }, true));
         }
-        b.apply(Op::Attention(rule.clone()), &ins)
+        b.apply(op, &ins)
     })
 }
 
@@ -237,9 +237,78 @@ fn gradients_of_every_rule_match_finite_differences() {
     for (name, _) in references() {
         for mask in ["causal", "bidirectional"] {
             let rule = rule_of(name, mask);
-            check(op_case(&rule, 11));
+            check(op_case(Op::Attention(rule.clone()), &rule, 11));
         }
     }
+}
+
+/// Attention dropout and losses on `attn.pattern` differentiate the captured weights: the
+/// gradient is built from the rule's own expressions, so it holds for every rule.
+#[test]
+fn gradients_through_every_rules_captured_pattern_match_finite_differences() {
+    for (name, _) in references() {
+        for mask in ["causal", "bidirectional"] {
+            let rule = rule_of(name, mask);
+            check(op_case(Op::AttentionPattern(rule.clone()), &rule, 12));
+        }
+    }
+}
+
+/// Attention dropout on a rule written in the spec: the lowered training graph goes through
+/// the captured pattern, and with every weight kept (masks of 1) its gradients — the slope's
+/// included — are the fused op's.
+#[test]
+fn attention_dropout_differentiates_a_spec_rule_through_its_pattern() {
+    use weft_compiler::autodiff::{grad, ParamSelection};
+    let c = spec("alibi_trained", "causal, dropout: 0.1");
+    let grads = |dropout: bool| {
+        let mut o = LowerOptions::new(B, T);
+        o.with_loss = true;
+        o.dropout = dropout;
+        let g = lower(&c, &o).expect("lowers");
+        let masks = weft_compiler::lower::dropout_inputs(&g);
+        assert_eq!(
+            masks.len(),
+            usize::from(dropout),
+            "one attention-weights mask"
+        );
+        let loss = g.output("loss").expect("a loss");
+        let gg = grad(&g, loss, &[ParamSelection::All]).expect("a gradient through the pattern");
+        assert_eq!(
+            gg.nodes
+                .iter()
+                .any(|n| matches!(n.op, Op::AttentionPattern(_))),
+            dropout
+        );
+        let mut rng = Rng::new(21);
+        let mut ins = tokens(22);
+        ins.insert("targets".into(), ids(&mut rng, &[B, T], 13));
+        for (name, _) in masks {
+            ins.insert(
+                name,
+                Tensor::f32(&[B, HEADS, T, T], vec![1.0; B * HEADS * T * T]),
+            );
+        }
+        let params = init_params(&g, 23);
+        CpuBackend::new()
+            .run(&gg, &ins, &params, &HookSelection::None)
+            .unwrap()
+            .outputs
+    };
+    let (fused, pattern) = (grads(false), grads(true));
+    let mut compared = 0;
+    for (name, want) in fused.iter().filter(|(n, _)| n.starts_with("grad.")) {
+        let (a, b) = (pattern[name].to_f64_vec(), want.to_f64_vec());
+        let scale = b.iter().fold(1e-3f64, |m, x| m.max(x.abs()));
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-4 * scale,
+                "{name}: pattern {x} vs fused {y}"
+            );
+        }
+        compared += 1;
+    }
+    assert!(fused.contains_key("grad.layers.0.attn.rule.slope") && compared > 5);
 }
 
 #[test]

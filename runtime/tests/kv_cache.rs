@@ -42,8 +42,9 @@ model m {{
 }
 
 /// Attention rules written in the spec: a trainable per-head parameter with positions, a
-/// score modification, direct weights and a sink, which a decode step serves; a mask of the
-/// rule's own and the key count `n`, which it refuses.
+/// score modification, direct weights, a sink and a causal mask of the rule's own (a sliding
+/// window), which a decode step serves; a mask that sees later keys (prefix-LM) and the key
+/// count `n`, which it refuses.
 const RULES: &str = "
 rule alibi {
   slope = head_param(init: alibi, trainable: true)
@@ -57,6 +58,12 @@ rule sigmoid_attn {
 }
 rule sink { weights = exp(s) / (1 + sum(exp(s))) }
 rule window { mask = j <= i && i - j < 3 }
+rule window_alibi {
+  slope = head_param(init: alibi, trainable: false)
+  score = s - slope * (i - j)
+  mask = j <= i && i - j < 2 + head
+}
+rule prefix_lm { mask = j <= i || j < 3 }
 ";
 
 /// The spec variants every test runs: (name, model settings, attention arguments).
@@ -88,6 +95,12 @@ const CASES: &[(&str, &str, &str)] = &[
     ("rule softcap", "", ", rule: softcap"),
     ("rule sigmoid", "", ", rule: sigmoid"),
     ("rule sink", "", ", rule: sink, position: nope"),
+    ("rule window", "", ", rule: window"),
+    (
+        "rule window per head, GQA",
+        "kv_heads = 2",
+        ", rule: window_alibi, position: nope",
+    ),
 ];
 
 fn params_of(spec: &weft_dsl::Checked, seed: u64) -> ParamStore {
@@ -299,7 +312,10 @@ fn masks_a_cache_cannot_serve_are_refused() {
         (", mask: bidirectional", "bidirectional attention"),
         (", mask: document", "the document mask"),
         (", mask: turns", "turn masks"),
-        (", rule: window", "attention rules with a mask of their own"),
+        (
+            ", rule: prefix_lm",
+            "an attention rule whose mask lets a query see a later key (query 0 sees key 1 in head 0; a cache holds no later keys)",
+        ),
         (
             ", rule: sigmoid_attn",
             "attention rules that read the key count `n`",

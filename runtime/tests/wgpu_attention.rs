@@ -51,14 +51,16 @@ fn signed_attention_forward_pattern_backward_match_cpu_for_every_mask() {
 }
 
 #[test]
-fn spec_rules_forward_pattern_backward_and_parameter_gradients_match_cpu() {
+fn spec_rules_forward_pattern_backward_parameter_and_pattern_gradients_match_cpu() {
     let Some(gpus) = backends() else { return };
     for name in graphs::SPEC_RULE_NAMES {
         for mask in ["causal", "bidirectional"] {
             let rule = graphs::lowered_rule(name, mask);
             let case = graphs::attention_rule(&format!("{name}/{mask}"), &rule);
+            let grad = graphs::attention_rule_pattern_grad(&format!("{name}/{mask}"), &rule);
             for gpu in gpus {
                 check_case(gpu, &case);
+                check_case(gpu, &grad);
             }
         }
     }

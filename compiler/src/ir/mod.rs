@@ -5,7 +5,8 @@
 //! One file per idea: [`types`] (handles, dtypes), [`op`] (the closed op set), [`scalar`]
 //! (per-element semantics shared by every backend), [`shape`] (shape rules), [`graph`]
 //! (the arena and its tables), [`builder`] (construction with shape inference),
-//! [`display`] (the canonical text form) and [`verify`] (the validator).
+//! [`display`] (the canonical text form), [`verify`] (the validator) and [`rule_graph`]
+//! (attention rules built from primitive ops).
 
 pub mod builder;
 mod display;
@@ -13,6 +14,7 @@ mod flops;
 pub mod graph;
 pub mod op;
 pub mod rule;
+pub mod rule_graph;
 pub mod scalar;
 pub mod shape;
 pub mod types;

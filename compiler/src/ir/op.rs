@@ -186,6 +186,35 @@ impl AttentionMask {
         }
     }
 
+    /// The mask as a rule expression (1: visible), the definition [`Self::visible_at`]
+    /// computes: what rules evaluated as graph ops ([`super::rule_graph`]) read.
+    pub fn expr(&self) -> RuleExpr {
+        use RuleExpr as E;
+        let var = |v| Box::new(E::Var(v));
+        let cmp = |op, a, c| E::Compare(op, var(a), var(c));
+        let causal = || cmp(CmpOp::Le, RuleVar::KeyPos, RuleVar::QueryPos);
+        let same_seg = || cmp(CmpOp::Eq, RuleVar::QuerySeg, RuleVar::KeySeg);
+        match self {
+            AttentionMask::Causal => causal(),
+            AttentionMask::Bidirectional => E::Const(1.0),
+            AttentionMask::Document | AttentionMask::Turns => {
+                E::binary(BinaryOp::Mul, causal(), same_seg())
+            }
+            AttentionMask::TurnsKeepFirst => {
+                let first = E::Compare(CmpOp::Eq, var(RuleVar::KeySeg), Box::new(E::Const(0.0)));
+                E::binary(
+                    BinaryOp::Mul,
+                    causal(),
+                    E::binary(BinaryOp::Max, same_seg(), first),
+                )
+            }
+            AttentionMask::SelfOnly => cmp(CmpOp::Eq, RuleVar::KeyPos, RuleVar::QueryPos),
+            AttentionMask::Rule(e) => {
+                E::Compare(CmpOp::Ne, Box::new(e.clone()), Box::new(E::Const(0.0)))
+            }
+        }
+    }
+
     /// Whether visibility depends on more than `(t, j)` and segment ids (a rule reading
     /// heads or the key count).
     pub fn reads_place(&self) -> bool {

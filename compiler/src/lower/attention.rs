@@ -303,7 +303,60 @@ fn segment_input(l: &mut Lowerer, rule: &AttentionRule) -> Option<ValueId> {
     }
 }
 
-/// Rotation, weights and mixing: `[B,H,T,d]` head outputs (before W_O).
+/// What an attention's queries attend over, built once per call: the keys and values, the
+/// positions of queries and keys (for rotations), and the op's extra inputs (segment ids,
+/// rule parameters). The one place lowering tells training and prefill — the step's own
+/// tokens, kv heads repeated to the query heads — from a decode step, whose keys are the
+/// cache joined with the new tokens' (`decode.rs`).
+struct Keys {
+    k: ValueId,
+    v: ValueId,
+    q_pos: ValueId,
+    k_pos: ValueId,
+    extra: Vec<ValueId>,
+    cached: bool,
+}
+
+impl Keys {
+    fn of(
+        l: &mut Lowerer,
+        hp: &str,
+        h: &Heads,
+        r: &AttentionRule,
+        rule_params: Vec<ValueId>,
+        k: ValueId,
+        v: ValueId,
+    ) -> Result<Keys> {
+        if l.opts.decode.is_some() {
+            decode::check_rule(l, r, h.heads)?;
+            // Kv heads stay unrepeated: the step's attention groups the query heads instead.
+            let (k, v) = decode::extend_kv(l, hp, k, v)?;
+            let s = decode::state(l)?;
+            return Ok(Keys {
+                k,
+                v,
+                q_pos: s.q_pos,
+                k_pos: s.k_pos,
+                extra: rule_params,
+                cached: true,
+            });
+        }
+        let (k, v) = (repeat_kv(l, k, h.heads)?, repeat_kv(l, v, h.heads)?);
+        let pos = l.g.iota(&[l.opts.seq], 0, DType::I32)?;
+        let extra = segment_input(l, r).into_iter().chain(rule_params).collect();
+        Ok(Keys {
+            k,
+            v,
+            q_pos: pos,
+            k_pos: pos,
+            extra,
+            cached: false,
+        })
+    }
+}
+
+/// Rotation, weights and mixing: `[B,H,T,d]` head outputs (before W_O). One function for
+/// training, prefill and decode steps alike; what differs lives in [`Keys`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn core(
     l: &mut Lowerer,
@@ -319,13 +372,6 @@ pub(crate) fn core(
     l.hook(&hooks::join(&hp, hooks::attention::Q), q);
     l.hook(&hooks::join(&hp, hooks::attention::K), k);
     l.hook(&hooks::join(&hp, hooks::attention::V), v);
-    let decoding = l.opts.decode.is_some();
-    // A decode step keeps kv heads unrepeated: its attention groups the query heads instead.
-    let (k, v) = if decoding {
-        decode::extend_kv(l, &hp, k, v)?
-    } else {
-        (repeat_kv(l, k, h.heads)?, repeat_kv(l, v, h.heads)?)
-    };
     let (r, rule_params) = rule(l, site, call, h, f.layer)?;
     l.manifest.attention.push(AttentionSite {
         layer: f.layer,
@@ -341,38 +387,22 @@ pub(crate) fn core(
         head_dim: h.head_dim,
         pool: None,
     });
-    let seg = if decoding {
-        decode::check_rule(&r)?;
-        None
-    } else {
-        segment_input(l, &r)
-    };
-    // The op's inputs after q, k, v: segment ids (if the rule reads them), rule parameters.
-    let extra: Vec<ValueId> = seg.into_iter().chain(rule_params).collect();
-    let seg = &extra[..];
+    let keys = Keys::of(l, &hp, h, &r, rule_params, k, v)?;
     let pos = &call.position;
-    let tables = rotary::tables(pos, h.head_dim);
     let layout = match pos.layout() {
         Layout::Interleaved => RopeLayout::Interleaved,
         Layout::Half => RopeLayout::Half,
     };
     let drop = if l.opts.dropout { call.dropout } else { 0.0 };
-    let Some(tables) = tables else {
-        return weights(l, &hp, &r, q, k, v, seg, drop);
-    };
-    let (q_pos, k_pos) = if decoding {
-        let s = decode::state(l)?;
-        (s.q_pos, s.k_pos)
-    } else {
-        let p = l.g.iota(&[l.opts.seq], 0, DType::I32)?;
-        (p, p)
+    let Some(tables) = rotary::tables(pos, h.head_dim) else {
+        return weights(l, &hp, &r, q, keys.k, &keys, drop);
     };
     let mut rotated = Vec::new();
     for table in &tables {
         let freqs =
             l.g.constant(ConstValue::F32(table.clone()), &[h.head_dim / 2])?;
-        let qr = l.g.rope(q, freqs, q_pos, layout)?;
-        let kr = l.g.rope(k, freqs, k_pos, layout)?;
+        let qr = l.g.rope(q, freqs, keys.q_pos, layout)?;
+        let kr = l.g.rope(keys.k, freqs, keys.k_pos, layout)?;
         rotated.push((qr, kr));
     }
     let (top_k, balance) = match pos {
@@ -393,30 +423,31 @@ pub(crate) fn core(
         | PositionRule::Freqs { .. }
         | PositionRule::Nope => {
             let (qr, kr) = rotated[0];
-            return weights(l, &hp, &r, qr, kr, v, seg, drop);
+            return weights(l, &hp, &r, qr, kr, &keys, drop);
         }
     };
     if let (Some(a), PositionRule::Rope { bases, .. }) = (l.manifest.attention.last_mut(), pos) {
         a.bases = bases.clone();
     }
     let mix = Mixture { top_k, balance };
-    mixture(l, site, &hp, mix, h, &r, &rotated, v, seg, drop)
+    mixture(l, site, &hp, mix, h, &r, &rotated, &keys, drop)
 }
 
-/// Attention weights and their application; the pattern is materialised only if captured or
-/// when attention dropout (`drop` > 0, training only) must act on the weights.
-#[allow(clippy::too_many_arguments)]
+/// Attention weights and their application to the values of `keys`, with queries `q` and
+/// (rotated) keys `k`: the fused op, or in a decode step the op composed from primitives
+/// (`decode::attention`). The pattern is materialised only if captured or when attention
+/// dropout (`drop` > 0, training only) must act on the weights.
 fn weights(
     l: &mut Lowerer,
     hp: &str,
     r: &AttentionRule,
     q: ValueId,
     k: ValueId,
-    v: ValueId,
-    extra: &[ValueId],
+    keys: &Keys,
     drop: f64,
 ) -> Result<ValueId> {
-    if l.opts.decode.is_some() {
+    let (v, extra) = (keys.v, &keys.extra[..]);
+    if keys.cached {
         return decode::attention(l, hp, r, q, k, v, extra, drop);
     }
     if l.wants(&hooks::join(hp, hooks::attention::SCORES)) {
@@ -425,14 +456,13 @@ fn weights(
         let s = l.g.mul(s, scale)?;
         l.hook(&hooks::join(hp, hooks::attention::SCORES), s);
     }
+    let ins: Vec<ValueId> = [q, k, v].into_iter().chain(extra.iter().copied()).collect();
     if l.wants(&hooks::join(hp, hooks::attention::PATTERN)) || drop > 0.0 {
-        let ins: Vec<ValueId> = [q, k, v].into_iter().chain(extra.iter().copied()).collect();
         let w = l.g.apply(Op::AttentionPattern(r.clone()), &ins)?;
         l.hook(&hooks::join(hp, hooks::attention::PATTERN), w);
         let w = l.dropout(&format!("{hp}.weights"), drop, w)?;
         return l.g.matmul(w, v);
     }
-    let ins: Vec<ValueId> = [q, k, v].into_iter().chain(extra.iter().copied()).collect();
     l.g.apply(Op::Attention(r.clone()), &ins)
 }
 
@@ -456,8 +486,7 @@ fn mixture(
     h: &Heads,
     r: &AttentionRule,
     rotated: &[(ValueId, ValueId)],
-    v: ValueId,
-    seg: &[ValueId],
+    keys: &Keys,
     drop: f64,
 ) -> Result<ValueId> {
     let n = rotated.len();
@@ -481,7 +510,7 @@ fn mixture(
     let mix = l.g.div(kept, norm)?; // [B,H,T,N]
     let mut y: Option<ValueId> = None;
     for (e, &(qr, kr)) in rotated.iter().enumerate() {
-        let ye = weights(l, &hooks::moice_base(hp, e), r, qr, kr, v, seg, drop)?;
+        let ye = weights(l, &hooks::moice_base(hp, e), r, qr, kr, keys, drop)?;
         let we = l.g.slice(mix, 3, e, e + 1)?; // [B,H,T,1]
         let term = l.g.mul(ye, we)?;
         y = Some(match y {

@@ -2,12 +2,13 @@
 //! [`super::Decode`]): the new tokens' absolute positions, cached keys/values joined to the
 //! new ones, and attention composed from primitives — the fused `Attention` op wants queries
 //! and keys of one length, and a step has `seq` queries against `capacity + seq` keys. A rule
-//! written in the spec is composed from its expression trees ([`rule_value`]) the same way.
+//! written in the spec is composed from its expression trees the same way
+//! ([`crate::ir::rule_graph`]).
 
 use super::{hooks, Lowerer, Result, DECODE_PAST, PAST_KV};
+use crate::ir::rule_graph::{self, Place};
 use crate::ir::{
-    AttentionMask, AttentionRule, AttentionWeights, BinaryOp, CmpOp, DType, Normaliser, ReduceOp,
-    RuleExpr, RuleVar, UnaryOp, ValueId,
+    AttentionMask, AttentionRule, AttentionWeights, CmpOp, DType, RuleEnv, RuleVar, ValueId,
 };
 use crate::IrError;
 
@@ -79,18 +80,17 @@ pub(crate) fn extend_kv(
     Ok((out[0], out[1]))
 }
 
-/// Refuses rules a decode step cannot serve: masks whose answer for the new tokens depends
-/// on more than the cache holds, rules with a mask of their own (whether one lets a query
-/// see later keys — which a cache never holds — is not known here), rules reading segment
-/// ids or the key count. Other score modifications and weights written in the spec are
-/// served.
-pub(crate) fn check_rule(rule: &AttentionRule) -> Result<()> {
+/// Refuses rules a decode step with `heads` query heads cannot serve: masks whose answer
+/// for the new tokens depends on more than the cache holds (bidirectional, document and turn
+/// masks, and a mask of the spec's own that lets a query see a later key — see
+/// [`check_causal`]), rules reading segment ids or the key count. Other score modifications
+/// and weights written in the spec, and causal masks of the spec's own, are served.
+pub(crate) fn check_rule(l: &Lowerer, rule: &AttentionRule, heads: usize) -> Result<()> {
     match rule.mask {
-        AttentionMask::Causal | AttentionMask::SelfOnly => {}
+        AttentionMask::Causal | AttentionMask::SelfOnly | AttentionMask::Rule(_) => {}
         AttentionMask::Bidirectional => return Err(refuse("bidirectional attention")),
         AttentionMask::Document => return Err(refuse("the document mask")),
         AttentionMask::Turns | AttentionMask::TurnsKeepFirst => return Err(refuse("turn masks")),
-        AttentionMask::Rule(_) => return Err(refuse("attention rules with a mask of their own")),
     }
     if rule.needs_segments() || rule.reads(RuleVar::QuerySeg) || rule.reads(RuleVar::KeySeg) {
         return Err(refuse("attention rules that read segment ids"));
@@ -100,26 +100,47 @@ pub(crate) fn check_rule(rule: &AttentionRule) -> Result<()> {
     if rule.reads(RuleVar::Keys) {
         return Err(refuse("attention rules that read the key count `n`"));
     }
+    check_causal(&rule.mask, capacity(l) + l.opts.seq, heads, rule.group)
+}
+
+/// Refuses a mask of the spec's own that lets some query see a later key at positions below
+/// `positions` (all a graph of this capacity reaches), checked at every such pair and, if
+/// the mask reads them, every head: a cache never holds later tokens' keys, and the keys it
+/// holds were computed without them, so a step would differ from recomputing the sequence.
+fn check_causal(mask: &AttentionMask, positions: usize, heads: usize, group: usize) -> Result<()> {
+    let AttentionMask::Rule(e) = mask else {
+        return Ok(());
+    };
+    let heads = if mask.reads_place() { heads } else { 1 };
+    for head in 0..heads {
+        for i in 0..positions {
+            for j in i + 1..positions {
+                let env = RuleEnv::<f32> {
+                    score: 0.0,
+                    i,
+                    j,
+                    head,
+                    kv_head: head / group.max(1),
+                    keys: positions,
+                    seg_i: 0,
+                    seg_j: 0,
+                    params: &[],
+                };
+                if e.eval(&env) != 0.0 {
+                    return Err(refuse(&format!(
+                        "an attention rule whose mask lets a query see a later key (query {i} \
+                         sees key {j} in head {head}; a cache holds no later keys)"
+                    )));
+                }
+            }
+        }
+    }
     Ok(())
 }
 
 /// What a rule expression reads in a decode step, each broadcastable against the scores
 /// `[B, kv, group, seq, S]` (query head = kv head · group + index in the group).
-struct RuleInputs {
-    /// Absolute query positions, f32 `[1,1,1,seq,1]`.
-    query: ValueId,
-    /// Absolute key positions of the slots, f32 `[1,1,1,1,S]`.
-    key: ValueId,
-    /// f32 `[1,kv,group,1,1]`.
-    head: ValueId,
-    kv_head: ValueId,
-    /// Keys a query of the full sequence has: cached positions + seq, f32 `[1]`.
-    keys: ValueId,
-    /// The rule's parameters, `[H]` each, as `[1,kv,group,1,1]`.
-    params: Vec<ValueId>,
-}
-
-fn rule_inputs(l: &mut Lowerer, params: &[ValueId], kv: usize, group: usize) -> Result<RuleInputs> {
+fn place(l: &mut Lowerer, params: &[ValueId], kv: usize, group: usize) -> Result<Place> {
     let st = state(l)?;
     let (t, s_len) = (l.opts.seq, capacity(l) + l.opts.seq);
     let query = l.g.cast(st.q_pos, DType::F32)?;
@@ -137,144 +158,36 @@ fn rule_inputs(l: &mut Lowerer, params: &[ValueId], kv: usize, group: usize) -> 
         .iter()
         .map(|&p| l.g.reshape(p, &[1, kv, group, 1, 1]))
         .collect::<std::result::Result<_, _>>()?;
-    Ok(RuleInputs {
+    Ok(Place {
         query,
         key,
         head,
         kv_head,
         keys,
+        segments: None,
         params,
     })
 }
 
-/// Rule expression `e` as graph ops over the scores `score` (see [`RuleInputs`]).
-fn rule_value(l: &mut Lowerer, e: &RuleExpr, score: ValueId, x: &RuleInputs) -> Result<ValueId> {
-    let go = |l: &mut Lowerer, a: &RuleExpr| rule_value(l, a, score, x);
-    Ok(match e {
-        RuleExpr::Const(c) => l.g.scalar(*c),
-        RuleExpr::Var(v) => match v {
-            RuleVar::Score => score,
-            RuleVar::QueryPos => x.query,
-            RuleVar::KeyPos => x.key,
-            RuleVar::Head => x.head,
-            RuleVar::KvHead => x.kv_head,
-            RuleVar::Keys => x.keys,
-            RuleVar::QuerySeg | RuleVar::KeySeg => {
-                return Err(refuse("attention rules that read segment ids"))
-            }
-        },
-        RuleExpr::Param(k) => *x
-            .params
-            .get(*k)
-            .ok_or_else(|| IrError::Builder(format!("rule parameter {k} is missing")))?,
-        RuleExpr::Unary(op, a) => {
-            let a = go(l, a)?;
-            l.g.unary(*op, a)?
-        }
-        RuleExpr::Deriv(..) => {
-            return Err(IrError::Builder(
-                "a rule holds a derivative node (rules from the spec never do)".into(),
-            ))
-        }
-        RuleExpr::Binary(op, a, c) => {
-            let (a, c) = (go(l, a)?, go(l, c)?);
-            l.g.binary(*op, a, c)?
-        }
-        RuleExpr::Compare(op, a, c) => {
-            let (a, c) = (go(l, a)?, go(l, c)?);
-            l.g.compare(*op, a, c)?
-        }
-        RuleExpr::Where(c, a, b) => {
-            let (c, a, b) = (go(l, c)?, go(l, a)?, go(l, b)?);
-            l.g.where_(c, a, b)?
-        }
-    })
-}
-
-/// The weights of a rule written in the spec over the scaled scores `p`
-/// `[B,kv,group,seq,S]` and the visible slots `vis` `[seq,S]`, as the fused op computes
-/// them: `h(s)·exp(f(s) − m) / (c·exp(−m) + Σ exp(f(s) − m))` over visible keys (`m` the
-/// largest `f(s)`, and `log c` with a sink `c`), or `φ(s)` on visible keys; 0 elsewhere.
-fn spec_rule_weights(
-    l: &mut Lowerer,
-    r: &AttentionRule,
-    p: ValueId,
-    vis: ValueId,
-    params: &[ValueId],
-    kv: usize,
-    group: usize,
-) -> Result<ValueId> {
-    let x = rule_inputs(l, params, kv, group)?;
-    let s = match &r.score {
-        Some(e) => rule_value(l, e, p, &x)?,
-        None => p,
-    };
-    let zero = l.g.scalar(0.0);
-    match r.weights.normaliser() {
-        Normaliser::Direct(phi) => {
-            let w = rule_value(l, &phi, s, &x)?;
-            l.g.where_(vis, w, zero)
-        }
-        Normaliser::Normalised {
-            factor,
-            exponent,
-            sink,
-        } => {
-            let f = rule_value(l, &exponent, s, &x)?;
-            let hidden = l.g.scalar(-1e30);
-            let masked = l.g.where_(vis, f, hidden)?;
-            let mut m = l.g.reduce(ReduceOp::Max, masked, 4, true)?;
-            if sink > 0.0 {
-                let log_c = l.g.scalar(sink.ln());
-                m = l.g.binary(BinaryOp::Max, m, log_c)?;
-            }
-            let e = l.g.sub(masked, m)?;
-            let e = l.g.unary(UnaryOp::Exp, e)?;
-            let e = l.g.mul(e, vis)?;
-            let mut z = l.g.reduce(ReduceOp::Sum, e, 4, true)?;
-            if sink > 0.0 {
-                let neg = l.g.unary(UnaryOp::Neg, m)?;
-                let c = l.g.unary(UnaryOp::Exp, neg)?;
-                let sink = l.g.scalar(sink);
-                let c = l.g.mul(c, sink)?;
-                z = l.g.add(z, c)?;
-            }
-            // A row that sees nothing gets 0, not 0/0.
-            let some = l.g.compare(CmpOp::Gt, z, zero)?;
-            let one = l.g.scalar(1.0);
-            let z = l.g.where_(some, z, one)?;
-            let h = rule_value(l, &factor, s, &x)?;
-            let w = l.g.binary(BinaryOp::Div, e, z)?;
-            l.g.mul(h, w)
-        }
-    }
-}
-
-/// f32 `[seq, capacity + seq]`: 1 where new token i may see key slot j.
-fn visible(l: &mut Lowerer, mask: &AttentionMask) -> Result<ValueId> {
+/// f32 `[1, kv | 1, group | 1, seq, capacity + seq]`: 1 where new token i may see key slot
+/// j — a filled slot (cached `j < P`, or new) whose position the mask lets it see.
+fn visible(l: &mut Lowerer, mask: &AttentionMask, at: &Place) -> Result<ValueId> {
     let st = state(l)?;
     let (t, cap) = (l.opts.seq, capacity(l));
-    let shape = [t, cap + t];
-    let j = l.g.iota(&shape, 1, DType::F32)?;
-    let i = l.g.iota(&shape, 0, DType::F32)?;
+    let slots = l.g.iota(&[1, 1, 1, 1, cap + t], 4, DType::F32)?;
     let cap_c = l.g.scalar(cap as f32);
-    let own = l.g.add(i, cap_c)?; // the slot of new token i
-    if *mask == AttentionMask::SelfOnly {
-        return l.g.compare(CmpOp::Eq, j, own);
-    }
-    // Causal: every filled cache slot, then the new tokens up to and including i.
-    let cached = l.g.compare(CmpOp::Lt, j, st.past)?;
-    let is_new = l.g.compare(CmpOp::Ge, j, cap_c)?;
-    let upto = l.g.compare(CmpOp::Le, j, own)?;
-    let fresh = l.g.mul(is_new, upto)?;
-    l.g.add(cached, fresh)
+    let cached = l.g.compare(CmpOp::Lt, slots, st.past)?;
+    let is_new = l.g.compare(CmpOp::Ge, slots, cap_c)?;
+    let filled = l.g.add(cached, is_new)?;
+    let seen = rule_graph::visible(&mut l.g, mask, at)?;
+    l.g.mul(filled, seen)
 }
 
 /// Attention of the new queries `q [B,H,seq,d]` over the joined keys and values
 /// `[B,kv,S,d]` with `rule`, the same function as the fused op: softmax (or signed
 /// `sign(p)·softmax(|p|)`, or a rule written in the spec, whose parameters are `params`)
 /// over visible keys. Query heads are grouped by their kv head instead of repeating k and
-/// v, so no `[B,H,S,d]` copy is made.
+/// v, so no `[B,H,S,d]` copy is made. The rule passed [`check_rule`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     l: &mut Lowerer,
@@ -286,7 +199,6 @@ pub(crate) fn attention(
     params: &[ValueId],
     drop: f64,
 ) -> Result<ValueId> {
-    check_rule(r)?;
     let qs = l.g.shape(q).to_vec();
     let (b, h, t, d) = (qs[0], qs[1], qs[2], qs[3]);
     let kv = l.g.shape(k)[1];
@@ -303,7 +215,8 @@ pub(crate) fn attention(
         let s = l.g.reshape(p, &full)?;
         l.hook(&hooks::join(hp, hooks::attention::SCORES), s);
     }
-    let vis = visible(l, &r.mask)?;
+    let at = place(l, params, kv, group)?;
+    let vis = visible(l, &r.mask, &at)?;
     let w = if r.is_builtin() {
         let signed = matches!(r.weights, AttentionWeights::Signed);
         let mag = if signed { l.g.abs(p)? } else { p };
@@ -318,7 +231,7 @@ pub(crate) fn attention(
         }
         w
     } else {
-        spec_rule_weights(l, r, p, vis, params, kv, group)?
+        rule_graph::weights(&mut l.g, r, p, vis, &at, 4)?.w
     };
     let mut w = l.g.reshape(w, &full)?;
     if l.wants(&hooks::join(hp, hooks::attention::PATTERN)) {

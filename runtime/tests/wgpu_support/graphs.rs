@@ -594,6 +594,49 @@ pub fn attention_rule_shaped(name: &str, rule: &AttentionRule, shape: [usize; 4]
     finish(&format!("attention rule {name}"), b, ins)
 }
 
+/// The gradient through a captured pattern of a rule written in a spec (attention dropout or
+/// a loss on `attn.pattern`): `loss = Σ pattern(q, k, v) ⊙ R` differentiated in q, k and the
+/// rule's parameters, `[2, 3, 7, 4]`.
+pub fn attention_rule_pattern_grad(name: &str, rule: &AttentionRule) -> Case {
+    let shape = [2, 3, 7, 4];
+    let mut rng = Rng::new(19);
+    let mut b = GraphBuilder::new();
+    let mut ins = HashMap::new();
+    let init = Init::Normal { std: 1.0 };
+    let mut fwd_in: Vec<ValueId> = ["q", "k", "v"]
+        .iter()
+        .map(|n| b.param(n, &shape, init.clone(), true))
+        .collect();
+    if rule.needs_segments() {
+        ins.insert("seg".into(), segments(shape[0], shape[2]));
+        fwd_in.push(b.input("seg", &[shape[0], shape[2]], DType::I32));
+    }
+    for k in 0..rule.params {
+        let init = Init::Normal { std: 0.3 };
+        fwd_in.push(b.param(&format!("param{k}"), &[shape[1]], init, true));
+    }
+    let pat = b
+        .apply(Op::AttentionPattern(rule.clone()), &fwd_in)
+        .unwrap();
+    let wshape = [shape[0], shape[1], shape[2], shape[2]];
+    ins.insert("r".into(), randn(&mut rng, &wshape));
+    let r = b.input("r", &wshape, DType::F32);
+    let p = b.mul(pat, r).unwrap();
+    let flat = b.reshape(p, &[wshape.iter().product()]).unwrap();
+    let loss = b.sum(flat, 0, false).unwrap();
+    b.output("loss", loss);
+    let graph = b.finish().unwrap();
+    let params = init_params(&graph, 20);
+    let gg = grad(&graph, loss, &[ParamSelection::All]).expect("grad");
+    let gg = optimize(&gg).expect("passes");
+    Case {
+        name: format!("pattern gradient of {name}"),
+        graph: gg,
+        inputs: ins,
+        params,
+    }
+}
+
 pub const B: usize = 2;
 pub const T: usize = 7;
 pub const V: usize = 11;

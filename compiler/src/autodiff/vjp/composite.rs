@@ -2,7 +2,8 @@
 
 use super::Grads;
 use crate::error::Result;
-use crate::ir::{numel, AttentionRule, GraphBuilder, Node, Op, ValueId};
+use crate::ir::rule::{d_ds, d_wrt, Wrt};
+use crate::ir::{numel, rule_graph, AttentionRule, GraphBuilder, Node, Normaliser, Op, ValueId};
 
 pub(super) fn vjp(
     b: &mut GraphBuilder,
@@ -39,11 +40,7 @@ pub(super) fn vjp(
         Op::AttentionPattern(rule) if rule.is_builtin() => {
             pattern(b, rule.clone(), ins, y, dy, wants)
         }
-        // The T×T decomposition below is the built-in rules' derivative; a spec's rule
-        // reaches its weights only through the fused op's backward.
-        Op::AttentionPattern(_) => Err(crate::IrError::Grad(
-            "no gradient through a captured pattern of an attention rule written in the spec (attention dropout or a loss on `attn.pattern`)".into(),
-        )),
+        Op::AttentionPattern(rule) => rule_pattern(b, rule, ins, y, dy, wants),
         Op::Rope { layout, inverse } => {
             let dx = b.apply(
                 Op::Rope {
@@ -215,6 +212,94 @@ fn pattern(
     }
     if wants[1] {
         out[1] = Some(b.matmul_t(dp, ins[0], true, false)?);
+    }
+    Ok(out)
+}
+
+/// Gradient through the captured weights `W` of a rule written in the spec, built from the
+/// rule's expressions and their symbolic derivatives ([`rule_graph`]): the raw scores
+/// `p = scale·q·kᵀ`, the modified scores `s` and the normalised exponentials `a` are
+/// recomputed, then
+///
+/// - normalised (`w = h(s)·a`, `a` a softmax of `f(s)`):
+///   `∂s = a ⊙ (dW ⊙ h'(s) + f'(s) ⊙ (dW ⊙ h(s) − rowsum(dW ⊙ W)))`;
+/// - no normaliser (`w = φ(s)` on visible keys): `∂s = dW ⊙ φ'(s)` on visible keys;
+///
+/// `∂p = ∂s ⊙ score'(p)`, `dq = scale·∂p k`, `dk = scale·∂pᵀ q`, and each rule parameter
+/// `θ` (read by the score only) gets `Σ ∂s ⊙ ∂score/∂θ` over batch, queries and keys.
+fn rule_pattern(
+    b: &mut GraphBuilder,
+    rule: &AttentionRule,
+    ins: &[ValueId],
+    w: ValueId,
+    dw: ValueId,
+    wants: &[bool],
+) -> Result<Grads> {
+    let (q, k) = (ins[0], ins[1]);
+    let qs = b.shape(q).to_vec();
+    let (heads, t) = (qs[1], qs[2]);
+    let first = ins.len() - rule.params;
+    let seg = rule.needs_segments().then(|| ins[3]);
+    let at = rule_graph::Place::full(b, heads, rule.group, t, seg, &ins[first..])?;
+    let p = b.matmul_t(q, k, false, true)?;
+    let scale = b.scalar(rule.scale);
+    let p = b.mul(p, scale)?;
+    let vis = rule_graph::visible(b, &rule.mask, &at)?;
+    let fwd = rule_graph::weights(b, rule, p, vis, &at, 3)?;
+    let ds = match (rule.weights.normaliser(), fwd.normalised) {
+        (
+            Normaliser::Normalised {
+                factor, exponent, ..
+            },
+            Some((a, h)),
+        ) => {
+            let wdw = b.mul(w, dw)?;
+            let r = b.sum(wdw, 3, true)?;
+            let dwh = b.mul(dw, h)?;
+            let mut g = b.sub(dwh, r)?;
+            let df = rule_graph::value(b, &d_ds(&exponent), fwd.s, &at)?;
+            g = b.mul(g, df)?;
+            let dh = d_ds(&factor);
+            if dh.constant() != Some(0.0) {
+                let dh = rule_graph::value(b, &dh, fwd.s, &at)?;
+                let t = b.mul(dw, dh)?;
+                g = b.add(g, t)?;
+            }
+            b.mul(a, g)?
+        }
+        (Normaliser::Direct(phi), _) => {
+            let dphi = rule_graph::value(b, &d_ds(&phi), fwd.s, &at)?;
+            let g = b.mul(dw, dphi)?;
+            b.mul(g, vis)?
+        }
+        (Normaliser::Normalised { .. }, None) => {
+            return Err(crate::IrError::Grad(
+                "a normalised rule's weights came without their exponentials".into(),
+            ))
+        }
+    };
+    let dp = match &rule.score {
+        Some(e) => {
+            let d = rule_graph::value(b, &d_ds(e), p, &at)?;
+            b.mul(ds, d)?
+        }
+        None => ds,
+    };
+    let dp_scaled = b.mul(dp, scale)?;
+    let mut out = vec![None; ins.len()];
+    if wants[0] {
+        out[0] = Some(b.matmul(dp_scaled, k)?);
+    }
+    if wants[1] {
+        out[1] = Some(b.matmul_t(dp_scaled, q, true, false)?);
+    }
+    for (i, want) in wants.iter().enumerate().skip(first) {
+        if let (true, Some(score)) = (*want, &rule.score) {
+            let d = rule_graph::value(b, &d_wrt(score, Wrt::Param(i - first)), p, &at)?;
+            let g = b.mul(ds, d)?;
+            let g = b.sum_to(g, &[1, heads, 1, 1])?;
+            out[i] = Some(b.reshape(g, &[heads])?);
+        }
     }
     Ok(out)
 }
