@@ -68,7 +68,7 @@ fn every_op_case_matches_the_reference() {
 }
 
 #[test]
-fn spec_rules_match_the_reference_forward_backward_and_parameter_gradients() {
+fn spec_rules_match_the_reference_forward_backward_parameter_and_pattern_gradients() {
     // T = 70: two query blocks and a partial one; head size 5; segments for `doc_bias`.
     for name in graphs::SPEC_RULE_NAMES {
         for mask in ["causal", "bidirectional"] {
@@ -76,6 +76,10 @@ fn spec_rules_match_the_reference_forward_backward_and_parameter_gradients() {
             let what = format!("{name}/{mask}");
             compare(
                 &graphs::attention_rule_shaped(&what, &rule, [2, 3, 70, 5]),
+                &HookSelection::None,
+            );
+            compare(
+                &graphs::attention_rule_pattern_grad(&what, &rule),
                 &HookSelection::None,
             );
         }
@@ -281,7 +285,7 @@ fn the_portable_path_matches_the_reference() {
         .args(["--exact", "--test-threads=1"])
         .args([
             "every_op_case_matches_the_reference",
-            "spec_rules_match_the_reference_forward_backward_and_parameter_gradients",
+            "spec_rules_match_the_reference_forward_backward_parameter_and_pattern_gradients",
             "every_example_forward_and_gradient_matches_the_reference",
         ])
         .output()

@@ -223,51 +223,22 @@ impl<'r> CompiledRule<'r> {
     }
 
     /// The normaliser's probabilities `e^{a_j−m}/z` of the keys `seen` marks, 0 elsewhere,
-    /// into `p`, with the vectorised [`exp::exp`] and lane-wise sums: the reference's values
-    /// to float noise (forward, pattern and backward all use it, so they agree to the bit).
+    /// into `p`: hidden keys as −∞, lane-wise maxima and sums, the vectorised [`exp::exp`]
+    /// and one reciprocal — the built-in softmax rows' arithmetic (forward, pattern and
+    /// backward all use it, so they agree to the bit).
     fn probs(a: &[f32], seen: Seen, visible: &[bool], sink: f32, p: &mut [f32]) {
-        const L: usize = 8;
         let n = a.len();
         let (lo, hi) = match seen {
             Seen::Run(lo, hi) => (lo, hi),
             Seen::Marked => (0, n),
         };
-        let marked = matches!(seen, Seen::Marked);
-        let sees = |j: usize| !marked || visible[j];
-        let mut m = if sink > 0.0 {
-            sink.ln()
-        } else {
-            f32::NEG_INFINITY
-        };
-        for (j, &x) in a.iter().enumerate().take(hi).skip(lo) {
-            if sees(j) && x > m {
-                m = x;
-            }
-        }
         p[..lo].fill(0.0);
         p[hi..n].fill(0.0);
-        let z = with_avx2(|| {
-            for (j, (p, &x)) in p.iter_mut().zip(a).enumerate().take(hi).skip(lo) {
-                let e = exp::exp(x - m);
-                *p = if sees(j) { e } else { 0.0 };
-            }
-            // Hidden keys add exact zeros.
-            let mut sums = [0.0f32; L];
-            let mut it = p[lo..hi].chunks_exact(L);
-            for c in &mut it {
-                for (z, &e) in sums.iter_mut().zip(c) {
-                    *z += e;
-                }
-            }
-            let tail: f32 = it.remainder().iter().sum();
-            let sunk = if sink > 0.0 { sink * (-m).exp() } else { 0.0 };
-            sunk + sums.iter().sum::<f32>() + tail
-        });
-        with_avx2(|| {
-            for e in &mut p[lo..hi] {
-                *e = if z > 0.0 { *e / z } else { 0.0 };
-            }
-        });
+        let (a, p) = (&a[lo..hi], &mut p[lo..hi]);
+        match seen {
+            Seen::Run(..) => with_avx2(|| normalise::<false>(a, &[], sink, p)),
+            Seen::Marked => with_avx2(|| normalise::<true>(a, &visible[lo..hi], sink, p)),
+        }
     }
 
     /// The applied weights of row `i` from its raw scores, into `w`.
@@ -358,19 +329,39 @@ impl<'r> CompiledRule<'r> {
                 };
                 let p = &mut p[..n];
                 Self::probs(a, seen, visible, *sink, p);
-                factor.run(&place, s, regs, h, true);
-                d_factor.run(&place, s, regs, dh, true);
-                let df = &mut df[..n];
-                d_exponent.run(&place, s, regs, df, true);
-                with_avx2(|| {
-                    let terms = p.iter().zip(h.iter()).zip(dh.iter()).zip(df.iter());
-                    for (g, (((&p, &h), &dh), &df)) in g.iter_mut().zip(terms) {
-                        *g = p * (*g * (dh + h * df) - df * delta);
+                let constants = (
+                    factor.constant(),
+                    d_factor.constant(),
+                    d_exponent.constant(),
+                );
+                if let (Some(h), Some(dh), Some(df)) = constants {
+                    // Softmax-like rules (`h`, `f'` constant, as for any score modification
+                    // under softmax): no per-key factor rows to make.
+                    with_avx2(|| {
+                        for (g, &p) in g.iter_mut().zip(p.iter()) {
+                            *g = p * (*g * (dh + h * df) - df * delta);
+                        }
+                    });
+                    if let Some(w) = w {
+                        for (w, &p) in w.iter_mut().zip(p.iter()) {
+                            *w = h * p;
+                        }
                     }
-                });
-                if let Some(w) = w {
-                    for ((w, &h), &p) in w.iter_mut().zip(h.iter()).zip(p.iter()) {
-                        *w = h * p;
+                } else {
+                    factor.run(&place, s, regs, h, true);
+                    d_factor.run(&place, s, regs, dh, true);
+                    let df = &mut df[..n];
+                    d_exponent.run(&place, s, regs, df, true);
+                    with_avx2(|| {
+                        let terms = p.iter().zip(h.iter()).zip(dh.iter()).zip(df.iter());
+                        for (g, (((&p, &h), &dh), &df)) in g.iter_mut().zip(terms) {
+                            *g = p * (*g * (dh + h * df) - df * delta);
+                        }
+                    });
+                    if let Some(w) = w {
+                        for ((w, &h), &p) in w.iter_mut().zip(h.iter()).zip(p.iter()) {
+                            *w = h * p;
+                        }
                     }
                 }
             }
@@ -392,6 +383,10 @@ impl<'r> CompiledRule<'r> {
     /// `dL/dp = dL/ds · score'(p)` in place (`ds` of 0 stays 0, as in the reference).
     fn dp_row(&self, hd: &Head, i: usize, raw: &[f32], ds: &mut [f32], rs: &mut RowScratch) {
         let Some(d) = &self.d_score else { return };
+        if d.constant() == Some(1.0) {
+            // A score plus terms free of `s` (ALiBi): `score' = 1`.
+            return;
+        }
         let n = raw.len();
         d.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..n], true);
         for (x, &f) in ds.iter_mut().zip(&rs.a[..n]) {
@@ -399,6 +394,108 @@ impl<'r> CompiledRule<'r> {
                 *x *= f;
             }
         }
+    }
+}
+
+impl CompiledRule<'_> {
+    /// Row `i`'s rule-parameter gradients `Σ_j dL/ds_j · ∂score/∂θ_k` into `out` (one per
+    /// parameter), from its raw scores and `ds` = dL/ds (0 on hidden keys, which add nothing).
+    fn params_row(
+        &self,
+        hd: &Head,
+        i: usize,
+        raw: &[f32],
+        ds: &[f32],
+        out: &mut [f32],
+        rs: &mut RowScratch,
+    ) {
+        const L: usize = 8;
+        let n = raw.len();
+        for (o, dp) in out.iter_mut().zip(&self.d_params) {
+            dp.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..n], true);
+            // Lane-wise sums; a key with `ds = 0` (hidden) adds 0 even where `∂score/∂θ`
+            // is not finite, as in the reference.
+            let term = |x: f32, f: f32| if x == 0.0 { 0.0 } else { x * f };
+            *o = with_avx2(|| {
+                let mut sums = [0.0f32; L];
+                let (dc, fc) = (ds.chunks_exact(L), rs.a[..n].chunks_exact(L));
+                let (dr, fr) = (dc.remainder(), fc.remainder());
+                for (d, f) in dc.zip(fc) {
+                    for ((z, &x), &f) in sums.iter_mut().zip(d).zip(f) {
+                        *z += term(x, f);
+                    }
+                }
+                let tail: f32 = dr.iter().zip(fr).map(|(&x, &f)| term(x, f)).sum();
+                sums.iter().sum::<f32>() + tail
+            });
+        }
+    }
+
+    /// How many rule parameters get gradients.
+    pub fn params(&self) -> usize {
+        self.d_params.len()
+    }
+}
+
+/// [`CompiledRule::probs`] of one row's keys `a` into `p`; with `MARKED`, keys whose
+/// `visible` entry is false count as −∞ (out of the maximum, `exp(−∞) = 0` in the sums).
+/// One loop per step, each free of branches so it vectorises.
+#[inline(always)]
+fn normalise<const MARKED: bool>(a: &[f32], visible: &[bool], sink: f32, p: &mut [f32]) {
+    const L: usize = 8;
+    let at = |x: f32, v: bool| if MARKED && !v { f32::NEG_INFINITY } else { x };
+    let vis = |j: usize| MARKED && visible[j];
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut it = a.chunks_exact(L);
+    for (c, chunk) in (&mut it).enumerate() {
+        for (k, (m, &x)) in lanes.iter_mut().zip(chunk).enumerate() {
+            let x = at(x, vis(c * L + k));
+            if x > *m {
+                *m = x;
+            }
+        }
+    }
+    let floor = if sink > 0.0 {
+        sink.ln()
+    } else {
+        f32::NEG_INFINITY
+    };
+    let start = a.len() - it.remainder().len();
+    let m = it
+        .remainder()
+        .iter()
+        .enumerate()
+        .map(|(k, &x)| at(x, vis(start + k)))
+        .chain(lanes)
+        .fold(floor, |m, x| if x > m { x } else { m });
+    if m == f32::NEG_INFINITY {
+        // No key visible and no sink: the row's weights are 0.
+        p.fill(0.0);
+        return;
+    }
+    let mut sums = [0.0f32; L];
+    let mut tail = 0.0f32;
+    // Per chunk of 64 keys: the exponentials, then their lane sums (two loops that each
+    // vectorise, over data still in L1).
+    for (c, (pc, ac)) in p.chunks_mut(64).zip(a.chunks(64)).enumerate() {
+        for (k, (e, &x)) in pc.iter_mut().zip(ac).enumerate() {
+            *e = exp::exp(at(x, vis(c * 64 + k)) - m);
+        }
+        let mut it = pc.chunks_exact(L);
+        for ch in &mut it {
+            for (z, &e) in sums.iter_mut().zip(ch) {
+                *z += e;
+            }
+        }
+        tail += it.remainder().iter().sum::<f32>();
+    }
+    let sunk = if sink > 0.0 { sink * (-m).exp() } else { 0.0 };
+    let z = sunk + sums.iter().sum::<f32>() + tail;
+    if z > 0.0 {
+        let inv = 1.0 / z;
+        p.iter_mut().for_each(|x| *x *= inv);
+    } else {
+        p.fill(0.0);
     }
 }
 
@@ -570,7 +667,9 @@ fn delta(dy: &[f32], y: &[f32], i: usize, d: usize) -> f32 {
         .fold(0.0, |acc, (a, b)| acc + a * b)
 }
 
-/// `(dq, dk, dv)` stacked as `[3,B,H,T,d]` into `out`.
+/// `(dq, dk, dv)` stacked as `[3,B,H,T,d]` into `out` and, with `rule_out`, the rule
+/// parameters' per-row gradients `[B,H,T,P]` ([`rule_grad`]'s) from the same pass: one walk
+/// over the scores instead of two when a rule's parameters train.
 pub(crate) fn backward(
     c: &CompiledRule,
     (q, k, v, y, dy): super::attention::Operands5<'_>,
@@ -578,16 +677,22 @@ pub(crate) fn backward(
     params: &[Vec<f32>],
     dm: Dims,
     out: &mut [f32],
+    rule_out: Option<&mut [f32]>,
 ) {
-    let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
+    let (t, d, hs, np) = (dm.t, dm.d, dm.t * dm.d, c.params());
     let n = q.len();
     let (dq, rest) = out.split_at_mut(n);
     let (dk, dv) = rest.split_at_mut(n);
+    let mut rows: Vec<Option<&mut [f32]>> = match rule_out {
+        Some(o) if np > 0 => o.chunks_mut(t * np).map(Some).collect(),
+        _ => (0..n / hs.max(1)).map(|_| None).collect(),
+    };
     dq.par_chunks_mut(hs)
         .zip(dk.par_chunks_mut(hs))
         .zip(dv.par_chunks_mut(hs))
+        .zip(rows.par_iter_mut())
         .enumerate()
-        .for_each(|(bh, ((dqh, dkh), dvh))| {
+        .for_each(|(bh, (((dqh, dkh), dvh), rg))| {
             let hd = Head::new(c.rule, dm, bh, seg, params);
             with_scratch(t, d, |s| {
                 with_row(|rs| {
@@ -598,6 +703,9 @@ pub(crate) fn backward(
                     transpose(vh, t, d, &mut s.vt);
                     dkh.fill(0.0);
                     dvh.fill(0.0);
+                    if let Some(o) = rg.as_deref_mut() {
+                        o.fill(0.0);
+                    }
                     for i0 in (0..t).step_by(ROWS) {
                         let i1 = (i0 + ROWS).min(t);
                         let r = i1 - i0;
@@ -622,6 +730,9 @@ pub(crate) fn backward(
                             let i = i0 + ri;
                             let dl = delta(dyh, yh, i, d);
                             c.ds_row(&hd, i, raw, g, dl, Some(w), rs);
+                            if let Some(o) = rg.as_deref_mut() {
+                                c.params_row(&hd, i, raw, g, &mut o[i * np..(i + 1) * np], rs);
+                            }
                             c.dp_row(&hd, i, raw, g, rs);
                         }
                         let dqb = &mut dqh[i0 * d..i1 * d];
@@ -673,17 +784,7 @@ pub(crate) fn rule_grad(
                     for (ri, (raw, ds)) in raw.chunks(kend).zip(g.chunks_mut(kend)).enumerate() {
                         let i = i0 + ri;
                         c.ds_row(&hd, i, raw, ds, delta(dyh, yh, i, d), None, rs);
-                        for (kk, dp) in c.d_params.iter().enumerate() {
-                            dp.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..kend], true);
-                            oh[i * p + kk] =
-                                ds.iter().zip(&rs.a[..kend]).fold(0.0, |acc, (&x, &f)| {
-                                    if x == 0.0 {
-                                        acc
-                                    } else {
-                                        acc + x * f
-                                    }
-                                });
-                        }
+                        c.params_row(&hd, i, raw, ds, &mut oh[i * p..(i + 1) * p], rs);
                     }
                 }
             })

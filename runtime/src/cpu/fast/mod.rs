@@ -90,10 +90,30 @@ struct Plan {
     /// `Some(m)` for a sum over the slices of a split weight gradient (see [`split_sum`]):
     /// node i computes it from matmul `m`'s operands as one product, and `m` never runs.
     folds: Vec<Option<usize>>,
-    /// The matmuls such sums compute instead.
+    /// The matmuls such sums compute instead, and the rule-gradient nodes of `rule_grads`.
     skip: Vec<bool>,
+    /// `Some(j)` for the backward of a spec rule whose parameters train: node `j`, their
+    /// gradient over the same operands, comes out of node i's pass (see [`rule_grad_pair`]).
+    rule_grads: Vec<Option<usize>>,
     /// Elementwise chains run as one pass each (the shared fusion plan's, see [`fused`]).
     groups: fused::Groups,
+}
+
+/// The `AttentionRuleGrad` node over the same operands and rule as node `i`, an
+/// `AttentionBackward` of a spec rule the fast path compiles: both walk the same scores, so
+/// one pass makes both.
+fn rule_grad_pair(g: &Graph, i: usize) -> Option<usize> {
+    let node = &g.nodes[i];
+    let Op::AttentionBackward(rule) = &node.op else {
+        return None;
+    };
+    if rule.is_builtin() || rule.params == 0 || attention_rule::CompiledRule::new(rule).is_none() {
+        return None;
+    }
+    g.nodes.iter().enumerate().skip(i + 1).find_map(|(j, n)| {
+        matches!(&n.op, Op::AttentionRuleGrad(r) if r == rule && n.inputs == node.inputs)
+            .then_some(j)
+    })
 }
 
 /// The matmul a node sums over, when the node is the sum over axis 0 of a split weight
@@ -153,8 +173,9 @@ impl Plan {
             }
         }
         let folds: Vec<Option<usize>> = (0..n).map(|i| split_sum(g, i, &readers, keep)).collect();
+        let rule_grads: Vec<Option<usize>> = (0..n).map(|i| rule_grad_pair(g, i)).collect();
         let mut skip = vec![false; n];
-        for &m in folds.iter().flatten() {
+        for &m in folds.iter().chain(&rule_grads).flatten() {
             skip[m] = true;
         }
         let options = CodegenOptions {
@@ -192,6 +213,7 @@ impl Plan {
             free_after,
             folds,
             skip,
+            rule_grads,
             groups,
         }
     }
@@ -371,6 +393,8 @@ fn execute(
     let profile = std::env::var_os("WEFT_FAST_PROFILE").is_some();
     let mut times: HashMap<String, (f64, usize)> = HashMap::new();
     let result = (|| {
+        // A rule-parameter gradient made by its backward's pass, until it is stored.
+        let mut paired: Option<(usize, Value<f32>)> = None;
         for (i, node) in g.nodes.iter().enumerate() {
             let t0 = profile.then(std::time::Instant::now);
             // What ran, for the profile.
@@ -431,9 +455,19 @@ fn execute(
                         many = node.inputs.iter().map(get).collect();
                         &many
                     };
-                    eval(g, i, ins, pool, inputs, params)?
+                    match plan.rule_grads[i] {
+                        Some(j) => {
+                            let (value, grad) = backward_with_rule_grad(g, i, j, ins, pool);
+                            paired = Some((j, grad));
+                            value
+                        }
+                        None => eval(g, i, ins, pool, inputs, params)?,
+                    }
                 };
                 vals[i] = Some(Slot::Own(value));
+                if let Some((j, grad)) = paired.take() {
+                    vals[j] = Some(Slot::Own(grad));
+                }
                 Some(node.op.name())
             } else {
                 None
@@ -535,6 +569,29 @@ fn reference(
         })
         .collect();
     exec::eval(g, i, &refs, inputs, params)
+}
+
+/// Node `i`, the backward of a spec rule, and node `j`, its parameters' gradient over the
+/// same operands ([`rule_grad_pair`]), in one pass.
+fn backward_with_rule_grad(
+    g: &Graph,
+    i: usize,
+    j: usize,
+    ins: &[&Slot],
+    pool: &mut Pool,
+) -> (Value<f32>, Value<f32>) {
+    let node = &g.nodes[i];
+    let Op::AttentionBackward(rule) = &node.op else {
+        unreachable!("fast path bug: a rule-gradient pair without its backward");
+    };
+    let c = attention_rule::CompiledRule::new(rule).expect("paired rules compile");
+    let dm = Dims::from_shape(g.shape(node.inputs[0]));
+    let (seg, params) = crate::cpu::attention::extras(rule, &ins[5..]);
+    let five = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
+    let mut o = pool.take(node.shape.iter().product());
+    let mut r = pool.take(g.nodes[j].shape.iter().product());
+    attention_rule::backward(&c, five, seg, &params, dm, &mut o, Some(&mut r));
+    (Value::F(o), Value::F(r))
 }
 
 /// Node `i` with a fast kernel when there is one, else the reference's evaluation.
@@ -693,7 +750,7 @@ fn eval(
                 let (seg, params) = crate::cpu::attention::extras(rule, &ins[5..]);
                 let five = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
                 if let Op::AttentionBackward(_) = node.op {
-                    attention_rule::backward(&c, five, seg, &params, dm, &mut o);
+                    attention_rule::backward(&c, five, seg, &params, dm, &mut o, None);
                 } else {
                     attention_rule::rule_grad(&c, five, seg, &params, dm, &mut o);
                 }

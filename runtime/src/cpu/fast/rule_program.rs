@@ -229,14 +229,10 @@ impl Program {
                         *x = place.seg.map_or(0, |s| s[j]) as f32;
                     }
                 }
-                Step::Unary { op, deriv, a, .. } if fast && fast_unary(*op, *deriv).is_some() => {
-                    let f = fast_unary(*op, *deriv).expect("checked by the guard");
-                    let a = val(a);
-                    zip(a, a, dst, |x, _| f(x));
-                }
                 Step::Unary { op, deriv, a, .. } => {
                     let a = val(a);
-                    if *deriv {
+                    if fast && fast_unary(*op, *deriv, a, dst) {
+                    } else if *deriv {
                         each_unary!(*op, U => zip(a, a, dst, |x, _| U.derivative(x)))
                     } else {
                         each_unary!(*op, U => zip(a, a, dst, |x, _| U.eval(x)))
@@ -279,22 +275,25 @@ impl Program {
     }
 }
 
-/// The vectorisable stand-in of `op` (or of its derivative) for [`Program::run`]'s fast mode.
-fn fast_unary(op: UnaryOp, deriv: bool) -> Option<fn(f32) -> f32> {
-    Some(match (op, deriv) {
-        (UnaryOp::Exp, _) => exp::exp,
-        (UnaryOp::Sigmoid, false) => exp::sigmoid,
-        (UnaryOp::Sigmoid, true) => |x| {
+/// `op` (or its derivative) at every key with the vectorised [`exp`] functions, for
+/// [`Program::run`]'s fast mode; `false` (nothing written) for ops that have none. Each arm
+/// inlines its function into the loop, so the loop vectorises.
+fn fast_unary(op: UnaryOp, deriv: bool, a: Val, out: &mut [f32]) -> bool {
+    match (op, deriv) {
+        (UnaryOp::Exp, _) => zip(a, a, out, |x, _| exp::exp(x)),
+        (UnaryOp::Sigmoid, false) => zip(a, a, out, |x, _| exp::sigmoid(x)),
+        (UnaryOp::Sigmoid, true) => zip(a, a, out, |x, _| {
             let s = exp::sigmoid(x);
             s * (1.0 - s)
-        },
-        (UnaryOp::Tanh, false) => exp::tanh,
-        (UnaryOp::Tanh, true) => |x| {
+        }),
+        (UnaryOp::Tanh, false) => zip(a, a, out, |x, _| exp::tanh(x)),
+        (UnaryOp::Tanh, true) => zip(a, a, out, |x, _| {
             let t = exp::tanh(x);
             1.0 - t * t
-        },
-        _ => return None,
-    })
+        }),
+        _ => return false,
+    }
+    true
 }
 
 /// `out[j] = f(a[j], b[j])` with either side possibly one value for the row, vectorised
