@@ -281,13 +281,7 @@ fn pear_lowers_copy_loss_and_folds_exactly() {
     let spec = weft_dsl::check_source(&src).unwrap();
     let backend = CpuBackend::new();
     let model = weft_runtime::probes::Model::new(&spec, &trained.params, &backend);
-    let cfg = weft_runtime::probes::pear::PearConfig {
-        heads: 2,
-        steps: 30,
-        lr: 5e-2,
-        len: 12,
-        seed: 5,
-    };
+    let cfg = weft_runtime::probes::pear::PearConfig::new(2, 30, 5e-2, 12, 5);
     let r = weft_runtime::probes::pear::pear(&model, &cfg).unwrap();
     eprintln!("{r:?}");
     assert_eq!(r.detected.len(), 2);

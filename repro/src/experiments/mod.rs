@@ -6,6 +6,7 @@ use crate::{Lab, Report, ReproError};
 mod batch_icl;
 mod batch_icl_lm;
 mod cog;
+mod colour_lines;
 mod copy_recipe;
 mod dr_icl;
 mod factual;
@@ -15,6 +16,7 @@ mod masked_thought;
 mod moice;
 mod mom;
 mod pear;
+mod pear_lm;
 
 /// One reproduction: its name (`weft repro NAME`, `examples/repro/NAME/`), the method, what it
 /// is compared with, and the function that runs it.
@@ -50,6 +52,13 @@ pub const EXPERIMENTS: &[Experiment] = &[
         comparison: "retrieval before/after learned head gains (K = 2), copy-trained LM, folded export, 3 seeds",
         pretrained: false,
         run: pear::run,
+    },
+    Experiment {
+        name: "pear_lm",
+        method: "PEAR (SmolLM2)",
+        comparison: "SmolLM2-135M-Instruct (GGUF) before/after learned gains of K = 4 detected heads, folded: retrieval by depth, 3 seeds",
+        pretrained: true,
+        run: pear_lm::run,
     },
     Experiment {
         name: "grok",

@@ -3,21 +3,13 @@
 //! mixes the attentions computed with several rotary bases (the paper's Llama-2 set scaled to
 //! SmolLM2's base: b·{1, 1.75, 1.8, 1.9, 2, 2.25, 2.5}), weighted per token and head by a
 //! router. Only the routers train (everything else frozen, checked bit for bit), on key–value
-//! retrieval prompts written in words the model reads:
-//!
-//! ```text
-//! Each object has a color.
-//! apple: red
-//! lamp: blue
-//! ...
-//! Question: what color is the lamp?
-//! Answer: lamp: → " blue"
-//! ```
+//! retrieval prompts written in words the model reads ([`super::colour_lines`]).
 //!
 //! Both are measured with the queried line at depths 0 (first line) … 1 (last line) of the
 //! list on the same held-out prompts: accuracy among the colour tokens and p(answer). Three
 //! router seeds (router initialisation and training prompts); the base model has no seed.
 
+use super::colour_lines::{eval_prompts, mean_of, retrieval, Prompt, Retrieval, Words};
 use super::copy_recipe::spread;
 use crate::lab::{metrics_err, Pretrained};
 use crate::{Lab, Report, ReproError, Spec, Table};
@@ -25,8 +17,8 @@ use serde_json::json;
 use weft_compiler::lower::LowerOptions;
 use weft_compiler::pipeline;
 use weft_runtime::optim::{AdamW, Gradients, Optimizer, OptimizerConfig, Schedule};
-use weft_runtime::probes::readout::{argmax, prob};
-use weft_runtime::probes::{hook, logits, Model, ProbeError};
+use weft_runtime::probes::readout::argmax;
+use weft_runtime::probes::{hook, Model, ProbeError};
 use weft_runtime::rundir::{RunFiles, StepMetrics};
 use weft_runtime::train::base_routing_trace;
 use weft_runtime::{init_params, HookSelection, ParamStore, Rng, Tensor};
@@ -49,21 +41,6 @@ const CEILING: f64 = 0.9;
 const LR: f64 = 1e-2;
 const BATCH: usize = 4;
 
-/// Objects (keys): kept when one token at the start of a line and one after a space.
-const OBJECTS: &[&str] = &[
-    "apple", "river", "chair", "window", "garden", "bottle", "pencil", "mirror", "candle",
-    "basket", "ladder", "blanket", "hammer", "violin", "rocket", "tunnel", "anchor", "helmet",
-    "wallet", "carpet", "button", "saddle", "kettle", "lantern", "marble", "needle", "parrot",
-    "pillow", "ribbon", "table", "door", "house", "horse", "train", "bridge", "flower", "tree",
-    "phone", "clock", "shirt", "glass", "plate", "spoon", "knife", "shoe", "ball", "book", "cup",
-    "lamp", "ring", "box", "car", "boat", "bird", "fish", "key", "coin", "hat", "bag", "bed",
-];
-/// Colours (values): kept when one token after a space.
-const COLOURS: &[&str] = &[
-    "red", "blue", "green", "black", "white", "brown", "pink", "gray", "gold", "silver", "orange",
-    "purple", "yellow",
-];
-
 pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     let lm = lab.smollm2()?;
     let moice = moice_spec(lab, &lm)?;
@@ -79,15 +56,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     let seeds: Vec<u64> = (0..lab.pick(3, 1)).map(|i| lab.seed() + i).collect();
 
     // The same held-out prompts for every model: eval[d] at depths[d].
-    let eval: Vec<Vec<Prompt>> = depths
-        .iter()
-        .map(|&d| {
-            let mut rng = Rng::for_name(lab.seed(), &format!("repro.moice.eval.{d}"));
-            (0..per_depth)
-                .map(|_| words.prompt(&mut rng, pairs, Some(d)))
-                .collect()
-        })
-        .collect();
+    let eval = eval_prompts(&words, lab.seed(), pairs, &depths, per_depth);
     let t = eval[0][0].tokens.len();
 
     let t0 = std::time::Instant::now();
@@ -306,139 +275,6 @@ fn bases_of(lm: &Pretrained) -> Vec<f64> {
     BASE_MULTIPLES.iter().map(|m| (m * base).round()).collect()
 }
 
-/// One retrieval prompt and its answer.
-struct Prompt {
-    tokens: Vec<i32>,
-    answer: i32,
-}
-
-/// The token pieces prompts are made of, checked against the tokenizer.
-struct Words {
-    header: Vec<i32>,
-    /// (at the start of a line, after a space).
-    objects: Vec<(i32, i32)>,
-    /// After a space.
-    colours: Vec<i32>,
-    colon: i32,
-    newline: i32,
-    question: Vec<i32>,
-    answer: Vec<i32>,
-}
-
-impl Words {
-    fn new(lm: &Pretrained) -> Result<Self, ReproError> {
-        let enc = |s: &str| lm.encode(s);
-        let one = |s: &str| -> Result<Option<i32>, ReproError> {
-            let v = enc(s)?;
-            Ok((v.len() == 1).then(|| v[0]))
-        };
-        // A line `apple: red\n` must be exactly [object, ':', ' red', '\n'].
-        let line = enc("apple: red\n")?;
-        let [_, colon, _, newline] = line[..] else {
-            return Err(ReproError::Other(format!(
-                "`apple: red\\n` is {} tokens for this tokenizer, not 4",
-                line.len()
-            )));
-        };
-        let mut objects = Vec::new();
-        for o in OBJECTS {
-            if let (Some(a), Some(b)) = (one(o)?, one(&format!(" {o}"))?) {
-                if enc(&format!("{o}: red\n"))? == [a, colon, line[2], newline] {
-                    objects.push((a, b));
-                }
-            }
-        }
-        let mut colours = Vec::new();
-        for c in COLOURS {
-            if let Some(v) = one(&format!(" {c}"))? {
-                if enc(&format!("apple: {c}\n"))? == [line[0], colon, v, newline] {
-                    colours.push(v);
-                }
-            }
-        }
-        if objects.len() < 8 || colours.len() < 4 {
-            return Err(ReproError::Other(format!(
-                "only {} objects and {} colours are single tokens for this tokenizer",
-                objects.len(),
-                colours.len()
-            )));
-        }
-        Ok(Words {
-            header: enc("Each object has a color.\n")?,
-            objects,
-            colours,
-            colon,
-            newline,
-            question: enc("Question: what color is the")?,
-            answer: enc("?\nAnswer:")?,
-        })
-    }
-
-    /// `pairs` lines of distinct objects with uniform colours, then the question about the
-    /// line at `depth` (0 = first, 1 = last; uniform when `None`). Every prompt of one
-    /// `pairs` has the same length.
-    fn prompt(&self, rng: &mut Rng, pairs: usize, depth: Option<f64>) -> Prompt {
-        let mut objs: Vec<usize> = (0..self.objects.len()).collect();
-        for i in (1..objs.len()).rev() {
-            objs.swap(i, rng.below(i as u64 + 1) as usize);
-        }
-        let colours: Vec<i32> = (0..pairs)
-            .map(|_| self.colours[rng.below(self.colours.len() as u64) as usize])
-            .collect();
-        let q = match depth {
-            Some(d) => (d * (pairs - 1) as f64).round() as usize,
-            None => rng.below(pairs as u64) as usize,
-        };
-        let mut tokens = self.header.clone();
-        for (o, c) in objs.iter().zip(&colours) {
-            tokens.extend([self.objects[*o].0, self.colon, *c, self.newline]);
-        }
-        let asked = self.objects[objs[q]].1;
-        tokens.extend(&self.question);
-        tokens.push(asked);
-        tokens.extend(&self.answer);
-        tokens.extend([asked, self.colon]);
-        Prompt {
-            tokens,
-            answer: colours[q],
-        }
-    }
-}
-
-/// Per depth and prompt: correct among the colours (1 or 0) and p(answer).
-struct Retrieval {
-    correct: Vec<Vec<f64>>,
-    p: Vec<Vec<f64>>,
-}
-
-fn retrieval(model: &Model, eval: &[Vec<Prompt>], words: &Words) -> Result<Retrieval, ProbeError> {
-    let mut out = Retrieval {
-        correct: Vec::new(),
-        p: Vec::new(),
-    };
-    for prompts in eval {
-        let t = prompts[0].tokens.len();
-        let tokens: Vec<i32> = prompts.iter().flat_map(|p| p.tokens.clone()).collect();
-        let (mut correct, mut p) = (Vec::new(), Vec::new());
-        model.run_in_batches(&tokens, t, 8, &[], |start, o| {
-            let lg = logits(o)?;
-            let v = *lg.shape.last().unwrap_or(&0);
-            let x = lg.to_f64_vec();
-            for b in 0..lg.shape[0] {
-                let row = &x[(b * t + t - 1) * v..(b * t + t) * v];
-                let answer = prompts[start + b].answer;
-                let among: Vec<f64> = words.colours.iter().map(|&c| row[c as usize]).collect();
-                correct.push(f64::from(u8::from(words.colours[argmax(&among)] == answer)));
-                p.push(prob(row, answer as usize));
-            }
-            Ok(())
-        })?;
-        out.correct.push(correct);
-        out.p.push(p);
-    }
-    Ok(out)
-}
-
 /// Trains the routers of `moice` from `base`'s weights (routers seeded with `seed`) on fresh
 /// retrieval prompts, the loss on the answer token; returns the weights and the loss curve,
 /// each step also handed to `log`.
@@ -617,11 +453,6 @@ fn choice_table(s: &Seeded, bases: &[f64]) -> Table {
 }
 
 /// Mean over every value of the rows.
-fn mean_of(rows: &[Vec<f64>]) -> f64 {
-    let all: Vec<f64> = rows.iter().flatten().copied().collect();
-    crate::experiments::mean(&all)
-}
-
 /// Base tensors that are bit-identical in `after` (count), and the names of those that are not.
 fn frozen(before: &ParamStore, after: &ParamStore) -> (usize, Vec<String>) {
     let mut names: Vec<&String> = before.keys().collect();

@@ -133,16 +133,7 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
         let mut results = Vec::new();
         for &k in &ks {
             let p = lab.probe("pear", || {
-                pear(
-                    &model,
-                    &PearConfig {
-                        heads: k,
-                        steps,
-                        lr: 5e-3,
-                        len: PROXY_LEN,
-                        seed,
-                    },
-                )
+                pear(&model, &PearConfig::new(k, steps, 5e-3, PROXY_LEN, seed))
             })?;
             let gained = with_gains(&t.trained.params, &p.gains);
             let (copy1, kv1) = measure(&gained, seed)?;
@@ -495,7 +486,7 @@ impl KvChance {
 }
 
 /// `base` with each `(layer, head, τ)` written into `layers.{layer}.attn.gain`.
-fn with_gains(base: &ParamStore, gains: &[(usize, usize, f64)]) -> ParamStore {
+pub(super) fn with_gains(base: &ParamStore, gains: &[(usize, usize, f64)]) -> ParamStore {
     let mut p = base.clone();
     for &(l, h, tau) in gains {
         let name = format!("layers.{l}.attn.gain");

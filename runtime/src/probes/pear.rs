@@ -3,7 +3,7 @@
 //! W_O and check that the folded model (no gain op) reproduces the gained one.
 
 use super::data::repeated_tokens;
-use super::path_patching::{path_patching, PatchingData};
+use super::path_patching::{path_patching, PatchingData, PathPatching};
 use super::{Model, ProbeError};
 use crate::optim::{AdamW, Gradients, Optimizer, OptimizerConfig, Schedule};
 use crate::{HookSelection, ParamStore, Rng, Tensor};
@@ -23,6 +23,26 @@ pub struct PearConfig {
     /// Copy proxy length n (sequences are `x ⊕ x`, 2n tokens).
     pub len: usize,
     pub seed: u64,
+    /// Proxy sequences path patching averages over (the paper: 20–100).
+    pub detect_rows: usize,
+    /// Proxy sequences per gain-training step (the paper: 20, by gradient accumulation).
+    pub batch: usize,
+}
+
+impl PearConfig {
+    /// `heads` gains trained `steps` steps at `lr` on proxies of length `len`, with the
+    /// default detection rows and batch ([`DETECT_ROWS`], [`BATCH`]).
+    pub fn new(heads: usize, steps: usize, lr: f64, len: usize, seed: u64) -> PearConfig {
+        PearConfig {
+            heads,
+            steps,
+            lr,
+            len,
+            seed,
+            detect_rows: DETECT_ROWS,
+            batch: BATCH,
+        }
+    }
 }
 
 /// What PEAR found and did.
@@ -30,6 +50,8 @@ pub struct PearConfig {
 pub struct Pear {
     /// Selected heads `(layer, head, Δπ)`, largest Δπ first.
     pub detected: Vec<(usize, usize, f64)>,
+    /// The whole detection table (every head's Δπ).
+    pub patching: PathPatching,
     /// Learned gain τ of each selected head `(layer, head, τ)` (initialised to 1).
     pub gains: Vec<(usize, usize, f64)>,
     /// Mean cross-entropy on the second copy of held-out proxy sequences.
@@ -42,13 +64,18 @@ pub struct Pear {
     pub gain_ops_after_folding: usize,
 }
 
-const BATCH: usize = 20;
+/// Default gain-training batch and detection rows.
+pub const BATCH: usize = 20;
+pub const DETECT_ROWS: usize = 32;
 const EVAL_ROWS: usize = 32;
 
 /// Runs PEAR on `model`, whose attention must carry `gain: trainable` or `gain: fixed`.
 pub fn pear(model: &Model, cfg: &PearConfig) -> Result<Pear, ProbeError> {
     let (n, vocab) = (cfg.len.min(model.ctx() / 2).max(2), model.vocab());
-    let patched = path_patching(model, &PatchingData::copy(32, n, vocab, cfg.seed))?;
+    let patched = path_patching(
+        model,
+        &PatchingData::copy(cfg.detect_rows, n, vocab, cfg.seed),
+    )?;
     let detected: Vec<(usize, usize, f64)> = patched
         .ranking
         .iter()
@@ -68,7 +95,7 @@ pub fn pear(model: &Model, cfg: &PearConfig) -> Result<Pear, ProbeError> {
         o.trainable = vec!["*.attn.gain".into()];
         o
     };
-    let train = pipeline::step_graph(model.spec, &loss_options(BATCH))
+    let train = pipeline::step_graph(model.spec, &loss_options(cfg.batch))
         .map_err(|e| ProbeError::Model(e.to_string()))?;
     let eval = lower(model.spec, &loss_options(EVAL_ROWS))
         .map_err(|e| ProbeError::Model(e.to_string()))?;
@@ -102,13 +129,13 @@ pub fn pear(model: &Model, cfg: &PearConfig) -> Result<Pear, ProbeError> {
     for step in 0..cfg.steps {
         let tokens = repeated_tokens(
             &mut Rng::for_name(cfg.seed, &format!("pear.step.{step}")),
-            BATCH,
+            cfg.batch,
             n,
             vocab,
         );
         let out = model.backend.run(
             &train,
-            &proxy_inputs(&tokens, BATCH, n),
+            &proxy_inputs(&tokens, cfg.batch, n),
             &params,
             &HookSelection::None,
         )?;
@@ -177,6 +204,7 @@ pub fn pear(model: &Model, cfg: &PearConfig) -> Result<Pear, ProbeError> {
         .count();
     Ok(Pear {
         detected,
+        patching: patched,
         gains,
         copy_loss_before,
         copy_loss_after,

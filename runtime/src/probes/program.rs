@@ -158,13 +158,7 @@ pub fn run_probe(model: &Model, probe: &Probe, seed: u64) -> Result<Json, ProbeE
             len,
         } => json(super::pear::pear(
             model,
-            &super::pear::PearConfig {
-                heads,
-                steps,
-                lr,
-                len,
-                seed,
-            },
+            &super::pear::PearConfig::new(heads, steps, lr, len, seed),
         )?),
         &Probe::MlpDecomposition { layer } => {
             let data = recall_prompts(model, decomposition_samples(model), seed)?;
