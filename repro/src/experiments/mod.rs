@@ -114,7 +114,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "dr_icl",
         method: "DR-ICL",
-        comparison: "plain many-shot NLL vs DR objective, noisy labels, task id hidden, 3 seeds",
+        comparison: "plain many-shot NLL vs DR objective, noisy labels, task id hidden, 5 seeds",
         pretrained: false,
         run: dr_icl::run,
     },
