@@ -363,3 +363,54 @@ fn wgpu_train_lines_carry_host_device_bytes() {
         assert!((128.0..4096.0).contains(&bytes), "{l}");
     }
 }
+
+#[test]
+fn bench_times_every_cpu_row_and_writes_its_table() {
+    let dir = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = dir.join("bench.md");
+    let out = weft(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "--sizes",
+        "16",
+        "--runs",
+        "2",
+        "--out",
+        table.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = std::fs::read_to_string(&table).unwrap();
+    assert!(doc.contains("median of 2 rounds"), "{doc}");
+    // Every attention rule, forward and forward + backward, on both CPU backends, each with
+    // a positive time.
+    for kernel in ["attention_fwd", "attention_fwd_bwd"] {
+        for rule in ["softmax", "signed", "alibi", "softcap"] {
+            for backend in ["cpu", "cpu-ref"] {
+                let row = doc
+                    .lines()
+                    .find(|l| {
+                        l.starts_with(&format!("| {kernel} |"))
+                            && l.contains(&format!("T16 d64 {rule} |"))
+                            && l.contains(&format!("| {backend} |"))
+                    })
+                    .unwrap_or_else(|| panic!("no row {kernel} {rule} {backend} in\n{doc}"));
+                let ms: f64 = row
+                    .split('|')
+                    .nth(4)
+                    .unwrap()
+                    .trim()
+                    .trim_end_matches(" ms")
+                    .parse()
+                    .unwrap();
+                assert!(ms > 0.0, "{row}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -55,13 +55,13 @@ pub fn repro(a: &ReproArgs) -> ExitCode {
             Ok(r) => {
                 if let Some(h) = &r.headline {
                     println!(
-                        "{name}: {} — {} {:.4} vs {} {:.4}, effect {} ({:.0} s); report {}",
+                        "{name}: {} — {} {:.4} vs {} {:.4}, {} ({:.0} s); report {}",
                         h.metric,
                         h.baseline_name,
                         h.baseline,
                         h.method_name,
                         h.method,
-                        if h.effect_seen { "seen" } else { "not seen" },
+                        h.verdict(),
                         r.wall_s,
                         a.out.join(name).join("report.md").display()
                     );

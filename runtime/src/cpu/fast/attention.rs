@@ -92,7 +92,7 @@ fn signed_as(p: f32, e: f32) -> f32 {
 /// the reference's loop, the same weights to float noise.
 fn normalise_run<const SIGNED: bool>(row: &mut [f32], lo: usize, hi: usize) {
     const L: usize = 8;
-    with_avx2(|| {
+    with_avx2!(|| {
         let mag = |p: f32| if SIGNED { p.abs() } else { p };
         let vis = &mut row[lo..hi];
         let mut lanes = [f32::NEG_INFINITY; L];

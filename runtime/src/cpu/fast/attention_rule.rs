@@ -236,8 +236,8 @@ impl<'r> CompiledRule<'r> {
         p[hi..n].fill(0.0);
         let (a, p) = (&a[lo..hi], &mut p[lo..hi]);
         match seen {
-            Seen::Run(..) => with_avx2(|| normalise::<false>(a, &[], sink, p)),
-            Seen::Marked => with_avx2(|| normalise::<true>(a, &visible[lo..hi], sink, p)),
+            Seen::Run(..) => with_avx2!(|| normalise::<false>(a, &[], sink, p)),
+            Seen::Marked => with_avx2!(|| normalise::<true>(a, &visible[lo..hi], sink, p)),
         }
     }
 
@@ -337,7 +337,7 @@ impl<'r> CompiledRule<'r> {
                 if let (Some(h), Some(dh), Some(df)) = constants {
                     // Softmax-like rules (`h`, `f'` constant, as for any score modification
                     // under softmax): no per-key factor rows to make.
-                    with_avx2(|| {
+                    with_avx2!(|| {
                         for (g, &p) in g.iter_mut().zip(p.iter()) {
                             *g = p * (*g * (dh + h * df) - df * delta);
                         }
@@ -352,7 +352,7 @@ impl<'r> CompiledRule<'r> {
                     d_factor.run(&place, s, regs, dh, true);
                     let df = &mut df[..n];
                     d_exponent.run(&place, s, regs, df, true);
-                    with_avx2(|| {
+                    with_avx2!(|| {
                         let terms = p.iter().zip(h.iter()).zip(dh.iter()).zip(df.iter());
                         for (g, (((&p, &h), &dh), &df)) in g.iter_mut().zip(terms) {
                             *g = p * (*g * (dh + h * df) - df * delta);
@@ -416,7 +416,7 @@ impl CompiledRule<'_> {
             // Lane-wise sums; a key with `ds = 0` (hidden) adds 0 even where `∂score/∂θ`
             // is not finite, as in the reference.
             let term = |x: f32, f: f32| if x == 0.0 { 0.0 } else { x * f };
-            *o = with_avx2(|| {
+            *o = with_avx2!(|| {
                 let mut sums = [0.0f32; L];
                 let (dc, fc) = (ds.chunks_exact(L), rs.a[..n].chunks_exact(L));
                 let (dr, fr) = (dc.remainder(), fc.remainder());

@@ -12,11 +12,21 @@ use crate::cpu::attention::Dims;
 use rayon::prelude::*;
 use weft_compiler::ir::{scalar::sign, AttentionRule};
 
-/// `dst[c·rows + r] = src[r·cols + c]` for the `rows × cols` block at the top of `src`.
+/// `dst[c·rows + r] = src[r·cols + c]` for the `rows × cols` block at the top of `src`, in
+/// tiles of `B × B`: a tile's source rows and destination rows stay in L1 while it is
+/// copied. Element by element, every store went to another cache line (`T` floats apart),
+/// and the transposes took a fifth of a T 512 attention's time (measured with `perf`).
 pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    for (r, row) in src.chunks(cols).take(rows).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            dst[c * rows + r] = v;
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        let r1 = (r0 + B).min(rows);
+        for c0 in (0..cols).step_by(B) {
+            for c in c0..(c0 + B).min(cols) {
+                let out = &mut dst[c * rows + r0..c * rows + r1];
+                for (o, r) in out.iter_mut().zip(r0..r1) {
+                    *o = src[r * cols + c];
+                }
+            }
         }
     }
 }
@@ -158,7 +168,7 @@ pub(crate) fn backward(
                     let (qb, dyb) = (&qh[i0 * d..i1 * d], &dyh[i0 * d..i1 * d]);
                     // g = dy vᵀ over the visible keys, then dp = |w|·(g − sign(w)·δ).
                     gemm((r, kend, d), 1.0, dyb, d, &s.vt, t, 0.0, g, kend);
-                    with_avx2(|| {
+                    with_avx2!(|| {
                         for (ri, (grow, wrow)) in g.chunks_mut(kend).zip(w.chunks(kend)).enumerate()
                         {
                             let i = i0 + ri;
@@ -181,4 +191,34 @@ pub(crate) fn backward(
                 }
             })
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transpose;
+
+    #[test]
+    fn tiled_transpose_matches_the_definition_at_sizes_off_the_tile() {
+        for (rows, cols) in [(1, 1), (5, 3), (16, 16), (37, 5), (17, 70), (130, 64)] {
+            let src: Vec<f32> = (0..rows * cols).map(|x| x as f32 * 0.5 - 3.0).collect();
+            // A longer source and destination than the block, as the scratch buffers are.
+            let mut padded = src.clone();
+            padded.extend([9.0; 7]);
+            let mut dst = vec![f32::NAN; rows * cols + 5];
+            transpose(&padded, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "{rows}x{cols} at {r},{c}"
+                    );
+                }
+            }
+            assert!(
+                dst[rows * cols..].iter().all(|v| v.is_nan()),
+                "{rows}x{cols}"
+            );
+        }
+    }
 }

@@ -119,7 +119,7 @@ pub(super) use {each_binary, each_unary};
 /// `out[i] = f(x[i])`, split across threads when large.
 fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     let body = |(o, x): (&mut [f32], &[f32])| {
-        with_avx2(|| {
+        with_avx2!(|| {
             for (o, &v) in o.iter_mut().zip(x) {
                 *o = f(v);
             }
@@ -148,7 +148,7 @@ pub(crate) fn unary(op: UnaryOp, x: &[f32], out: &mut [f32]) {
 /// `out[i] = f(x[i], y[i])` over same-length slices, split across threads when large.
 fn map2(x: &[f32], y: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     let body = |(o, (x, y)): (&mut [f32], (&[f32], &[f32]))| {
-        with_avx2(|| {
+        with_avx2!(|| {
             for ((o, &v), &w) in o.iter_mut().zip(x).zip(y) {
                 *o = f(v, w);
             }
@@ -238,7 +238,7 @@ pub(crate) fn reduce(
     }
     let block = |(o, (acc, xs)): (usize, (&mut [f32], &[f32]))| {
         let _ = o;
-        with_avx2(|| match op {
+        with_avx2!(|| match op {
             ReduceOp::Sum | ReduceOp::Mean => {
                 acc.fill(0.0);
                 for row in xs.chunks(inner) {
@@ -358,7 +358,7 @@ fn log_sum_exp(r: &[f32]) -> f32 {
 /// Softmax (`lse = false`) or log-sum-exp (`lse = true`) of every contiguous row of `n`.
 pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
     if lse {
-        let f = |(o, r): (&mut f32, &[f32])| *o = with_avx2(|| log_sum_exp(r));
+        let f = |(o, r): (&mut f32, &[f32])| *o = with_avx2!(|| log_sum_exp(r));
         if x.len() >= PAR_MIN {
             out.par_iter_mut().zip(x.par_chunks(n)).for_each(f);
         } else {
@@ -367,7 +367,7 @@ pub(crate) fn softmax_rows(x: &[f32], n: usize, out: &mut [f32], lse: bool) {
         return;
     }
     let f = |(o, r): (&mut [f32], &[f32])| {
-        with_avx2(|| {
+        with_avx2!(|| {
             let (m, s) = max_and_sum(r);
             let inv = 1.0 / s;
             for (o, &v) in o.iter_mut().zip(r) {
@@ -397,7 +397,7 @@ pub(crate) fn cross_entropy(
         *o = if t < 0 {
             0.0
         } else {
-            with_avx2(|| log_sum_exp(row)) - row[t as usize]
+            with_avx2!(|| log_sum_exp(row)) - row[t as usize]
         };
     };
     if logits.len() >= PAR_MIN {
@@ -445,38 +445,36 @@ pub(crate) fn rope(
         }
     }
     let d = dm.d;
-    let body = |(row, (o, x)): (usize, (&mut [f32], &[f32]))| {
-        let ti = row % t;
-        let r = if shared {
-            ti
-        } else {
-            row / (dm.h * t) * t + ti
-        };
-        let (c, s) = (&cos[r * pairs..][..pairs], &sin[r * pairs..][..pairs]);
-        o.copy_from_slice(x);
-        match layout {
-            RopeLayout::Half => {
-                let (lo, hi) = o.split_at_mut(d / 2);
-                let (a, b) = (&x[..pairs], &x[d / 2..d / 2 + pairs]);
-                for i in 0..pairs {
-                    lo[i] = a[i] * c[i] - b[i] * s[i];
-                    hi[i] = a[i] * s[i] + b[i] * c[i];
-                }
-            }
-            RopeLayout::Interleaved => {
-                for i in 0..pairs {
-                    let (a, b) = (x[2 * i], x[2 * i + 1]);
-                    o[2 * i] = a * c[i] - b * s[i];
-                    o[2 * i + 1] = a * s[i] + b * c[i];
-                }
-            }
-        }
-    };
     let rows = |(k, (o, x)): (usize, (&mut [f32], &[f32]))| {
         let per = o.len() / d.max(1);
-        with_avx2(|| {
-            for (j, ox) in o.chunks_mut(d).zip(x.chunks(d)).enumerate() {
-                body((k * per + j, ox));
+        with_avx2!(|| {
+            for (j, (o, x)) in o.chunks_mut(d).zip(x.chunks(d)).enumerate() {
+                let row = k * per + j;
+                let ti = row % t;
+                let r = if shared {
+                    ti
+                } else {
+                    row / (dm.h * t) * t + ti
+                };
+                let (c, s) = (&cos[r * pairs..][..pairs], &sin[r * pairs..][..pairs]);
+                o.copy_from_slice(x);
+                match layout {
+                    RopeLayout::Half => {
+                        let (lo, hi) = o.split_at_mut(d / 2);
+                        let (a, b) = (&x[..pairs], &x[d / 2..d / 2 + pairs]);
+                        for i in 0..pairs {
+                            lo[i] = a[i] * c[i] - b[i] * s[i];
+                            hi[i] = a[i] * s[i] + b[i] * c[i];
+                        }
+                    }
+                    RopeLayout::Interleaved => {
+                        for i in 0..pairs {
+                            let (a, b) = (x[2 * i], x[2 * i + 1]);
+                            o[2 * i] = a * c[i] - b * s[i];
+                            o[2 * i + 1] = a * s[i] + b * c[i];
+                        }
+                    }
+                }
             }
         })
     };

@@ -300,7 +300,7 @@ fn fast_unary(op: UnaryOp, deriv: bool, a: Val, out: &mut [f32]) -> bool {
 /// for AVX2 where the machine has it.
 #[inline(always)]
 fn zip(a: Val, b: Val, out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-    with_avx2(|| match (a, b) {
+    with_avx2!(|| match (a, b) {
         (Val::V(a), Val::V(b)) => {
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
                 *o = f(x, y);

@@ -1,5 +1,5 @@
 //! Wider vectors for the fast path's elementwise loops without raising the build's target:
-//! [`with_avx2`] runs a closure compiled with AVX2 and FMA enabled when the machine has them
+//! [`with_avx2!`] runs a closure compiled with AVX2 and FMA enabled when the machine has them
 //! (detected once, at run time), so the loops the closure holds (a `map` over a chunk, one
 //! row of a softmax) are vectorised 8 lanes wide instead of SSE2's 4. The arithmetic is the
 //! same: Rust never fuses `a * b + c` on its own, so results keep their bits.
@@ -7,6 +7,13 @@
 //! Call it around the innermost work of one thread (a chunk, a row block): a closure
 //! handed on to rayon runs on another thread through a pointer and is compiled for the
 //! build's baseline again.
+//!
+//! The macro marks its closure `#[inline(always)]`; mark likewise a closure the body calls
+//! through a generic parameter (as `strided`'s loops do). The closure is called from two places (the AVX2
+//! function and the portable fallback), and LLVM declined to inline a large one into
+//! either: its loops then ran at SSE2 width in a function of their own (seen in the
+//! disassembly of the spec-rule normaliser and the strided elementwise loops; see
+//! BENCHMARKS.md for what forcing it bought).
 
 /// Whether this machine has AVX2 and FMA and the portable path was not asked for
 /// (`WEFT_CPU_SIMD=portable`, read once: how tests and users on a suspect machine run the
@@ -32,9 +39,21 @@ fn detected() -> bool {
     }
 }
 
-/// `f()`, compiled for AVX2 + FMA where [`avx2`] holds.
+/// `with_avx2!(|| body)`: the closure's value, compiled for AVX2 + FMA where [`avx2`]
+/// holds, the closure forced inline (see the module's note).
+macro_rules! with_avx2 {
+    (|| $body:expr) => {
+        $crate::cpu::fast::simd::dispatch(
+            #[inline(always)]
+            || $body,
+        )
+    };
+}
+pub(crate) use with_avx2;
+
+/// `f()`, compiled for AVX2 + FMA where [`avx2`] holds; called through [`with_avx2!`].
 #[inline(always)]
-pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         // SAFETY: the features `call` is compiled for are present (checked just above).
@@ -43,8 +62,8 @@ pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Calls `f` from a function compiled with AVX2 and FMA: `f` is a closure called once, so
-/// it is inlined here and its loops are vectorised for those features.
+/// Calls `f` from a function compiled with AVX2 and FMA: `f` inlined here (see the module's
+/// note) has its loops vectorised for those features.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn call<R>(f: impl FnOnce() -> R) -> R {

@@ -88,7 +88,7 @@ impl<const N: usize> Nest<N> {
             return;
         }
         let run = |r0: usize, chunk: &mut [E]| {
-            with_avx2(|| {
+            with_avx2!(|| {
                 for (i, row) in chunk.chunks_mut(n).enumerate() {
                     f(row, self.row_offsets(r0 + i));
                 }
@@ -99,7 +99,7 @@ impl<const N: usize> Nest<N> {
             let (_, strides) = self.inner();
             let per = n.div_ceil(rayon::current_num_threads() * 4);
             out.par_chunks_mut(per).enumerate().for_each(|(c, chunk)| {
-                with_avx2(|| f(chunk, std::array::from_fn(|o| c * per * strides[o])))
+                with_avx2!(|| f(chunk, std::array::from_fn(|o| c * per * strides[o])))
             });
         } else if out.len() >= PAR_MIN {
             let per = rows.div_ceil(rayon::current_num_threads() * 4).max(1);
@@ -142,15 +142,19 @@ pub(crate) fn broadcast<E: Copy + Send + Sync>(
 
 fn gather1<E: Copy + Send + Sync>(x: &[E], nest: &Nest<1>, out: &mut [E]) {
     let (_, [s]) = nest.inner();
-    nest.for_rows(out, |row, [o]| match s {
-        1 => row.copy_from_slice(&x[o..o + row.len()]),
-        0 => row.fill(x[o]),
-        s => {
-            for (j, r) in row.iter_mut().enumerate() {
-                *r = x[o + j * s];
+    nest.for_rows(
+        out,
+        #[inline(always)]
+        |row, [o]| match s {
+            1 => row.copy_from_slice(&x[o..o + row.len()]),
+            0 => row.fill(x[o]),
+            s => {
+                for (j, r) in row.iter_mut().enumerate() {
+                    *r = x[o + j * s];
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// `out[i] = f(a[ia(i)], b[ib(i)])` over the broadcast shape, with the common inner-stride
@@ -174,33 +178,37 @@ pub(crate) fn zip<A, B, R>(
     );
     let nest = Nest::new(out_shape, [&ta, &tb]);
     let (_, [ia, ib]) = nest.inner();
-    nest.for_rows(out, |row, [oa, ob]| {
-        let n = row.len();
-        match (ia, ib) {
-            (1, 1) => {
-                for ((r, &x), &y) in row.iter_mut().zip(&a[oa..oa + n]).zip(&b[ob..ob + n]) {
-                    *r = f(x, y);
+    nest.for_rows(
+        out,
+        #[inline(always)]
+        |row, [oa, ob]| {
+            let n = row.len();
+            match (ia, ib) {
+                (1, 1) => {
+                    for ((r, &x), &y) in row.iter_mut().zip(&a[oa..oa + n]).zip(&b[ob..ob + n]) {
+                        *r = f(x, y);
+                    }
+                }
+                (1, 0) => {
+                    let y = b[ob];
+                    for (r, &x) in row.iter_mut().zip(&a[oa..oa + n]) {
+                        *r = f(x, y);
+                    }
+                }
+                (0, 1) => {
+                    let x = a[oa];
+                    for (r, &y) in row.iter_mut().zip(&b[ob..ob + n]) {
+                        *r = f(x, y);
+                    }
+                }
+                (ia, ib) => {
+                    for (j, r) in row.iter_mut().enumerate() {
+                        *r = f(a[oa + j * ia], b[ob + j * ib]);
+                    }
                 }
             }
-            (1, 0) => {
-                let y = b[ob];
-                for (r, &x) in row.iter_mut().zip(&a[oa..oa + n]) {
-                    *r = f(x, y);
-                }
-            }
-            (0, 1) => {
-                let x = a[oa];
-                for (r, &y) in row.iter_mut().zip(&b[ob..ob + n]) {
-                    *r = f(x, y);
-                }
-            }
-            (ia, ib) => {
-                for (j, r) in row.iter_mut().enumerate() {
-                    *r = f(a[oa + j * ia], b[ob + j * ib]);
-                }
-            }
-        }
-    });
+        },
+    );
 }
 
 #[cfg(test)]
