@@ -386,7 +386,7 @@ fn bench_times_every_cpu_row_and_writes_its_table() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc = std::fs::read_to_string(&table).unwrap();
-    assert!(doc.contains("median of 2 rounds"), "{doc}");
+    assert!(doc.contains("median of 2 runs"), "{doc}");
     // Every attention rule, forward and forward + backward, on both CPU backends, each with
     // a positive time.
     for kernel in ["attention_fwd", "attention_fwd_bwd"] {

@@ -181,11 +181,6 @@ fn table(rows: &[Row]) -> String {
     t
 }
 
-/// What failed, naming the workload and the backend.
-fn failed(w: &Workload, b: &BenchBackend, e: impl std::fmt::Display) -> String {
-    format!("{} {} on {}: {e}", w.kernel, w.shape, b.name)
-}
-
 fn run(a: &BenchArgs) -> Result<(), String> {
     let adapter = match bench::adapter() {
         Some((name, kind)) => format!("adapter: {name} ({kind})"),
@@ -197,47 +192,42 @@ fn run(a: &BenchArgs) -> Result<(), String> {
     }
     let backends: Vec<BenchBackend> = bench::backends(&a.backend)?;
     let runs = a.runs.unwrap_or(if a.quick { 3 } else { 5 });
+    let mut rows = Vec::new();
     let all = workloads(a)?;
-    let mut pairs = Vec::new();
     for w in &all {
         for b in &backends {
             if b.name == "cpu-ref" && gpu_sized(w) {
                 continue;
             }
+            let what = |e| format!("{} {} on {}: {e}", w.kernel, w.shape, b.name);
             if let (true, Some(gpu)) = (a.tune, b.wgpu()) {
-                bench::tune(gpu, w).map_err(|e| failed(w, b, e))?;
+                bench::tune(gpu, w).map_err(what)?;
             }
-            pairs.push((b, w));
+            let time = bench::median_time(b.backend(), w, runs).map_err(what)?;
+            let kernels = match b.wgpu() {
+                Some(gpu) => Some(bench::kernel_time(gpu, w, runs).map_err(what)?),
+                None => None,
+            };
+            eprintln!(
+                "  {} {} {}: {:.3} ms{}",
+                w.kernel,
+                w.shape,
+                b.name,
+                time.as_secs_f64() * 1e3,
+                kernels.map_or(String::new(), |(k, _)| format!(
+                    " ({:.3} ms in kernels)",
+                    k.as_secs_f64() * 1e3
+                ))
+            );
+            rows.push(Row {
+                kernel: w.kernel.clone(),
+                shape: w.shape.clone(),
+                backend: b.name,
+                time,
+                kernels,
+                work: w.work,
+            });
         }
-    }
-    let timed: Vec<_> = pairs.iter().map(|&(b, w)| (b.backend(), w)).collect();
-    let times =
-        bench::median_times(&timed, runs).map_err(|(k, e)| failed(pairs[k].1, pairs[k].0, e))?;
-    let mut rows = Vec::new();
-    for (&(b, w), time) in pairs.iter().zip(times) {
-        let kernels = match b.wgpu() {
-            Some(gpu) => Some(bench::kernel_time(gpu, w, runs).map_err(|e| failed(w, b, e))?),
-            None => None,
-        };
-        eprintln!(
-            "  {} {} {}: {:.3} ms{}",
-            w.kernel,
-            w.shape,
-            b.name,
-            time.as_secs_f64() * 1e3,
-            kernels.map_or(String::new(), |(k, _)| format!(
-                " ({:.3} ms in kernels)",
-                k.as_secs_f64() * 1e3
-            ))
-        );
-        rows.push(Row {
-            kernel: w.kernel.clone(),
-            shape: w.shape.clone(),
-            backend: b.name,
-            time,
-            kernels,
-            work: w.work,
-        });
     }
     let mut t = table(&rows);
     // The CPU fast path's training-step memory, step after step (it must not grow).
@@ -252,16 +242,11 @@ fn run(a: &BenchArgs) -> Result<(), String> {
     if let Some(path) = &a.out {
         let cmd: Vec<String> = std::env::args().collect();
         let doc = format!(
-            "# weft bench\n\n{adapter}; CPU threads: {}; median of {runs} rounds, each timing \
-             every row once after an untimed run of it; times include upload and readback, GPU \
-             kernels (wgpu) do not: the kernels' summed GPU time, each dispatched alone{}.\n\n\
-             Command: `{}`\n\n{t}",
+            "# weft bench\n\n{adapter}; CPU threads: {}; median of {runs} runs after a warm-up \
+             run; times include upload and readback, GPU kernels (wgpu) do not: the kernels' summed GPU \
+             time, each dispatched alone{}.\n\nCommand: `{}`\n\n{t}",
             std::thread::available_parallelism().map_or(1, |n| n.get()),
-            if a.tune {
-                "; matmuls autotuned first"
-            } else {
-                ""
-            },
+            if a.tune { "; matmuls autotuned first" } else { "" },
             cmd.join(" ")
         );
         std::fs::write(path, doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;

@@ -123,36 +123,15 @@ pub fn run_once(b: &dyn Backend, w: &Workload) -> Result<(), RunError> {
 
 /// Median wall time of `runs` runs after one warm-up run (which compiles and uploads).
 pub fn median_time(b: &dyn Backend, w: &Workload, runs: usize) -> Result<Duration, RunError> {
-    median_times(&[(b, w)], runs)
-        .map(|t| t[0])
-        .map_err(|(_, e)| e)
-}
-
-/// Median wall times of every (backend, workload) pair over `runs` rounds. Each round times
-/// each pair once, right after an untimed run of it (warm caches, as back-to-back runs
-/// have), so a machine whose speed drifts (a shared VM) slows every pair alike and the
-/// ratios between them hold; timed one pair after another, a drift between two pairs' turns
-/// shows up as a difference between them. Errors carry the failing pair's index.
-pub fn median_times(
-    pairs: &[(&dyn Backend, &Workload)],
-    runs: usize,
-) -> Result<Vec<Duration>, (usize, RunError)> {
-    let mut times = vec![Vec::with_capacity(runs.max(1)); pairs.len()];
+    run_once(b, w)?;
+    let mut times = Vec::with_capacity(runs.max(1));
     for _ in 0..runs.max(1) {
-        for (k, &(b, w)) in pairs.iter().enumerate() {
-            run_once(b, w).map_err(|e| (k, e))?;
-            let t0 = Instant::now();
-            run_once(b, w).map_err(|e| (k, e))?;
-            times[k].push(t0.elapsed());
-        }
+        let t0 = Instant::now();
+        run_once(b, w)?;
+        times.push(t0.elapsed());
     }
-    Ok(times
-        .into_iter()
-        .map(|mut t| {
-            t.sort();
-            t[t.len() / 2]
-        })
-        .collect())
+    times.sort();
+    Ok(times[times.len() / 2])
 }
 
 /// The summed GPU time of every kernel of `w` on `b`, each timed alone

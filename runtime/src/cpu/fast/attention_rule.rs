@@ -343,9 +343,11 @@ impl<'r> CompiledRule<'r> {
                         }
                     });
                     if let Some(w) = w {
-                        for (w, &p) in w.iter_mut().zip(p.iter()) {
-                            *w = h * p;
-                        }
+                        with_avx2!(|| {
+                            for (w, &p) in w.iter_mut().zip(p.iter()) {
+                                *w = h * p;
+                            }
+                        });
                     }
                 } else {
                     factor.run(&place, s, regs, h, true);
@@ -359,18 +361,22 @@ impl<'r> CompiledRule<'r> {
                         }
                     });
                     if let Some(w) = w {
-                        for ((w, &h), &p) in w.iter_mut().zip(h.iter()).zip(p.iter()) {
-                            *w = h * p;
-                        }
+                        with_avx2!(|| {
+                            for ((w, &h), &p) in w.iter_mut().zip(h.iter()).zip(p.iter()) {
+                                *w = h * p;
+                            }
+                        });
                     }
                 }
             }
             Norm::Direct { phi, d_phi } => {
                 phi.run(&place, s, regs, h, true);
                 d_phi.run(&place, s, regs, dh, true);
-                for (g, &d) in g.iter_mut().zip(dh.iter()) {
-                    *g *= d;
-                }
+                with_avx2!(|| {
+                    for (g, &d) in g.iter_mut().zip(dh.iter()) {
+                        *g *= d;
+                    }
+                });
                 if let Some(w) = w {
                     w.copy_from_slice(h);
                     hide(w, seen, visible);
@@ -389,11 +395,12 @@ impl<'r> CompiledRule<'r> {
         }
         let n = raw.len();
         d.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..n], true);
-        for (x, &f) in ds.iter_mut().zip(&rs.a[..n]) {
-            if *x != 0.0 {
-                *x *= f;
+        // A select, not a branch, so the loop vectorises.
+        with_avx2!(|| {
+            for (x, &f) in ds.iter_mut().zip(&rs.a[..n]) {
+                *x = if *x == 0.0 { 0.0 } else { *x * f };
             }
-        }
+        });
     }
 }
 
