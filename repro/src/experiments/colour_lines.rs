@@ -11,8 +11,10 @@
 //! Answer: lamp: → " blue"
 //! ```
 
+use super::mean;
 use crate::lab::Pretrained;
-use crate::ReproError;
+use crate::{ReproError, Table};
+use serde_json::json;
 use weft_runtime::probes::readout::{argmax, prob};
 use weft_runtime::probes::{logits, Model, ProbeError};
 use weft_runtime::Rng;
@@ -193,5 +195,50 @@ pub(super) fn eval_prompts(
 /// Mean of every entry of `rows`.
 pub(super) fn mean_of(rows: &[Vec<f64>]) -> f64 {
     let all: Vec<f64> = rows.iter().flatten().copied().collect();
-    crate::experiments::mean(&all)
+    mean(&all)
+}
+
+/// Accuracy and p(answer) against the queried line's depth: the model as it is, each seed of
+/// `method` (`runs`: seed and its retrieval), and the method's means over the seeds.
+pub(super) fn depth_table(
+    method: &str,
+    depths: &[f64],
+    base: &Retrieval,
+    runs: &[(u64, &Retrieval)],
+    (per_depth, pairs, t): (usize, usize, usize),
+) -> Table {
+    let mut cols = vec![
+        "depth".to_string(),
+        "base acc".into(),
+        "base p(answer)".into(),
+    ];
+    cols.extend(
+        runs.iter()
+            .map(|(seed, _)| format!("{method} seed {seed} acc")),
+    );
+    cols.push(format!("{method} acc (mean)"));
+    cols.push(format!("{method} p(answer) (mean)"));
+    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+    let mut tab = Table::new(
+        &format!(
+            "Retrieval against the queried line's depth ({per_depth} prompts per depth, {pairs} \
+             lines, {t} tokens; 0 = first line, 1 = last; accuracy among the colour tokens)"
+        ),
+        &refs,
+    );
+    let seeds_mean = |f: &dyn Fn(&Retrieval) -> f64| {
+        runs.iter().map(|(_, r)| f(r)).sum::<f64>() / runs.len() as f64
+    };
+    for (d, &depth) in depths.iter().enumerate() {
+        let mut row = vec![
+            json!(depth),
+            json!(mean(&base.correct[d])),
+            json!(mean(&base.p[d])),
+        ];
+        row.extend(runs.iter().map(|(_, r)| json!(mean(&r.correct[d]))));
+        row.push(json!(seeds_mean(&|r| mean(&r.correct[d]))));
+        row.push(json!(seeds_mean(&|r| mean(&r.p[d]))));
+        tab.row(row);
+    }
+    tab
 }

@@ -9,7 +9,9 @@
 //! list on the same held-out prompts: accuracy among the colour tokens and p(answer). Three
 //! router seeds (router initialisation and training prompts); the base model has no seed.
 
-use super::colour_lines::{eval_prompts, mean_of, retrieval, Prompt, Retrieval, Words};
+use super::colour_lines::{
+    depth_table, eval_prompts, mean_of, retrieval, Prompt, Retrieval, Words,
+};
 use super::copy_recipe::spread;
 use crate::lab::{metrics_err, Pretrained};
 use crate::{Lab, Report, ReproError, Spec, Table};
@@ -111,7 +113,14 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     }
 
     r.table(training_table(&trained, steps, t));
-    r.table(curve_table(&depths, &base, &trained, per_depth, t, pairs));
+    let seeds: Vec<(u64, &Retrieval)> = trained.iter().map(|s| (s.seed, &s.res)).collect();
+    r.table(depth_table(
+        "MoICE",
+        &depths,
+        &base,
+        &seeds,
+        (per_depth, pairs, t),
+    ));
     r.table(choice_table(&trained[0], &bases_of(&lm)));
     r.note(
         "Each MoICE run directory holds every layer's routing on one held-out prompt (depth 0.5): \
@@ -371,55 +380,6 @@ fn training_table(trained: &[Seeded], steps: usize, t: usize) -> Table {
             json!(tail.iter().sum::<f64>() / tail.len().max(1) as f64),
             json!(s.train_s),
         ]);
-    }
-    tab
-}
-
-fn curve_table(
-    depths: &[f64],
-    base: &Retrieval,
-    trained: &[Seeded],
-    per_depth: usize,
-    t: usize,
-    pairs: usize,
-) -> Table {
-    let mut cols = vec![
-        "depth".to_string(),
-        "base acc".into(),
-        "base p(answer)".into(),
-    ];
-    for s in trained {
-        cols.push(format!("MoICE seed {} acc", s.seed));
-    }
-    cols.extend(["MoICE acc (mean)".into(), "MoICE p(answer) (mean)".into()]);
-    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let mut tab = Table::new(
-        &format!(
-            "Retrieval against the queried line's depth ({per_depth} prompts per depth, {pairs} lines, {t} tokens; 0 = first line, 1 = last; accuracy among the colour tokens)"
-        ),
-        &refs,
-    );
-    let n = trained.len() as f64;
-    for (d, depth) in depths.iter().enumerate() {
-        let mut row = vec![
-            json!(depth),
-            json!(mean_of(&base.correct[d..=d])),
-            json!(mean_of(&base.p[d..=d])),
-        ];
-        let accs: Vec<f64> = trained
-            .iter()
-            .map(|s| mean_of(&s.res.correct[d..=d]))
-            .collect();
-        row.extend(accs.iter().map(|a| json!(a)));
-        row.push(json!(accs.iter().sum::<f64>() / n));
-        row.push(json!(
-            trained
-                .iter()
-                .map(|s| mean_of(&s.res.p[d..=d]))
-                .sum::<f64>()
-                / n
-        ));
-        tab.row(row);
     }
     tab
 }

@@ -8,7 +8,7 @@
 //! depths 0 … 1 of a 24-line list ([`super::colour_lines`], MoICE's measurement): the
 //! paper's claim is that re-weighting these heads helps the model use its context.
 
-use super::colour_lines::{eval_prompts, mean_of, retrieval, Retrieval, Words};
+use super::colour_lines::{depth_table, eval_prompts, mean_of, retrieval, Retrieval, Words};
 use super::copy_recipe::spread;
 use super::pear::with_gains;
 use crate::lab::{metrics_err, Pretrained};
@@ -104,7 +104,14 @@ pub fn run(lab: &mut Lab, r: &mut Report) -> Result<(), ReproError> {
     }
 
     r.table(heads_table(&runs));
-    r.table(depth_table(&depths, &base, &runs, per_depth, t, pairs));
+    let seeds: Vec<(u64, &Retrieval)> = runs.iter().map(|s| (s.seed, &s.res)).collect();
+    r.table(depth_table(
+        "PEAR",
+        &depths,
+        &base,
+        &seeds,
+        (per_depth, pairs, t),
+    ));
     r.table(patching_table(&runs[0]));
 
     // Headline: per prompt, PEAR's correctness averaged over the seeds minus the base's; the
@@ -259,51 +266,6 @@ fn heads_table(runs: &[Seeded]) -> Table {
             json!(s.pear.copy_loss_after),
             json!(s.wall_s),
         ]);
-    }
-    tab
-}
-
-fn depth_table(
-    depths: &[f64],
-    base: &Retrieval,
-    runs: &[Seeded],
-    per_depth: usize,
-    t: usize,
-    pairs: usize,
-) -> Table {
-    let mut cols = vec![
-        "depth".to_string(),
-        "base acc".into(),
-        "base p(answer)".into(),
-    ];
-    for s in runs {
-        cols.push(format!("PEAR seed {} acc", s.seed));
-    }
-    cols.extend(["PEAR acc (mean)".into(), "PEAR p(answer) (mean)".into()]);
-    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let mut tab = Table::new(
-        &format!(
-            "Retrieval against the queried line's depth ({per_depth} prompts per depth, {pairs} \
-             lines, {t} tokens; 0 = first line, 1 = last; accuracy among the colour tokens)"
-        ),
-        &refs,
-    );
-    let n = runs.len() as f64;
-    for (d, &depth) in depths.iter().enumerate() {
-        let mean = |v: &[f64]| crate::experiments::mean(v);
-        let mut row = vec![
-            json!(depth),
-            json!(mean(&base.correct[d])),
-            json!(mean(&base.p[d])),
-        ];
-        row.extend(runs.iter().map(|s| json!(mean(&s.res.correct[d]))));
-        row.push(json!(
-            runs.iter().map(|s| mean(&s.res.correct[d])).sum::<f64>() / n
-        ));
-        row.push(json!(
-            runs.iter().map(|s| mean(&s.res.p[d])).sum::<f64>() / n
-        ));
-        tab.row(row);
     }
     tab
 }

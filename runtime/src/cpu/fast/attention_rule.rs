@@ -27,8 +27,10 @@ use weft_compiler::ir::{AttentionMask, AttentionRule, Normaliser, RuleEnv, RuleE
 pub(crate) struct CompiledRule<'r> {
     rule: &'r AttentionRule,
     score: Option<Program>,
-    /// `score'(p)`, and `∂score/∂θ_k` per rule parameter.
-    d_score: Option<Program>,
+    /// The score and `score'(p)` in one program (their common steps once: soft-capping's
+    /// `tanh`), for the backward; `None` when `score' = 1` (ALiBi: nothing to apply).
+    score_d: Option<Program>,
+    /// `∂score/∂θ_k` per rule parameter.
     d_params: Vec<Program>,
     /// A mask written in the spec (the named masks are tested directly).
     mask: Option<Program>,
@@ -56,6 +58,8 @@ struct RowScratch {
     /// Which keys the row sees, when that is not one run of keys.
     visible: Vec<bool>,
     s: Vec<f32>,
+    /// `score'` of the row's keys (with `s`, in the backward).
+    sd: Vec<f32>,
     a: Vec<f32>,
     p: Vec<f32>,
     h: Vec<f32>,
@@ -68,6 +72,7 @@ impl RowScratch {
         self.visible.resize(n, false);
         for v in [
             &mut self.s,
+            &mut self.sd,
             &mut self.a,
             &mut self.p,
             &mut self.h,
@@ -166,7 +171,10 @@ impl<'r> CompiledRule<'r> {
         Some(CompiledRule {
             rule,
             score: rule.score.as_ref().map(Program::new),
-            d_score: rule.score.as_ref().map(|e| Program::new(&d_ds(e))),
+            score_d: rule.score.as_ref().and_then(|e| {
+                let d = d_ds(e);
+                (Program::new(&d).constant() != Some(1.0)).then(|| Program::all(&[e, &d]))
+            }),
             d_params: (0..rule.params)
                 .map(|k| Program::new(&d_wrt(&score_expr, Wrt::Param(k))))
                 .collect(),
@@ -191,8 +199,9 @@ impl<'r> CompiledRule<'r> {
         end
     }
 
-    /// Which keys row `i` sees (`..raw.len()`), and its modified scores into `rs.s`.
-    fn scores(&self, hd: &Head, i: usize, raw: &[f32], rs: &mut RowScratch) -> Seen {
+    /// Which keys row `i` sees (`..raw.len()`), and its modified scores into `rs.s` (with
+    /// `deriv`, and `score'` into `rs.sd` where [`CompiledRule::dp_row`] needs it).
+    fn scores(&self, hd: &Head, i: usize, raw: &[f32], rs: &mut RowScratch, deriv: bool) -> Seen {
         let n = raw.len();
         rs.fit(n);
         let place = hd.row(i);
@@ -215,9 +224,13 @@ impl<'r> CompiledRule<'r> {
                 Seen::Marked
             }
         };
-        match &self.score {
-            Some(p) => p.run(&place, raw, &mut rs.regs, &mut rs.s[..n], true),
-            None => rs.s[..n].copy_from_slice(raw),
+        let RowScratch { regs, s, sd, .. } = rs;
+        match (&self.score_d, &self.score) {
+            (Some(p), _) if deriv => {
+                p.run_all(&place, raw, regs, &mut [&mut s[..n], &mut sd[..n]], true)
+            }
+            (_, Some(p)) => p.run(&place, raw, regs, &mut s[..n], true),
+            (_, None) => s[..n].copy_from_slice(raw),
         }
         seen
     }
@@ -244,7 +257,7 @@ impl<'r> CompiledRule<'r> {
     /// The applied weights of row `i` from its raw scores, into `w`.
     fn weights_row(&self, hd: &Head, i: usize, raw: &[f32], w: &mut [f32], rs: &mut RowScratch) {
         let n = raw.len();
-        let seen = self.scores(hd, i, raw, rs);
+        let seen = self.scores(hd, i, raw, rs, false);
         let place = hd.row(i);
         let RowScratch {
             regs,
@@ -285,8 +298,9 @@ impl<'r> CompiledRule<'r> {
     }
 
     /// Row `i`'s `dL/ds` into `g` (which holds `dL/dw = dy·vᵀ`), and its weights into `w`
-    /// when asked; `delta = dy_i·y_i`. Values only matter here, not the reference's bits:
-    /// the rule's transcendental functions run vectorised (`fast`).
+    /// when asked; `delta = dy_i·y_i`; with `score_deriv`, `score'` for the
+    /// [`CompiledRule::dp_row`] that follows. Values only matter here, not the reference's
+    /// bits: the rule's transcendental functions run vectorised (`fast`).
     #[allow(clippy::too_many_arguments)]
     fn ds_row(
         &self,
@@ -296,10 +310,11 @@ impl<'r> CompiledRule<'r> {
         g: &mut [f32],
         delta: f32,
         w: Option<&mut [f32]>,
+        score_deriv: bool,
         rs: &mut RowScratch,
     ) {
         let n = raw.len();
-        let seen = self.scores(hd, i, raw, rs);
+        let seen = self.scores(hd, i, raw, rs, score_deriv);
         let place = hd.row(i);
         let RowScratch {
             regs,
@@ -310,6 +325,7 @@ impl<'r> CompiledRule<'r> {
             h,
             dh,
             df,
+            ..
         } = rs;
         let s = &s[..n];
         let (h, dh) = (&mut h[..n], &mut dh[..n]);
@@ -386,18 +402,17 @@ impl<'r> CompiledRule<'r> {
         hide(g, seen, visible);
     }
 
-    /// `dL/dp = dL/ds · score'(p)` in place (`ds` of 0 stays 0, as in the reference).
-    fn dp_row(&self, hd: &Head, i: usize, raw: &[f32], ds: &mut [f32], rs: &mut RowScratch) {
-        let Some(d) = &self.d_score else { return };
-        if d.constant() == Some(1.0) {
-            // A score plus terms free of `s` (ALiBi): `score' = 1`.
+    /// `dL/dp = dL/ds · score'(p)` in place (`ds` of 0 stays 0, as in the reference), with
+    /// the `score'` that [`CompiledRule::ds_row`] left for this row.
+    fn dp_row(&self, ds: &mut [f32], rs: &RowScratch) {
+        if self.score_d.is_none() {
+            // No score, or a score plus terms free of `s` (ALiBi): `score' = 1`.
             return;
         }
-        let n = raw.len();
-        d.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..n], true);
         // A select, not a branch, so the loop vectorises.
         with_avx2!(|| {
-            for (x, &f) in ds.iter_mut().zip(&rs.a[..n]) {
+            let n = ds.len();
+            for (x, &f) in ds.iter_mut().zip(&rs.sd[..n]) {
                 *x = if *x == 0.0 { 0.0 } else { *x * f };
             }
         });
@@ -736,11 +751,11 @@ pub(crate) fn backward(
                         {
                             let i = i0 + ri;
                             let dl = delta(dyh, yh, i, d);
-                            c.ds_row(&hd, i, raw, g, dl, Some(w), rs);
+                            c.ds_row(&hd, i, raw, g, dl, Some(w), true, rs);
                             if let Some(o) = rg.as_deref_mut() {
                                 c.params_row(&hd, i, raw, g, &mut o[i * np..(i + 1) * np], rs);
                             }
-                            c.dp_row(&hd, i, raw, g, rs);
+                            c.dp_row(g, rs);
                         }
                         let dqb = &mut dqh[i0 * d..i1 * d];
                         mm((r, d, kend), c.rule.scale, g, kend, kh, d, 0.0, dqb, d);
@@ -790,7 +805,7 @@ pub(crate) fn rule_grad(
                     mm((r, kend, d), 1.0, &dyh[i0 * d..], d, &s.vt, t, 0.0, g, kend);
                     for (ri, (raw, ds)) in raw.chunks(kend).zip(g.chunks_mut(kend)).enumerate() {
                         let i = i0 + ri;
-                        c.ds_row(&hd, i, raw, ds, delta(dyh, yh, i, d), None, rs);
+                        c.ds_row(&hd, i, raw, ds, delta(dyh, yh, i, d), None, false, rs);
                         c.params_row(&hd, i, raw, ds, &mut oh[i * p..(i + 1) * p], rs);
                     }
                 }

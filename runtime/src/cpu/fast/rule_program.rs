@@ -54,14 +54,31 @@ enum Step {
     },
 }
 
-/// A compiled rule expression.
+impl Step {
+    /// The register the step writes.
+    fn out(&self) -> usize {
+        match self {
+            Step::KeySeg(w)
+            | Step::Unary { out: w, .. }
+            | Step::Binary { out: w, .. }
+            | Step::Compare { out: w, .. }
+            | Step::Where { out: w, .. } => *w,
+        }
+    }
+}
+
+/// A compiled rule expression, or several sharing their common subexpressions.
 #[derive(Clone, Debug)]
 pub(crate) struct Program {
     /// Key-independent subexpressions, evaluated once per row.
     row: Vec<RuleExpr>,
     steps: Vec<Step>,
-    out: Arg,
+    /// One value per compiled expression; the first is [`Program::run`]'s.
+    outs: Vec<Arg>,
     regs: usize,
+    /// Per-key subexpressions compiled so far, so that each is computed once (only while
+    /// compiling).
+    seen: Vec<(RuleExpr, Arg)>,
 }
 
 /// What a program reads for one query row besides the score: the place (query position,
@@ -105,13 +122,25 @@ fn key_dependent(e: &RuleExpr) -> bool {
 impl Program {
     /// Compiles `e` (a rule expression the IR accepted: no derivative of a derivative).
     pub fn new(e: &RuleExpr) -> Program {
+        Self::all(&[e])
+    }
+
+    /// Compiles `es` into one program whose per-key steps are shared: a rule's score and its
+    /// derivative compute `tanh(s/c)` once (`Deriv(tanh, x)` is `1 − tanh(x)²` over the
+    /// same step; `ir::scalar`'s derivative is that arithmetic, so values keep their bits).
+    pub fn all(es: &[&RuleExpr]) -> Program {
         let mut p = Program {
             row: Vec::new(),
             steps: Vec::new(),
-            out: Arg::Row(0),
+            outs: Vec::new(),
             regs: 0,
+            seen: Vec::new(),
         };
-        p.out = p.compile(e);
+        for e in es {
+            let out = p.compile(e);
+            p.outs.push(out);
+        }
+        p.seen = Vec::new();
         p
     }
 
@@ -125,6 +154,49 @@ impl Program {
             self.row.push(e.clone());
             return Arg::Row(self.row.len() - 1);
         }
+        if let Some((_, a)) = self.seen.iter().find(|(x, _)| x == e) {
+            return *a;
+        }
+        let a = self.compile_new(e);
+        self.seen.push((e.clone(), a));
+        a
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: Arg, b: Arg) -> Arg {
+        let out = self.reg();
+        self.steps.push(Step::Binary { op, a, b, out });
+        Arg::Key(out)
+    }
+
+    fn compile_new(&mut self, e: &RuleExpr) -> Arg {
+        match e {
+            // Derivatives written through their function's value, which the program may
+            // compute anyway (the score beside its derivative): `ir::scalar`'s arithmetic.
+            RuleExpr::Deriv(UnaryOp::Exp, a) => {
+                self.compile(&RuleExpr::Unary(UnaryOp::Exp, a.clone()))
+            }
+            RuleExpr::Deriv(op @ (UnaryOp::Tanh | UnaryOp::Sigmoid), a) => {
+                let f = self.compile(&RuleExpr::Unary(*op, a.clone()));
+                self.row.push(RuleExpr::Const(1.0));
+                let one = Arg::Row(self.row.len() - 1);
+                match op {
+                    // 1 − t·t
+                    UnaryOp::Tanh => {
+                        let tt = self.binary(BinaryOp::Mul, f, f);
+                        self.binary(BinaryOp::Sub, one, tt)
+                    }
+                    // s·(1 − s)
+                    _ => {
+                        let rest = self.binary(BinaryOp::Sub, one, f);
+                        self.binary(BinaryOp::Mul, f, rest)
+                    }
+                }
+            }
+            _ => self.compile_steps(e),
+        }
+    }
+
+    fn compile_steps(&mut self, e: &RuleExpr) -> Arg {
         match e {
             RuleExpr::Var(RuleVar::Score) => Arg::Score,
             RuleExpr::Var(RuleVar::KeyPos) => Arg::KeyPos,
@@ -166,12 +238,12 @@ impl Program {
 
     /// The expression itself when it is the score (`s`): callers read the scores instead.
     pub fn is_score(&self) -> bool {
-        self.out == Arg::Score
+        self.outs[0] == Arg::Score
     }
 
     /// The expression's value when it is a constant (`1` for softmax's factor).
     pub fn constant(&self) -> Option<f32> {
-        match self.out {
+        match self.outs[0] {
             Arg::Row(k) => self.row[k].constant(),
             _ => None,
         }
@@ -189,7 +261,58 @@ impl Program {
         out: &mut [f32],
         fast: bool,
     ) {
+        // The last step of a single expression writes the caller's buffer directly.
+        let direct = match self.outs[..] {
+            [Arg::Key(w)] => self.steps.last().is_some_and(|s| s.out() == w),
+            _ => false,
+        };
         let n = out.len();
+        self.steps(place, score, regs, n, direct.then_some(&mut *out), fast);
+        if !direct {
+            self.read(0, score, regs, out);
+        }
+    }
+
+    /// [`Program::run`] of every expression [`Program::all`] compiled, the `k`-th into
+    /// `outs[k]` (all of one length).
+    pub fn run_all(
+        &self,
+        place: &RowPlace,
+        score: &[f32],
+        regs: &mut Registers,
+        outs: &mut [&mut [f32]],
+        fast: bool,
+    ) {
+        self.steps(place, score, regs, outs[0].len(), None, fast);
+        for (k, out) in outs.iter_mut().enumerate() {
+            self.read(k, score, regs, out);
+        }
+    }
+
+    /// Output `k`'s value after [`Program::steps`], into `out`.
+    fn read(&self, k: usize, score: &[f32], regs: &Registers, out: &mut [f32]) {
+        let n = out.len();
+        match self.outs[k] {
+            Arg::Row(r) => out.fill(regs.row[r]),
+            Arg::Key(r) => out.copy_from_slice(&regs.keys[r][..n]),
+            Arg::Score => out.copy_from_slice(&score[..n]),
+            Arg::KeyPos => out.copy_from_slice(&regs.iota[..n]),
+        }
+    }
+
+    /// Every step at keys `0..n` into its register, or the last one into `direct`. That is
+    /// a `&mut [f32]` of the caller's own, so the compiler knows it aliases no register and
+    /// vectorises the loops without checks (through a slice of output slices it did not,
+    /// and an ALiBi forward cost a fifth more, measured with criterion).
+    fn steps(
+        &self,
+        place: &RowPlace,
+        score: &[f32],
+        regs: &mut Registers,
+        n: usize,
+        mut direct: Option<&mut [f32]>,
+        fast: bool,
+    ) {
         regs.row.clear();
         regs.row.extend(self.row.iter().map(|e| e.eval(&place.env)));
         if regs.keys.len() < self.regs {
@@ -200,15 +323,8 @@ impl Program {
         }
         let last = self.steps.len().wrapping_sub(1);
         for (at, step) in self.steps.iter().enumerate() {
-            let w = match step {
-                Step::KeySeg(w)
-                | Step::Unary { out: w, .. }
-                | Step::Binary { out: w, .. }
-                | Step::Compare { out: w, .. }
-                | Step::Where { out: w, .. } => *w,
-            };
-            // The root step (always the last) writes the caller's buffer directly.
-            let root = at == last && self.out == Arg::Key(w);
+            let w = step.out();
+            let root = at == last && direct.is_some();
             let mut reg = if root {
                 Vec::new()
             } else {
@@ -216,7 +332,10 @@ impl Program {
                 r.resize(n, 0.0);
                 r
             };
-            let dst: &mut [f32] = if root { &mut *out } else { &mut reg[..n] };
+            let dst: &mut [f32] = match &mut direct {
+                Some(out) if root => out,
+                _ => &mut reg[..n],
+            };
             let val = |a: &Arg| match *a {
                 Arg::Row(k) => Val::S(regs.row[k]),
                 Arg::Key(r) => Val::V(&regs.keys[r][..n]),
@@ -231,7 +350,7 @@ impl Program {
                 }
                 Step::Unary { op, deriv, a, .. } => {
                     let a = val(a);
-                    if fast && fast_unary(*op, *deriv, a, dst) {
+                    if fast && !*deriv && fast_unary(*op, a, dst) {
                     } else if *deriv {
                         each_unary!(*op, U => zip(a, a, dst, |x, _| U.derivative(x)))
                     } else {
@@ -265,32 +384,18 @@ impl Program {
                 regs.keys[w] = reg;
             }
         }
-        match self.out {
-            Arg::Row(k) => out.fill(regs.row[k]),
-            // The root step wrote it.
-            Arg::Key(_) => {}
-            Arg::Score => out.copy_from_slice(&score[..n]),
-            Arg::KeyPos => out.copy_from_slice(&regs.iota[..n]),
-        }
     }
 }
 
-/// `op` (or its derivative) at every key with the vectorised [`exp`] functions, for
-/// [`Program::run`]'s fast mode; `false` (nothing written) for ops that have none. Each arm
-/// inlines its function into the loop, so the loop vectorises.
-fn fast_unary(op: UnaryOp, deriv: bool, a: Val, out: &mut [f32]) -> bool {
-    match (op, deriv) {
-        (UnaryOp::Exp, _) => zip(a, a, out, |x, _| exp::exp(x)),
-        (UnaryOp::Sigmoid, false) => zip(a, a, out, |x, _| exp::sigmoid(x)),
-        (UnaryOp::Sigmoid, true) => zip(a, a, out, |x, _| {
-            let s = exp::sigmoid(x);
-            s * (1.0 - s)
-        }),
-        (UnaryOp::Tanh, false) => zip(a, a, out, |x, _| exp::tanh(x)),
-        (UnaryOp::Tanh, true) => zip(a, a, out, |x, _| {
-            let t = exp::tanh(x);
-            1.0 - t * t
-        }),
+/// `op` at every key with the vectorised [`exp`] functions, for [`Program::run`]'s fast
+/// mode; `false` (nothing written) for ops that have none (their derivatives are compiled
+/// through the function itself, see [`Program::all`]). Each arm inlines its function into
+/// the loop, so the loop vectorises.
+fn fast_unary(op: UnaryOp, a: Val, out: &mut [f32]) -> bool {
+    match op {
+        UnaryOp::Exp => zip(a, a, out, |x, _| exp::exp(x)),
+        UnaryOp::Sigmoid => zip(a, a, out, |x, _| exp::sigmoid(x)),
+        UnaryOp::Tanh => zip(a, a, out, |x, _| exp::tanh(x)),
         _ => return false,
     }
     true
@@ -363,6 +468,8 @@ mod tests {
             // Key-independent throughout: one value for the row.
             bin(BinaryOp::Add, E::Param(0), var(RuleVar::Keys)),
             E::unary(UnaryOp::Sigmoid, bin(BinaryOp::Max, s(), c(-0.5))),
+            E::Deriv(UnaryOp::Sigmoid, Box::new(bin(BinaryOp::Mul, s(), c(0.5)))),
+            E::Deriv(UnaryOp::Exp, Box::new(bin(BinaryOp::Sub, s(), c(1.0)))),
         ];
         let score: Vec<f32> = (0..11).map(|j| (j as f32 * 0.7).sin() * 3.0).collect();
         let seg: Vec<i32> = (0..11).map(|j| j / 4).collect();
@@ -398,6 +505,70 @@ mod tests {
                         assert_eq!(g.to_bits(), want.to_bits(), "{e:?} at i {i} j {j}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_score_and_its_derivative_share_their_tanh_and_keep_their_values() {
+        use RuleExpr as E;
+        // Soft-capping, 30·tanh(s/30), and its derivative.
+        let scaled = E::binary(BinaryOp::Div, E::s(), E::Const(30.0));
+        let score = E::binary(
+            BinaryOp::Mul,
+            E::Const(30.0),
+            E::unary(UnaryOp::Tanh, scaled.clone()),
+        );
+        let deriv = E::binary(
+            BinaryOp::Mul,
+            E::Const(30.0),
+            E::binary(
+                BinaryOp::Mul,
+                E::Deriv(UnaryOp::Tanh, Box::new(scaled)),
+                E::binary(BinaryOp::Div, E::Const(1.0), E::Const(30.0)),
+            ),
+        );
+        let both = Program::all(&[&score, &deriv]);
+        let tanhs = |p: &Program| {
+            p.steps
+                .iter()
+                .filter(|s| {
+                    matches!(
+                        s,
+                        Step::Unary {
+                            op: UnaryOp::Tanh,
+                            ..
+                        }
+                    )
+                })
+                .count()
+        };
+        assert_eq!(tanhs(&both), 1);
+        let raw: Vec<f32> = (0..37).map(|j| (j as f32 * 1.3).sin() * 90.0).collect();
+        let params: Vec<Vec<f32>> = Vec::new();
+        let place = RowPlace {
+            env: RuleEnv {
+                score: 0.0,
+                i: 3,
+                j: 0,
+                head: 0,
+                kv_head: 0,
+                keys: 37,
+                seg_i: 0,
+                seg_j: 0,
+                params: &params,
+            },
+            seg: None,
+        };
+        let mut regs = Registers::default();
+        for fast in [false, true] {
+            let (mut s, mut d) = (vec![f32::NAN; 37], vec![f32::NAN; 37]);
+            both.run_all(&place, &raw, &mut regs, &mut [&mut s, &mut d], fast);
+            for (e, got) in [(&score, &s), (&deriv, &d)] {
+                let mut alone = vec![f32::NAN; 37];
+                Program::new(e).run(&place, &raw, &mut regs, &mut alone, fast);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(got), bits(&alone), "{e:?}, fast {fast}");
             }
         }
     }

@@ -9,10 +9,10 @@
 //! build's baseline again.
 //!
 //! The macro marks its closure `#[inline(always)]`; mark likewise a closure the body calls
-//! through a generic parameter (as `strided`'s loops do). The closure is called from two places (the AVX2
-//! function and the portable fallback), and LLVM declined to inline a large one into
-//! either: its loops then ran at SSE2 width in a function of their own (seen in the
-//! disassembly of the spec-rule normaliser and the strided elementwise loops; see
+//! through a generic parameter (as `strided`'s loops do). The closure is called from two
+//! places (the AVX2 function and the portable fallback), and LLVM declined to inline a
+//! large one into either: its loops then ran at SSE2 width in a function of their own (seen
+//! in the disassembly of the spec-rule normaliser and the strided elementwise loops; see
 //! BENCHMARKS.md for what forcing it bought).
 
 /// Whether this machine has AVX2 and FMA and the portable path was not asked for
