@@ -76,10 +76,11 @@ pub(crate) struct Program {
     /// One value per compiled expression; the first is [`Program::run`]'s.
     outs: Vec<Arg>,
     regs: usize,
-    /// Per-key subexpressions compiled so far, so that each is computed once (only while
-    /// compiling).
-    seen: Vec<(RuleExpr, Arg)>,
 }
+
+/// Per-key subexpressions compiled so far and where their values are, so that each is
+/// computed once.
+type Memo = Vec<(RuleExpr, Arg)>;
 
 /// What a program reads for one query row besides the score: the place (query position,
 /// head, key count, rule parameters; `score` and `j` are ignored) and the keys' segment ids.
@@ -134,13 +135,12 @@ impl Program {
             steps: Vec::new(),
             outs: Vec::new(),
             regs: 0,
-            seen: Vec::new(),
         };
+        let mut memo = Memo::new();
         for e in es {
-            let out = p.compile(e);
+            let out = p.compile(e, &mut memo);
             p.outs.push(out);
         }
-        p.seen = Vec::new();
         p
     }
 
@@ -149,16 +149,16 @@ impl Program {
         self.regs - 1
     }
 
-    fn compile(&mut self, e: &RuleExpr) -> Arg {
+    fn compile(&mut self, e: &RuleExpr, memo: &mut Memo) -> Arg {
         if !key_dependent(e) {
             self.row.push(e.clone());
             return Arg::Row(self.row.len() - 1);
         }
-        if let Some((_, a)) = self.seen.iter().find(|(x, _)| x == e) {
+        if let Some((_, a)) = memo.iter().find(|(x, _)| x == e) {
             return *a;
         }
-        let a = self.compile_new(e);
-        self.seen.push((e.clone(), a));
+        let a = self.compile_new(e, memo);
+        memo.push((e.clone(), a));
         a
     }
 
@@ -168,15 +168,15 @@ impl Program {
         Arg::Key(out)
     }
 
-    fn compile_new(&mut self, e: &RuleExpr) -> Arg {
+    fn compile_new(&mut self, e: &RuleExpr, memo: &mut Memo) -> Arg {
         match e {
             // Derivatives written through their function's value, which the program may
             // compute anyway (the score beside its derivative): `ir::scalar`'s arithmetic.
             RuleExpr::Deriv(UnaryOp::Exp, a) => {
-                self.compile(&RuleExpr::Unary(UnaryOp::Exp, a.clone()))
+                self.compile(&RuleExpr::Unary(UnaryOp::Exp, a.clone()), memo)
             }
             RuleExpr::Deriv(op @ (UnaryOp::Tanh | UnaryOp::Sigmoid), a) => {
-                let f = self.compile(&RuleExpr::Unary(*op, a.clone()));
+                let f = self.compile(&RuleExpr::Unary(*op, a.clone()), memo);
                 self.row.push(RuleExpr::Const(1.0));
                 let one = Arg::Row(self.row.len() - 1);
                 match op {
@@ -192,11 +192,11 @@ impl Program {
                     }
                 }
             }
-            _ => self.compile_steps(e),
+            _ => self.compile_steps(e, memo),
         }
     }
 
-    fn compile_steps(&mut self, e: &RuleExpr) -> Arg {
+    fn compile_steps(&mut self, e: &RuleExpr, memo: &mut Memo) -> Arg {
         match e {
             RuleExpr::Var(RuleVar::Score) => Arg::Score,
             RuleExpr::Var(RuleVar::KeyPos) => Arg::KeyPos,
@@ -206,25 +206,29 @@ impl Program {
                 Arg::Key(r)
             }
             RuleExpr::Unary(op, a) | RuleExpr::Deriv(op, a) => {
-                let a = self.compile(a);
+                let a = self.compile(a, memo);
                 let (op, deriv, out) = (*op, matches!(e, RuleExpr::Deriv(..)), self.reg());
                 self.steps.push(Step::Unary { op, deriv, a, out });
                 Arg::Key(out)
             }
             RuleExpr::Binary(op, a, b) => {
-                let (a, b) = (self.compile(a), self.compile(b));
+                let (a, b) = (self.compile(a, memo), self.compile(b, memo));
                 let (op, out) = (*op, self.reg());
                 self.steps.push(Step::Binary { op, a, b, out });
                 Arg::Key(out)
             }
             RuleExpr::Compare(op, a, b) => {
-                let (a, b) = (self.compile(a), self.compile(b));
+                let (a, b) = (self.compile(a, memo), self.compile(b, memo));
                 let (op, out) = (*op, self.reg());
                 self.steps.push(Step::Compare { op, a, b, out });
                 Arg::Key(out)
             }
             RuleExpr::Where(c, x, y) => {
-                let (c, x, y) = (self.compile(c), self.compile(x), self.compile(y));
+                let (c, x, y) = (
+                    self.compile(c, memo),
+                    self.compile(x, memo),
+                    self.compile(y, memo),
+                );
                 let out = self.reg();
                 self.steps.push(Step::Where { c, x, y, out });
                 Arg::Key(out)
