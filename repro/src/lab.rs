@@ -324,6 +324,28 @@ impl Lab {
         })
     }
 
+    /// A variant of SmolLM2's imported spec (`what` names it in errors), checked and written
+    /// beside it as `out/NAME/smollm2/FILE`, so run directories can name it.
+    pub fn smollm2_variant(
+        &self,
+        file: &str,
+        what: &str,
+        source: String,
+    ) -> Result<Spec, ReproError> {
+        let checked = weft_dsl::check_source(&source)
+            .map_err(|d| ReproError::Spec(format!("the {what} spec has {} error(s)", d.len())))?;
+        let path = self.dir().join("smollm2").join(file);
+        std::fs::write(&path, &source).map_err(|source| ReproError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Spec {
+            checked,
+            source,
+            path,
+        })
+    }
+
     /// Creates the run directory `out/NAME/runs/RUN` for a run that is not a training run (a
     /// pretrained model taken apart), with `spec_source` as its spec, and counts it among the
     /// experiment's runs.

@@ -255,18 +255,7 @@ fn moice_spec(lab: &Lab, lm: &Pretrained) -> Result<Spec, ReproError> {
     );
     let old = format!("rope(base: {}, ", &src[at.0..at.1]);
     let source = src.replacen(&old, &clause, 1);
-    let checked = weft_dsl::check_source(&source)
-        .map_err(|d| ReproError::Spec(format!("the MoICE spec has {} error(s)", d.len())))?;
-    let path = lab.dir().join("smollm2").join("moice.weft");
-    std::fs::write(&path, &source).map_err(|source| ReproError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(Spec {
-        checked,
-        source,
-        path,
-    })
+    lab.smollm2_variant("moice.weft", "MoICE", source)
 }
 
 /// The span of the number in the first `rope(base: NUMBER, ` and its value.

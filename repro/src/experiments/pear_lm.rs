@@ -212,18 +212,7 @@ fn gain_spec(lab: &Lab, lm: &Pretrained) -> Result<Spec, ReproError> {
         .map(|(i, _)| at + key.len() + i)
         .ok_or_else(|| ReproError::Spec("the attention call has no arguments to extend".into()))?;
     let source = format!("{}, gain: trainable{}", &src[..comma], &src[comma..]);
-    let checked = weft_dsl::check_source(&source)
-        .map_err(|d| ReproError::Spec(format!("the PEAR spec has {} error(s)", d.len())))?;
-    let path = lab.dir().join("smollm2").join("pear.weft");
-    std::fs::write(&path, &source).map_err(|source| ReproError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(Spec {
-        checked,
-        source,
-        path,
-    })
+    lab.smollm2_variant("pear.weft", "PEAR", source)
 }
 
 /// The imported weights and a gain of 1 for every head of every layer.
