@@ -13,7 +13,7 @@
 
 use super::attention::{key_end, seg_of, ROWS};
 use super::attention_tiled::{transpose, with_scratch};
-use super::rule_program::{Program, Registers, RowPlace};
+use super::rule_program::{Arith, Program, Registers, RowPlace};
 use super::simd::with_avx2;
 use super::{exp, small_gemm};
 use crate::cpu::attention::Dims;
@@ -26,12 +26,16 @@ use weft_compiler::ir::{AttentionMask, AttentionRule, Normaliser, RuleEnv, RuleE
 /// A rule's expressions and the derivatives its backward needs, compiled.
 pub(crate) struct CompiledRule<'r> {
     rule: &'r AttentionRule,
+    /// The score modification, for the forward and the pattern.
     score: Option<Program>,
-    /// The score and `score'(p)` in one program (their common steps once: soft-capping's
-    /// `tanh`), for the backward; `None` when `score' = 1` (ALiBi: nothing to apply).
-    score_d: Option<Program>,
-    /// `∂score/∂θ_k` per rule parameter.
-    d_params: Vec<Program>,
+    /// The backward's per-key values in one program whose common steps run once
+    /// (soft-capping's `tanh`, ALiBi's `i − j`): the score, `score'(p)` where it is not 1
+    /// (`chain`), and `∂score/∂θ_k` per rule parameter, in that order. `None` for a raw
+    /// score without parameters.
+    grads: Option<Program>,
+    /// Whether `dL/dp = dL/ds · score'` needs `score'` (not 1 as it is for ALiBi).
+    chain: bool,
+    params: usize,
     /// A mask written in the spec (the named masks are tested directly).
     mask: Option<Program>,
     norm: Norm,
@@ -57,9 +61,8 @@ struct RowScratch {
     regs: Registers,
     /// Which keys the row sees, when that is not one run of keys.
     visible: Vec<bool>,
-    s: Vec<f32>,
-    /// `score'` of the row's keys (with `s`, in the backward).
-    sd: Vec<f32>,
+    /// The modified scores, then the backward's other values ([`CompiledRule::grads`]).
+    vals: Vec<Vec<f32>>,
     a: Vec<f32>,
     p: Vec<f32>,
     h: Vec<f32>,
@@ -68,17 +71,18 @@ struct RowScratch {
 }
 
 impl RowScratch {
-    fn fit(&mut self, n: usize) {
+    fn fit(&mut self, n: usize, vals: usize) {
         self.visible.resize(n, false);
-        for v in [
-            &mut self.s,
-            &mut self.sd,
+        if self.vals.len() < vals {
+            self.vals.resize_with(vals, Vec::new);
+        }
+        for v in self.vals.iter_mut().chain([
             &mut self.a,
             &mut self.p,
             &mut self.h,
             &mut self.dh,
             &mut self.df,
-        ] {
+        ]) {
             v.resize(n, 0.0);
         }
     }
@@ -90,6 +94,17 @@ impl RowScratch {
 enum Seen {
     Run(usize, usize),
     Marked,
+}
+
+impl Seen {
+    /// How many leading keys hold every visible one: a row's work stops there (a causal
+    /// row of a block sees up to 31 keys fewer than the block's last row).
+    fn extent(self, n: usize) -> usize {
+        match self {
+            Seen::Run(_, hi) => hi,
+            Seen::Marked => n,
+        }
+    }
 }
 
 thread_local! {
@@ -145,42 +160,55 @@ impl<'r> CompiledRule<'r> {
     /// The compiled rule, or `None` for one the fast path leaves to the reference (a mask
     /// that reads the score, which the checker refuses but the IR could hold).
     pub fn new(rule: &'r AttentionRule) -> Option<Self> {
+        let fast = |e: &RuleExpr| Program::new(e, Arith::Fast);
         let mask = match &rule.mask {
             AttentionMask::Rule(e) if e.reads(RuleVar::Score) => return None,
-            AttentionMask::Rule(e) => Some(Program::new(e)),
+            AttentionMask::Rule(e) => Some(Program::new(e, Arith::Exact)),
             _ => None,
         };
-        let score_expr = rule.score.clone().unwrap_or_else(RuleExpr::s);
         let norm = match rule.weights.normaliser() {
             Normaliser::Normalised {
                 factor,
                 exponent,
                 sink,
             } => Norm::Normalised {
-                d_factor: Program::new(&d_ds(&factor)),
-                d_exponent: Program::new(&d_ds(&exponent)),
-                factor: Program::new(&factor),
-                exponent: Program::new(&exponent),
+                d_factor: fast(&d_ds(&factor)),
+                d_exponent: fast(&d_ds(&exponent)),
+                factor: fast(&factor),
+                exponent: fast(&exponent),
                 sink,
             },
             Normaliser::Direct(phi) => Norm::Direct {
-                d_phi: Program::new(&d_ds(&phi)),
-                phi: Program::new(&phi),
+                d_phi: fast(&d_ds(&phi)),
+                phi: fast(&phi),
             },
         };
+        let score = rule.score.clone().unwrap_or_else(RuleExpr::s);
+        let d_score = d_ds(&score);
+        let chain = fast(&d_score).constant() != Some(1.0);
+        let d_params: Vec<RuleExpr> = (0..rule.params)
+            .map(|k| d_wrt(&score, Wrt::Param(k)))
+            .collect();
+        let grads = (rule.score.is_some() || !d_params.is_empty()).then(|| {
+            let mut es = vec![&score];
+            es.extend(chain.then_some(&d_score));
+            es.extend(&d_params);
+            Program::all(&es, Arith::Fast)
+        });
         Some(CompiledRule {
             rule,
-            score: rule.score.as_ref().map(Program::new),
-            score_d: rule.score.as_ref().and_then(|e| {
-                let d = d_ds(e);
-                (Program::new(&d).constant() != Some(1.0)).then(|| Program::all(&[e, &d]))
-            }),
-            d_params: (0..rule.params)
-                .map(|k| Program::new(&d_wrt(&score_expr, Wrt::Param(k))))
-                .collect(),
+            score: rule.score.as_ref().map(fast),
+            grads,
+            chain,
+            params: rule.params,
             mask,
             norm,
         })
+    }
+
+    /// Where `∂score/∂θ_k` lies in `RowScratch::vals` after the backward's scores.
+    fn d_param(&self, k: usize) -> usize {
+        1 + usize::from(self.chain) + k
     }
 
     /// One past the last key any row in `i0..i1` sees.
@@ -188,10 +216,10 @@ impl<'r> CompiledRule<'r> {
         let Some(mask) = &self.mask else {
             return key_end(self.rule, hd.seg, i0, i1, t);
         };
-        rs.fit(t);
+        rs.fit(t, 1);
         let mut end = 0;
         for i in i0..i1 {
-            mask.run(&hd.row(i), &rs.s, &mut rs.regs, &mut rs.a[..t], false);
+            mask.run(&hd.row(i), &rs.vals[0], &mut rs.regs, &mut rs.a[..t]);
             if let Some(j) = rs.a[..t].iter().rposition(|&v| v != 0.0) {
                 end = end.max(j + 1);
             }
@@ -199,15 +227,23 @@ impl<'r> CompiledRule<'r> {
         end
     }
 
-    /// Which keys row `i` sees (`..raw.len()`), and its modified scores into `rs.s` (with
-    /// `deriv`, and `score'` into `rs.sd` where [`CompiledRule::dp_row`] needs it).
-    fn scores(&self, hd: &Head, i: usize, raw: &[f32], rs: &mut RowScratch, deriv: bool) -> Seen {
+    /// Which keys row `i` sees (`..raw.len()`), and the extent `m` of its work
+    /// ([`Seen::extent`]); its modified scores at keys `..m` into `rs.vals[0]`, with
+    /// `grads` the backward's other values into the rest ([`CompiledRule::grads`]).
+    fn scores(
+        &self,
+        hd: &Head,
+        i: usize,
+        raw: &[f32],
+        rs: &mut RowScratch,
+        grads: bool,
+    ) -> (Seen, usize) {
         let n = raw.len();
-        rs.fit(n);
+        rs.fit(n, 1 + usize::from(self.chain) + self.params);
         let place = hd.row(i);
         let seen = match (&self.mask, &self.rule.mask) {
             (Some(mask), _) => {
-                mask.run(&place, raw, &mut rs.regs, &mut rs.a[..n], false);
+                mask.run(&place, raw, &mut rs.regs, &mut rs.a[..n]);
                 for (v, &m) in rs.visible.iter_mut().zip(&rs.a) {
                     *v = m != 0.0;
                 }
@@ -224,15 +260,15 @@ impl<'r> CompiledRule<'r> {
                 Seen::Marked
             }
         };
-        let RowScratch { regs, s, sd, .. } = rs;
-        match (&self.score_d, &self.score) {
-            (Some(p), _) if deriv => {
-                p.run_all(&place, raw, regs, &mut [&mut s[..n], &mut sd[..n]], true)
-            }
-            (_, Some(p)) => p.run(&place, raw, regs, &mut s[..n], true),
-            (_, None) => s[..n].copy_from_slice(raw),
+        let m = seen.extent(n);
+        let raw = &raw[..m];
+        let RowScratch { regs, vals, .. } = rs;
+        match (&self.grads, &self.score) {
+            (Some(p), _) if grads => p.run_all(&place, raw, regs, m, vals),
+            (_, Some(p)) => p.run(&place, raw, regs, &mut vals[0][..m]),
+            (_, None) => vals[0][..m].copy_from_slice(raw),
         }
-        seen
+        (seen, m)
     }
 
     /// The normaliser's probabilities `e^{a_j−m}/z` of the keys `seen` marks, 0 elsewhere,
@@ -256,18 +292,19 @@ impl<'r> CompiledRule<'r> {
 
     /// The applied weights of row `i` from its raw scores, into `w`.
     fn weights_row(&self, hd: &Head, i: usize, raw: &[f32], w: &mut [f32], rs: &mut RowScratch) {
-        let n = raw.len();
-        let seen = self.scores(hd, i, raw, rs, false);
+        let (seen, m) = self.scores(hd, i, raw, rs, false);
         let place = hd.row(i);
         let RowScratch {
             regs,
             visible,
-            s,
+            vals,
             a,
             h,
             ..
         } = rs;
-        let s = &s[..n];
+        let (s, visible) = (&vals[0][..m], &visible[..m]);
+        let (w, hidden) = w.split_at_mut(m);
+        hidden.fill(0.0);
         match &self.norm {
             Norm::Normalised {
                 factor,
@@ -278,57 +315,69 @@ impl<'r> CompiledRule<'r> {
                 let a = if exponent.is_score() {
                     s
                 } else {
-                    exponent.run(&place, s, regs, &mut a[..n], true);
-                    &a[..n]
+                    exponent.run(&place, s, regs, &mut a[..m]);
+                    &a[..m]
                 };
                 Self::probs(a, seen, visible, *sink, w);
                 // `h·p` (the reference's product; `1·p` is `p`).
                 if factor.constant() != Some(1.0) {
-                    factor.run(&place, s, regs, &mut h[..n], true);
-                    for (w, &h) in w.iter_mut().zip(&h[..n]) {
+                    factor.run(&place, s, regs, &mut h[..m]);
+                    for (w, &h) in w.iter_mut().zip(&h[..m]) {
                         *w *= h;
                     }
                 }
             }
             Norm::Direct { phi, .. } => {
-                phi.run(&place, s, regs, w, true);
+                phi.run(&place, s, regs, w);
                 hide(w, seen, visible);
             }
         }
     }
 
-    /// Row `i`'s `dL/ds` into `g` (which holds `dL/dw = dy·vᵀ`), and its weights into `w`
-    /// when asked; `delta = dy_i·y_i`; with `score_deriv`, `score'` for the
-    /// [`CompiledRule::dp_row`] that follows. Values only matter here, not the reference's
-    /// bits: the rule's transcendental functions run vectorised (`fast`).
+    /// Row `i`'s gradient in `g` (which holds `dL/dw = dy·vᵀ`), `delta = dy_i·y_i`: with
+    /// `chain`, `dL/dp` (the raw score's), else `dL/ds` (the modified score's); its weights
+    /// into `w` when asked, and with `params` each rule parameter's `Σ_j dL/ds_j ·
+    /// ∂score/∂θ_k` (hidden keys add nothing, even where `∂score/∂θ` is not finite).
+    /// Values only matter here, not the reference's bits.
     #[allow(clippy::too_many_arguments)]
-    fn ds_row(
+    fn grad_row(
         &self,
         hd: &Head,
         i: usize,
         raw: &[f32],
-        g: &mut [f32],
-        delta: f32,
+        (g, delta): (&mut [f32], f32),
         w: Option<&mut [f32]>,
-        score_deriv: bool,
+        params: Option<&mut [f32]>,
+        chain: bool,
         rs: &mut RowScratch,
     ) {
-        let n = raw.len();
-        let seen = self.scores(hd, i, raw, rs, score_deriv);
+        let (seen, m) = self.scores(hd, i, raw, rs, true);
         let place = hd.row(i);
         let RowScratch {
             regs,
             visible,
-            s,
+            vals,
             a,
             p,
             h,
             dh,
             df,
-            ..
         } = rs;
-        let s = &s[..n];
-        let (h, dh) = (&mut h[..n], &mut dh[..n]);
+        let (s, visible) = (&vals[0][..m], &visible[..m]);
+        let (g, hidden) = g.split_at_mut(m);
+        hidden.fill(0.0);
+        let w = w.map(|w| {
+            let (w, hidden) = w.split_at_mut(m);
+            hidden.fill(0.0);
+            w
+        });
+        // `dL/dp = dL/ds · score'`, applied in the loop that makes `dL/ds` where nothing
+        // else reads `dL/ds` (a select keeps `dL/ds = 0` at 0, as in the reference).
+        let sd = (chain && self.chain).then(|| &vals[1][..m]);
+        let fused = sd.filter(|_| params.is_none());
+        let mut chained = false;
+        let apply = |x: f32, f: f32| if x == 0.0 { 0.0 } else { x * f };
+        let (h, dh) = (&mut h[..m], &mut dh[..m]);
         match &self.norm {
             Norm::Normalised {
                 factor,
@@ -340,36 +389,53 @@ impl<'r> CompiledRule<'r> {
                 let a = if exponent.is_score() {
                     s
                 } else {
-                    exponent.run(&place, s, regs, &mut a[..n], true);
-                    &a[..n]
+                    exponent.run(&place, s, regs, &mut a[..m]);
+                    &a[..m]
                 };
-                let p = &mut p[..n];
-                Self::probs(a, seen, visible, *sink, p);
                 let constants = (
                     factor.constant(),
                     d_factor.constant(),
                     d_exponent.constant(),
                 );
-                if let (Some(h), Some(dh), Some(df)) = constants {
+                if let (Some(hc), Some(dhc), Some(dfc)) = constants {
                     // Softmax-like rules (`h`, `f'` constant, as for any score modification
-                    // under softmax): no per-key factor rows to make.
-                    with_avx2!(|| {
-                        for (g, &p) in g.iter_mut().zip(p.iter()) {
-                            *g = p * (*g * (dh + h * df) - df * delta);
+                    // under softmax): no per-key factor rows to make, and with `h = 1` the
+                    // probabilities are the weights.
+                    let (p, w) = match w {
+                        Some(w) if hc == 1.0 => (w, None),
+                        w => (&mut p[..m], w),
+                    };
+                    Self::probs(a, seen, visible, *sink, p);
+                    let k = dhc + hc * dfc;
+                    match fused {
+                        Some(sd) => {
+                            with_avx2!(|| {
+                                for ((g, &p), &f) in g.iter_mut().zip(p.iter()).zip(sd) {
+                                    *g = apply(p * (*g * k - dfc * delta), f);
+                                }
+                            });
+                            chained = true;
                         }
-                    });
+                        None => with_avx2!(|| {
+                            for (g, &p) in g.iter_mut().zip(p.iter()) {
+                                *g = p * (*g * k - dfc * delta);
+                            }
+                        }),
+                    }
                     if let Some(w) = w {
                         with_avx2!(|| {
                             for (w, &p) in w.iter_mut().zip(p.iter()) {
-                                *w = h * p;
+                                *w = hc * p;
                             }
                         });
                     }
                 } else {
-                    factor.run(&place, s, regs, h, true);
-                    d_factor.run(&place, s, regs, dh, true);
-                    let df = &mut df[..n];
-                    d_exponent.run(&place, s, regs, df, true);
+                    let p = &mut p[..m];
+                    Self::probs(a, seen, visible, *sink, p);
+                    factor.run(&place, s, regs, h);
+                    d_factor.run(&place, s, regs, dh);
+                    let df = &mut df[..m];
+                    d_exponent.run(&place, s, regs, df);
                     with_avx2!(|| {
                         let terms = p.iter().zip(h.iter()).zip(dh.iter()).zip(df.iter());
                         for (g, (((&p, &h), &dh), &df)) in g.iter_mut().zip(terms) {
@@ -386,8 +452,8 @@ impl<'r> CompiledRule<'r> {
                 }
             }
             Norm::Direct { phi, d_phi } => {
-                phi.run(&place, s, regs, h, true);
-                d_phi.run(&place, s, regs, dh, true);
+                phi.run(&place, s, regs, h);
+                d_phi.run(&place, s, regs, dh);
                 with_avx2!(|| {
                     for (g, &d) in g.iter_mut().zip(dh.iter()) {
                         *g *= d;
@@ -400,63 +466,44 @@ impl<'r> CompiledRule<'r> {
             }
         }
         hide(g, seen, visible);
-    }
-
-    /// `dL/dp = dL/ds · score'(p)` in place (`ds` of 0 stays 0, as in the reference), with
-    /// the `score'` that [`CompiledRule::ds_row`] left for this row.
-    fn dp_row(&self, ds: &mut [f32], rs: &RowScratch) {
-        if self.score_d.is_none() {
-            // No score, or a score plus terms free of `s` (ALiBi): `score' = 1`.
-            return;
-        }
-        // A select, not a branch, so the loop vectorises.
-        with_avx2!(|| {
-            let n = ds.len();
-            for (x, &f) in ds.iter_mut().zip(&rs.sd[..n]) {
-                *x = if *x == 0.0 { 0.0 } else { *x * f };
+        if let Some(out) = params {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = dot_visible(g, &vals[self.d_param(k)][..m]);
             }
-        });
-    }
-}
-
-impl CompiledRule<'_> {
-    /// Row `i`'s rule-parameter gradients `Σ_j dL/ds_j · ∂score/∂θ_k` into `out` (one per
-    /// parameter), from its raw scores and `ds` = dL/ds (0 on hidden keys, which add nothing).
-    fn params_row(
-        &self,
-        hd: &Head,
-        i: usize,
-        raw: &[f32],
-        ds: &[f32],
-        out: &mut [f32],
-        rs: &mut RowScratch,
-    ) {
-        const L: usize = 8;
-        let n = raw.len();
-        for (o, dp) in out.iter_mut().zip(&self.d_params) {
-            dp.run(&hd.row(i), raw, &mut rs.regs, &mut rs.a[..n], true);
-            // Lane-wise sums; a key with `ds = 0` (hidden) adds 0 even where `∂score/∂θ`
-            // is not finite, as in the reference.
-            let term = |x: f32, f: f32| if x == 0.0 { 0.0 } else { x * f };
-            *o = with_avx2!(|| {
-                let mut sums = [0.0f32; L];
-                let (dc, fc) = (ds.chunks_exact(L), rs.a[..n].chunks_exact(L));
-                let (dr, fr) = (dc.remainder(), fc.remainder());
-                for (d, f) in dc.zip(fc) {
-                    for ((z, &x), &f) in sums.iter_mut().zip(d).zip(f) {
-                        *z += term(x, f);
-                    }
+        }
+        if let Some(sd) = sd.filter(|_| !chained) {
+            with_avx2!(|| {
+                for (x, &f) in g.iter_mut().zip(sd) {
+                    *x = apply(*x, f);
                 }
-                let tail: f32 = dr.iter().zip(fr).map(|(&x, &f)| term(x, f)).sum();
-                sums.iter().sum::<f32>() + tail
             });
         }
     }
 
     /// How many rule parameters get gradients.
     pub fn params(&self) -> usize {
-        self.d_params.len()
+        self.params
     }
+}
+
+/// `Σ_j ds_j · f_j` over keys with `ds ≠ 0` (a hidden key adds 0 even where `f` is not
+/// finite, as in the reference), in lane-wise sums.
+fn dot_visible(ds: &[f32], f: &[f32]) -> f32 {
+    // 32 lanes: four vectors of partial sums, so the adds do not wait on each other.
+    const L: usize = 32;
+    let term = |x: f32, f: f32| if x == 0.0 { 0.0 } else { x * f };
+    with_avx2!(|| {
+        let mut sums = [0.0f32; L];
+        let (dc, fc) = (ds.chunks_exact(L), f.chunks_exact(L));
+        let (dr, fr) = (dc.remainder(), fc.remainder());
+        for (d, f) in dc.zip(fc) {
+            for ((z, &x), &f) in sums.iter_mut().zip(d).zip(f) {
+                *z += term(x, f);
+            }
+        }
+        let tail: f32 = dr.iter().zip(fr).map(|(&x, &f)| term(x, f)).sum();
+        sums.iter().sum::<f32>() + tail
+    })
 }
 
 /// [`CompiledRule::probs`] of one row's keys `a` into `p`; with `MARKED`, keys whose
@@ -751,11 +798,8 @@ pub(crate) fn backward(
                         {
                             let i = i0 + ri;
                             let dl = delta(dyh, yh, i, d);
-                            c.ds_row(&hd, i, raw, g, dl, Some(w), true, rs);
-                            if let Some(o) = rg.as_deref_mut() {
-                                c.params_row(&hd, i, raw, g, &mut o[i * np..(i + 1) * np], rs);
-                            }
-                            c.dp_row(g, rs);
+                            let o = rg.as_deref_mut().map(|o| &mut o[i * np..(i + 1) * np]);
+                            c.grad_row(&hd, i, raw, (g, dl), Some(w), o, true, rs);
                         }
                         let dqb = &mut dqh[i0 * d..i1 * d];
                         mm((r, d, kend), c.rule.scale, g, kend, kh, d, 0.0, dqb, d);
@@ -778,7 +822,7 @@ pub(crate) fn rule_grad(
     dm: Dims,
     out: &mut [f32],
 ) {
-    let (t, d, hs, p) = (dm.t, dm.d, dm.t * dm.d, c.d_params.len());
+    let (t, d, hs, p) = (dm.t, dm.d, dm.t * dm.d, c.params());
     if p == 0 {
         return;
     }
@@ -804,9 +848,9 @@ pub(crate) fn rule_grad(
                     let g = &mut s.g[..r * kend];
                     mm((r, kend, d), 1.0, &dyh[i0 * d..], d, &s.vt, t, 0.0, g, kend);
                     for (ri, (raw, ds)) in raw.chunks(kend).zip(g.chunks_mut(kend)).enumerate() {
-                        let i = i0 + ri;
-                        c.ds_row(&hd, i, raw, ds, delta(dyh, yh, i, d), None, false, rs);
-                        c.params_row(&hd, i, raw, ds, &mut oh[i * p..(i + 1) * p], rs);
+                        let (i, o) = (i0 + ri, &mut oh[(i0 + ri) * p..(i0 + ri + 1) * p]);
+                        let dl = delta(dyh, yh, i, d);
+                        c.grad_row(&hd, i, raw, (ds, dl), None, Some(o), false, rs);
                     }
                 }
             })

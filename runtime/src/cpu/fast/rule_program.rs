@@ -4,22 +4,61 @@
 //!
 //! Subexpressions that do not depend on the key (the query position, the head, rule
 //! parameters, the key count, constants) are evaluated once per row by `RuleExpr::eval`
-//! itself; every per-key step applies `ir::scalar`'s op to each element. Both are the
-//! reference's f32 arithmetic, so a program's values are the reference's to the bit.
+//! itself; every per-key step applies `ir::scalar`'s op to each element. Compiled for
+//! [`Arith::Exact`], both are the reference's f32 arithmetic, so a program's values are the
+//! reference's to the bit; for [`Arith::Fast`], they are the reference's to float noise.
 
 use super::exp;
 use super::kernels::{each_binary, each_unary};
 use super::simd::with_avx2;
 use weft_compiler::ir::{BinaryOp, CmpOp, RuleEnv, RuleExpr, RuleVar, UnaryOp};
 
-/// An operand: the value of a key-independent subexpression, a per-key register, or one of
-/// the row's per-key inputs (read in place).
+/// An operand: the value of a key-independent subexpression, a per-key register, one of
+/// the row's per-key inputs (read in place), or (for [`Arith::Fast`]) a linear form of one.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Arg {
     Row(usize),
     Key(usize),
     Score,
     KeyPos,
+    /// `x·k + c` with `k`, `c` values of the row: no step of its own, each step that reads
+    /// it computes it inline, a fused multiply-add (ALiBi's `s − θ·(i − j)` is one step,
+    /// not three).
+    Lin {
+        x: Src,
+        k: usize,
+        c: usize,
+    },
+}
+
+/// The rows `k`, `c` of a linear form `x·k + c`.
+type Form = (usize, usize);
+
+/// The per-key value under a linear form.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Src {
+    Key(usize),
+    Score,
+    KeyPos,
+}
+
+impl Src {
+    fn of(a: Arg) -> Option<Src> {
+        match a {
+            Arg::Key(r) => Some(Src::Key(r)),
+            Arg::Score => Some(Src::Score),
+            Arg::KeyPos => Some(Src::KeyPos),
+            Arg::Row(_) | Arg::Lin { .. } => None,
+        }
+    }
+
+    fn arg(self) -> Arg {
+        match self {
+            Src::Key(r) => Arg::Key(r),
+            Src::Score => Arg::Score,
+            Src::KeyPos => Arg::KeyPos,
+        }
+    }
 }
 
 /// One per-key step, writing register `out` (every register is written once; the last
@@ -55,6 +94,16 @@ enum Step {
 }
 
 impl Step {
+    /// The step's operands.
+    fn args_mut(&mut self) -> Vec<&mut Arg> {
+        match self {
+            Step::KeySeg(_) => vec![],
+            Step::Unary { a, .. } => vec![a],
+            Step::Binary { a, b, .. } | Step::Compare { a, b, .. } => vec![a, b],
+            Step::Where { c, x, y, .. } => vec![c, x, y],
+        }
+    }
+
     /// The register the step writes.
     fn out(&self) -> usize {
         match self {
@@ -67,9 +116,24 @@ impl Step {
     }
 }
 
+/// The arithmetic a program computes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Arith {
+    /// `ir::scalar`'s ops as the expression writes them, libm's transcendental functions:
+    /// the reference's bits (masks, whose 0/1 decide visibility).
+    Exact,
+    /// The reference's values to float noise, cheaper: `exp`, `tanh` and `sigmoid`
+    /// vectorised ([`exp`]), and sums, differences, products and quotients of a per-key
+    /// value with values of the row folded into linear forms ([`Arg::Lin`]): soft-capping's
+    /// `s/c` costs no division per key, and its `score' = c·(tanh'(s/c)·(1/c))` is
+    /// `1 − t·t` (`c·(1/c)` rounds to 1).
+    Fast,
+}
+
 /// A compiled rule expression, or several sharing their common subexpressions.
 #[derive(Clone, Debug)]
 pub(crate) struct Program {
+    arith: Arith,
     /// Key-independent subexpressions, evaluated once per row.
     row: Vec<RuleExpr>,
     steps: Vec<Step>,
@@ -104,6 +168,8 @@ pub(super) struct Registers {
 enum Val<'a> {
     S(f32),
     V(&'a [f32]),
+    /// `x·k + c`.
+    L(&'a [f32], f32, f32),
 }
 
 impl Val<'_> {
@@ -112,6 +178,7 @@ impl Val<'_> {
         match self {
             Val::S(x) => x,
             Val::V(v) => v[j],
+            Val::L(v, k, c) => v[j].mul_add(k, c),
         }
     }
 }
@@ -120,17 +187,46 @@ fn key_dependent(e: &RuleExpr) -> bool {
     e.reads(RuleVar::Score) || e.reads(RuleVar::KeyPos) || e.reads(RuleVar::KeySeg)
 }
 
+/// `e` as a constant when it reads no variable (nor parameter).
+fn folded(e: RuleExpr) -> RuleExpr {
+    fn constant(e: &RuleExpr) -> bool {
+        match e {
+            RuleExpr::Const(_) => true,
+            RuleExpr::Var(_) | RuleExpr::Param(_) => false,
+            RuleExpr::Unary(_, a) | RuleExpr::Deriv(_, a) => constant(a),
+            RuleExpr::Binary(_, a, b) | RuleExpr::Compare(_, a, b) => constant(a) && constant(b),
+            RuleExpr::Where(c, x, y) => constant(c) && constant(x) && constant(y),
+        }
+    }
+    if !constant(&e) {
+        return e;
+    }
+    let env = RuleEnv {
+        score: 0.0,
+        i: 0,
+        j: 0,
+        head: 0,
+        kv_head: 0,
+        keys: 0,
+        seg_i: 0,
+        seg_j: 0,
+        params: &[],
+    };
+    RuleExpr::Const(e.eval(&env))
+}
+
 impl Program {
     /// Compiles `e` (a rule expression the IR accepted: no derivative of a derivative).
-    pub fn new(e: &RuleExpr) -> Program {
-        Self::all(&[e])
+    pub fn new(e: &RuleExpr, arith: Arith) -> Program {
+        Self::all(&[e], arith)
     }
 
     /// Compiles `es` into one program whose per-key steps are shared: a rule's score and its
     /// derivative compute `tanh(s/c)` once (`Deriv(tanh, x)` is `1 − tanh(x)²` over the
     /// same step; `ir::scalar`'s derivative is that arithmetic, so values keep their bits).
-    pub fn all(es: &[&RuleExpr]) -> Program {
+    pub fn all(es: &[&RuleExpr], arith: Arith) -> Program {
         let mut p = Program {
+            arith,
             row: Vec::new(),
             steps: Vec::new(),
             outs: Vec::new(),
@@ -141,7 +237,38 @@ impl Program {
             let out = p.compile(e, &mut memo);
             p.outs.push(out);
         }
+        p.drop_unused_rows();
         p
+    }
+
+    /// Removes the row values nothing reads any more (what linear forms and folded
+    /// products were made from): each one is evaluated per row, and ALiBi's forward spent
+    /// a fifth of its cost above softmax's evaluating them (measured with `perf`).
+    fn drop_unused_rows(&mut self) {
+        let mut outs = std::mem::take(&mut self.outs);
+        let mut steps = std::mem::take(&mut self.steps);
+        let mut args: Vec<&mut Arg> = outs.iter_mut().collect();
+        args.extend(steps.iter_mut().flat_map(Step::args_mut));
+        let mut rows: Vec<usize> = args
+            .iter()
+            .flat_map(|a| match **a {
+                Arg::Row(k) => vec![k],
+                Arg::Lin { k, c, .. } => vec![k, c],
+                _ => vec![],
+            })
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        let at = |k: usize| rows.binary_search(&k).expect("a used row");
+        for a in args {
+            match a {
+                Arg::Row(k) => *k = at(*k),
+                Arg::Lin { k, c, .. } => (*k, *c) = (at(*k), at(*c)),
+                _ => {}
+            }
+        }
+        self.row = rows.iter().map(|&k| self.row[k].clone()).collect();
+        (self.outs, self.steps) = (outs, steps);
     }
 
     fn reg(&mut self) -> usize {
@@ -162,7 +289,61 @@ impl Program {
         a
     }
 
+    /// The index of a row value `e` (folded to a constant where it is one), shared with an
+    /// equal one already there.
+    fn row_of(&mut self, e: RuleExpr) -> usize {
+        let e = folded(e);
+        if let Some(k) = self.row.iter().position(|x| *x == e) {
+            return k;
+        }
+        self.row.push(e);
+        self.row.len() - 1
+    }
+
+    /// `a op b` as a linear form ([`Arg::Lin`]) where one side is a value of the row and
+    /// the other a per-key value or a form already (`+`, `−`, `·`, and `/` by the row's
+    /// value); `None` otherwise.
+    fn linear(&mut self, op: BinaryOp, a: Arg, b: Arg) -> Option<Arg> {
+        use RuleExpr as E;
+        let form = |p: &Program, x: Arg| match x {
+            Arg::Lin { x, k, c } => Some((x, p.row[k].clone(), p.row[c].clone())),
+            x => Src::of(x).map(|x| (x, E::Const(1.0), E::Const(0.0))),
+        };
+        // The coefficients, evaluated per row: with their zero and one terms dropped.
+        let bin = |op, a: E, b: E| match (op, a.constant(), b.constant()) {
+            (BinaryOp::Add | BinaryOp::Sub, _, Some(0.0)) => a,
+            (BinaryOp::Add, Some(0.0), _) => b,
+            (BinaryOp::Mul | BinaryOp::Div, _, Some(1.0)) => a,
+            (BinaryOp::Mul, Some(1.0), _) => b,
+            _ => folded(E::binary(op, a, b)),
+        };
+        let ((x, k, c), r, row_first) = match (a, b) {
+            (Arg::Row(r), b) => (form(self, b)?, self.row[r].clone(), true),
+            (a, Arg::Row(r)) => (form(self, a)?, self.row[r].clone(), false),
+            _ => return None,
+        };
+        let (k, c) = match (op, row_first) {
+            (BinaryOp::Add, _) => (k, bin(BinaryOp::Add, c, r)),
+            (BinaryOp::Sub, false) => (k, bin(BinaryOp::Sub, c, r)),
+            (BinaryOp::Sub, true) => (folded(E::unary(UnaryOp::Neg, k)), bin(BinaryOp::Sub, r, c)),
+            (BinaryOp::Mul, _) => (bin(BinaryOp::Mul, k, r.clone()), bin(BinaryOp::Mul, c, r)),
+            (BinaryOp::Div, false) => (bin(BinaryOp::Div, k, r.clone()), bin(BinaryOp::Div, c, r)),
+            _ => return None,
+        };
+        if k.constant() == Some(1.0) && c.constant() == Some(0.0) {
+            return Some(x.arg());
+        }
+        let (k, c) = (self.row_of(k), self.row_of(c));
+        Some(Arg::Lin { x, k, c })
+    }
+
+    /// `a op b`: a linear form where [`Program::linear`] makes one, else a step.
     fn binary(&mut self, op: BinaryOp, a: Arg, b: Arg) -> Arg {
+        if self.arith == Arith::Fast {
+            if let Some(lin) = self.linear(op, a, b) {
+                return lin;
+            }
+        }
         let out = self.reg();
         self.steps.push(Step::Binary { op, a, b, out });
         Arg::Key(out)
@@ -207,15 +388,20 @@ impl Program {
             }
             RuleExpr::Unary(op, a) | RuleExpr::Deriv(op, a) => {
                 let a = self.compile(a, memo);
+                if let (UnaryOp::Neg, RuleExpr::Unary(..), Arith::Fast) = (op, e, self.arith) {
+                    // `−x` is `0 − x`, a linear form.
+                    let zero = self.row_of(RuleExpr::Const(0.0));
+                    if let Some(lin) = self.linear(BinaryOp::Sub, Arg::Row(zero), a) {
+                        return lin;
+                    }
+                }
                 let (op, deriv, out) = (*op, matches!(e, RuleExpr::Deriv(..)), self.reg());
                 self.steps.push(Step::Unary { op, deriv, a, out });
                 Arg::Key(out)
             }
             RuleExpr::Binary(op, a, b) => {
                 let (a, b) = (self.compile(a, memo), self.compile(b, memo));
-                let (op, out) = (*op, self.reg());
-                self.steps.push(Step::Binary { op, a, b, out });
-                Arg::Key(out)
+                self.binary(*op, a, b)
             }
             RuleExpr::Compare(op, a, b) => {
                 let (a, b) = (self.compile(a, memo), self.compile(b, memo));
@@ -254,42 +440,55 @@ impl Program {
     }
 
     /// The expression at keys `0..n` of the row at `place` with scores `score`, into `out`.
-    /// `fast` evaluates `exp`, `tanh` and `sigmoid` (and their derivatives) with the
-    /// vectorised [`exp::exp`] instead of libm, for values that need not be the reference's
-    /// bits (the backward's).
-    pub fn run(
-        &self,
-        place: &RowPlace,
-        score: &[f32],
-        regs: &mut Registers,
-        out: &mut [f32],
-        fast: bool,
-    ) {
-        // The last step of a single expression writes the caller's buffer directly.
+    pub fn run(&self, place: &RowPlace, score: &[f32], regs: &mut Registers, out: &mut [f32]) {
+        // The last step of a single expression writes the caller's buffer directly, a
+        // vectorised function's step with the output's linear form applied (soft-capping's
+        // `c·tanh(s/c)` in one loop).
+        let last = self.steps.last();
         let direct = match self.outs[..] {
-            [Arg::Key(w)] => self.steps.last().is_some_and(|s| s.out() == w),
-            _ => false,
+            [Arg::Key(w)] => last.is_some_and(|s| s.out() == w).then_some(None),
+            [Arg::Lin {
+                x: Src::Key(w),
+                k,
+                c,
+            }] => last
+                .is_some_and(|s| s.out() == w && self.fast_unary(s))
+                .then_some(Some((k, c))),
+            _ => None,
         };
         let n = out.len();
-        self.steps(place, score, regs, n, direct.then_some(&mut *out), fast);
-        if !direct {
-            self.read(0, score, regs, out);
+        match direct {
+            Some(post) => self.steps(place, score, regs, n, Some((&mut *out, post))),
+            None => {
+                self.steps(place, score, regs, n, None);
+                self.read(0, score, regs, out);
+            }
         }
     }
 
-    /// [`Program::run`] of every expression [`Program::all`] compiled, the `k`-th into
-    /// `outs[k]` (all of one length).
+    /// [`Program::run`] of every expression [`Program::all`] compiled at keys `0..n`, the
+    /// `k`-th into `outs[k]` (made `n` long; `outs` may hold more buffers than that). An
+    /// output a register holds is handed over by swapping buffers, not copied (the
+    /// register's next run overwrites what it gets).
     pub fn run_all(
         &self,
         place: &RowPlace,
         score: &[f32],
         regs: &mut Registers,
-        outs: &mut [&mut [f32]],
-        fast: bool,
+        n: usize,
+        outs: &mut [Vec<f32>],
     ) {
-        self.steps(place, score, regs, outs[0].len(), None, fast);
-        for (k, out) in outs.iter_mut().enumerate() {
-            self.read(k, score, regs, out);
+        self.steps(place, score, regs, n, None);
+        for (k, out) in outs.iter_mut().enumerate().take(self.outs.len()) {
+            match self.outs[k] {
+                Arg::Key(r) if !self.outs[..k].contains(&Arg::Key(r)) => {
+                    std::mem::swap(out, &mut regs.keys[r]);
+                }
+                _ => {
+                    out.resize(n, 0.0);
+                    self.read(k, score, regs, out);
+                }
+            }
         }
     }
 
@@ -301,21 +500,38 @@ impl Program {
             Arg::Key(r) => out.copy_from_slice(&regs.keys[r][..n]),
             Arg::Score => out.copy_from_slice(&score[..n]),
             Arg::KeyPos => out.copy_from_slice(&regs.iota[..n]),
+            lin @ Arg::Lin { .. } => {
+                let v = val(lin, score, regs, n);
+                zip(v, v, out, |x, _| x);
+            }
         }
     }
 
-    /// Every step at keys `0..n` into its register, or the last one into `direct`. That is
-    /// a `&mut [f32]` of the caller's own, so the compiler knows it aliases no register and
-    /// vectorises the loops without checks (through a slice of output slices it did not,
-    /// and an ALiBi forward cost a fifth more, measured with criterion).
+    /// Whether `step` runs one of [`fast_unary`]'s functions.
+    fn fast_unary(&self, step: &Step) -> bool {
+        self.arith == Arith::Fast
+            && matches!(
+                step,
+                Step::Unary {
+                    op: UnaryOp::Exp | UnaryOp::Tanh | UnaryOp::Sigmoid,
+                    deriv: false,
+                    ..
+                }
+            )
+    }
+
+    /// Every step at keys `0..n` into its register, or the last one into `direct` (with
+    /// the linear form `x·k + c` of rows `k`, `c` applied, for a [`Program::fast_unary`]
+    /// step). That is a `&mut [f32]` of the caller's own, so the compiler knows it aliases
+    /// no register and vectorises the loops without checks (through a slice of output
+    /// slices it did not, and an ALiBi forward cost a fifth more, measured with criterion).
     fn steps(
         &self,
         place: &RowPlace,
         score: &[f32],
         regs: &mut Registers,
         n: usize,
-        mut direct: Option<&mut [f32]>,
-        fast: bool,
+        mut direct: Option<(&mut [f32], Option<Form>)>,
     ) {
         regs.row.clear();
         regs.row.extend(self.row.iter().map(|e| e.eval(&place.env)));
@@ -336,16 +552,11 @@ impl Program {
                 r.resize(n, 0.0);
                 r
             };
-            let dst: &mut [f32] = match &mut direct {
-                Some(out) if root => out,
-                _ => &mut reg[..n],
+            let (dst, post): (&mut [f32], _) = match &mut direct {
+                Some((out, post)) if root => (out, post.map(|(k, c)| (regs.row[k], regs.row[c]))),
+                _ => (&mut reg[..n], None),
             };
-            let val = |a: &Arg| match *a {
-                Arg::Row(k) => Val::S(regs.row[k]),
-                Arg::Key(r) => Val::V(&regs.keys[r][..n]),
-                Arg::Score => Val::V(&score[..n]),
-                Arg::KeyPos => Val::V(&regs.iota[..n]),
-            };
+            let val = |a: &Arg| val(*a, score, regs, n);
             match step {
                 Step::KeySeg(_) => {
                     for (j, x) in dst.iter_mut().enumerate() {
@@ -354,7 +565,8 @@ impl Program {
                 }
                 Step::Unary { op, deriv, a, .. } => {
                     let a = val(a);
-                    if fast && !*deriv && fast_unary(*op, a, dst) {
+                    if self.fast_unary(step) {
+                        fast_unary(*op, a, dst, post);
                     } else if *deriv {
                         each_unary!(*op, U => zip(a, a, dst, |x, _| U.derivative(x)))
                     } else {
@@ -391,41 +603,96 @@ impl Program {
     }
 }
 
-/// `op` at every key with the vectorised [`exp`] functions, for [`Program::run`]'s fast
-/// mode; `false` (nothing written) for ops that have none (their derivatives are compiled
-/// through the function itself, see [`Program::all`]). Each arm inlines its function into
-/// the loop, so the loop vectorises.
-fn fast_unary(op: UnaryOp, a: Val, out: &mut [f32]) -> bool {
-    match op {
-        UnaryOp::Exp => zip(a, a, out, |x, _| exp::exp(x)),
-        UnaryOp::Sigmoid => zip(a, a, out, |x, _| exp::sigmoid(x)),
-        UnaryOp::Tanh => zip(a, a, out, |x, _| exp::tanh(x)),
-        _ => return false,
+/// Operand `a` at keys `0..n`.
+fn val<'a>(a: Arg, score: &'a [f32], regs: &'a Registers, n: usize) -> Val<'a> {
+    let src = |x: Src| match x {
+        Src::Key(r) => &regs.keys[r][..n],
+        Src::Score => &score[..n],
+        Src::KeyPos => &regs.iota[..n],
+    };
+    match a {
+        Arg::Row(k) => Val::S(regs.row[k]),
+        Arg::Lin { x, k, c } => Val::L(src(x), regs.row[k], regs.row[c]),
+        a => Val::V(src(Src::of(a).expect("a per-key operand"))),
     }
-    true
 }
 
-/// `out[j] = f(a[j], b[j])` with either side possibly one value for the row, vectorised
-/// for AVX2 where the machine has it.
+/// `op` (`exp`, `tanh` or `sigmoid`) at every key with the vectorised [`exp`] functions,
+/// for [`Arith::Fast`] (their derivatives are compiled through the function itself, see
+/// [`Program::all`]), then `post`'s `·k + c` where given. Each arm inlines its function
+/// into the loop, so the loop vectorises.
+fn fast_unary(op: UnaryOp, a: Val, out: &mut [f32], post: Option<(f32, f32)>) {
+    macro_rules! each {
+        ($f:path) => {
+            match post {
+                None => zip(a, a, out, |x, _| $f(x)),
+                Some((k, c)) => zip(a, a, out, move |x, _| $f(x).mul_add(k, c)),
+            }
+        };
+    }
+    match op {
+        UnaryOp::Exp => each!(exp::exp),
+        UnaryOp::Sigmoid => each!(exp::sigmoid),
+        UnaryOp::Tanh => each!(exp::tanh),
+        _ => unreachable!("Program::fast_unary picks these ops"),
+    }
+}
+
+/// `out[j] = f(a[j], b[j])` with either side possibly one value for the row or a linear
+/// form, vectorised for AVX2 where the machine has it (one loop per kind of each side).
 #[inline(always)]
 fn zip(a: Val, b: Val, out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    let n = out.len();
     with_avx2!(|| match (a, b) {
-        (Val::V(a), Val::V(b)) => {
-            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                *o = f(x, y);
-            }
-        }
-        (Val::V(a), Val::S(y)) => {
-            for (o, &x) in out.iter_mut().zip(a) {
-                *o = f(x, y);
-            }
-        }
-        (Val::S(x), Val::V(b)) => {
-            for (o, &y) in out.iter_mut().zip(b) {
-                *o = f(x, y);
-            }
-        }
         (Val::S(x), Val::S(y)) => out.fill(f(x, y)),
+        (Val::V(x), Val::V(y)) => {
+            let (x, y) = (&x[..n], &y[..n]);
+            for j in 0..n {
+                out[j] = f(x[j], y[j]);
+            }
+        }
+        (Val::V(x), Val::S(y)) => {
+            let x = &x[..n];
+            for j in 0..n {
+                out[j] = f(x[j], y);
+            }
+        }
+        (Val::S(x), Val::V(y)) => {
+            let y = &y[..n];
+            for j in 0..n {
+                out[j] = f(x, y[j]);
+            }
+        }
+        (Val::L(x, k, c), Val::L(y, ky, cy)) => {
+            let (x, y) = (&x[..n], &y[..n]);
+            for j in 0..n {
+                out[j] = f(x[j].mul_add(k, c), y[j].mul_add(ky, cy));
+            }
+        }
+        (Val::L(x, k, c), Val::V(y)) => {
+            let (x, y) = (&x[..n], &y[..n]);
+            for j in 0..n {
+                out[j] = f(x[j].mul_add(k, c), y[j]);
+            }
+        }
+        (Val::V(x), Val::L(y, k, c)) => {
+            let (x, y) = (&x[..n], &y[..n]);
+            for j in 0..n {
+                out[j] = f(x[j], y[j].mul_add(k, c));
+            }
+        }
+        (Val::L(x, k, c), Val::S(y)) => {
+            let x = &x[..n];
+            for j in 0..n {
+                out[j] = f(x[j].mul_add(k, c), y);
+            }
+        }
+        (Val::S(x), Val::L(y, k, c)) => {
+            let y = &y[..n];
+            for j in 0..n {
+                out[j] = f(x, y[j].mul_add(k, c));
+            }
+        }
     })
 }
 
@@ -474,12 +741,31 @@ mod tests {
             E::unary(UnaryOp::Sigmoid, bin(BinaryOp::Max, s(), c(-0.5))),
             E::Deriv(UnaryOp::Sigmoid, Box::new(bin(BinaryOp::Mul, s(), c(0.5)))),
             E::Deriv(UnaryOp::Exp, Box::new(bin(BinaryOp::Sub, s(), c(1.0)))),
+            // Soft-capping, and a function's value under a linear form of the row: in fast
+            // programs, one step with the form applied.
+            bin(
+                BinaryOp::Mul,
+                c(30.0),
+                E::unary(UnaryOp::Tanh, bin(BinaryOp::Div, s(), c(30.0))),
+            ),
+            bin(
+                BinaryOp::Add,
+                bin(
+                    BinaryOp::Mul,
+                    E::unary(UnaryOp::Exp, bin(BinaryOp::Mul, s(), c(0.1))),
+                    E::Param(0),
+                ),
+                var(RuleVar::QueryPos),
+            ),
         ];
         let score: Vec<f32> = (0..11).map(|j| (j as f32 * 0.7).sin() * 3.0).collect();
         let seg: Vec<i32> = (0..11).map(|j| j / 4).collect();
         let mut regs = Registers::default();
-        for e in &exprs {
-            let p = Program::new(e);
+        for (e, arith) in exprs
+            .iter()
+            .flat_map(|e| [(e, Arith::Exact), (e, Arith::Fast)])
+        {
+            let p = Program::new(e, arith);
             for i in [0usize, 5, 10] {
                 for head in 0..3 {
                     let env = RuleEnv {
@@ -498,15 +784,20 @@ mod tests {
                         seg: Some(&seg),
                     };
                     let mut got = vec![f32::NAN; 11];
-                    p.run(&place, &score, &mut regs, &mut got, false);
-                    for (j, g) in got.iter().enumerate() {
+                    p.run(&place, &score, &mut regs, &mut got);
+                    for (j, &g) in got.iter().enumerate() {
                         let want = e.eval(&RuleEnv {
                             score: score[j],
                             j,
                             seg_j: seg[j],
                             ..env
                         });
-                        assert_eq!(g.to_bits(), want.to_bits(), "{e:?} at i {i} j {j}");
+                        if arith == Arith::Exact {
+                            assert_eq!(g.to_bits(), want.to_bits(), "{e:?} at i {i} j {j}");
+                        } else {
+                            let tol = 1e-6 * want.abs().max(1.0);
+                            assert!((g - want).abs() <= tol, "{e:?} at i {i} j {j}: {g} {want}");
+                        }
                     }
                 }
             }
@@ -514,7 +805,7 @@ mod tests {
     }
 
     #[test]
-    fn a_score_and_its_derivative_share_their_tanh_and_keep_their_values() {
+    fn a_score_and_its_derivative_share_their_tanh_and_fast_ones_fold_linear_forms() {
         use RuleExpr as E;
         // Soft-capping, 30·tanh(s/30), and its derivative.
         let scaled = E::binary(BinaryOp::Div, E::s(), E::Const(30.0));
@@ -532,22 +823,25 @@ mod tests {
                 E::binary(BinaryOp::Div, E::Const(1.0), E::Const(30.0)),
             ),
         );
-        let both = Program::all(&[&score, &deriv]);
-        let tanhs = |p: &Program| {
-            p.steps
-                .iter()
-                .filter(|s| {
-                    matches!(
-                        s,
-                        Step::Unary {
-                            op: UnaryOp::Tanh,
-                            ..
-                        }
-                    )
-                })
-                .count()
+        let count = |p: &Program, f: fn(&Step) -> bool| p.steps.iter().filter(|s| f(s)).count();
+        let tanh = |s: &Step| {
+            matches!(
+                s,
+                Step::Unary {
+                    op: UnaryOp::Tanh,
+                    ..
+                }
+            )
         };
-        assert_eq!(tanhs(&both), 1);
+        let div = |s: &Step| {
+            matches!(
+                s,
+                Step::Binary {
+                    op: BinaryOp::Div,
+                    ..
+                }
+            )
+        };
         let raw: Vec<f32> = (0..37).map(|j| (j as f32 * 1.3).sin() * 90.0).collect();
         let params: Vec<Vec<f32>> = Vec::new();
         let place = RowPlace {
@@ -565,14 +859,22 @@ mod tests {
             seg: None,
         };
         let mut regs = Registers::default();
-        for fast in [false, true] {
-            let (mut s, mut d) = (vec![f32::NAN; 37], vec![f32::NAN; 37]);
-            both.run_all(&place, &raw, &mut regs, &mut [&mut s, &mut d], fast);
-            for (e, got) in [(&score, &s), (&deriv, &d)] {
+        for arith in [Arith::Exact, Arith::Fast] {
+            let both = Program::all(&[&score, &deriv], arith);
+            assert_eq!(count(&both, tanh), 1);
+            if arith == Arith::Fast {
+                // Two steps: `t = tanh(s·(1/30))` (its argument a linear form), `t·t`; the
+                // outputs `30·t` and `1 − t·t` are forms read out (`30·(1/30)` rounds to 1).
+                assert_eq!(count(&both, div), 0);
+                assert_eq!(both.steps.len(), 2, "{:?}", both.steps);
+            }
+            let mut outs = vec![vec![f32::NAN; 2], vec![f32::NAN; 50]];
+            both.run_all(&place, &raw, &mut regs, 37, &mut outs);
+            for (e, got) in [(&score, &outs[0]), (&deriv, &outs[1])] {
                 let mut alone = vec![f32::NAN; 37];
-                Program::new(e).run(&place, &raw, &mut regs, &mut alone, fast);
+                Program::new(e, arith).run(&place, &raw, &mut regs, &mut alone);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(got), bits(&alone), "{e:?}, fast {fast}");
+                assert_eq!(bits(got), bits(&alone), "{e:?}, {arith:?}");
             }
         }
     }
