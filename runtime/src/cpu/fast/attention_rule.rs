@@ -23,9 +23,12 @@ use std::cell::RefCell;
 use weft_compiler::ir::rule::{d_ds, d_wrt, Wrt};
 use weft_compiler::ir::{AttentionMask, AttentionRule, Normaliser, RuleEnv, RuleExpr, RuleVar};
 
-/// A rule's expressions and the derivatives its backward needs, compiled.
-pub(crate) struct CompiledRule<'r> {
-    rule: &'r AttentionRule,
+/// A rule's expressions and the derivatives its backward needs, compiled (once per graph:
+/// the fast path's plan keeps them; compiled per call, they cost a tenth of a T 128
+/// forward).
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    rule: AttentionRule,
     /// The score modification, for the forward and the pattern.
     score: Option<Program>,
     /// The backward's per-key values in one program whose common steps run once
@@ -41,6 +44,7 @@ pub(crate) struct CompiledRule<'r> {
     norm: Norm,
 }
 
+#[derive(Debug)]
 enum Norm {
     Normalised {
         factor: Program,
@@ -156,10 +160,10 @@ impl<'a> Head<'a> {
     }
 }
 
-impl<'r> CompiledRule<'r> {
+impl CompiledRule {
     /// The compiled rule, or `None` for one the fast path leaves to the reference (a mask
     /// that reads the score, which the checker refuses but the IR could hold).
-    pub fn new(rule: &'r AttentionRule) -> Option<Self> {
+    pub fn new(rule: &AttentionRule) -> Option<Self> {
         let fast = |e: &RuleExpr| Program::new(e, Arith::Fast);
         let mask = match &rule.mask {
             AttentionMask::Rule(e) if e.reads(RuleVar::Score) => return None,
@@ -196,7 +200,7 @@ impl<'r> CompiledRule<'r> {
             Program::all(&es, Arith::Fast)
         });
         Some(CompiledRule {
-            rule,
+            rule: rule.clone(),
             score: rule.score.as_ref().map(fast),
             grads,
             chain,
@@ -214,7 +218,7 @@ impl<'r> CompiledRule<'r> {
     /// One past the last key any row in `i0..i1` sees.
     fn key_end(&self, hd: &Head, (i0, i1, t): (usize, usize, usize), rs: &mut RowScratch) -> usize {
         let Some(mask) = &self.mask else {
-            return key_end(self.rule, hd.seg, i0, i1, t);
+            return key_end(&self.rule, hd.seg, i0, i1, t);
         };
         rs.fit(t, 1);
         let mut end = 0;
@@ -656,7 +660,7 @@ fn head_weights(
     mut f: impl FnMut(usize, usize, usize, &[f32]),
 ) {
     let (t, d, hs) = (dm.t, dm.d, dm.t * dm.d);
-    let hd = Head::new(c.rule, dm, bh, seg, params);
+    let hd = Head::new(&c.rule, dm, bh, seg, params);
     with_scratch(t, d, |s| {
         with_row(|rs| {
             let r0 = bh * hs;
@@ -762,7 +766,7 @@ pub(crate) fn backward(
         .zip(rows.par_iter_mut())
         .enumerate()
         .for_each(|(bh, (((dqh, dkh), dvh), rg))| {
-            let hd = Head::new(c.rule, dm, bh, seg, params);
+            let hd = Head::new(&c.rule, dm, bh, seg, params);
             with_scratch(t, d, |s| {
                 with_row(|rs| {
                     let hr = bh * hs..(bh + 1) * hs;
@@ -827,7 +831,7 @@ pub(crate) fn rule_grad(
         return;
     }
     out.par_chunks_mut(t * p).enumerate().for_each(|(bh, oh)| {
-        let hd = Head::new(c.rule, dm, bh, seg, params);
+        let hd = Head::new(&c.rule, dm, bh, seg, params);
         with_scratch(t, d, |s| {
             with_row(|rs| {
                 let hr = bh * hs..(bh + 1) * hs;

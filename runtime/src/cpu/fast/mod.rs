@@ -45,6 +45,7 @@ use crate::backend::{Backend, HookSelection, Outputs, ParamStore};
 use crate::error::RunError;
 use crate::replace::Intervention;
 use crate::tensor::{Tensor, TensorData};
+use attention_rule::CompiledRule;
 use pool::Pool;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -95,6 +96,9 @@ struct Plan {
     /// `Some(j)` for the backward of a spec rule whose parameters train: node `j`, their
     /// gradient over the same operands, comes out of node i's pass (see [`rule_grad_pair`]).
     rule_grads: Vec<Option<usize>>,
+    /// Node i's attention rule compiled, when it is one written in a spec that the fast
+    /// path compiles.
+    rules: Vec<Option<CompiledRule>>,
     /// Elementwise chains run as one pass each (the shared fusion plan's, see [`fused`]).
     groups: fused::Groups,
 }
@@ -102,12 +106,12 @@ struct Plan {
 /// The `AttentionRuleGrad` node over the same operands and rule as node `i`, an
 /// `AttentionBackward` of a spec rule the fast path compiles: both walk the same scores, so
 /// one pass makes both.
-fn rule_grad_pair(g: &Graph, i: usize) -> Option<usize> {
+fn rule_grad_pair(g: &Graph, i: usize, rules: &[Option<CompiledRule>]) -> Option<usize> {
     let node = &g.nodes[i];
     let Op::AttentionBackward(rule) = &node.op else {
         return None;
     };
-    if rule.is_builtin() || rule.params == 0 || attention_rule::CompiledRule::new(rule).is_none() {
+    if rule.params == 0 || rules[i].is_none() {
         return None;
     }
     g.nodes.iter().enumerate().skip(i + 1).find_map(|(j, n)| {
@@ -173,7 +177,18 @@ impl Plan {
             }
         }
         let folds: Vec<Option<usize>> = (0..n).map(|i| split_sum(g, i, &readers, keep)).collect();
-        let rule_grads: Vec<Option<usize>> = (0..n).map(|i| rule_grad_pair(g, i)).collect();
+        let rules: Vec<Option<CompiledRule>> = g
+            .nodes
+            .iter()
+            .map(|node| match &node.op {
+                Op::Attention(rule)
+                | Op::AttentionPattern(rule)
+                | Op::AttentionBackward(rule)
+                | Op::AttentionRuleGrad(rule) => CompiledRule::new(rule),
+                _ => None,
+            })
+            .collect();
+        let rule_grads: Vec<Option<usize>> = (0..n).map(|i| rule_grad_pair(g, i, &rules)).collect();
         let mut skip = vec![false; n];
         for &m in folds.iter().chain(&rule_grads).flatten() {
             skip[m] = true;
@@ -214,6 +229,7 @@ impl Plan {
             folds,
             skip,
             rule_grads,
+            rules,
             groups,
         }
     }
@@ -455,13 +471,14 @@ fn execute(
                         many = node.inputs.iter().map(get).collect();
                         &many
                     };
-                    match plan.rule_grads[i] {
-                        Some(j) => {
-                            let (value, grad) = backward_with_rule_grad(g, i, j, ins, pool);
+                    let rule = plan.rules[i].as_ref();
+                    match (plan.rule_grads[i], rule) {
+                        (Some(j), Some(rule)) => {
+                            let (value, grad) = backward_with_rule_grad(g, i, j, rule, ins, pool);
                             paired = Some((j, grad));
                             value
                         }
-                        None => eval(g, i, ins, pool, inputs, params)?,
+                        _ => eval(g, i, rule, ins, pool, inputs, params)?,
                     }
                 };
                 vals[i] = Some(Slot::Own(value));
@@ -577,6 +594,7 @@ fn backward_with_rule_grad(
     g: &Graph,
     i: usize,
     j: usize,
+    c: &CompiledRule,
     ins: &[&Slot],
     pool: &mut Pool,
 ) -> (Value<f32>, Value<f32>) {
@@ -584,20 +602,21 @@ fn backward_with_rule_grad(
     let Op::AttentionBackward(rule) = &node.op else {
         unreachable!("fast path bug: a rule-gradient pair without its backward");
     };
-    let c = attention_rule::CompiledRule::new(rule).expect("paired rules compile");
     let dm = Dims::from_shape(g.shape(node.inputs[0]));
     let (seg, params) = crate::cpu::attention::extras(rule, &ins[5..]);
     let five = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
     let mut o = pool.take(node.shape.iter().product());
     let mut r = pool.take(g.nodes[j].shape.iter().product());
-    attention_rule::backward(&c, five, seg, &params, dm, &mut o, Some(&mut r));
+    attention_rule::backward(c, five, seg, &params, dm, &mut o, Some(&mut r));
     (Value::F(o), Value::F(r))
 }
 
 /// Node `i` with a fast kernel when there is one, else the reference's evaluation.
+#[allow(clippy::too_many_arguments)]
 fn eval(
     g: &Graph,
     i: usize,
+    compiled: Option<&CompiledRule>,
     ins: &[&Slot],
     pool: &mut Pool,
     inputs: &HashMap<String, Tensor>,
@@ -733,7 +752,7 @@ fn eval(
         | Op::AttentionPattern(rule)
         | Op::AttentionBackward(rule)
         | Op::AttentionRuleGrad(rule) => {
-            let Some(c) = attention_rule::CompiledRule::new(rule) else {
+            let Some(c) = compiled else {
                 return reference(g, i, ins, inputs, params);
             };
             let dm = Dims::from_shape(s(0));
@@ -742,17 +761,17 @@ fn eval(
                 let (seg, params) = crate::cpu::attention::extras(rule, &ins[3..]);
                 let (q, k) = (ins[0].f(), ins[1].f());
                 if let Op::Attention(_) = node.op {
-                    attention_rule::forward(&c, (q, k, ins[2].f()), seg, &params, dm, &mut o);
+                    attention_rule::forward(c, (q, k, ins[2].f()), seg, &params, dm, &mut o);
                 } else {
-                    attention_rule::pattern(&c, (q, k), seg, &params, dm, &mut o);
+                    attention_rule::pattern(c, (q, k), seg, &params, dm, &mut o);
                 }
             } else {
                 let (seg, params) = crate::cpu::attention::extras(rule, &ins[5..]);
                 let five = (ins[0].f(), ins[1].f(), ins[2].f(), ins[3].f(), ins[4].f());
                 if let Op::AttentionBackward(_) = node.op {
-                    attention_rule::backward(&c, five, seg, &params, dm, &mut o, None);
+                    attention_rule::backward(c, five, seg, &params, dm, &mut o, None);
                 } else {
-                    attention_rule::rule_grad(&c, five, seg, &params, dm, &mut o);
+                    attention_rule::rule_grad(c, five, seg, &params, dm, &mut o);
                 }
             }
             o
