@@ -38,7 +38,6 @@ pub(crate) struct CompiledRule {
     grads: Option<Program>,
     /// Whether `dL/dp = dL/ds · score'` needs `score'` (not 1 as it is for ALiBi).
     chain: bool,
-    params: usize,
     /// A mask written in the spec (the named masks are tested directly).
     mask: Option<Program>,
     norm: Norm,
@@ -204,7 +203,6 @@ impl CompiledRule {
             score: rule.score.as_ref().map(fast),
             grads,
             chain,
-            params: rule.params,
             mask,
             norm,
         })
@@ -243,7 +241,7 @@ impl CompiledRule {
         grads: bool,
     ) -> (Seen, usize) {
         let n = raw.len();
-        rs.fit(n, 1 + usize::from(self.chain) + self.params);
+        rs.fit(n, 1 + usize::from(self.chain) + self.rule.params);
         let place = hd.row(i);
         let seen = match (&self.mask, &self.rule.mask) {
             (Some(mask), _) => {
@@ -486,7 +484,7 @@ impl CompiledRule {
 
     /// How many rule parameters get gradients.
     pub fn params(&self) -> usize {
-        self.params
+        self.rule.params
     }
 }
 

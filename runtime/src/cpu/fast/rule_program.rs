@@ -278,8 +278,7 @@ impl Program {
 
     fn compile(&mut self, e: &RuleExpr, memo: &mut Memo) -> Arg {
         if !key_dependent(e) {
-            self.row.push(e.clone());
-            return Arg::Row(self.row.len() - 1);
+            return Arg::Row(self.row_of(e.clone()));
         }
         if let Some((_, a)) = memo.iter().find(|(x, _)| x == e) {
             return *a;
@@ -289,8 +288,8 @@ impl Program {
         a
     }
 
-    /// The index of a row value `e` (folded to a constant where it is one), shared with an
-    /// equal one already there.
+    /// The index of a row value `e` (folded to a constant where it is one: `eval`'s own
+    /// arithmetic, so the value keeps its bits), shared with an equal one already there.
     fn row_of(&mut self, e: RuleExpr) -> usize {
         let e = folded(e);
         if let Some(k) = self.row.iter().position(|x| *x == e) {
@@ -358,8 +357,7 @@ impl Program {
             }
             RuleExpr::Deriv(op @ (UnaryOp::Tanh | UnaryOp::Sigmoid), a) => {
                 let f = self.compile(&RuleExpr::Unary(*op, a.clone()), memo);
-                self.row.push(RuleExpr::Const(1.0));
-                let one = Arg::Row(self.row.len() - 1);
+                let one = Arg::Row(self.row_of(RuleExpr::Const(1.0)));
                 match op {
                     // 1 − t·t
                     UnaryOp::Tanh => {
