@@ -2,7 +2,9 @@
 //! [`with_avx2!`] runs a closure compiled with AVX2 and FMA enabled when the machine has them
 //! (detected once, at run time), so the loops the closure holds (a `map` over a chunk, one
 //! row of a softmax) are vectorised 8 lanes wide instead of SSE2's 4. The arithmetic is the
-//! same: Rust never fuses `a * b + c` on its own, so results keep their bits.
+//! same: Rust never fuses `a * b + c` on its own, and an explicit `mul_add` (the rule
+//! programs' `tanh` and linear forms) is one FMA instruction here and libm's exact `fmaf`
+//! on the portable path, so results keep their bits.
 //!
 //! Call it around the innermost work of one thread (a chunk, a row block): a closure
 //! handed on to rayon runs on another thread through a pointer and is compiled for the
