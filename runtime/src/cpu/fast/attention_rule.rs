@@ -74,8 +74,12 @@ struct RowScratch {
 }
 
 impl RowScratch {
+    /// Grows the buffers to `n` keys and `vals` value rows (never shrinks them: called once
+    /// per head, each row slices what it uses).
     fn fit(&mut self, n: usize, vals: usize) {
-        self.visible.resize(n, false);
+        if self.visible.len() < n {
+            self.visible.resize(n, false);
+        }
         if self.vals.len() < vals {
             self.vals.resize_with(vals, Vec::new);
         }
@@ -86,7 +90,9 @@ impl RowScratch {
             &mut self.dh,
             &mut self.df,
         ]) {
-            v.resize(n, 0.0);
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
         }
     }
 }
@@ -213,15 +219,20 @@ impl CompiledRule {
         1 + usize::from(self.chain) + k
     }
 
+    /// Fits the row scratch to a head of `t` keys (each head's loop calls it first).
+    fn fit(&self, t: usize, rs: &mut RowScratch) {
+        rs.fit(t, 1 + usize::from(self.chain) + self.rule.params);
+    }
+
     /// One past the last key any row in `i0..i1` sees.
     fn key_end(&self, hd: &Head, (i0, i1, t): (usize, usize, usize), rs: &mut RowScratch) -> usize {
         let Some(mask) = &self.mask else {
             return key_end(&self.rule, hd.seg, i0, i1, t);
         };
-        rs.fit(t, 1);
         let mut end = 0;
         for i in i0..i1 {
-            mask.run(&hd.row(i), &rs.vals[0], &mut rs.regs, &mut rs.a[..t]);
+            // The checker refuses masks that read the score (`CompiledRule::new` too).
+            mask.run(&hd.row(i), &[], &mut rs.regs, &mut rs.a[..t]);
             if let Some(j) = rs.a[..t].iter().rposition(|&v| v != 0.0) {
                 end = end.max(j + 1);
             }
@@ -229,24 +240,22 @@ impl CompiledRule {
         end
     }
 
-    /// Which keys row `i` sees (`..raw.len()`), and the extent `m` of its work
-    /// ([`Seen::extent`]); its modified scores at keys `..m` into `rs.vals[0]`, with
-    /// `grads` the backward's other values into the rest ([`CompiledRule::grads`]).
+    /// Which keys row `i` sees (`..raw.len()`), the extent `m` of its work
+    /// ([`Seen::extent`]), and whether its modified scores at keys `..m` went into
+    /// `rs.vals[0]` (a rule without a score modification reads `raw` itself); with `grads`,
+    /// the backward's other values into the rest ([`CompiledRule::grads`]).
     fn scores(
         &self,
-        hd: &Head,
-        i: usize,
+        (hd, place, i): (&Head, &RowPlace, usize),
         raw: &[f32],
         rs: &mut RowScratch,
         grads: bool,
-    ) -> (Seen, usize) {
+    ) -> (Seen, usize, bool) {
         let n = raw.len();
-        rs.fit(n, 1 + usize::from(self.chain) + self.rule.params);
-        let place = hd.row(i);
         let seen = match (&self.mask, &self.rule.mask) {
             (Some(mask), _) => {
-                mask.run(&place, raw, &mut rs.regs, &mut rs.a[..n]);
-                for (v, &m) in rs.visible.iter_mut().zip(&rs.a) {
+                mask.run(place, raw, &mut rs.regs, &mut rs.a[..n]);
+                for (v, &m) in rs.visible[..n].iter_mut().zip(&rs.a[..n]) {
                     *v = m != 0.0;
                 }
                 Seen::Marked
@@ -256,7 +265,7 @@ impl CompiledRule {
             (None, AttentionMask::SelfOnly) => Seen::Run(i.min(n), (i + 1).min(n)),
             (None, m) => {
                 let si = place.env.seg_i;
-                for (j, v) in rs.visible.iter_mut().enumerate() {
+                for (j, v) in rs.visible[..n].iter_mut().enumerate() {
                     *v = m.visible(i, j, si, hd.seg.map_or(0, |s| s[j]));
                 }
                 Seen::Marked
@@ -266,11 +275,11 @@ impl CompiledRule {
         let raw = &raw[..m];
         let RowScratch { regs, vals, .. } = rs;
         match (&self.grads, &self.score) {
-            (Some(p), _) if grads => p.run_all(&place, raw, regs, m, vals),
-            (_, Some(p)) => p.run(&place, raw, regs, &mut vals[0][..m]),
-            (_, None) => vals[0][..m].copy_from_slice(raw),
+            (Some(p), _) if grads => p.run_all(place, raw, regs, m, vals),
+            (_, Some(p)) => p.run(place, raw, regs, &mut vals[0][..m]),
+            (_, None) => return (seen, m, false),
         }
-        (seen, m)
+        (seen, m, true)
     }
 
     /// The normaliser's probabilities `e^{a_j−m}/z` of the keys `seen` marks, 0 elsewhere,
@@ -294,8 +303,8 @@ impl CompiledRule {
 
     /// The applied weights of row `i` from its raw scores, into `w`.
     fn weights_row(&self, hd: &Head, i: usize, raw: &[f32], w: &mut [f32], rs: &mut RowScratch) {
-        let (seen, m) = self.scores(hd, i, raw, rs, false);
         let place = hd.row(i);
+        let (seen, m, modified) = self.scores((hd, &place, i), raw, rs, false);
         let RowScratch {
             regs,
             visible,
@@ -304,7 +313,8 @@ impl CompiledRule {
             h,
             ..
         } = rs;
-        let (s, visible) = (&vals[0][..m], &visible[..m]);
+        let s = if modified { &vals[0][..m] } else { &raw[..m] };
+        let visible = &visible[..m];
         let (w, hidden) = w.split_at_mut(m);
         hidden.fill(0.0);
         match &self.norm {
@@ -353,8 +363,8 @@ impl CompiledRule {
         chain: bool,
         rs: &mut RowScratch,
     ) {
-        let (seen, m) = self.scores(hd, i, raw, rs, true);
         let place = hd.row(i);
+        let (seen, m, modified) = self.scores((hd, &place, i), raw, rs, true);
         let RowScratch {
             regs,
             visible,
@@ -365,7 +375,8 @@ impl CompiledRule {
             dh,
             df,
         } = rs;
-        let (s, visible) = (&vals[0][..m], &visible[..m]);
+        let s = if modified { &vals[0][..m] } else { &raw[..m] };
+        let visible = &visible[..m];
         let (g, hidden) = g.split_at_mut(m);
         hidden.fill(0.0);
         let w = w.map(|w| {
@@ -664,6 +675,7 @@ fn head_weights(
             let r0 = bh * hs;
             let (qh, kh) = (&q[r0..r0 + hs], &k[r0..r0 + hs]);
             transpose(kh, t, d, &mut s.kt);
+            c.fit(t, rs);
             for i0 in (0..t).step_by(ROWS) {
                 let i1 = (i0 + ROWS).min(t);
                 let r = i1 - i0;
@@ -774,6 +786,7 @@ pub(crate) fn backward(
                     transpose(vh, t, d, &mut s.vt);
                     dkh.fill(0.0);
                     dvh.fill(0.0);
+                    c.fit(t, rs);
                     if let Some(o) = rg.as_deref_mut() {
                         o.fill(0.0);
                     }
@@ -838,6 +851,7 @@ pub(crate) fn rule_grad(
                 transpose(kh, t, d, &mut s.kt);
                 transpose(vh, t, d, &mut s.vt);
                 oh.fill(0.0);
+                c.fit(t, rs);
                 for i0 in (0..t).step_by(ROWS) {
                     let i1 = (i0 + ROWS).min(t);
                     let r = i1 - i0;
