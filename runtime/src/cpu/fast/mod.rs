@@ -184,7 +184,11 @@ impl Plan {
                 Op::Attention(rule)
                 | Op::AttentionPattern(rule)
                 | Op::AttentionBackward(rule)
-                | Op::AttentionRuleGrad(rule) => CompiledRule::new(rule),
+                | Op::AttentionRuleGrad(rule)
+                    if !rule.is_builtin() =>
+                {
+                    CompiledRule::new(rule)
+                }
                 _ => None,
             })
             .collect();
