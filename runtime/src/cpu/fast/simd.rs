@@ -29,6 +29,22 @@ pub(crate) fn avx2() -> bool {
     })
 }
 
+/// Whether the rule programs' `exp`, `tanh` and `sigmoid` steps may run sixteen lanes wide:
+/// [`avx2`] holds, the machine has AVX-512F, and `WEFT_CPU_SIMD=avx2` (read once) does not
+/// keep them at eight (for a machine whose clock drops with 512-bit vectors).
+#[inline]
+pub(crate) fn avx512() -> bool {
+    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX512.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let has = std::arch::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let has = false;
+        let capped = std::env::var("WEFT_CPU_SIMD").is_ok_and(|v| v == "avx2");
+        avx2() && has && !capped
+    })
+}
+
 /// Whether the CPU has AVX2 and FMA (the check is cached by `std`).
 fn detected() -> bool {
     #[cfg(target_arch = "x86_64")]
