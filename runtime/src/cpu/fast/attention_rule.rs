@@ -43,6 +43,8 @@ pub(crate) struct CompiledRule {
     norm: Norm,
 }
 
+// One per compiled rule, never moved in a loop: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Norm {
     Normalised {
@@ -219,8 +221,10 @@ impl CompiledRule {
         1 + usize::from(self.chain) + k
     }
 
-    /// Fits the row scratch to a head of `t` keys (each head's loop calls it first).
+    /// Fits the row scratch to a head of `t` keys and forgets the last head's row values
+    /// (each head's loop calls it first).
     fn fit(&self, t: usize, rs: &mut RowScratch) {
+        rs.regs.next_head();
         rs.fit(t, 1 + usize::from(self.chain) + self.rule.params);
     }
 

@@ -134,8 +134,14 @@ pub(crate) enum Arith {
 #[derive(Clone, Debug)]
 pub(crate) struct Program {
     arith: Arith,
-    /// Key-independent subexpressions, evaluated once per row.
+    /// Key-independent subexpressions: the first `head_rows` read neither the query's
+    /// position nor its segment (evaluated once per head, see [`Registers::next_head`]), the
+    /// rest are evaluated per row.
     row: Vec<RuleExpr>,
+    head_rows: usize,
+    /// Unique to each compiled program (its clones share it: the same values), so that
+    /// [`Registers`] know whose row values they hold.
+    id: u64,
     steps: Vec<Step>,
     /// One value per compiled expression; the first is [`Program::run`]'s.
     outs: Vec<Arg>,
@@ -158,9 +164,29 @@ pub(super) struct RowPlace<'a> {
 #[derive(Default)]
 pub(super) struct Registers {
     row: Vec<f32>,
+    /// The program whose head-constant row values `row` starts with (its `id`; 0 for
+    /// none): rows of one head that run the same program evaluate them once. ALiBi's
+    /// forward spent a sixth of its time above softmax's at T 128 evaluating row values
+    /// (measured with `perf`).
+    row_owner: u64,
     keys: Vec<Vec<f32>>,
     /// `0, 1, 2, …` as f32: the key positions.
     iota: Vec<f32>,
+}
+
+impl Registers {
+    /// Forgets the head-constant row values: call it before the first row of each head (or
+    /// of each call: parameters change between calls, possibly in place).
+    pub(super) fn next_head(&mut self) {
+        self.row_owner = 0;
+    }
+}
+
+/// A fresh [`Program::id`] (never 0).
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A borrowed operand.
@@ -228,6 +254,8 @@ impl Program {
         let mut p = Program {
             arith,
             row: Vec::new(),
+            head_rows: 0,
+            id: next_id(),
             steps: Vec::new(),
             outs: Vec::new(),
             regs: 0,
@@ -243,7 +271,8 @@ impl Program {
 
     /// Removes the row values nothing reads any more (what linear forms and folded
     /// products were made from): each one is evaluated per row, and ALiBi's forward spent
-    /// a fifth of its cost above softmax's evaluating them (measured with `perf`).
+    /// a fifth of its cost above softmax's evaluating them (measured with `perf`). Puts the
+    /// ones that are the same for every row of a head first (`head_rows`).
     fn drop_unused_rows(&mut self) {
         let mut outs = std::mem::take(&mut self.outs);
         let mut steps = std::mem::take(&mut self.steps);
@@ -257,9 +286,11 @@ impl Program {
                 _ => vec![],
             })
             .collect();
-        rows.sort_unstable();
+        let per_query = |e: &RuleExpr| e.reads(RuleVar::QueryPos) || e.reads(RuleVar::QuerySeg);
+        rows.sort_unstable_by_key(|&k| (per_query(&self.row[k]), k));
         rows.dedup();
-        let at = |k: usize| rows.binary_search(&k).expect("a used row");
+        self.head_rows = rows.iter().filter(|&&k| !per_query(&self.row[k])).count();
+        let at = |k: usize| rows.iter().position(|&r| r == k).expect("a used row");
         for a in args {
             match a {
                 Arg::Row(k) => *k = at(*k),
@@ -531,8 +562,16 @@ impl Program {
         n: usize,
         mut direct: Option<(&mut [f32], Option<Form>)>,
     ) {
-        regs.row.clear();
-        regs.row.extend(self.row.iter().map(|e| e.eval(&place.env)));
+        let me = self.id;
+        if regs.row_owner != me {
+            regs.row.clear();
+            let head = &self.row[..self.head_rows];
+            regs.row.extend(head.iter().map(|e| e.eval(&place.env)));
+            regs.row_owner = me;
+        }
+        regs.row.truncate(self.head_rows);
+        let query = &self.row[self.head_rows..];
+        regs.row.extend(query.iter().map(|e| e.eval(&place.env)));
         if regs.keys.len() < self.regs {
             regs.keys.resize_with(self.regs, Vec::new);
         }
@@ -975,8 +1014,9 @@ mod tests {
             .flat_map(|e| [(e, Arith::Exact), (e, Arith::Fast)])
         {
             let p = Program::new(e, arith);
-            for i in [0usize, 5, 10] {
-                for head in 0..3 {
+            for head in 0..3 {
+                regs.next_head();
+                for i in [0usize, 5, 10] {
                     let env = RuleEnv {
                         score: 0.0,
                         i,
