@@ -69,9 +69,11 @@ fn every_op_case_matches_the_reference() {
 
 #[test]
 fn spec_rules_match_the_reference_forward_backward_parameter_and_pattern_gradients() {
-    // T = 70: two query blocks and a partial one; head size 5; segments for `doc_bias`.
+    // T = 70: two query blocks and a partial one; head size 5; segments for `doc_bias` and
+    // the document mask (the softmax-shaped rules' forward normalises segment masks with
+    // the built-in rules' loop).
     for name in graphs::SPEC_RULE_NAMES {
-        for mask in ["causal", "bidirectional"] {
+        for mask in ["causal", "bidirectional", "document"] {
             let rule = graphs::lowered_rule(name, mask);
             let what = format!("{name}/{mask}");
             compare(
