@@ -134,15 +134,14 @@ pub(crate) mod lanes {
     #[inline(always)]
     pub unsafe fn exp<V: Lanes>(x: V) -> V {
         use super::{LN2_HI, LN2_LO, LOG2E, ROUND};
-        let s = |c| V::splat(c);
         let xc = x.clamp(-87.0, 88.3);
-        let kr = xc.mul(s(LOG2E)).add(s(ROUND));
-        let k = kr.sub(s(ROUND));
-        let r = xc.sub(k.mul(s(LN2_HI))).sub(k.mul(s(LN2_LO)));
+        let kr = xc.mul(V::splat(LOG2E)).add(V::splat(ROUND));
+        let k = kr.sub(V::splat(ROUND));
+        let r = xc.sub(k.mul(V::splat(LN2_HI))).sub(k.mul(V::splat(LN2_LO)));
         // `c + r·p` from the innermost term out, as the scalar function nests them.
-        let mut p = s(1.0 / 720.0);
+        let mut p = V::splat(1.0 / 720.0);
         for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = s(c).add(r.mul(p));
+            p = V::splat(c).add(r.mul(p));
         }
         V::ends(x, p.mul(V::pow2(kr)), -87.0, 88.3)
     }
