@@ -3,8 +3,9 @@
 //! applying one op to every key, instead of a walk of the expression tree per score.
 //!
 //! Subexpressions that do not depend on the key (the query position, the head, rule
-//! parameters, the key count, constants) are evaluated once per row by `RuleExpr::eval`
-//! itself; every per-key step applies `ir::scalar`'s op to each element. Compiled for
+//! parameters, the key count, constants) are evaluated by `RuleExpr::eval` itself, once per
+//! row, or once per head for those that do not read the query ([`Registers::next_head`]);
+//! every per-key step applies `ir::scalar`'s op to each element. Compiled for
 //! [`Arith::Exact`], both are the reference's f32 arithmetic, so a program's values are the
 //! reference's to the bit; for [`Arith::Fast`], they are the reference's to float noise.
 
@@ -270,9 +271,9 @@ impl Program {
     }
 
     /// Removes the row values nothing reads any more (what linear forms and folded
-    /// products were made from): each one is evaluated per row, and ALiBi's forward spent
-    /// a fifth of its cost above softmax's evaluating them (measured with `perf`). Puts the
-    /// ones that are the same for every row of a head first (`head_rows`).
+    /// products were made from): each one is evaluated per row or head, and ALiBi's
+    /// forward spent a fifth of its cost above softmax's evaluating them (measured with
+    /// `perf`). Puts the ones that are the same for every row of a head first (`head_rows`).
     fn drop_unused_rows(&mut self) {
         let mut outs = std::mem::take(&mut self.outs);
         let mut steps = std::mem::take(&mut self.steps);
